@@ -1,0 +1,118 @@
+"""One settings object per component, each read from `GEOFLUX_*` environment variables.
+
+Every field's env var is its section prefix plus the field name in capitals, e.g.
+`GEOFLUX_KAFKA_BOOTSTRAP`. Defaults suit one machine; production changes partitions and
+replication (3) through the same variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _section(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
+
+
+class KafkaSettings(BaseSettings):
+    """Where the cluster is and how our topics are shaped (`GEOFLUX_KAFKA_*`)."""
+
+    model_config = _section("GEOFLUX_KAFKA_")
+
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = 6
+    replication: int = 1
+    min_insync_replicas: int = 1
+    location_retention_days: int = 30
+    event_retention_days: int = 30
+    topic_prefix: str = ""  # isolates test runs and tenants of one cluster
+    request_timeout_s: float = 15.0
+
+
+class LocalKafkaSettings(BaseSettings):
+    """The single-node KRaft broker that `geoflux kafka start` runs (`GEOFLUX_LOCAL_KAFKA_*`)."""
+
+    model_config = _section("GEOFLUX_LOCAL_KAFKA_")
+
+    version: str = "4.1.1"
+    cache_dir: Path = Path.home() / ".cache" / "geoflux"
+    data_dir: Path = Path.home() / ".local" / "share" / "geoflux" / "kafka"
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "512m"
+    start_timeout_s: float = 90.0
+    stop_timeout_s: float = 30.0
+    fetch_timeout_s: float = 600.0
+
+
+class RegistrySettings(BaseSettings):
+    """Schema registry (`GEOFLUX_SCHEMA_REGISTRY_*`). No URL: registry-less mode, stable ids."""
+
+    model_config = _section("GEOFLUX_SCHEMA_REGISTRY_")
+
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = 10.0
+
+
+class LocalRegistrySettings(BaseSettings):
+    """Apicurio Registry from Maven Central, Confluent-compatible (`GEOFLUX_LOCAL_REGISTRY_*`).
+
+    Apicurio 3.x needs Java 21+: `java_home` or the newest JDK under /usr/lib/jvm is used.
+    """
+
+    model_config = _section("GEOFLUX_LOCAL_REGISTRY_")
+
+    version: str = "3.3.3"
+    cache_dir: Path = Path.home() / ".cache" / "geoflux"
+    data_dir: Path = Path.home() / ".local" / "share" / "geoflux" / "registry"
+    host: str = "127.0.0.1"
+    port: int = 8081
+    heap: str = "384m"
+    java_home: Path | None = None
+    start_timeout_s: float = 90.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/apis/ccompat/v7"
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP API (`GEOFLUX_API_*`)."""
+
+    model_config = _section("GEOFLUX_API_")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_batch: int = 1000
+    evaluate_timeout_s: float = 10.0
+
+
+class PostgresSettings(BaseSettings):
+    """PostgreSQL/PostGIS (`GEOFLUX_PG_*`)."""
+
+    model_config = _section("GEOFLUX_PG_")
+
+    dsn: str = "postgresql://geoflux@127.0.0.1:5432/geoflux"
+
+
+class GeofenceSettings(BaseSettings):
+    """Geofence validation and evaluation (`GEOFLUX_GEOFENCE_*`)."""
+
+    model_config = _section("GEOFLUX_GEOFENCE_")
+
+    max_vertices: int = 10_000
+    max_radius_m: float = 500_000.0
+    circle_segments: int = 64
+    hysteresis_m: float = 0.0  # default for fences without their own `hysteresis_m`
+    allowed_lateness_s: float = 30.0
+    history_per_entity: int = 8  # updates kept per entity to place late ones in order
+    max_batch: int = 2000
+    poll_timeout_s: float = 0.02
+    tick_interval_s: float = 0.2
+    group_id: str = "geoflux-evaluator"

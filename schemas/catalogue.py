@@ -1,0 +1,88 @@
+"""The topic catalogue: every topic geoflux owns, in one place.
+
+Partition counts and replication come from `KafkaSettings`; what is compacted, what is kept
+how long and which Avro schema is the value's contract are fixed here. Topics that are joined
+by key (locations and the evaluator's state) share the partition count by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from geoflux.settings import KafkaSettings
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    value_schema: str | None
+    compacted: bool = False
+    retention_ms: int | None = None  # None: broker default (compacted topics: forever)
+    key: str = ""
+    doc: str = ""
+    partitions: int | None = None  # None: KafkaSettings.partitions
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def config(self, settings: KafkaSettings) -> dict[str, str]:
+        cfg = {
+            "cleanup.policy": "compact" if self.compacted else "delete",
+            "min.insync.replicas": str(settings.min_insync_replicas),
+        }
+        if self.compacted:
+            cfg["retention.ms"] = "-1"
+        elif self.retention_ms is not None:
+            cfg["retention.ms"] = str(self.retention_ms)
+        cfg.update(self.extra)
+        return cfg
+
+
+def _spec(name: str, schema: str | None, **kw) -> TopicSpec:
+    return TopicSpec(name=name, value_schema=schema, **kw)
+
+
+def catalogue(settings: KafkaSettings | None = None) -> dict[str, TopicSpec]:
+    """Logical name -> spec, with `topic_prefix` applied to the physical names."""
+    s = settings or KafkaSettings()
+    loc_ms = s.location_retention_days * DAY_MS
+    evt_ms = s.event_retention_days * DAY_MS
+    specs = [
+        _spec("geo.locations", "LocationUpdate", retention_ms=loc_ms, key="entity_id",
+              doc="position reports; per-entity order"),
+        _spec("geo.locations.dlq", "DlqRecord", retention_ms=evt_ms, key="entity_id",
+              doc="late, duplicate-conflicting or undecodable location updates, with the reason"),
+        _spec("geo.geofences", "Geofence", compacted=True, key="geofence_id",
+              doc="geofence registry; tombstone deletes"),
+        _spec("geo.geofence-events", "GeofenceEvent", retention_ms=evt_ms, key="geofence_id",
+              doc="ENTER/EXIT/DWELL, per-geofence FIFO"),
+        _spec("geo.evaluations", "EvaluationResult", retention_ms=DAY_MS, key="request_id",
+              doc="answers to REST evaluate requests, written in the evaluator's transaction"),
+        _spec("geo.evaluator-state", "EntityState", compacted=True, key="entity_id",
+              doc="evaluator changelog, co-partitioned with geo.locations"),
+        _spec("geo.cep-patterns", "CepPattern", compacted=True, key="pattern_id"),
+        _spec("geo.cep-matches", "CepMatch", retention_ms=evt_ms, key="key"),
+        _spec("jobs.requests", "JobRequest", retention_ms=7 * DAY_MS, key="job_id"),
+        _spec("jobs.status", "JobStatus", compacted=True, key="job_id"),
+        _spec("jobs.results", "JobResult", retention_ms=evt_ms, key="job_id"),
+        _spec("jobs.retry", "JobRequest", retention_ms=7 * DAY_MS, key="job_id"),
+        _spec("jobs.dlq", "DlqRecord", retention_ms=evt_ms, key="job_id"),
+        _spec("alerts.alerts", "Alert", retention_ms=evt_ms, key="alert_id"),
+        _spec("alerts.deliveries", "DeliveryAttempt", retention_ms=7 * DAY_MS, key="delivery_id"),
+        _spec("alerts.retry", "DeliveryAttempt", retention_ms=7 * DAY_MS, key="delivery_id"),
+        _spec("alerts.dlq", "DlqRecord", retention_ms=evt_ms, key="delivery_id"),
+        _spec("alerts.status", "AlertStatus", compacted=True, key="alert_id"),
+    ]
+    return {spec.name: _with_prefix(spec, s.topic_prefix) for spec in specs}
+
+
+def _with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:
+    if not prefix:
+        return spec
+    return TopicSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__},
+                        "name": prefix + spec.name})
+
+
+def topic(logical: str, settings: KafkaSettings | None = None) -> str:
+    """The physical name of a catalogue topic."""
+    return catalogue(settings)[logical].name

@@ -1,0 +1,178 @@
+"""Avro in the Confluent wire format: magic byte 0, a 4-byte big-endian schema id, the body.
+
+Any Confluent-compatible client can read our topics. Ids come from a schema registry when one
+is configured (`HttpSchemaRegistry`, Confluent's REST API); without one,
+`LocalSchemaRegistry` derives a stable id from the schema's Parsing Canonical Form, so the
+same schema has the same id on every host and in every run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import struct
+import urllib.error
+import urllib.request
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+from geoflux.errors import PermanentError, TransientError, ValidationError
+
+AVRO_DIR = Path(__file__).parent / "avro"
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+@lru_cache(maxsize=None)
+def schema_text(name: str) -> str:
+    path = AVRO_DIR / f"{name}.avsc"
+    if not path.exists():
+        raise PermanentError(f"no Avro schema named {name!r} in {AVRO_DIR}")
+    return path.read_text()
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    return fastavro.parse_schema(json.loads(schema_text(name)))
+
+
+def all_schema_names() -> list[str]:
+    return sorted(p.stem for p in AVRO_DIR.glob("*.avsc"))
+
+
+def stable_schema_id(schema: str | dict) -> int:
+    """A 31-bit id from the canonical form: positive in every Confluent client's int32."""
+    parsed = fastavro.parse_schema(json.loads(schema) if isinstance(schema, str) else schema)
+    digest = hashlib.sha256(to_parsing_canonical_form(parsed).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF or 1
+
+
+class SchemaRegistry(Protocol):
+    def register(self, subject: str, schema: str) -> int: ...
+
+    def schema_by_id(self, schema_id: int) -> str: ...
+
+
+class LocalSchemaRegistry:
+    """Registry-less mode: ids are `stable_schema_id`; every schema in `schemas/avro` is known."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, str] = {}
+        for name in all_schema_names():
+            self.register(f"{name}-value", schema_text(name))
+
+    def register(self, subject: str, schema: str) -> int:
+        schema_id = stable_schema_id(schema)
+        self._by_id[schema_id] = schema
+        return schema_id
+
+    def schema_by_id(self, schema_id: int) -> str:
+        try:
+            return self._by_id[schema_id]
+        except KeyError:
+            raise ValidationError(f"unknown schema id {schema_id} (registry-less mode)") from None
+
+
+class HttpSchemaRegistry:
+    """A Confluent-compatible registry (Confluent, Apicurio `/apis/ccompat/v7`, Karapace)."""
+
+    def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
+                 timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._auth = None
+        if username:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self._auth = f"Basic {token}"
+        self._ids: dict[tuple[str, str], int] = {}
+        self._schemas: dict[int, str] = {}
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        if self._auth:
+            req.add_header("Authorization", self._auth)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            if exc.code >= 500 or exc.code == 429:
+                raise TransientError(f"schema registry {exc.code}: {detail}") from exc
+            raise PermanentError(f"schema registry {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise TransientError(f"schema registry {self.url} unreachable: {exc}") from exc
+
+    def register(self, subject: str, schema: str) -> int:
+        key = (subject, schema)
+        if key not in self._ids:
+            answer = self._call("POST", f"/subjects/{subject}/versions", {"schema": schema})
+            self._ids[key] = int(answer["id"])
+            self._schemas[self._ids[key]] = schema
+        return self._ids[key]
+
+    def schema_by_id(self, schema_id: int) -> str:
+        if schema_id not in self._schemas:
+            self._schemas[schema_id] = self._call("GET", f"/schemas/ids/{schema_id}")["schema"]
+        return self._schemas[schema_id]
+
+
+class AvroCodec:
+    """Encodes records of a named schema for a topic, decodes any id into a reader schema."""
+
+    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+        self.registry = registry or LocalSchemaRegistry()
+        self._writer_ids: dict[tuple[str, str], int] = {}
+        self._writers: dict[int, tuple[dict, str]] = {}
+
+    def schema_id(self, topic: str, schema_name: str) -> int:
+        key = (topic, schema_name)
+        if key not in self._writer_ids:
+            self._writer_ids[key] = self.registry.register(f"{topic}-value", schema_text(schema_name))
+        return self._writer_ids[key]
+
+    def encode(self, topic: str, schema_name: str, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC, self.schema_id(topic, schema_name)))
+        try:
+            fastavro.schemaless_writer(buf, load_schema(schema_name), record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValidationError(f"record does not match {schema_name}: {exc}") from exc
+        return buf.getvalue()
+
+    def _writer(self, schema_id: int) -> tuple[dict, str]:
+        if schema_id not in self._writers:
+            text = self.registry.schema_by_id(schema_id)
+            self._writers[schema_id] = (fastavro.parse_schema(json.loads(text)), text)
+        return self._writers[schema_id]
+
+    def decode(self, data: bytes | None, schema_name: str) -> dict[str, Any]:
+        """Reads `data` (any registered writer version) as `schema_name`: schema resolution
+        lets an old reader read a newer record and a new reader read an older one."""
+        if not data or len(data) < 5:
+            raise ValidationError(f"not Confluent wire format: {len(data or b'')} bytes")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise ValidationError(f"not Confluent wire format: magic byte {magic}")
+        writer, writer_text = self._writer(schema_id)
+        # Same schema on both sides: skip resolution, the hot path's common case.
+        reader = None if writer_text == schema_text(schema_name) else load_schema(schema_name)
+        try:
+            return fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, reader)
+        except Exception as exc:  # fastavro raises a zoo of types on corrupt input
+            raise ValidationError(f"cannot decode as {schema_name}: {exc!r}") from exc
+
+
+def codec_from_settings(url: str | None, username: str | None = None,
+                        password: str | None = None, timeout_s: float = 10.0) -> AvroCodec:
+    if url:
+        return AvroCodec(HttpSchemaRegistry(url, username=username, password=password,
+                                            timeout_s=timeout_s))
+    return AvroCodec(LocalSchemaRegistry())

@@ -1,0 +1,1 @@
+"""Runnable things: the HTTP API, the gateway, the CLI, the local broker."""

@@ -1,0 +1,117 @@
+"""Starting, finding and stopping the local helper processes (broker, registry) we own.
+
+A pid file per process; every wait has a deadline; a process that dies while we wait for it
+is reported with the last error line of its log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from geoflux.errors import ConfigurationError
+
+
+def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def last_error_line(*logs: Path) -> str:
+    for path in logs:
+        if path.exists():
+            lines = [ln for ln in path.read_text(errors="replace").splitlines()
+                     if "ERROR" in ln or "Exception" in ln or "Error" in ln]
+            if lines:
+                return lines[-1][:300]
+    return "no error logged"
+
+
+class ManagedProcess:
+    """One long-running child, detached into its own session, tracked by a pid file."""
+
+    def __init__(self, name: str, pid_file: Path, logs: list[Path]) -> None:
+        self.name, self.pid_file, self.logs = name, pid_file, logs
+        self._proc: subprocess.Popen | None = None
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def spawn(self, cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> int:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True,
+                                          env=env, cwd=cwd)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(str(self._proc.pid))
+        return self._proc.pid
+
+    def wait_until(self, ready, timeout_s: float, what: str) -> None:
+        pid = self.pid()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None or pid is None or not pid_alive(pid):
+                raise ConfigurationError(f"{self.name} exited before {what}: "
+                                         f"{last_error_line(*self.logs)} (logs: {self.logs[0].parent})")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise ConfigurationError(f"{self.name} did not get {what} within {timeout_s:.0f}s; "
+                                 f"see {self.logs[0]}")
+
+    def stop(self, timeout_s: float, kill: bool = False) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        try:
+            os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                self._reap()
+                time.sleep(0.05)
+        self._reap()
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            self._proc.poll()

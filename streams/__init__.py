@@ -1,0 +1,1 @@
+"""Stream processing: pure logic modules (geometry, membership, ids) and the thin workers around them."""

@@ -1,0 +1,53 @@
+"""Conversions between Avro records on topics and the membership machine's values. Pure."""
+
+from __future__ import annotations
+
+import math
+
+from geoflux.errors import ValidationError
+from streams.membership import EntityState, Membership, Seen, Transition, Update
+
+REPLY_ATTRIBUTE = "geoflux.reply_to"
+
+
+def update_from_record(rec: dict) -> Update:
+    entity = rec.get("entity_id")
+    if not entity:
+        raise ValidationError("location update has no entity_id")
+    lon, lat = rec["lon"], rec["lat"]
+    if not (math.isfinite(lon) and math.isfinite(lat)) or not -180 <= lon <= 180 or not -90 <= lat <= 90:
+        raise ValidationError(f"position ({lon}, {lat}) out of range")
+    return Update(entity, rec.get("tenant_id") or "default", float(lon), float(lat), int(rec["ts_ms"]))
+
+
+def state_to_record(state: EntityState) -> dict:
+    return {
+        "entity_id": state.entity_id,
+        "tenant_id": state.tenant_id,
+        "memberships": [
+            {"geofence_id": m.geofence_id, "geofence_version": m.geofence_version,
+             "entered_ms": m.entered_ms, "dwell_due_ms": m.dwell_due_ms,
+             "dwell_fired": m.dwell_fired}
+            for m in state.memberships.values()],
+        "history": [{"ts_ms": s.ts_ms, "lon": s.lon, "lat": s.lat, "inside": list(s.inside)}
+                    for s in state.history],
+    }
+
+
+def state_from_record(rec: dict) -> EntityState:
+    return EntityState(
+        rec["entity_id"], rec["tenant_id"],
+        {m["geofence_id"]: Membership(m["geofence_id"], m["geofence_version"], m["entered_ms"],
+                                      m["dwell_due_ms"], m["dwell_fired"])
+         for m in rec["memberships"]},
+        [Seen(s["ts_ms"], s["lon"], s["lat"], tuple(s["inside"])) for s in rec["history"]])
+
+
+def event_record(t: Transition, produced_ms: int | None, attributes: dict | None = None) -> dict:
+    return {
+        "event_id": t.event_id, "event_type": t.event_type, "entity_id": t.entity_id,
+        "geofence_id": t.geofence_id, "geofence_version": t.geofence_version,
+        "tenant_id": t.tenant_id, "lon": t.lon, "lat": t.lat, "ts_ms": t.ts_ms,
+        "source": t.source, "reason": t.reason, "produced_ms": produced_ms,
+        "attributes": attributes or {},
+    }

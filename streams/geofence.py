@@ -1,0 +1,202 @@
+"""Geofence definitions: GeoJSON in, validated shapely geometry out. Pure: no I/O.
+
+Boundary semantics: a point on a fence's boundary is inside (shapely `intersects`).
+Circles (a Point with `radius_m`) become geodesic polygons built in an azimuthal equidistant
+projection around their centre; one that crosses the antimeridian is split into a
+MultiPolygon on both sides of it, as RFC 7946 asks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import shapely
+from pyproj import CRS, Transformer
+from shapely.geometry import MultiPolygon, Point, Polygon, box, mapping, shape
+from shapely.ops import transform
+
+from geoflux.errors import ValidationError
+
+WGS84 = CRS.from_epsg(4326)
+
+
+@dataclass(frozen=True, slots=True)
+class FenceSpec:
+    """Validated input for a geofence version, before it is given an id and version."""
+
+    geometry: Polygon | MultiPolygon
+    name: str
+    tenant_id: str
+    dwell_seconds: float | None = None
+    hysteresis_m: float | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A geofence version as evaluators hold it. `inner`/`outer` exist only with hysteresis."""
+
+    geofence_id: str
+    tenant_id: str
+    name: str
+    version: int
+    geometry: Polygon | MultiPolygon
+    dwell_seconds: float | None
+    hysteresis_m: float
+    inner: Polygon | MultiPolygon | None = None
+    outer: Polygon | MultiPolygon | None = None
+
+    @property
+    def search_geometry(self):
+        return self.outer if self.outer is not None else self.geometry
+
+
+@lru_cache(maxsize=4096)
+def _aeqd(lon: float, lat: float) -> tuple[Transformer, Transformer]:
+    local = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
+    return (Transformer.from_crs(WGS84, local, always_xy=True),
+            Transformer.from_crs(local, WGS84, always_xy=True))
+
+
+def _split_antimeridian(coords: list[tuple[float, float]]) -> Polygon | MultiPolygon:
+    """A ring whose longitudes jump by more than 180 degrees crosses the antimeridian."""
+    lons = [x for x, _ in coords]
+    if max(lons) - min(lons) <= 180:
+        return Polygon(coords)
+    shifted = Polygon([(x + 360 if x < 0 else x, y) for x, y in coords])
+    east = shifted.intersection(box(0, -90, 180, 90))
+    west = transform(lambda x, y: (x - 360, y), shifted.intersection(box(180, -90, 540, 90)))
+    parts = [g for g in (east, west) if not g.is_empty]
+    polys = [p for g in parts for p in (g.geoms if hasattr(g, "geoms") else [g])
+             if p.geom_type == "Polygon"]
+    return MultiPolygon(polys) if len(polys) > 1 else polys[0]
+
+
+def circle(lon: float, lat: float, radius_m: float, segments: int = 64) -> Polygon | MultiPolygon:
+    fwd, inv = _aeqd(round(lon, 7), round(lat, 7))
+    local = Point(0, 0).buffer(radius_m, quad_segs=max(4, segments // 4))
+    xs, ys = inv.transform(*local.exterior.coords.xy)
+    return _split_antimeridian(list(zip(xs, ys)))
+
+
+def buffer_m(geom: Polygon | MultiPolygon, metres: float) -> Polygon | MultiPolygon:
+    """Grows (metres > 0) or shrinks a fence by a distance in metres, in a local projection."""
+    c = geom.centroid
+    fwd, inv = _aeqd(round(c.x, 5), round(c.y, 5))
+    return transform(inv.transform, transform(fwd.transform, geom).buffer(metres))
+
+
+def _check_position(pos, where: str) -> tuple[float, float]:
+    if not isinstance(pos, (list, tuple)) or len(pos) < 2:
+        raise ValidationError(f"{where}: a position must be [lon, lat]")
+    lon, lat = pos[0], pos[1]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lon, lat)):
+        raise ValidationError(f"{where}: coordinates must be numbers")
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise ValidationError(f"{where}: coordinates must be finite")
+    if not -180 <= lon <= 180:
+        raise ValidationError(f"{where}: longitude {lon} out of range [-180, 180]")
+    if not -90 <= lat <= 90:
+        raise ValidationError(f"{where}: latitude {lat} out of range [-90, 90]")
+    return float(lon), float(lat)
+
+
+def _check_polygon_coords(rings, where: str) -> int:
+    if not isinstance(rings, list) or not rings:
+        raise ValidationError(f"{where}: empty polygon")
+    count = 0
+    for i, ring in enumerate(rings):
+        label = f"{where} ring {i}"
+        if not isinstance(ring, list) or len(ring) < 4:
+            raise ValidationError(f"{label}: a linear ring needs at least 4 positions")
+        positions = [_check_position(p, label) for p in ring]
+        if positions[0] != positions[-1]:
+            raise ValidationError(f"{label}: unclosed ring (first and last positions differ)")
+        count += len(positions)
+    return count
+
+
+def parse_feature(feature: dict, *, max_vertices: int, max_radius_m: float = 500_000.0,
+                  circle_segments: int = 64) -> FenceSpec:
+    """Validates a GeoJSON Feature; raises ValidationError with the reason."""
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise ValidationError("expected a GeoJSON Feature")
+    geom = feature.get("geometry")
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise ValidationError("properties must be an object")
+    if not isinstance(geom, dict) or "type" not in geom:
+        raise ValidationError("feature has no geometry")
+    gtype, coords = geom.get("type"), geom.get("coordinates")
+    if gtype == "Point":
+        lon, lat = _check_position(coords, "circle centre")
+        radius = props.get("radius_m")
+        if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not 0 < radius <= max_radius_m:
+            raise ValidationError(f"a circle needs properties.radius_m in (0, {max_radius_m:g}] metres")
+        shp = circle(lon, lat, float(radius), circle_segments)
+    elif gtype == "Polygon":
+        n = _check_polygon_coords(coords, "polygon")
+        if n > max_vertices:
+            raise ValidationError(f"{n} vertices exceed the limit of {max_vertices}")
+        shp = shape(geom)
+    elif gtype == "MultiPolygon":
+        if not isinstance(coords, list) or not coords:
+            raise ValidationError("empty multipolygon")
+        n = sum(_check_polygon_coords(p, f"polygon {i}") for i, p in enumerate(coords))
+        if n > max_vertices:
+            raise ValidationError(f"{n} vertices exceed the limit of {max_vertices}")
+        shp = shape(geom)
+    else:
+        raise ValidationError(f"geometry type {gtype!r} is not supported: use Polygon, "
+                              "MultiPolygon or Point with properties.radius_m")
+    if shp.is_empty:
+        raise ValidationError("empty geometry")
+    if not shp.is_valid:
+        raise ValidationError(f"invalid geometry: {shapely.is_valid_reason(shp)}")
+    if shp.area == 0:
+        raise ValidationError("empty geometry (zero area)")
+    name = props.get("name")
+    tenant = props.get("tenant_id")
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("properties.name is required")
+    if not isinstance(tenant, str) or not tenant.strip():
+        raise ValidationError("properties.tenant_id is required")
+    dwell = _optional_positive(props, "dwell_seconds")
+    hyst = _optional_positive(props, "hysteresis_m", allow_zero=True)
+    extra = {k: str(v) for k, v in props.items()
+             if k not in {"name", "tenant_id", "dwell_seconds", "hysteresis_m", "radius_m"}}
+    return FenceSpec(shp, name.strip(), tenant.strip(), dwell, hyst, extra)
+
+
+def _optional_positive(props: dict, key: str, allow_zero: bool = False) -> float | None:
+    v = props.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (v == 0 and not allow_zero):
+        raise ValidationError(f"properties.{key} must be a {'non-negative' if allow_zero else 'positive'} number")
+    return float(v)
+
+
+def build_fence(geofence_id: str, version: int, spec: FenceSpec, default_hysteresis_m: float = 0.0) -> Fence:
+    h = spec.hysteresis_m if spec.hysteresis_m is not None else default_hysteresis_m
+    inner = outer = None
+    if h > 0:
+        inner, outer = buffer_m(spec.geometry, -h), buffer_m(spec.geometry, h)
+        shapely.prepare(inner)
+    shapely.prepare(spec.geometry)
+    return Fence(geofence_id, spec.tenant_id, spec.name, version, spec.geometry,
+                 spec.dwell_seconds, h, inner, outer)
+
+
+def geometry_json(geom) -> str:
+    return json.dumps(mapping(geom))
+
+
+def fence_from_record(rec: dict, default_hysteresis_m: float = 0.0) -> Fence:
+    """From a `Geofence` Avro record (already validated when it was written)."""
+    spec = FenceSpec(shape(json.loads(rec["geometry"])), rec["name"], rec["tenant_id"],
+                     rec.get("dwell_seconds"), rec.get("hysteresis_m"), dict(rec.get("properties") or {}))
+    return build_fence(rec["geofence_id"], rec["version"], spec, default_hysteresis_m)

@@ -1,0 +1,131 @@
+"""Session-wide real services: a Kafka broker, a schema registry, PostgreSQL+PostGIS, moto.
+
+Kafka: an external cluster when GEOFLUX_KAFKA_BOOTSTRAP is set; otherwise the project's own
+jar-based KRaft broker on free loopback ports (a Docker engine is not needed and not used).
+Each test gets its own topic prefix, so tests never see each other's records.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings
+from services.local_kafka import LocalKafka
+from services.local_process import free_port, port_is_open
+from services.local_registry import LocalRegistry
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"):
+    """Polls until `predicate()` is truthy; fails the test with `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@pytest.fixture(scope="session")
+def local_kafka(tmp_path_factory) -> LocalKafka | None:
+    if os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP"):
+        yield None
+        return
+    settings = LocalKafkaSettings(data_dir=tmp_path_factory.mktemp("kafka"), port=free_port(),
+                                  controller_port=free_port())
+    broker = LocalKafka(settings)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(local_kafka) -> str:
+    return os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP") or local_kafka.bootstrap
+
+
+@pytest.fixture
+def kafka_settings(bootstrap, request) -> KafkaSettings:
+    """Settings with a topic prefix unique to this test; the catalogue is applied."""
+    from connectors.kafka_admin import apply
+
+    partitions = getattr(request, "param", None) or 3
+    s = KafkaSettings(bootstrap=bootstrap, partitions=partitions,
+                      topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
+    apply(s)
+    return s
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory) -> str:
+    if os.environ.get("GEOFLUX_SCHEMA_REGISTRY_URL"):
+        yield os.environ["GEOFLUX_SCHEMA_REGISTRY_URL"]
+        return
+    reg = LocalRegistry(LocalRegistrySettings(data_dir=tmp_path_factory.mktemp("registry"),
+                                              port=free_port()))
+    yield reg.start()
+    reg.stop()
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql "
+                           "postgresql-15-postgis-3 (bash .ci/run does it)")
+    return found[0].parent
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory) -> str:
+    """A throwaway PostgreSQL cluster (with PostGIS available) on a free loopback port."""
+    if os.environ.get("GEOFLUX_PG_DSN"):
+        yield os.environ["GEOFLUX_PG_DSN"]
+        return
+    bin_dir = _pg_bin()
+    root = Path(f"/tmp/geoflux-pg-{uuid.uuid4().hex[:8]}")
+    root.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "geoflux",
+                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
+                    "-w", "-t", "60", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                    "start"], check=True, capture_output=True)
+    dsn = f"postgresql://geoflux@127.0.0.1:{port}/postgres"
+    try:
+        yield dsn
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> str:
+    """moto in server mode on loopback: boto3 speaks real HTTP to it."""
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: port_is_open("127.0.0.1", port), 30, what="moto server")
+        req = urllib.request.Request(url + "/moto-api/config", method="POST",
+                                     data=b'{"batch": {"use_docker": false}}',
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
