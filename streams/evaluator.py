@@ -90,7 +90,7 @@ class Evaluator:
         self.consumer = Consumer({
             **base, "group.id": self.group, "enable.auto.commit": False,
             "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 1000,
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5,
         })
         self.producer = Producer({

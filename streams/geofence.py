@@ -105,12 +105,12 @@ def _check_position(pos, where: str) -> tuple[float, float]:
 
 
 def _check_polygon_coords(rings, where: str) -> int:
-    if not isinstance(rings, list) or not rings:
+    if not isinstance(rings, (list, tuple)) or not rings:
         raise ValidationError(f"{where}: empty polygon")
     count = 0
     for i, ring in enumerate(rings):
         label = f"{where} ring {i}"
-        if not isinstance(ring, list) or len(ring) < 4:
+        if not isinstance(ring, (list, tuple)) or len(ring) < 4:
             raise ValidationError(f"{label}: a linear ring needs at least 4 positions")
         positions = [_check_position(p, label) for p in ring]
         if positions[0] != positions[-1]:
@@ -143,7 +143,7 @@ def parse_feature(feature: dict, *, max_vertices: int, max_radius_m: float = 500
             raise ValidationError(f"{n} vertices exceed the limit of {max_vertices}")
         shp = shape(geom)
     elif gtype == "MultiPolygon":
-        if not isinstance(coords, list) or not coords:
+        if not isinstance(coords, (list, tuple)) or not coords:
             raise ValidationError("empty multipolygon")
         n = sum(_check_polygon_coords(p, f"polygon {i}") for i, p in enumerate(coords))
         if n > max_vertices:

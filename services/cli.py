@@ -1,0 +1,197 @@
+"""The `geoflux` command. Every setting comes from `GEOFLUX_*` variables (see geoflux/settings.py);
+every failure exits non-zero with a one-line reason."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from geoflux.errors import GeofluxError
+from geoflux.settings import (ApiSettings, GeofenceSettings, KafkaSettings, LocalKafkaSettings,
+                              RegistrySettings)
+
+
+def one_line_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GeofluxError as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from None
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        except Exception as exc:  # librdkafka and friends: still one line, never a traceback
+            if type(exc).__name__ == "KafkaException":
+                raise click.ClickException(f"Kafka: {exc.args[0].str()}") from None
+            raise
+    return wrapper
+
+
+def codec():
+    from schemas.codec import codec_from_settings
+
+    r = RegistrySettings()
+    return codec_from_settings(r.url, r.username,
+                               r.password.get_secret_value() if r.password else None, r.timeout_s)
+
+
+@click.group(help="geoflux: geofence events, CEP, jobs and alerts on Apache Kafka.")
+def main() -> None:
+    pass
+
+
+# -- the local broker -------------------------------------------------------------------------
+@main.group(help="The local single-node Kafka broker (GEOFLUX_LOCAL_KAFKA_*).")
+def kafka() -> None:
+    pass
+
+
+@kafka.command("start", help="Fetch (first time), format and start the broker; print its bootstrap address.")
+@one_line_errors
+def kafka_start() -> None:
+    from services.local_kafka import LocalKafka
+
+    click.echo(LocalKafka().start())
+
+
+@kafka.command("stop", help="Stop the broker (SIGTERM, then SIGKILL after the timeout).")
+@one_line_errors
+def kafka_stop() -> None:
+    from services.local_kafka import LocalKafka
+
+    click.echo("stopped" if LocalKafka().stop() else "not running")
+
+
+@kafka.command("status", help="Is the broker running and ready? Exit 1 if not.")
+@one_line_errors
+def kafka_status() -> None:
+    from services.local_kafka import LocalKafka
+
+    status = LocalKafka().status()
+    click.echo(str(status))
+    if not status.ready:
+        sys.exit(1)
+
+
+# -- topics -----------------------------------------------------------------------------------
+@main.group(help="The topic catalogue (GEOFLUX_KAFKA_*).")
+def topics() -> None:
+    pass
+
+
+@topics.command("apply", help="Create or fix every catalogue topic; idempotent.")
+@one_line_errors
+def topics_apply() -> None:
+    from connectors.kafka_admin import apply
+
+    changes = apply(KafkaSettings())
+    click.echo("\n".join(changes) if changes else "no changes")
+
+
+@topics.command("describe", help="Show catalogue topics and any drift from the cluster; exit 1 on drift.")
+@one_line_errors
+def topics_describe() -> None:
+    from connectors.kafka_admin import describe
+    from schemas.catalogue import catalogue
+
+    s = KafkaSettings()
+    for spec in catalogue(s).values():
+        policy = "compact" if spec.compacted else "delete"
+        click.echo(f"{spec.name:40} {policy:8} {spec.value_schema or '-':18} {spec.doc}")
+    drift = describe(s)
+    for d in drift:
+        click.echo(f"DRIFT {d}")
+    if drift:
+        sys.exit(1)
+
+
+# -- workers and services ---------------------------------------------------------------------
+@main.group(help="Stream workers.")
+def worker() -> None:
+    pass
+
+
+@worker.command("evaluator", help="Run a geofence evaluator (transactional; stable --instance per process).")
+@click.option("--instance", default="0", show_default=True, help="Stable id: the transactional id suffix.")
+@one_line_errors
+def worker_evaluator(instance: str) -> None:
+    from services.logging import configure_logging
+    from streams.evaluator import run_evaluator
+
+    configure_logging()
+    run_evaluator(KafkaSettings(), GeofenceSettings(), codec(), instance)
+
+
+@main.command("api", help="Serve the HTTP API (GEOFLUX_API_HOST/PORT).")
+@one_line_errors
+def api() -> None:
+    from services.api import serve
+    from services.logging import configure_logging
+
+    configure_logging()
+    serve(KafkaSettings(), GeofenceSettings(), ApiSettings(), codec())
+
+
+@main.group(help="Geofences.")
+def geofences() -> None:
+    pass
+
+
+@geofences.command("import", help="Load a GeoJSON FeatureCollection into the geofence registry.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tenant", default=None, help="Require every feature to belong to this tenant.")
+@one_line_errors
+def geofences_import(file: Path, tenant: str | None) -> None:
+    from services.geofence_registry import GeofenceRegistry
+
+    try:
+        collection = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{file} is not JSON: {exc}") from None
+    registry = GeofenceRegistry(KafkaSettings(), GeofenceSettings(), codec())
+    registry.start()
+    try:
+        done, errors = registry.import_collection(collection, tenant)
+    finally:
+        registry.close()
+    for err in errors:
+        click.echo(f"rejected {err}", err=True)
+    click.echo(f"imported {done} geofence(s), rejected {len(errors)}")
+    if errors:
+        sys.exit(1)
+
+
+@main.command("demo", help="Publish simulated vehicles moving through sample geofences.")
+@click.option("--vehicles", default=20, show_default=True)
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between position reports.")
+@click.option("--duration", default=0.0, show_default=True, help="Seconds to run; 0 runs until stopped.")
+@one_line_errors
+def demo(vehicles: int, interval: float, duration: float) -> None:
+    from services.demo import run_demo
+
+    run_demo(KafkaSettings(), GeofenceSettings(), codec(), vehicles, interval, duration)
+
+
+@main.command("up", help="Start the local stack: broker, topics, evaluator, API, demo feed. Ctrl-C stops it.")
+@click.option("--demo/--no-demo", default=True, show_default=True)
+@one_line_errors
+def up(demo: bool) -> None:
+    from services.stack import Stack
+
+    Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).up(with_demo=demo)
+
+
+@main.command("down", help="Stop everything `geoflux up` started.")
+@one_line_errors
+def down() -> None:
+    from services.stack import Stack
+
+    click.echo(Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).down())
+
+
+if __name__ == "__main__":
+    main()

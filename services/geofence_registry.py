@@ -1,0 +1,189 @@
+"""The geofence registry: validated versions written to the compacted geofence topic, and a
+read view of that topic kept current by a background consumer.
+
+The topic is the source of truth: every evaluator builds its index from it. The view answers
+GET/list for the API; after a write it is updated at once (read-your-writes), and records
+written by other API instances arrive through the consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from connectors.kafka_producer import ReliableProducer
+from geoflux.errors import GeofluxError, PermanentError, ValidationError
+from geoflux.settings import GeofenceSettings, KafkaSettings
+from schemas.catalogue import topic
+from schemas.codec import AvroCodec
+from streams.geofence import FenceSpec, geometry_json, parse_feature
+
+
+class NotFound(PermanentError):
+    error_class = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFence:
+    record: dict
+
+    def feature(self) -> dict:
+        r = self.record
+        props = {"name": r["name"], "tenant_id": r["tenant_id"], "version": r["version"],
+                 "dwell_seconds": r["dwell_seconds"], "hysteresis_m": r["hysteresis_m"],
+                 "updated_ms": r["updated_ms"], **r["properties"]}
+        return {"type": "Feature", "id": r["geofence_id"], "geometry": json.loads(r["geometry"]),
+                "properties": props}
+
+
+class GeofenceRegistry:
+    def __init__(self, kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
+                 producer: ReliableProducer | None = None) -> None:
+        self.kafka, self.geo, self.codec = kafka, geo, codec
+        self.topic = topic("geo.geofences", kafka)
+        self.producer = producer or ReliableProducer(kafka)
+        self._fences: dict[str, StoredFence] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer = Consumer({"bootstrap.servers": kafka.bootstrap,
+                                   "group.id": f"geoflux-registry-{uuid.uuid4().hex[:8]}",
+                                   "enable.auto.commit": False, "enable.partition.eof": True})
+
+    # -- the view ----------------------------------------------------------------------------
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Reads the topic to its end, then follows it in a background thread."""
+        md = self._consumer.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
+        if self.topic not in md.topics or md.topics[self.topic].error is not None:
+            raise GeofluxError(f"topic {self.topic} does not exist: run `geoflux topics apply`")
+        parts = list(md.topics[self.topic].partitions)
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
+        eof: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(eof) < len(parts):
+            if time.monotonic() > deadline:
+                raise GeofluxError(f"{self.topic} not read to its end within {timeout_s:.0f}s")
+            eof |= self._poll(0.2)
+        self._thread = threading.Thread(target=self._follow, name="geofence-view", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            self._poll(0.2)
+
+    def _poll(self, timeout: float) -> set[int]:
+        eof = set()
+        for msg in self._consumer.consume(500, timeout):
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(msg.partition())
+                continue
+            gid = msg.key().decode()
+            rec = self.codec.decode(msg.value(), "Geofence") if msg.value() else None
+            with self._lock:
+                current = self._fences.get(gid)
+                if rec is None or rec["deleted"]:
+                    self._fences.pop(gid, None)
+                elif current is None or rec["version"] >= current.record["version"]:
+                    self._fences[gid] = StoredFence(rec)
+        return eof
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self._consumer.close()
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, geofence_id: str, tenant_id: str | None = None) -> StoredFence:
+        with self._lock:
+            fence = self._fences.get(geofence_id)
+        if fence is None or (tenant_id is not None and fence.record["tenant_id"] != tenant_id):
+            raise NotFound(f"geofence {geofence_id} not found")
+        return fence
+
+    def list(self, tenant_id: str | None = None, offset: int = 0, limit: int = 100) -> tuple[list[StoredFence], int]:
+        with self._lock:
+            items = sorted((f for f in self._fences.values()
+                            if tenant_id is None or f.record["tenant_id"] == tenant_id),
+                           key=lambda f: f.record["geofence_id"])
+        return items[offset:offset + limit], len(items)
+
+    # -- writes ------------------------------------------------------------------------------
+    def validate(self, feature: dict) -> FenceSpec:
+        return parse_feature(feature, max_vertices=self.geo.max_vertices,
+                             max_radius_m=self.geo.max_radius_m,
+                             circle_segments=self.geo.circle_segments)
+
+    def put(self, feature: dict, geofence_id: str | None = None, *,
+            tenant_id: str | None = None, create_only: bool = False) -> StoredFence:
+        """Creates (version 1) or replaces (version + 1); durable (acks=all) before it returns."""
+        [stored] = self.put_many([(feature, geofence_id)], tenant_id=tenant_id,
+                                 create_only=create_only)
+        return stored
+
+    def put_many(self, items: list[tuple[dict, str | None]], *, tenant_id: str | None = None,
+                 create_only: bool = False) -> list[StoredFence]:
+        """Validates every feature first, then writes them all and waits for one ack."""
+        records = [self._record_for(f, gid, tenant_id, create_only) for f, gid in items]
+        for rec in records:
+            self.producer.send(self.topic, self.codec.encode(self.topic, "Geofence", rec),
+                               key=rec["geofence_id"])
+        self.producer.flush_or_raise()
+        stored = [StoredFence(rec) for rec in records]
+        with self._lock:
+            for s in stored:
+                self._fences[s.record["geofence_id"]] = s
+        return stored
+
+    def _record_for(self, feature: dict, geofence_id: str | None, tenant_id: str | None,
+                    create_only: bool) -> dict:
+        spec = self.validate(feature)
+        if tenant_id is not None and spec.tenant_id != tenant_id:
+            raise ValidationError(f"properties.tenant_id {spec.tenant_id!r} is not your tenant")
+        gid = geofence_id or str(feature.get("id") or uuid.uuid4())
+        if not isinstance(gid, str) or not gid or len(gid) > 200:
+            raise ValidationError("geofence id must be a non-empty string of at most 200 characters")
+        with self._lock:
+            current = self._fences.get(gid)
+        if current is not None and create_only:
+            raise ValidationError(f"geofence {gid} already exists: use PUT to change it")
+        if current is not None and tenant_id is not None and current.record["tenant_id"] != tenant_id:
+            raise NotFound(f"geofence {gid} not found")
+        return {"geofence_id": gid, "tenant_id": spec.tenant_id, "name": spec.name,
+                "version": current.record["version"] + 1 if current else 1,
+                "geometry": geometry_json(spec.geometry), "dwell_seconds": spec.dwell_seconds,
+                "hysteresis_m": spec.hysteresis_m, "properties": spec.properties,
+                "updated_ms": int(time.time() * 1000), "deleted": False}
+
+    def delete(self, geofence_id: str, tenant_id: str | None = None) -> StoredFence:
+        """A `deleted` version (so evaluators can emit EXITs with it), then the tombstone."""
+        current = self.get(geofence_id, tenant_id)
+        rec = dict(current.record, version=current.record["version"] + 1, deleted=True,
+                   updated_ms=int(time.time() * 1000))
+        self.producer.send(self.topic, self.codec.encode(self.topic, "Geofence", rec), key=geofence_id)
+        self.producer.send(self.topic, None, key=geofence_id)
+        self.producer.flush_or_raise()
+        with self._lock:
+            self._fences.pop(geofence_id, None)
+        return StoredFence(rec)
+
+    def import_collection(self, collection: dict, tenant_id: str | None = None) -> tuple[int, list[str]]:
+        """Loads a FeatureCollection; returns (imported, errors by feature index)."""
+        if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
+            raise ValidationError("expected a GeoJSON FeatureCollection")
+        valid, errors = [], []
+        for i, feature in enumerate(collection.get("features") or []):
+            try:
+                self.validate(feature)
+                valid.append((feature, None))
+            except ValidationError as exc:
+                errors.append(f"feature {i}: {exc}")
+        for start in range(0, len(valid), 5000):
+            self.put_many(valid[start:start + 5000], tenant_id=tenant_id)
+        return len(valid), errors

@@ -1,0 +1,111 @@
+"""Shared by the geofence end-to-end tests: worker processes, a location publisher and an
+event collector that reads what a downstream read_committed consumer would read."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer
+
+from connectors.kafka_producer import ReliableProducer
+from geoflux.settings import GeofenceSettings, KafkaSettings
+from schemas.catalogue import topic
+from schemas.codec import AvroCodec
+from services.geofence_registry import GeofenceRegistry
+
+
+def worker_env(settings: KafkaSettings, **extra) -> dict:
+    env = dict(os.environ)
+    env.update({"GEOFLUX_KAFKA_BOOTSTRAP": settings.bootstrap,
+                "GEOFLUX_KAFKA_TOPIC_PREFIX": settings.topic_prefix,
+                "GEOFLUX_KAFKA_PARTITIONS": str(settings.partitions),
+                "GEOFLUX_LOG_LEVEL": "WARNING", **extra})
+    env.pop("GEOFLUX_SCHEMA_REGISTRY_URL", None)
+    return env
+
+
+def start_worker(settings: KafkaSettings, instance: str, log_dir: Path, **env) -> subprocess.Popen:
+    log = open(log_dir / f"evaluator-{instance}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "worker", "evaluator",
+                             "--instance", instance], env=worker_env(settings, **env),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            kill(proc)
+
+
+def publish_fences(settings: KafkaSettings, features: list[dict], codec: AvroCodec) -> GeofenceRegistry:
+    reg = GeofenceRegistry(settings, GeofenceSettings(), codec)
+    reg.start()
+    reg.put_many([(f, f["id"]) for f in features])
+    return reg
+
+
+def publish_locations(settings: KafkaSettings, codec: AvroCodec, rows, tenant: str = "t") -> int:
+    """rows: (entity, lon, lat, ts_ms). Keyed by entity, so per-entity order is kept."""
+    t = topic("geo.locations", settings)
+    producer = ReliableProducer(settings)
+    for entity, lon, lat, ts in rows:
+        rec = {"entity_id": entity, "tenant_id": tenant, "lon": lon, "lat": lat, "ts_ms": ts,
+               "attributes": {}, "produced_ms": int(time.time() * 1000)}
+        producer.send(t, codec.encode(t, "LocationUpdate", rec), key=entity)
+    return producer.flush_or_raise()
+
+
+class EventCollector:
+    """Reads a topic read_committed in a background thread; `records` keeps read order."""
+
+    def __init__(self, settings: KafkaSettings, codec: AvroCodec, logical: str = "geo.geofence-events",
+                 schema: str = "GeofenceEvent") -> None:
+        self.codec, self.schema = codec, schema
+        self.records: list[tuple[int, int, dict]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._consumer = Consumer({"bootstrap.servers": settings.bootstrap,
+                                   "group.id": f"collector-{uuid.uuid4().hex}",
+                                   "auto.offset.reset": "earliest",
+                                   "isolation.level": "read_committed"})
+        self._consumer.subscribe([topic(logical, settings)])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for m in self._consumer.consume(500, 0.2):
+                if m.error():
+                    continue
+                rec = self.codec.decode(m.value(), self.schema)
+                rec["_read_ms"] = int(time.time() * 1000)
+                with self._lock:
+                    self.records.append((m.partition(), m.offset(), rec))
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            return [r for _, _, r in self.records]
+
+    def unique_ids(self) -> set[str]:
+        return {r["event_id"] for r in self.snapshot()}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
