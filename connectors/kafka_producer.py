@@ -6,6 +6,8 @@ record nobody checks. `Producer.flush_or_raise` turns every failed report into a
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -62,6 +64,39 @@ class ReliableProducer:
             except BufferError:  # local queue full: let librdkafka drain, then retry
                 self._producer.poll(0.05)
         self._producer.poll(0)
+
+    def deliver(self, records: list[tuple[str, bytes | None, str | bytes | None]],
+                timeout_s: float = 30.0) -> None:
+        """Sends (topic, value, key) records and returns once all of *these* are acknowledged.
+
+        Safe to call from several threads at once: each call tracks only its own records.
+        """
+        lock = threading.Lock()
+        state = {"left": len(records), "errors": []}
+
+        def on_delivery(err, msg):
+            with lock:
+                state["left"] -= 1
+                if err is not None:
+                    state["errors"].append((msg.topic(), err))
+
+        for topic, value, key in records:
+            while True:
+                try:
+                    self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        deadline = time.monotonic() + timeout_s
+        while state["left"] > 0 and time.monotonic() < deadline:
+            self._producer.poll(0.01)
+        if state["errors"]:
+            topic, err = state["errors"][0]
+            raise TransientError(f"{len(state['errors'])} record(s) not acknowledged; first: "
+                                 f"{topic}: {err.str()}")
+        if state["left"] > 0:
+            raise TransientError(f"{state['left']} record(s) unacknowledged after {timeout_s:.0f}s "
+                                 f"(is the broker at {self.settings.bootstrap} up?)")
 
     def flush_or_raise(self, timeout_s: float = 30.0) -> int:
         remaining = self._producer.flush(timeout_s)

@@ -334,7 +334,9 @@ class Evaluator:
         rec = {"request_id": request_id, "entity_id": upd.entity_id, "ts_ms": upd.ts_ms,
                "outcome": outcome.kind, "reason": outcome.reason,
                "inside": sorted(state.memberships),
-               "event_ids": [t.event_id for t in outcome.transitions]}
+               "events": [{"event_id": t.event_id, "event_type": t.event_type,
+                           "geofence_id": t.geofence_id, "geofence_version": t.geofence_version,
+                           "ts_ms": t.ts_ms} for t in outcome.transitions]}
         self.producer.produce(self.t_eval, key=request_id,
                               value=self.codec.encode(self.t_eval, "EvaluationResult", rec))
 

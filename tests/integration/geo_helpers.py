@@ -109,3 +109,25 @@ class EventCollector:
         self._stop.set()
         self._thread.join(10)
         self._consumer.close()
+
+
+def start_api(settings: KafkaSettings, port: int, log_dir: Path, **env) -> subprocess.Popen:
+    log = open(log_dir / "api.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "api"],
+                            env=worker_env(settings, GEOFLUX_API_PORT=str(port), **env),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def http(method: str, url: str, body=None, timeout: float = 30.0) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")

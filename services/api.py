@@ -1,0 +1,65 @@
+"""The HTTP API (aiohttp): geofences, REST evaluation, health. Later issues add routes here."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from connectors.kafka_admin import admin_client
+from connectors.kafka_producer import ReliableProducer
+from geoflux.settings import ApiSettings, GeofenceSettings, KafkaSettings
+from schemas.codec import AvroCodec
+from services import routes_geoevent, routes_geofences
+from services.evaluation_waiter import EvaluationWaiter
+from services.geofence_registry import GeofenceRegistry
+from services.problems import problem, problem_middleware
+
+SETTINGS = web.AppKey("kafka_settings", KafkaSettings)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    s = request.app[SETTINGS]
+
+    def check() -> str | None:
+        try:
+            md = admin_client(s).list_topics(timeout=3)
+            return None if md.brokers else "no brokers"
+        except Exception as exc:  # any failure means not ready; the reason is reported
+            return str(exc)
+
+    err = await asyncio.to_thread(check)
+    if err:
+        return problem(503, "Service Unavailable", f"Kafka at {s.bootstrap}: {err}")
+    return web.json_response({"status": "ready", "kafka": s.bootstrap})
+
+
+def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
+               codec: AvroCodec) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=16 * 1024 * 1024)
+    app[SETTINGS] = kafka
+    producer = ReliableProducer(kafka)
+    registry = GeofenceRegistry(kafka, geo, codec, producer)
+    registry.start()
+    waiter = EvaluationWaiter(kafka, codec)
+    app[routes_geofences.REGISTRY] = registry
+    routes_geofences.add_routes(app)
+    routes_geoevent.add_routes(app, kafka, api, codec, producer, waiter)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+    async def on_cleanup(_app):
+        registry.close()
+        waiter.close()
+
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def serve(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings, codec: AvroCodec) -> None:
+    web.run_app(create_app(kafka, geo, api, codec), host=api.host, port=api.port,
+                print=None, access_log=None)

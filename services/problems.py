@@ -1,0 +1,59 @@
+"""RFC 7807 problem documents, and the middleware that turns the error tree into them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import structlog
+from aiohttp import web
+
+from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
+
+log = structlog.get_logger("geoflux.api")
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, title: str, detail: str, type_: str = "about:blank") -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.type = status, title, detail, type_
+
+
+def problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra) -> web.Response:
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/problem+json")
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler):
+    from services.geofence_registry import NotFound
+
+    try:
+        return await handler(request)
+    except HTTPProblem as exc:
+        return problem(exc.status, exc.title, exc.detail, exc.type)
+    except NotFound as exc:
+        return problem(404, "Not Found", str(exc))
+    except ValidationError as exc:
+        return problem(422, "Unprocessable Entity", str(exc))
+    except TransientError as exc:
+        return problem(503, "Service Unavailable", str(exc))
+    except (PermanentError, ConfigurationError) as exc:
+        return problem(400, "Bad Request", str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return problem(exc.status, exc.reason, exc.text or exc.reason)
+        raise
+    except Exception:
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error", incident=incident, path=request.path)
+        return problem(500, "Internal Server Error", f"unexpected error; incident {incident}")
+
+
+async def json_body(request: web.Request) -> object:
+    if not request.body_exists:
+        raise HTTPProblem(400, "Bad Request", "a JSON body is required")
+    try:
+        return json.loads(await request.text())
+    except json.JSONDecodeError as exc:
+        raise HTTPProblem(400, "Bad Request", f"body is not valid JSON: {exc}") from None
