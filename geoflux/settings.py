@@ -60,6 +60,19 @@ class RegistrySettings(BaseSettings):
     timeout_s: float = 10.0
 
 
+class StreamSettings(BaseSettings):
+    """The Faust app (`GEOFLUX_STREAM_*`): agents that need at-least-once stream tables."""
+
+    model_config = _section("GEOFLUX_STREAM_")
+
+    app_id: str = "geoflux"
+    store: str = "auto"  # auto: rocksdb:// where rocksdict imports, memory:// otherwise
+    data_dir: Path = Path.home() / ".local" / "share" / "geoflux" / "faust"
+    processing_guarantee: str = "at_least_once"
+    web_port: int = 6066
+    commit_interval_s: float = 1.0
+
+
 class LocalRegistrySettings(BaseSettings):
     """Apicurio Registry from Maven Central, Confluent-compatible (`GEOFLUX_LOCAL_REGISTRY_*`).
 

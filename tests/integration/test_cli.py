@@ -1,0 +1,79 @@
+"""The `geoflux` command: help everywhere, one-line failures, real work against the broker."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = [[], ["kafka"], ["kafka", "start"], ["kafka", "stop"], ["kafka", "status"],
+            ["topics"], ["topics", "apply"], ["topics", "describe"], ["worker", "evaluator"],
+            ["api"], ["geofences", "import"], ["demo"], ["up"], ["down"]]
+
+
+def geoflux(*args, env=None, timeout=120):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "geoflux")
+def test_every_command_has_help(args):
+    proc = geoflux(*args, "--help")
+    assert proc.returncode == 0 and "Usage:" in proc.stdout
+
+
+def test_wrong_bootstrap_is_one_line_and_nonzero():
+    proc = geoflux("topics", "apply", env={"GEOFLUX_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                                           "GEOFLUX_KAFKA_REQUEST_TIMEOUT_S": "2"})
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error")]
+    assert lines == ["Error: no Kafka broker answered at 127.0.0.1:1 within 2s; start one with "
+                     "`geoflux kafka start` or set GEOFLUX_KAFKA_BOOTSTRAP"]
+
+
+def test_port_taken_is_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = geoflux("kafka", "start", env={"GEOFLUX_LOCAL_KAFKA_PORT": str(port),
+                                              "GEOFLUX_LOCAL_KAFKA_DATA_DIR": str(tmp_path)})
+    assert proc.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already taken" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_foreign_data_dir_is_refused(tmp_path):
+    (tmp_path / "kraft").mkdir()
+    (tmp_path / "kraft" / "meta.properties").write_text("cluster.id=someone-else\n")
+    (tmp_path / "cluster.id").write_text("Gmine0000000000000000a")
+    from services.local_process import free_port
+    proc = geoflux("kafka", "start", env={"GEOFLUX_LOCAL_KAFKA_PORT": str(free_port()),
+                                          "GEOFLUX_LOCAL_KAFKA_CONTROLLER_PORT": str(free_port()),
+                                          "GEOFLUX_LOCAL_KAFKA_DATA_DIR": str(tmp_path)})
+    assert proc.returncode != 0 and "holds another cluster's data" in proc.stderr
+
+
+@pytest.mark.kafka
+def test_topics_apply_twice_and_geofence_import(kafka_settings, tmp_path):
+    env = {"GEOFLUX_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+           "GEOFLUX_KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
+           "GEOFLUX_KAFKA_PARTITIONS": str(kafka_settings.partitions)}
+    first = geoflux("topics", "apply", env=env)
+    assert first.returncode == 0 and first.stdout.strip() == "no changes"
+    described = geoflux("topics", "describe", env=env)
+    assert described.returncode == 0 and "DRIFT" not in described.stdout
+    square = [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]
+    good = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square},
+            "properties": {"name": "a", "tenant_id": "t"}}
+    bad = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square[0][:-1]]},
+           "properties": {"name": "b", "tenant_id": "t"}}
+    path = tmp_path / "fences.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [good, good, bad]}))
+    proc = geoflux("geofences", "import", str(path), env=env)
+    assert proc.returncode == 1
+    assert "imported 2 geofence(s), rejected 1" in proc.stdout
+    assert "feature 2: polygon ring 0: unclosed ring" in proc.stderr
