@@ -131,3 +131,21 @@ def http(method: str, url: str, body=None, timeout: float = 30.0) -> tuple[int, 
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def lag_is_zero(settings: KafkaSettings, group: str | None = None) -> bool:
+    """Every partition of geo.locations that holds records is committed to its end."""
+    from confluent_kafka import TopicPartition
+
+    t = topic("geo.locations", settings)
+    c = Consumer({"bootstrap.servers": settings.bootstrap,
+                  "group.id": group or settings.topic_prefix + GeofenceSettings().group_id})
+    try:
+        parts = [TopicPartition(t, p) for p in range(settings.partitions)]
+        for tp in c.committed(parts, timeout=10):
+            _, hi = c.get_watermark_offsets(TopicPartition(t, tp.partition), timeout=10)
+            if hi > 0 and tp.offset < hi:
+                return False
+        return True
+    finally:
+        c.close()

@@ -9,7 +9,7 @@ import pytest
 
 from schemas.codec import AvroCodec
 from tests.conftest import wait_for
-from tests.integration.geo_helpers import (EventCollector, kill, publish_fences,
+from tests.integration.geo_helpers import (EventCollector, kill, lag_is_zero, publish_fences,
                                            publish_locations, start_worker, stop)
 from tests.scenario import make_scenario
 
@@ -61,7 +61,6 @@ def test_sigkill_three_times_loses_and_duplicates_nothing(kafka_settings, worker
         wait_for(lambda: len(events.unique_ids()) >= n_expected, 180,
                  what=f"{n_expected} distinct events")
         # and nothing more arrives: wait until every worker's group has caught up
-        from confluent_kafka.admin import AdminClient
         wait_for(lambda: lag_is_zero(kafka_settings), 60, what="consumer lag 0")
         records = events.snapshot()
         check_against_expectation(records, expected)
@@ -73,21 +72,3 @@ def test_sigkill_three_times_loses_and_duplicates_nothing(kafka_settings, worker
         events.close()
         registry.close()
 
-
-def lag_is_zero(settings) -> bool:
-    from confluent_kafka import Consumer, TopicPartition
-    from schemas.catalogue import topic
-
-    t = topic("geo.locations", settings)
-    c = Consumer({"bootstrap.servers": settings.bootstrap,
-                  "group.id": settings.topic_prefix + "geoflux-evaluator"})
-    try:
-        parts = [TopicPartition(t, p) for p in range(settings.partitions)]
-        committed = c.committed(parts, timeout=10)
-        for tp in committed:
-            lo, hi = c.get_watermark_offsets(TopicPartition(t, tp.partition), timeout=10)
-            if tp.offset < 0 or tp.offset < hi:
-                return False
-        return True
-    finally:
-        c.close()

@@ -1,0 +1,226 @@
+"""Geofence evaluation through Kafka, measured: a script that prints a table, not a test.
+
+For each fence count it
+  1. publishes the fences and pre-loads a backlog of location updates, then starts one
+     evaluator process and times how fast it drains the backlog (sustained updates/s);
+  2. feeds updates at fixed rates from a separate producer process and measures end-to-end
+     latency, update produced -> event readable by a read_committed consumer (P50/P95/P99);
+  3. reads the evaluator's peak RSS.
+
+    python benchmarks/geofence_throughput.py --fences 1000,10000,100000
+
+Everything runs on this machine: broker, evaluator, producer and consumer share its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from shapely.geometry import box, mapping  # noqa: E402
+
+from connectors.kafka_admin import apply  # noqa: E402
+from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
+from schemas.catalogue import topic  # noqa: E402
+from schemas.codec import AvroCodec  # noqa: E402
+from services.geofence_registry import GeofenceRegistry  # noqa: E402
+from services.local_kafka import LocalKafka  # noqa: E402
+from services.local_process import free_port  # noqa: E402
+from tests.integration.geo_helpers import start_worker, stop  # noqa: E402
+
+
+def extent_for(n_fences: int) -> float:
+    return (n_fences / 1000) ** 0.5  # keep fence density (and hits per point) constant
+
+
+def fence_features(n: int, seed: int = 1) -> list[tuple[dict, str]]:
+    rnd, ext = random.Random(seed), extent_for(n)
+    out = []
+    for i in range(n):
+        x, y = rnd.uniform(0, ext), rnd.uniform(0, ext)
+        w, h = rnd.uniform(0.005, 0.04), rnd.uniform(0.005, 0.04)
+        out.append(({"type": "Feature", "geometry": mapping(box(x, y, x + w, y + h)),
+                     "properties": {"name": f"g{i}", "tenant_id": "bench"}}, f"g{i}"))
+    return out
+
+
+class Fleet:
+    """Entities on straight-ish tracks; each call to `next` moves one entity one step."""
+
+    def __init__(self, n_entities: int, ext: float, seed: int = 2) -> None:
+        rnd = random.Random(seed)
+        self.pos = [[rnd.uniform(0, ext), rnd.uniform(0, ext)] for _ in range(n_entities)]
+        self.vel = [[rnd.uniform(-1, 1) * 0.003, rnd.uniform(-1, 1) * 0.003] for _ in range(n_entities)]
+        self.ext, self.i, self.ts = ext, 0, int(time.time() * 1000)
+
+    def next(self) -> tuple[str, float, float, int]:
+        k = self.i % len(self.pos)
+        self.i += 1
+        p, v = self.pos[k], self.vel[k]
+        for d in (0, 1):
+            p[d] += v[d]
+            if not 0 <= p[d] <= self.ext:
+                v[d] = -v[d]
+                p[d] = min(max(p[d], 0), self.ext)
+        self.ts += 1  # strictly increasing event time per entity
+        return f"e{k}", p[0], p[1], self.ts
+
+
+def produce(settings_json: str, n: int, rate: float, n_entities: int, ext: float, seed: int) -> None:
+    settings = KafkaSettings.model_validate_json(settings_json)
+    codec, t = AvroCodec(), topic("geo.locations", settings)
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 2,
+                         "enable.idempotence": True, "acks": "all", "compression.type": "lz4",
+                         "queue.buffering.max.messages": 1_000_000})
+    fleet = Fleet(n_entities, ext, seed)
+    start = time.perf_counter()
+    for i in range(n):
+        if rate:
+            ahead = i / rate - (time.perf_counter() - start)
+            if ahead > 0.002:
+                time.sleep(ahead)  # pacing the feed to the target rate
+        entity, lon, lat, ts = fleet.next()
+        rec = {"entity_id": entity, "tenant_id": "bench", "lon": lon, "lat": lat, "ts_ms": ts,
+               "attributes": {}, "produced_ms": int(time.time() * 1000)}
+        while True:
+            try:
+                producer.produce(t, codec.encode(t, "LocationUpdate", rec), key=entity)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def committed_total(settings: KafkaSettings) -> int:
+    c = Consumer({"bootstrap.servers": settings.bootstrap,
+                  "group.id": settings.topic_prefix + GeofenceSettings().group_id})
+    try:
+        parts = [TopicPartition(topic("geo.locations", settings), p) for p in range(settings.partitions)]
+        return sum(max(tp.offset, 0) for tp in c.committed(parts, timeout=10))
+    finally:
+        c.close()
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def wait(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities: int,
+                ext: float, seed: int) -> dict:
+    events_topic = topic("geo.geofence-events", settings)
+    codec = AvroCodec()
+    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": uuid.uuid4().hex,
+                  "isolation.level": "read_committed", "auto.offset.reset": "latest",
+                  "fetch.wait.max.ms": 5})
+    c.subscribe([events_topic])
+    wait(lambda: bool(c.consume(1, 0.2) is not None and c.assignment()), 30, "event consumer")
+    n = int(rate * seconds)
+    base = committed_total(settings)
+    proc = mp.Process(target=produce, args=(settings.model_dump_json(), n, rate, n_entities, ext, seed))
+    t0 = time.monotonic()
+    proc.start()
+    lat: list[int] = []
+    while proc.is_alive() or committed_total(settings) < base + n:
+        for m in c.consume(1000, 0.1):
+            if not m.error():
+                now = int(time.time() * 1000)
+                rec = codec.decode(m.value(), "GeofenceEvent")
+                if rec["produced_ms"] and rec["source"].startswith("loc:"):
+                    lat.append(now - rec["produced_ms"])
+        if time.monotonic() - t0 > seconds * 6 + 60:
+            break
+    proc.join()
+    elapsed = time.monotonic() - t0
+    c.close()
+    lat.sort()
+    q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
+    return {"rate": rate, "achieved": n / elapsed, "events": len(lat), "p50": q(0.50),
+            "p95": q(0.95), "p99": q(0.99)}
+
+
+def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], seconds: float,
+            partitions: int, n_entities: int, workdir: Path) -> dict:
+    settings = KafkaSettings(bootstrap=bootstrap, partitions=partitions,
+                             topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    apply(settings)
+    codec, ext = AvroCodec(), extent_for(n_fences)
+    reg = GeofenceRegistry(settings, GeofenceSettings(max_vertices=100), codec)
+    reg.start()
+    feats = fence_features(n_fences)
+    for i in range(0, len(feats), 5000):
+        reg.put_many(feats[i:i + 5000])
+    reg.close()
+    produce(settings.model_dump_json(), backlog, 0, n_entities, ext, 1)
+    worker = start_worker(settings, "0", workdir)
+    try:
+        wait(lambda: committed_total(settings) > 0, 300, "the evaluator to start")
+        t0, c0 = time.monotonic(), committed_total(settings)
+        wait(lambda: committed_total(settings) >= backlog, 900, "the backlog to drain")
+        drained = (backlog - c0) / (time.monotonic() - t0)
+        runs = [latency_run(settings, r, seconds, n_entities, ext, 3 + i) for i, r in enumerate(rates)]
+        rss, peak = rss_mb(worker.pid)
+    finally:
+        stop(worker)
+    return {"fences": n_fences, "drain": drained, "runs": runs, "rss": rss, "peak": peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fences", default="1000,10000,100000")
+    ap.add_argument("--backlog", type=int, default=200_000)
+    ap.add_argument("--rates", default="2000,5000,10000")
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--entities", type=int, default=5000)
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="geoflux-bench-"))
+    broker = None
+    bootstrap = os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
+                                               controller_port=free_port(), heap="1g"))
+        bootstrap = broker.start()
+    results = []
+    try:
+        for n in [int(x) for x in args.fences.split(",")]:
+            results.append(run_one(bootstrap, n, args.backlog, [float(r) for r in args.rates.split(",")],
+                                   args.seconds, args.partitions, args.entities, workdir))
+            print(f"done: {n} fences", file=sys.stderr, flush=True)
+    finally:
+        if broker:
+            broker.stop()
+    print(f"\ngeofence evaluation through Kafka: 1 evaluator, {args.partitions} partitions, "
+          f"{args.entities} entities, {os.cpu_count()} cores shared with broker and load\n")
+    print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'achieved/s':>11} {'events':>7} "
+          f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'RSS MB':>7} {'peak MB':>8}")
+    for r in results:
+        for i, run in enumerate(r["runs"]):
+            head = (f"{r['fences']:>8} {r['drain']:>12,.0f}" if i == 0 else f"{'':>8} {'':>12}")
+            tail = f" {r['rss']:>7.0f} {r['peak']:>8.0f}" if i == 0 else ""
+            print(f"{head} {run['rate']:>9,.0f} {run['achieved']:>11,.0f} {run['events']:>7} "
+                  f"{run['p50']:>7.0f} {run['p95']:>7.0f} {run['p99']:>7.0f}{tail}")
+
+
+if __name__ == "__main__":
+    main()
