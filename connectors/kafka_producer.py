@@ -24,6 +24,8 @@ def producer_config(settings: KafkaSettings, **overrides) -> dict:
         "linger.ms": 2,
         "compression.type": "lz4",
         "delivery.timeout.ms": 120_000,
+        # Java clients' partitioner: a key lands on the same partition whoever produces it
+        "partitioner": "murmur2_random",
         "socket.connection.setup.timeout.ms": 5000,
     }
     cfg.update(overrides)

@@ -1,0 +1,153 @@
+"""Alert rules: validation, matching and message templating. Pure: no I/O.
+
+A rule says which source records raise an alert for a tenant, how severe, through which
+channels (and a fallback), with what message, and how long duplicates are held back.
+
+    {"rule_id": "restricted-entry", "tenant_id": "acme", "severity": "critical",
+     "source": "geofence", "match": {"event_type": ["ENTER"], "geofence_id": ["zone-7"]},
+     "channels": ["ops-slack", "pager"], "fallback_channel": "ops-email",
+     "title": "{entity_id} entered {geofence_id}", "body": "at {ts}", "dedup_window_s": 300}
+
+`match` maps a field of the source record (or `attributes.NAME`) to accepted values; every
+listed field must match one of them. Templates use `{field}` placeholders over the same flat
+view; an unknown placeholder is a validation error, never a crash at send time.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from geoflux.errors import ValidationError
+
+SEVERITIES = ("critical", "high", "warning", "info")
+SOURCES = ("geofence", "cep", "job", "any")
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,120}$")
+SOURCE_FIELDS = {
+    "geofence": {"event_id", "event_type", "entity_id", "geofence_id", "geofence_version",
+                 "tenant_id", "lon", "lat", "ts_ms", "ts", "source", "reason"},
+    "cep": {"match_id", "pattern_id", "pattern_version", "tenant_id", "key", "severity",
+            "start_ms", "end_ms", "ts", "ts_ms"},
+    "job": {"job_id", "tenant_id", "process_id", "status", "progress", "message", "tier",
+            "attempt", "ts", "ts_ms"},
+}
+SOURCE_FIELDS["any"] = set().union(*SOURCE_FIELDS.values())
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    rule_id: str
+    tenant_id: str
+    severity: str
+    source: str
+    match: dict[str, tuple[str, ...]]
+    channels: tuple[str, ...]
+    title: str
+    body: str = ""
+    fallback_channel: str | None = None
+    dedup_window_s: float | None = None  # None: the severity's default
+    enabled: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"rule_id": self.rule_id, "tenant_id": self.tenant_id, "severity": self.severity,
+                "source": self.source, "match": {k: list(v) for k, v in self.match.items()},
+                "channels": list(self.channels), "title": self.title, "body": self.body,
+                "fallback_channel": self.fallback_channel, "dedup_window_s": self.dedup_window_s,
+                "enabled": self.enabled, "labels": self.labels}
+
+
+def _placeholders(template: str) -> set[str]:
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError as exc:
+        raise ValidationError(f"template {template!r} is malformed: {exc}") from None
+
+
+def _field_ok(name: str, source: str) -> bool:
+    return name.startswith("attributes.") or name in SOURCE_FIELDS[source]
+
+
+def parse_rule(body: object, rule_id: str | None = None) -> AlertRule:
+    if not isinstance(body, dict):
+        raise ValidationError("a rule must be a JSON object")
+    rid = rule_id or body.get("rule_id")
+    if not isinstance(rid, str) or not _ID.match(rid):
+        raise ValidationError("rule_id must be 1-120 characters of letters, digits, . _ : -")
+    tenant = body.get("tenant_id")
+    if not isinstance(tenant, str) or not tenant:
+        raise ValidationError("tenant_id is required")
+    severity = body.get("severity")
+    if severity not in SEVERITIES:
+        raise ValidationError(f"severity must be one of {', '.join(SEVERITIES)}")
+    source = body.get("source", "geofence")
+    if source not in SOURCES:
+        raise ValidationError(f"source must be one of {', '.join(SOURCES)}")
+    raw_match = body.get("match") or {}
+    if not isinstance(raw_match, dict):
+        raise ValidationError("match must be an object of field -> value or [values]")
+    match: dict[str, tuple[str, ...]] = {}
+    for key, values in raw_match.items():
+        if not _field_ok(key, source):
+            raise ValidationError(f"match field {key!r} does not exist on {source} records")
+        values = values if isinstance(values, list) else [values]
+        if not values or not all(isinstance(v, (str, int, float)) for v in values):
+            raise ValidationError(f"match.{key} must be a value or a non-empty list of values")
+        match[key] = tuple(str(v) for v in values)
+    channels = body.get("channels")
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, str) and c for c in channels):
+        raise ValidationError("channels must be a non-empty list of channel names")
+    fallback = body.get("fallback_channel")
+    if fallback is not None and (not isinstance(fallback, str) or fallback in channels):
+        raise ValidationError("fallback_channel must be a channel name not already in channels")
+    title, text = body.get("title", "{event_type} {entity_id} {geofence_id}"), body.get("body", "")
+    if not isinstance(title, str) or not title or not isinstance(text, str):
+        raise ValidationError("title must be a non-empty string and body a string")
+    for tmpl in (title, text):
+        unknown = {p for p in _placeholders(tmpl) if not _field_ok(p, source)}
+        if unknown:
+            raise ValidationError(f"template uses unknown field(s) {sorted(unknown)}")
+    window = body.get("dedup_window_s")
+    if window is not None and (not isinstance(window, (int, float)) or isinstance(window, bool) or window < 0):
+        raise ValidationError("dedup_window_s must be a non-negative number of seconds")
+    labels = body.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise ValidationError("labels must be an object")
+    return AlertRule(rid, tenant, severity, source, match, tuple(channels), title, text, fallback,
+                     float(window) if window is not None else None, bool(body.get("enabled", True)),
+                     {str(k): str(v) for k, v in labels.items()})
+
+
+def flatten(record: dict) -> dict[str, str]:
+    """The view rules match and templates render: fields, `attributes.X`, and `ts` (ISO)."""
+    flat = {k: "" if v is None else str(v) for k, v in record.items()
+            if not isinstance(v, (dict, list, bytes))}
+    for k, v in (record.get("attributes") or {}).items():
+        flat[f"attributes.{k}"] = str(v)
+    ts = record.get("ts_ms") or record.get("end_ms") or record.get("updated_ms")
+    if isinstance(ts, int):
+        flat.setdefault("ts_ms", str(ts))
+        flat["ts"] = datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
+    return flat
+
+
+def matches(rule: AlertRule, source: str, record: dict, flat: dict[str, str] | None = None) -> bool:
+    if not rule.enabled or rule.source not in (source, "any"):
+        return False
+    if record.get("tenant_id") != rule.tenant_id:
+        return False
+    flat = flat if flat is not None else flatten(record)
+    return all(flat.get(k) in values for k, values in rule.match.items())
+
+
+class _FlatFormatter(string.Formatter):
+    """`{attributes.speed}` is one key of the flat view, not attribute access."""
+
+    def get_field(self, field_name, args, kwargs):
+        return kwargs.get(field_name, ""), field_name
+
+
+def render(template: str, flat: dict[str, str]) -> str:
+    return _FlatFormatter().vformat(template, (), flat)
