@@ -73,6 +73,28 @@ class StreamSettings(BaseSettings):
     commit_interval_s: float = 1.0
 
 
+class AlertSettings(BaseSettings):
+    """The alert pipeline (`GEOFLUX_ALERT_*`). Seed defaults: 3 primary attempts 1 s / 2 s
+    apart, DLQ retries up to 5 attempts in all, breaker 5 failures / 60 s."""
+
+    model_config = _section("GEOFLUX_ALERT_")
+
+    primary_attempts: int = 3
+    primary_backoff_s: tuple[float, ...] = (1.0, 2.0, 4.0)
+    total_attempts: int = 5
+    dlq_backoff_s: tuple[float, ...] = (30.0, 120.0)
+    breaker_failures: int = 5
+    breaker_open_s: float = 60.0
+    send_timeout_s: float = 10.0
+    per_channel_concurrency: int = 32
+    max_pending: int = 10_000
+    commit_interval_s: float = 0.2
+    dedup_s: dict[str, int] = {"critical": 300, "high": 600, "warning": 900, "info": 1800}
+    rate_per_hour: dict[str, int] = {"critical": 20, "high": 10, "warning": 5, "info": 3}
+    metrics_port: int = 0  # 0: no metrics endpoint
+    rules_file: Path | None = None
+
+
 class LocalRegistrySettings(BaseSettings):
     """Apicurio Registry from Maven Central, Confluent-compatible (`GEOFLUX_LOCAL_REGISTRY_*`).
 

@@ -126,6 +126,67 @@ def worker_evaluator(instance: str) -> None:
     run_evaluator(KafkaSettings(), GeofenceSettings(), codec(), instance)
 
 
+def _alert_sensor():
+    from geoflux.settings import AlertSettings
+    from services.metrics import PrometheusAlertSensor, serve_metrics
+
+    serve_metrics(AlertSettings().metrics_port)
+    return PrometheusAlertSensor()
+
+
+def _run_stage(stage) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, stage.stop)
+    signal.signal(signal.SIGINT, stage.stop)
+    stage.run()
+
+
+@worker.command("alert-router", help="Match geofence events, CEP matches and job ends against alert rules.")
+@click.option("--instance", default="0", show_default=True)
+@one_line_errors
+def worker_alert_router(instance: str) -> None:
+    from services.logging import configure_logging
+    from streams.alerting.stages import AlertRouter
+
+    configure_logging()
+    _run_stage(AlertRouter(KafkaSettings(), codec(), instance))
+
+
+@worker.command("alert-gate", help="Noise control and persist-before-send (GEOFLUX_ALERT_*).")
+@click.option("--instance", default="0", show_default=True)
+@one_line_errors
+def worker_alert_gate(instance: str) -> None:
+    from geoflux.settings import AlertSettings
+    from services.logging import configure_logging
+    from streams.alerting.stages import AlertGate
+
+    configure_logging()
+    _run_stage(AlertGate(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(), instance))
+
+
+@worker.command("alert-status", help="Fold alerts and delivery outcomes into alert statuses.")
+@click.option("--instance", default="0", show_default=True)
+@one_line_errors
+def worker_alert_status(instance: str) -> None:
+    from services.logging import configure_logging
+    from streams.alerting.stages import AlertStatusStage
+
+    configure_logging()
+    _run_stage(AlertStatusStage(KafkaSettings(), codec(), instance))
+
+
+@worker.command("delivery", help="Deliver alerts through their channels, with retries, breaker and DLQ.")
+@one_line_errors
+def worker_delivery() -> None:
+    from geoflux.settings import AlertSettings
+    from services.logging import configure_logging
+    from streams.alerting.delivery import run_delivery
+
+    configure_logging()
+    run_delivery(KafkaSettings(), codec(), AlertSettings(), _alert_sensor())
+
+
 @main.command("api", help="Serve the HTTP API (GEOFLUX_API_HOST/PORT).")
 @one_line_errors
 def api() -> None:

@@ -14,10 +14,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from connectors.kafka_producer import ReliableProducer
-from geoflux.errors import GeofluxError, PermanentError, ValidationError
+from connectors.topic_reader import TopicReader
+from geoflux.errors import PermanentError, ValidationError
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -49,55 +48,25 @@ class GeofenceRegistry:
         self.producer = producer or ReliableProducer(kafka)
         self._fences: dict[str, StoredFence] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._consumer = Consumer({"bootstrap.servers": kafka.bootstrap,
-                                   "group.id": f"geoflux-registry-{uuid.uuid4().hex[:8]}",
-                                   "enable.auto.commit": False, "enable.partition.eof": True})
+        self._reader = TopicReader(kafka, self.topic, "Geofence", codec, self._apply)
 
     # -- the view ----------------------------------------------------------------------------
     def start(self, timeout_s: float = 60.0) -> None:
         """Reads the topic to its end, then follows it in a background thread."""
-        md = self._consumer.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
-        if self.topic not in md.topics or md.topics[self.topic].error is not None:
-            raise GeofluxError(f"topic {self.topic} does not exist: run `geoflux topics apply`")
-        parts = list(md.topics[self.topic].partitions)
-        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-        eof: set[int] = set()
-        deadline = time.monotonic() + timeout_s
-        while len(eof) < len(parts):
-            if time.monotonic() > deadline:
-                raise GeofluxError(f"{self.topic} not read to its end within {timeout_s:.0f}s")
-            eof |= self._poll(0.2)
-        self._thread = threading.Thread(target=self._follow, name="geofence-view", daemon=True)
-        self._thread.start()
+        self._reader.load(timeout_s).follow()
 
-    def _follow(self) -> None:
-        while not self._stop.is_set():
-            self._poll(0.2)
-
-    def _poll(self, timeout: float) -> set[int]:
-        eof = set()
-        for msg in self._consumer.consume(500, timeout):
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(msg.partition())
-                continue
-            gid = msg.key().decode()
-            rec = self.codec.decode(msg.value(), "Geofence") if msg.value() else None
-            with self._lock:
-                current = self._fences.get(gid)
-                if rec is None or rec["deleted"]:
-                    self._fences.pop(gid, None)
-                elif current is None or rec["version"] >= current.record["version"]:
-                    self._fences[gid] = StoredFence(rec)
-        return eof
+    def _apply(self, gid: str, rec: dict | None, _msg) -> bool:
+        with self._lock:
+            current = self._fences.get(gid)
+            if rec is None or rec["deleted"]:
+                return self._fences.pop(gid, None) is not None
+            if current is None or rec["version"] >= current.record["version"]:
+                self._fences[gid] = StoredFence(rec)
+                return True
+        return False
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-        self._consumer.close()
+        self._reader.close()
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, geofence_id: str, tenant_id: str | None = None) -> StoredFence:

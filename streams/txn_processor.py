@@ -22,7 +22,8 @@ from typing import Any, Callable
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from geoflux.errors import GeofluxError, ValidationError
+from connectors.topic_reader import TopicReader
+from geoflux.errors import GeofluxError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
 
@@ -42,52 +43,12 @@ class Batch:
     produced: int = 0
 
 
-class SideInput:
-    """A compacted topic read whole by every instance: `apply(key, record_or_None)`."""
+class SideInput(TopicReader):
+    """A compacted topic every instance reads whole: `apply(key, record_or_None)`."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, schema: str, codec: AvroCodec,
                  apply: Callable[[str, dict | None], bool]) -> None:
-        self.topic, self.schema, self.codec, self.apply = topic, schema, codec, apply
-        self.kafka = kafka
-        self._eof: set[int] = set()
-        self._consumer = Consumer({"bootstrap.servers": kafka.bootstrap,
-                                   "group.id": f"side-{uuid.uuid4().hex[:8]}",
-                                   "enable.auto.commit": False, "isolation.level": "read_committed",
-                                   "enable.partition.eof": True})
-
-    def load(self, timeout_s: float = 60.0) -> None:
-        md = self._consumer.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
-        parts = list(md.topics[self.topic].partitions)
-        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-        deadline = time.monotonic() + timeout_s
-        while len(self._eof) < len(parts):
-            if time.monotonic() > deadline:
-                raise GeofluxError(f"{self.topic} not read to its end within {timeout_s:.0f}s")
-            self.poll(0.2)
-
-    def poll(self, timeout: float) -> set[str]:
-        """Applies what arrived; returns the keys whose value changed."""
-        changed: set[str] = set()
-        for msg in self._consumer.consume(500, timeout):
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    self._eof.add(msg.partition())
-                continue
-            if msg.key() is None:
-                continue
-            key = msg.key().decode()
-            try:
-                rec = self.codec.decode(msg.value(), self.schema) if msg.value() else None
-            except ValidationError as exc:
-                log.error("undecodable side-input record skipped", topic=self.topic, key=key,
-                          error=str(exc))
-                continue
-            if self.apply(key, rec):
-                changed.add(key)
-        return changed
-
-    def close(self) -> None:
-        self._consumer.close()
+        super().__init__(kafka, topic, schema, codec, lambda key, rec, _msg: apply(key, rec))
 
 
 class TransactionalProcessor:

@@ -47,6 +47,8 @@ class FakeReceiver:
         self._queue: deque[Answer] = deque()
         self._fail_until = 0.0
         self._fail_answer = Answer(503, "unavailable")
+        self._fail_first: tuple[int, str, Answer] | None = None
+        self._seen_keys: dict[str, int] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -68,7 +70,12 @@ class FakeReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         with self._lock:
-            if self._queue:
+            key = request.headers.get(self._fail_first[1]) if self._fail_first else None
+            if key is not None:
+                self._seen_keys[key] = self._seen_keys.get(key, 0) + 1
+            if key is not None and self._seen_keys[key] <= self._fail_first[0]:
+                answer = self._fail_first[2]
+            elif self._queue:
                 answer = self._queue.popleft()
             elif time.monotonic() < self._fail_until:
                 answer = self._fail_answer
@@ -88,6 +95,12 @@ class FakeReceiver:
         with self._lock:
             self._fail_until = time.monotonic() + seconds
             self._fail_answer = answer or Answer(503, "unavailable")
+
+    def fail_first(self, n: int, key_header: str = "webhook-id",
+                   answer: Answer | None = None) -> None:
+        """The first `n` requests carrying each idempotency key fail; later ones succeed."""
+        with self._lock:
+            self._fail_first = (n, key_header, answer or Answer(503, "unavailable"))
 
     def recover(self) -> None:
         with self._lock:

@@ -67,6 +67,10 @@ class ChannelConfig:
     tenant_id: str
     settings: dict[str, Any]
 
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "tenant_id": self.tenant_id,
+                "settings": self.settings}
+
     def public(self) -> dict:
         """Settings with secrets masked, for API answers and logs."""
         masked = {k: ("***" if any(s in k for s in ("secret", "key", "password", "token")) else v)

@@ -93,6 +93,7 @@ class TenantNoiseState:
     held_until: dict[str, int] = field(default_factory=dict)  # fingerprint -> window end, ms
     hour: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # severity -> alerts this hour
+    tenant_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

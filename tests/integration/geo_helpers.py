@@ -31,11 +31,18 @@ def worker_env(settings: KafkaSettings, **extra) -> dict:
     return env
 
 
+def start_cli(settings: KafkaSettings, args: list[str], log_name: str, log_dir: Path,
+              **env) -> subprocess.Popen:
+    """`geoflux ARGS` as a child process in its own session (so it can be SIGKILLed whole)."""
+    log = open(log_dir / f"{log_name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "services.cli", *args],
+                            env=worker_env(settings, **env), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
 def start_worker(settings: KafkaSettings, instance: str, log_dir: Path, **env) -> subprocess.Popen:
-    log = open(log_dir / f"evaluator-{instance}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "worker", "evaluator",
-                             "--instance", instance], env=worker_env(settings, **env),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return start_cli(settings, ["worker", "evaluator", "--instance", instance],
+                     f"evaluator-{instance}", log_dir, **env)
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -112,10 +119,7 @@ class EventCollector:
 
 
 def start_api(settings: KafkaSettings, port: int, log_dir: Path, **env) -> subprocess.Popen:
-    log = open(log_dir / "api.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "api"],
-                            env=worker_env(settings, GEOFLUX_API_PORT=str(port), **env),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return start_cli(settings, ["api"], "api", log_dir, GEOFLUX_API_PORT=str(port), **env)
 
 
 def http(method: str, url: str, body=None, timeout: float = 30.0) -> tuple[int, dict]:

@@ -1,0 +1,87 @@
+"""Reading a whole topic into memory and keeping up with it: geofences, rules, channels,
+silences, statuses and DLQs are all read this way by whoever needs them.
+
+`load()` reads every partition to its end (read_committed, so the last stable offset) before
+returning; after that either `poll()` from the owner's loop or `follow()` in a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Callable
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from geoflux.errors import GeofluxError, ValidationError
+from geoflux.settings import KafkaSettings
+from schemas.codec import AvroCodec
+
+log = structlog.get_logger("geoflux.reader")
+
+
+class TopicReader:
+    """Calls `apply(key, record_or_None, msg)` for every record; `apply` returns True when the
+    record changed something (those keys are what `poll` returns)."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, schema: str, codec: AvroCodec,
+                 apply: Callable[[str, dict | None, object], bool]) -> None:
+        self.kafka, self.topic, self.schema, self.codec, self.apply = kafka, topic, schema, codec, apply
+        self._eof: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lock = threading.RLock()
+        self._consumer = Consumer({"bootstrap.servers": kafka.bootstrap,
+                                   "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                                   "enable.auto.commit": False, "isolation.level": "read_committed",
+                                   "enable.partition.eof": True})
+
+    def load(self, timeout_s: float = 60.0) -> "TopicReader":
+        md = self._consumer.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
+        if self.topic not in md.topics or md.topics[self.topic].error is not None:
+            raise GeofluxError(f"topic {self.topic} does not exist: run `geoflux topics apply`")
+        parts = list(md.topics[self.topic].partitions)
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
+        deadline = time.monotonic() + timeout_s
+        while len(self._eof) < len(parts):
+            if time.monotonic() > deadline:
+                raise GeofluxError(f"{self.topic} not read to its end within {timeout_s:.0f}s")
+            self.poll(0.2)
+        return self
+
+    def poll(self, timeout: float) -> set[str]:
+        changed: set[str] = set()
+        for msg in self._consumer.consume(500, timeout):
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    self._eof.add(msg.partition())
+                continue
+            if msg.key() is None:
+                continue
+            key = msg.key().decode()
+            try:
+                rec = self.codec.decode(msg.value(), self.schema) if msg.value() else None
+            except ValidationError as exc:
+                log.error("undecodable record skipped", topic=self.topic, key=key, error=str(exc))
+                continue
+            with self.lock:
+                if self.apply(key, rec, msg):
+                    changed.add(key)
+        return changed
+
+    def follow(self) -> "TopicReader":
+        self._thread = threading.Thread(target=self._run, name=f"reader-{self.topic}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll(0.2)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self._consumer.close()

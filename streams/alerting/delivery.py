@@ -1,0 +1,339 @@
+"""The delivery worker: sends each delivery request through its channel, at least once, and
+never drops one.
+
+- Requests come from `alerts.deliveries`, retries from `alerts.retry`, slow retries from
+  `alerts.dlq`. A record not yet due is held in memory (a heap), so one waiting delivery
+  never blocks another; its offset is committed only once it is finished, so a crash
+  re-delivers it rather than losing it.
+- Outcomes (SENT, RETRYING, DEAD_LETTERED, ABANDONED, DISABLED) go to `alerts.outcomes`,
+  where `AlertStatusStage` folds them into the alert's status. Outputs are flushed (acks=all)
+  before offsets are committed.
+- A crash after a send and before its commit sends again: every request carries its
+  delivery id as the receiver-visible idempotency key (webhook-id, dedup_key, alias, ...).
+- A circuit breaker per channel holds non-critical deliveries while it is open (they wait,
+  they are not dropped); critical ones go through. A failing or held primary triggers the
+  rule's fallback channel once per alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import signal
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+import structlog
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from connectors.channels.base import (Channel, ChannelConfig, EndpointGone, Notification,
+                                      RetryLater, build_channel)
+from connectors.topic_reader import TopicReader
+from geoflux.errors import PermanentError, TransientError, ValidationError
+from geoflux.settings import AlertSettings, KafkaSettings
+from schemas.catalogue import topic
+from schemas.codec import AvroCodec
+from streams.alerting.delivery_policy import Breakers, RetryPolicy
+from streams.alerting.offsets import OffsetTracker
+from streams.alerting.sensor import AlertSensor, NullSensor
+
+log = structlog.get_logger("geoflux.delivery")
+TRANSIENT_CLASSES = {"transient", "rate_limited", "breaker_open"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class Job:
+    tp: tuple[str, int]
+    offset: int
+    request: dict  # a DeliveryAttempt without outcome
+    dlq: dict | None = None  # the DlqRecord it came in, for slow retries
+
+
+class DeliveryWorker:
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
+                 sensor: AlertSensor | None = None) -> None:
+        self.kafka, self.codec, self.s = kafka, codec, settings
+        self.sensor = sensor or NullSensor()
+        self.t_deliveries = topic("alerts.deliveries", kafka)
+        self.t_retry = topic("alerts.retry", kafka)
+        self.t_dlq = topic("alerts.dlq", kafka)
+        self.t_outcomes = topic("alerts.outcomes", kafka)
+        self.policy = RetryPolicy(settings.primary_attempts, settings.primary_backoff_s,
+                                  settings.total_attempts, settings.dlq_backoff_s)
+        self.breakers = Breakers(settings.breaker_failures, settings.breaker_open_s)
+        self.configs: dict[str, tuple[int, ChannelConfig]] = {}
+        self.channels: dict[str, tuple[int, Channel]] = {}
+        self.disabled: set[tuple[str, int]] = set()
+        self.fallbacks_sent: set[str] = set()
+        self.held: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self.tracker = OffsetTracker()
+        self.inflight = 0
+        self.running = True
+        self.paused = False
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        base = {"bootstrap.servers": kafka.bootstrap, "socket.connection.setup.timeout.ms": 5000}
+        self.consumer = Consumer({**base, "group.id": kafka.topic_prefix + "geoflux-delivery",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                                  "heartbeat.interval.ms": 500, "max.poll.interval.ms": 300_000})
+        self.producer = Producer({**base, "enable.idempotence": True, "acks": "all",
+                                  "linger.ms": 2, "partitioner": "murmur2_random"})
+        self.reader = TopicReader(kafka, topic("alerts.channels", kafka), "ConfigRecord", codec,
+                                  self._apply_channel)
+        self._produce_errors: list[str] = []
+
+    # -- channel configuration ----------------------------------------------------------------
+    def _apply_channel(self, name: str, rec: dict | None, _msg) -> bool:
+        if rec is None or rec["deleted"]:
+            return self.configs.pop(name, None) is not None
+        body = json.loads(rec["body"])
+        self.configs[name] = (rec["version"], ChannelConfig(name, body["kind"], rec["tenant_id"],
+                                                             body.get("settings") or {}))
+        return True
+
+    def _channel(self, name: str, tenant: str) -> tuple[int, Channel] | None:
+        with self.reader.lock:
+            entry = self.configs.get(name)
+        if entry is None or entry[1].tenant_id != tenant:
+            return None
+        version, config = entry
+        cached = self.channels.get(name)
+        if cached is None or cached[0] != version:
+            self.channels[name] = (version, build_channel(config))
+        return self.channels[name]
+
+    # -- producing ----------------------------------------------------------------------------
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self._produce_errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _produce(self, t: str, key: str, schema: str, rec: dict) -> None:
+        self.producer.produce(t, key=key, value=self.codec.encode(t, schema, rec),
+                              on_delivery=self._on_delivery)
+        self.producer.poll(0)
+
+    def _outcome(self, req: dict, outcome: str, error_class: str | None = None,
+                 message: str | None = None) -> None:
+        rec = dict(req, outcome=outcome, error_class=error_class, error_message=message,
+                   created_ms=now_ms())
+        self._produce(self.t_outcomes, req["alert_id"], "DeliveryAttempt", rec)
+        self.sensor.attempt(req["channel"], outcome, error_class)
+
+    def _dead_letter(self, job: Job, req: dict, error_class: str, message: str,
+                     next_attempt: dict | None = None) -> None:
+        now = now_ms()
+        nxt = next_attempt or req
+        src_topic, src_partition = job.tp
+        rec = {"dlq_id": f"{req['delivery_id']}#{uuid.uuid4().hex[:8]}",
+               "original_topic": src_topic, "original_partition": src_partition,
+               "original_offset": job.offset, "original_key": req["alert_id"].encode(),
+               "original_value": self.codec.encode(self.t_deliveries, "DeliveryAttempt", nxt),
+               "error_class": error_class, "error_message": message[:2000],
+               "attempts": req["attempt"], "first_failure_ms": req["first_failure_ms"] or now,
+               "last_failure_ms": now, "redrive_topic": self.t_deliveries}
+        self._produce(self.t_dlq, req["delivery_id"], "DlqRecord", rec)
+
+    # -- intake -------------------------------------------------------------------------------
+    def _intake(self, msg) -> None:
+        tp = (msg.topic(), msg.partition())
+        self.tracker.add(tp, msg.offset())
+        try:
+            if msg.topic() == self.t_dlq:
+                dlq = self.codec.decode(msg.value(), "DlqRecord")
+                if dlq["error_class"] not in TRANSIENT_CLASSES or dlq["attempts"] >= self.policy.total_attempts:
+                    self.tracker.done(tp, msg.offset())  # waits there for a person to redrive it
+                    return
+                req = self.codec.decode(dlq["original_value"], "DeliveryAttempt")
+                job = Job(tp, msg.offset(), req, dlq)
+            else:
+                job = Job(tp, msg.offset(), self.codec.decode(msg.value(), "DeliveryAttempt"))
+        except ValidationError as exc:
+            log.error("undecodable delivery record skipped", topic=msg.topic(),
+                      offset=msg.offset(), error=str(exc))
+            self.tracker.done(tp, msg.offset())
+            return
+        self._hold(job, job.request["not_before_ms"] / 1000)
+
+    def _hold(self, job: Job, due_s: float) -> None:
+        heapq.heappush(self.held, (due_s, next(self._seq), job))
+
+    def _finish(self, job: Job) -> None:
+        self.tracker.done(job.tp, job.offset)
+
+    # -- sending ------------------------------------------------------------------------------
+    async def _handle(self, job: Job) -> None:
+        req = job.request
+        name = req["channel"]
+        try:
+            entry = self._channel(name, req["tenant_id"])
+            if entry is None:
+                self._dead_letter(job, req, "permanent", f"no channel named {name!r} for tenant "
+                                                         f"{req['tenant_id']}")
+                self._outcome(req, "DEAD_LETTERED", "permanent", f"unknown channel {name}")
+                return self._finish(job)
+            version, channel = entry
+            if (name, version) in self.disabled:
+                self._dead_letter(job, req, "gone", f"channel {name} v{version} is disabled after HTTP 410")
+                self._outcome(req, "DISABLED", "gone", "endpoint disabled (410)")
+                return self._finish(job)
+            breaker = self.breakers[name]
+            critical = req["severity"] == "critical"
+            if not breaker.allows(time.time(), critical):
+                self._fallback(req)
+                self._hold(job, breaker.reopens_at())  # waits for the breaker; not an attempt
+                return
+            sem = self._sems.setdefault(name, asyncio.Semaphore(self.s.per_channel_concurrency))
+            async with sem:
+                try:
+                    await asyncio.wait_for(channel.send(self._notification(req)), self.s.send_timeout_s)
+                except asyncio.TimeoutError as exc:
+                    raise TransientError(f"{name}: no answer within {self.s.send_timeout_s:.0f}s") from exc
+            breaker.record(True, time.time())
+            self._outcome(req, "SENT")
+            self.sensor.delivered(req["severity"], name, (now_ms() - req["alert_created_ms"]) / 1000)
+            self._finish(job)
+        except EndpointGone as exc:
+            self.disabled.add((name, self.channels[name][0]))
+            self._dead_letter(job, req, "gone", str(exc))
+            self._outcome(req, "DISABLED", "gone", str(exc))
+            self._finish(job)
+        except TransientError as exc:
+            self.breakers[name].record(False, time.time())
+            self._retry(job, exc, getattr(exc, "retry_after_s", None))
+        except PermanentError as exc:
+            self._dead_letter(job, req, "permanent", str(exc))
+            self._outcome(req, "DEAD_LETTERED", "permanent", str(exc))
+            self._finish(job)
+        except Exception as exc:  # a channel bug must not kill the worker or lose the alert
+            log.exception("unexpected channel error", channel=name)
+            self._dead_letter(job, req, "unexpected", f"{type(exc).__name__}: {exc}")
+            self._outcome(req, "DEAD_LETTERED", "unexpected", str(exc))
+            self._finish(job)
+        finally:
+            self.inflight -= 1
+
+    @staticmethod
+    def _notification(req: dict) -> Notification:
+        return Notification(req["delivery_id"], req["alert_id"], req["tenant_id"], req["severity"],
+                            req["title"], req["body"], dict(req["labels"]), req["alert_created_ms"],
+                            req["action"])
+
+    def _retry(self, job: Job, exc: Exception, retry_after_s: float | None) -> None:
+        req = job.request
+        now = now_ms()
+        error_class = getattr(exc, "error_class", "transient")
+        self._fallback(req)
+        step, delay = self.policy.next_step(req["attempt"], retry_after_s)
+        nxt = dict(req, attempt=req["attempt"] + 1, not_before_ms=now + int(delay * 1000),
+                   first_failure_ms=req["first_failure_ms"] or now, error_class=error_class,
+                   error_message=str(exc)[:2000], created_ms=now)
+        if step == "retry":
+            self._produce(self.t_retry, req["alert_id"], "DeliveryAttempt", nxt)
+            self._outcome(req, "RETRYING", error_class, str(exc))
+        elif step == "dlq":
+            self._dead_letter(job, req, error_class, str(exc), nxt)
+            self._outcome(req, "DEAD_LETTERED", error_class, str(exc))
+        else:
+            self._outcome(req, "ABANDONED", error_class, str(exc))
+        self._finish(job)
+
+    def _fallback(self, req: dict) -> None:
+        fb = req["fallback_channel"]
+        if not fb or req["fallback_for"] or req["alert_id"] in self.fallbacks_sent:
+            return
+        self.fallbacks_sent.add(req["alert_id"])
+        now = now_ms()
+        rec = dict(req, delivery_id=f"{req['alert_id']}:{fb}", channel=fb, fallback_channel=None,
+                   fallback_for=req["channel"], attempt=1, outcome=None, error_class=None,
+                   error_message=None, first_failure_ms=None, not_before_ms=now, created_ms=now)
+        self._produce(self.t_deliveries, req["alert_id"], "DeliveryAttempt", rec)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _on_revoke(self, consumer, partitions) -> None:
+        for tp in partitions:
+            self.tracker.drop((tp.topic, tp.partition))
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        # held work of revoked partitions now belongs to their new owner, which re-reads it
+        self.held = [h for h in self.held if h[2].tp not in revoked]
+        heapq.heapify(self.held)
+
+    def _commit(self) -> None:
+        offsets = self.tracker.committable()
+        if not offsets:
+            return
+        remaining = self.producer.flush(30)
+        if remaining or self._produce_errors:
+            raise TransientError(f"outputs not acknowledged ({remaining} left, "
+                                 f"errors: {self._produce_errors[:1]}): not committing")
+        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                             asynchronous=False)
+        self.tracker.committed(offsets)
+
+    def _flow_control(self) -> None:
+        pending = self.tracker.pending()
+        self.sensor.pending(pending)
+        assignment = self.consumer.assignment()
+        if not self.paused and pending > self.s.max_pending and assignment:
+            self.consumer.pause(assignment)
+            self.paused = True
+        elif self.paused and pending < self.s.max_pending // 2:
+            self.consumer.resume(assignment)
+            self.paused = False
+
+    async def run(self, max_seconds: float | None = None) -> None:
+        self.reader.load().follow()
+        self.consumer.subscribe([self.t_deliveries, self.t_retry, self.t_dlq],
+                                on_revoke=self._on_revoke)
+        stop_at = time.monotonic() + max_seconds if max_seconds else None
+        last_commit = 0.0
+        tasks: set[asyncio.Task] = set()
+        try:
+            while self.running and (stop_at is None or time.monotonic() < stop_at):
+                msgs = self.consumer.consume(500, 0)
+                for msg in msgs:
+                    if not msg.error():
+                        self._intake(msg)
+                now_s = time.time()
+                while self.held and self.held[0][0] <= now_s:
+                    _, _, job = heapq.heappop(self.held)
+                    self.inflight += 1
+                    task = asyncio.create_task(self._handle(job))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if time.monotonic() - last_commit >= self.s.commit_interval_s:
+                    await asyncio.to_thread(self._commit)
+                    self._flow_control()
+                    last_commit = time.monotonic()
+                if not msgs:
+                    await asyncio.sleep(0.005)  # idle: let sends progress
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            if tasks:
+                await asyncio.wait(tasks, timeout=self.s.send_timeout_s + 5)
+            try:
+                await asyncio.to_thread(self._commit)
+            finally:
+                self.consumer.close()
+                self.reader.close()
+                for _, ch in self.channels.values():
+                    await ch.close()
+
+    def stop(self, *_args) -> None:
+        self.running = False
+
+
+def run_delivery(kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
+                 sensor: AlertSensor | None = None) -> None:
+    worker = DeliveryWorker(kafka, codec, settings, sensor)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    asyncio.run(worker.run())
