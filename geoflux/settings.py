@@ -91,7 +91,6 @@ class AlertSettings(BaseSettings):
     commit_interval_s: float = 0.2
     dedup_s: dict[str, int] = {"critical": 300, "high": 600, "warning": 900, "info": 1800}
     rate_per_hour: dict[str, int] = {"critical": 20, "high": 10, "warning": 5, "info": 3}
-    metrics_port: int = 0  # 0: no metrics endpoint
     rules_file: Path | None = None
 
 
@@ -148,6 +147,6 @@ class GeofenceSettings(BaseSettings):
     allowed_lateness_s: float = 30.0
     history_per_entity: int = 8  # updates kept per entity to place late ones in order
     max_batch: int = 2000
-    poll_timeout_s: float = 0.02
+    poll_timeout_s: float = 0.005  # consume() waits this long to fill a batch: it is latency
     tick_interval_s: float = 0.2
     group_id: str = "geoflux-evaluator"

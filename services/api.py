@@ -10,7 +10,7 @@ from connectors.kafka_admin import admin_client
 from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import ApiSettings, GeofenceSettings, KafkaSettings
 from schemas.codec import AvroCodec
-from services import routes_geoevent, routes_geofences
+from services import routes_alerts, routes_geoevent, routes_geofences
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
 from services.problems import problem, problem_middleware
@@ -49,12 +49,13 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     app[routes_geofences.REGISTRY] = registry
     routes_geofences.add_routes(app)
     routes_geoevent.add_routes(app, kafka, api, codec, producer, waiter)
+    closeables = routes_alerts.add_routes(app, kafka, codec, producer)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
     async def on_cleanup(_app):
-        registry.close()
-        waiter.close()
+        for c in (registry, waiter, *closeables):
+            c.close()
 
     app.on_cleanup.append(on_cleanup)
     return app

@@ -126,11 +126,14 @@ def worker_evaluator(instance: str) -> None:
     run_evaluator(KafkaSettings(), GeofenceSettings(), codec(), instance)
 
 
-def _alert_sensor():
-    from geoflux.settings import AlertSettings
+METRICS_PORT = click.option("--metrics-port", default=0, show_default=True,
+                            help="Serve Prometheus metrics on 127.0.0.1:PORT (0: off).")
+
+
+def _alert_sensor(port: int):
     from services.metrics import PrometheusAlertSensor, serve_metrics
 
-    serve_metrics(AlertSettings().metrics_port)
+    serve_metrics(port)
     return PrometheusAlertSensor()
 
 
@@ -155,14 +158,16 @@ def worker_alert_router(instance: str) -> None:
 
 @worker.command("alert-gate", help="Noise control and persist-before-send (GEOFLUX_ALERT_*).")
 @click.option("--instance", default="0", show_default=True)
+@METRICS_PORT
 @one_line_errors
-def worker_alert_gate(instance: str) -> None:
+def worker_alert_gate(instance: str, metrics_port: int) -> None:
     from geoflux.settings import AlertSettings
     from services.logging import configure_logging
     from streams.alerting.stages import AlertGate
 
     configure_logging()
-    _run_stage(AlertGate(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(), instance))
+    _run_stage(AlertGate(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port),
+                         instance))
 
 
 @worker.command("alert-status", help="Fold alerts and delivery outcomes into alert statuses.")
@@ -177,14 +182,15 @@ def worker_alert_status(instance: str) -> None:
 
 
 @worker.command("delivery", help="Deliver alerts through their channels, with retries, breaker and DLQ.")
+@METRICS_PORT
 @one_line_errors
-def worker_delivery() -> None:
+def worker_delivery(metrics_port: int) -> None:
     from geoflux.settings import AlertSettings
     from services.logging import configure_logging
     from streams.alerting.delivery import run_delivery
 
     configure_logging()
-    run_delivery(KafkaSettings(), codec(), AlertSettings(), _alert_sensor())
+    run_delivery(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port))
 
 
 @main.command("api", help="Serve the HTTP API (GEOFLUX_API_HOST/PORT).")
@@ -224,6 +230,85 @@ def geofences_import(file: Path, tenant: str | None) -> None:
     click.echo(f"imported {done} geofence(s), rejected {len(errors)}")
     if errors:
         sys.exit(1)
+
+
+@main.group(help="Alert configuration.")
+def alerts() -> None:
+    pass
+
+
+@alerts.command("load", help="Load channels, rules and silences from a JSON file (all validated first).")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@one_line_errors
+def alerts_load(file: Path) -> None:
+    from services.alert_config import AlertConfig
+
+    config = AlertConfig(KafkaSettings(), codec()).start()
+    try:
+        counts = config.load_file(file)
+    finally:
+        config.close()
+    click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@main.group(help="Dead-letter queues: alerts, jobs, locations.")
+def dlq() -> None:
+    pass
+
+
+def _dlq_view(queue: str):
+    from services.dlq import DlqView, fresh_delivery
+
+    schemas = {"alerts": "DeliveryAttempt", "jobs": "JobRequest", "locations": "LocationUpdate"}
+    return DlqView(KafkaSettings(), codec(), queue, schemas[queue],
+                   rewrite=fresh_delivery if queue == "alerts" else None).start()
+
+
+QUEUE = click.option("--queue", type=click.Choice(["alerts", "jobs", "locations"]),
+                     default="alerts", show_default=True)
+
+
+@dlq.command("list", help="Open DLQ records, newest first.")
+@QUEUE
+@click.option("--all", "include_closed", is_flag=True, help="Include redriven and resolved records.")
+@one_line_errors
+def dlq_list(queue: str, include_closed: bool) -> None:
+    view = _dlq_view(queue)
+    try:
+        items = view.list(include_closed)
+    finally:
+        view.close()
+    for item in items:
+        click.echo(f"{item['dlq_id']}  {item['error_class']:<12} attempts={item['attempts']}  "
+                   f"{item['error_message'][:80]}")
+    click.echo(f"{len(items)} record(s)")
+
+
+@dlq.command("show", help="One DLQ record with its original payload, as JSON.")
+@QUEUE
+@click.argument("dlq_id")
+@one_line_errors
+def dlq_show(queue: str, dlq_id: str) -> None:
+    view = _dlq_view(queue)
+    try:
+        click.echo(json.dumps(view.get(dlq_id), indent=2, default=str))
+    finally:
+        view.close()
+
+
+@dlq.command("redrive", help="Write a DLQ record's original back where it came from.")
+@QUEUE
+@click.argument("dlq_id")
+@one_line_errors
+def dlq_redrive(queue: str, dlq_id: str) -> None:
+    import getpass
+
+    view = _dlq_view(queue)
+    try:
+        result = view.redrive(dlq_id, by=f"cli:{getpass.getuser()}")
+    finally:
+        view.close()
+    click.echo(f"redriven {result['dlq_id']} -> {result['redriven_to']}")
 
 
 @main.command("demo", help="Publish simulated vehicles moving through sample geofences.")

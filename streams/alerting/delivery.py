@@ -132,7 +132,7 @@ class DeliveryWorker:
         now = now_ms()
         nxt = next_attempt or req
         src_topic, src_partition = job.tp
-        rec = {"dlq_id": f"{req['delivery_id']}#{uuid.uuid4().hex[:8]}",
+        rec = {"dlq_id": f"{req['delivery_id']}-{uuid.uuid4().hex[:8]}",
                "original_topic": src_topic, "original_partition": src_partition,
                "original_offset": job.offset, "original_key": req["alert_id"].encode(),
                "original_value": self.codec.encode(self.t_deliveries, "DeliveryAttempt", nxt),

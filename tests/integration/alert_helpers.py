@@ -28,9 +28,14 @@ STAGES = {"router": ["worker", "alert-router"], "gate": ["worker", "alert-gate"]
           "status": ["worker", "alert-status"], "delivery": ["worker", "delivery"]}
 
 
-def start_pipeline(settings: KafkaSettings, log_dir: Path, **env) -> dict:
-    return {name: start_cli(settings, args, f"alert-{name}", log_dir, **{**FAST, **env})
-            for name, args in STAGES.items()}
+def start_pipeline(settings: KafkaSettings, log_dir: Path, metrics_port: int | None = None,
+                   **env) -> dict:
+    procs = {}
+    for name, args in STAGES.items():
+        if name == "delivery" and metrics_port:
+            args = [*args, "--metrics-port", str(metrics_port)]
+        procs[name] = start_cli(settings, args, f"alert-{name}", log_dir, **{**FAST, **env})
+    return procs
 
 
 def geofence_event(i: int, tenant: str = "acme", event_type: str = "ENTER",

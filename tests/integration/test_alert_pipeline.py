@@ -1,12 +1,14 @@
 """The alert pipeline end to end on the real broker, against real local receivers."""
 
 import json
+import urllib.request
 from collections import Counter
 
 import pytest
 
 from schemas.codec import AvroCodec
 from services.dlq import DlqView, fresh_delivery
+from services.local_process import free_port
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver
 from tests.integration.alert_helpers import (AlertConfig, StatusView, geofence_event,
@@ -98,7 +100,8 @@ def test_critical_alerts_reach_the_fallback_while_the_primary_is_down(env, recei
     primary, fallback = receivers
     primary.default = Answer(503, "down")
     env["config"].rules.put(rule(severity="critical", fallback_channel="ops-slack"))
-    env["procs"].update(start_pipeline(env["settings"], env["tmp"]))
+    metrics_port = free_port()
+    env["procs"].update(start_pipeline(env["settings"], env["tmp"], metrics_port=metrics_port))
     publish_events(env["settings"], env["codec"], [geofence_event(i) for i in range(15)])
     statuses = env["statuses"]
     wait_for(lambda: statuses.by_status().get("SENT", 0) == 15, 60, what="15 alerts SENT")
@@ -106,6 +109,9 @@ def test_critical_alerts_reach_the_fallback_while_the_primary_is_down(env, recei
         assert s["delivered_by"] == {"ops-hook": "ops-slack"}
         assert s["fallback_of"] == {"ops-hook": "ops-slack"}
     assert len(fallback.received()) == 15
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    assert 'geoflux_alert_delivery_seconds_count{channel="ops-slack",severity="critical"} 15.0' in metrics
+    assert 'geoflux_alert_delivery_failures_total{channel="ops-hook",error_class="transient"}' in metrics
 
 
 def test_noise_control_suppresses_with_reasons(env, receivers):

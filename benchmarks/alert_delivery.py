@@ -1,0 +1,121 @@
+"""Alert delivery through the whole pipeline, measured: a script that prints a table.
+
+Scenarios (critical alerts, seed retry/breaker settings; the hourly rate limit is raised so
+the load is not suppressed):
+  healthy   the primary channel answers 200
+  primary-down  the primary answers 503 throughout; the rule's fallback channel delivers
+For each: alerts/s through router, gate, delivery and status; created -> delivered
+P50/P95/P99; share delivered within the seed's 30 s; lost (not SENT at the end).
+
+    python benchmarks/alert_delivery.py --alerts 3000 --rate 300
+
+Receivers are local HTTP servers (tests/fakes.py), broker and workers share this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from connectors.kafka_admin import apply  # noqa: E402
+from connectors.kafka_producer import ReliableProducer  # noqa: E402
+from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
+from schemas.catalogue import topic  # noqa: E402
+from schemas.codec import AvroCodec  # noqa: E402
+from services.alert_config import AlertConfig  # noqa: E402
+from services.local_kafka import LocalKafka  # noqa: E402
+from services.local_process import free_port  # noqa: E402
+from tests.fakes import Answer, FakeReceiver  # noqa: E402
+from tests.integration.alert_helpers import STAGES, StatusView, geofence_event  # noqa: E402
+from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
+
+NO_LIMITS = json.dumps({s: 10**9 for s in ("critical", "high", "warning", "info")})
+
+
+def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdir: Path) -> dict:
+    settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"abench{uuid.uuid4().hex[:6]}.")
+    apply(settings)
+    codec = AvroCodec()
+    primary = FakeReceiver(Answer(200, "ok") if primary_ok else Answer(503, "down"))
+    fallback = FakeReceiver(Answer(200, "ok"))
+    config = AlertConfig(settings, codec).start()
+    config.channels.put({"name": "primary", "kind": "webhook", "tenant_id": "acme",
+                         "settings": {"url": primary.url, "secret": "s"}})
+    config.channels.put({"name": "fallback", "kind": "slack", "tenant_id": "acme",
+                         "settings": {"url": fallback.url}})
+    config.rules.put({"rule_id": "bench", "tenant_id": "acme", "severity": "critical",
+                      "channels": ["primary"], "fallback_channel": "fallback",
+                      "match": {"event_type": "ENTER"}, "title": "{entity_id} {geofence_id}"})
+    procs = {stage: start_cli(settings, args, f"{name}-{stage}", workdir,
+                              GEOFLUX_ALERT_RATE_PER_HOUR=NO_LIMITS)
+             for stage, args in STAGES.items()}
+    statuses = StatusView(settings, codec)
+    t_events = topic("geo.geofence-events", settings)
+    producer = ReliableProducer(settings)
+    try:
+        time.sleep(8)  # let the four consumer groups settle before the clock starts
+        start = time.monotonic()
+        for i in range(n):
+            ahead = i / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)  # pacing the source to the target rate
+            e = geofence_event(i, entity=f"{name}-{i}")
+            producer.send(t_events, codec.encode(t_events, "GeofenceEvent", e), key=e["geofence_id"])
+        producer.flush_or_raise()
+        deadline = time.monotonic() + 300
+        while statuses.by_status().get("SENT", 0) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        elapsed = time.monotonic() - start
+        snap = statuses.snapshot().values()
+        lat = sorted((s["delivered_ms"] - s["created_ms"]) / 1000 for s in snap if s["status"] == "SENT")
+        q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
+        return {"scenario": name, "alerts": n, "rate": rate, "throughput": len(lat) / elapsed,
+                "p50": q(0.5), "p95": q(0.95), "p99": q(0.99),
+                "within_30s": sum(1 for x in lat if x <= 30) / n, "lost": n - len(lat),
+                "via_fallback": sum(1 for s in snap if s["delivered_by"].get("primary") == "fallback")}
+    finally:
+        for p in procs.values():
+            stop(p)
+        statuses.close()
+        config.close()
+        primary.close()
+        fallback.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--alerts", type=int, default=3000)
+    ap.add_argument("--rate", type=float, default=300)
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
+    broker, bootstrap = None, os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
+                                               controller_port=free_port(), heap="1g"))
+        bootstrap = broker.start()
+    try:
+        rows = [run(bootstrap, "healthy", True, args.alerts, args.rate, workdir),
+                run(bootstrap, "primary-down", False, args.alerts, args.rate, workdir)]
+    finally:
+        if broker:
+            broker.stop()
+    print(f"\ncritical alerts through router -> gate -> delivery -> status ({os.cpu_count()} cores, "
+          f"broker and receivers on the same machine)\n")
+    print(f"{'scenario':<13} {'alerts':>6} {'rate/s':>7} {'SENT/s':>7} {'P50 s':>6} {'P95 s':>6} "
+          f"{'P99 s':>6} {'<=30 s':>7} {'lost':>5} {'fallback':>8}")
+    for r in rows:
+        print(f"{r['scenario']:<13} {r['alerts']:>6} {r['rate']:>7.0f} {r['throughput']:>7.1f} "
+              f"{r['p50']:>6.2f} {r['p95']:>6.2f} {r['p99']:>6.2f} {r['within_30s']:>7.1%} "
+              f"{r['lost']:>5} {r['via_fallback']:>8}")
+
+
+if __name__ == "__main__":
+    main()
