@@ -8,7 +8,7 @@ from aiohttp import web
 
 from connectors.kafka_admin import admin_client
 from connectors.kafka_producer import ReliableProducer
-from geoflux.settings import ApiSettings, GeofenceSettings, KafkaSettings
+from geoflux.settings import AlertSettings, ApiSettings, GeofenceSettings, KafkaSettings
 from schemas.codec import AvroCodec
 from services import routes_alerts, routes_geoevent, routes_geofences
 from services.evaluation_waiter import EvaluationWaiter
@@ -49,7 +49,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     app[routes_geofences.REGISTRY] = registry
     routes_geofences.add_routes(app)
     routes_geoevent.add_routes(app, kafka, api, codec, producer, waiter)
-    closeables = routes_alerts.add_routes(app, kafka, codec, producer)
+    closeables = routes_alerts.add_routes(app, kafka, codec, producer, AlertSettings().rules_file)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

@@ -3,7 +3,8 @@ through sensor interfaces (`streams.alerting.sensor`); this turns them into metr
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest,
+                               start_http_server)
 
 DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 
@@ -19,6 +20,13 @@ ALERT_SUPPRESSED = Counter("geoflux_alerts_suppressed_total",
                            "Alerts suppressed by noise control, by reason", ["reason"])
 DELIVERY_PENDING = Gauge("geoflux_alert_deliveries_pending",
                          "Delivery requests read but not finished (held, waiting or in flight)")
+
+
+DLQ_DEPTH = Gauge("geoflux_dlq_depth", "Open (not redriven, not resolved) DLQ records", ["dlq"])
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST
 
 
 class PrometheusAlertSensor:

@@ -137,10 +137,21 @@ async def redrive_dlq(request: web.Request) -> web.Response:
     return web.json_response(result, status=202)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    from services.metrics import DLQ_DEPTH, exposition
+
+    for name, view in _dlq_views(request).items():
+        DLQ_DEPTH.labels(name).set(len(view.list()))
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 def add_routes(app: web.Application, kafka: KafkaSettings, codec: AvroCodec,
-               producer: ReliableProducer) -> list:
+               producer: ReliableProducer, rules_file=None) -> list:
     """Mounts the routes; returns what must be closed on shutdown."""
     config = AlertConfig(kafka, codec, producer).start()
+    if rules_file:
+        config.load_file(rules_file)
     statuses = AlertStatusView(kafka, codec).start()
     dlqs = {
         "alerts": DlqView(kafka, codec, "alerts", "DeliveryAttempt", producer, fresh_delivery,
@@ -157,4 +168,5 @@ def add_routes(app: web.Application, kafka: KafkaSettings, codec: AvroCodec,
     app.router.add_get("/api/v1/dlq", list_dlq)
     app.router.add_get("/api/v1/dlq/{id}", show_dlq)
     app.router.add_post("/api/v1/dlq/{id}/redrive", redrive_dlq)
+    app.router.add_get("/metrics", metrics)
     return [config, statuses, *dlqs.values()]

@@ -153,3 +153,25 @@ def test_delivery_worker_sigkill_mid_burst_loses_nothing(env, receivers):
     # at-least-once across a crash: re-sends carry the same webhook-id for the receiver to drop
     print(f"\nSIGKILL mid-burst: {n} alerts, {delivered_before_kill} delivered before the kill, "
           f"{duplicates} re-sent after restart (same webhook-id), 0 lost")
+
+
+def test_gone_endpoint_is_disabled_and_exhausted_retries_are_abandoned(env, receivers):
+    primary, fallback = receivers
+    primary.default = Answer(503, "down")
+    fallback.default = Answer(410, "channel_is_archived")
+    env["config"].rules.put(rule(channels=["ops-hook", "ops-slack"]))
+    env["procs"].update(start_pipeline(env["settings"], env["tmp"],
+                                       GEOFLUX_ALERT_DLQ_BACKOFF_S="[0.3, 0.3]"))
+    statuses = env["statuses"]
+    publish_events(env["settings"], env["codec"], [geofence_event(0)])
+    wait_for(lambda: any(s["channels"].get("ops-slack") == "DISABLED"
+                         for s in statuses.snapshot().values()), 60, what="the 410 seen")
+    publish_events(env["settings"], env["codec"], [geofence_event(i) for i in range(1, 5)])
+    wait_for(lambda: statuses.by_status().get("FAILED", 0) == 5
+             and all(s["channels"].get("ops-hook") == "ABANDONED" for s in statuses.snapshot().values()),
+             90, what="5 alerts with one channel abandoned and one disabled")
+    for s in statuses.snapshot().values():
+        assert s["channels"] == {"ops-hook": "ABANDONED", "ops-slack": "DISABLED"}
+        assert s["attempts"]["ops-hook"] == 5  # 3 primary + 2 from the DLQ (seed: 5 in all)
+    # after the 410 the endpoint is disabled: later alerts do not call it at all
+    assert len(fallback.received(ok_only=False)) == 1

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import urllib.request
 import sys
 
 import pytest
@@ -83,6 +84,8 @@ def test_alert_config_status_and_dlq_over_http_and_cli(stack, tmp_path):
              what="the DLQ entry closed")
     assert http("POST", f"{base}/api/v1/dlq/{entry['dlq_id']}/redrive")[0] == 404  # once only
     assert http("GET", f"{base}/api/v1/dlq/nope")[0] == 404
+    scraped = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+    assert 'geoflux_dlq_depth{dlq="alerts"} 0.0' in scraped
 
 
 def test_alerts_load_file_validates_everything_first(kafka_settings, tmp_path):
