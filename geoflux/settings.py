@@ -92,6 +92,29 @@ class AlertSettings(BaseSettings):
     dedup_s: dict[str, int] = {"critical": 300, "high": 600, "warning": 900, "info": 1800}
     rate_per_hour: dict[str, int] = {"critical": 20, "high": 10, "warning": 5, "info": 3}
     rules_file: Path | None = None
+    callback_secret: SecretStr = SecretStr("geoflux-callbacks")  # signs job callbacks
+
+
+class JobSettings(BaseSettings):
+    """Geoprocessing jobs (`GEOFLUX_JOBS_*`). Seed: 3 attempts with exponential backoff,
+    results reused for 7 days, timeouts per process between 5 minutes and 4 hours."""
+
+    model_config = _section("GEOFLUX_JOBS_")
+
+    max_attempts: int = 3
+    max_attempts_by_process: dict[str, int] = {}
+    backoff_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    concurrency: int = 4
+    postgis_threshold_vertices: int = 5000  # larger inputs run in PostGIS
+    tiers: dict[str, str] = {}  # process -> tier, overriding the size rule
+    timeouts_s: dict[str, float] = {}  # process -> timeout
+    default_timeout_s: float = 1800.0
+    min_timeout_s: float = 300.0
+    max_timeout_s: float = 14_400.0
+    idempotency_ttl_days: float = 7.0
+    sync_wait_s: float = 30.0
+    sync_max_vertices: int = 2000
+    buffer: int = 64  # requests read ahead; priority orders them
 
 
 class LocalRegistrySettings(BaseSettings):

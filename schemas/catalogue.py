@@ -67,6 +67,8 @@ def catalogue(settings: KafkaSettings | None = None) -> dict[str, TopicSpec]:
         _spec("jobs.results", "JobResult", retention_ms=evt_ms, key="job_id"),
         _spec("jobs.retry", "JobRequest", retention_ms=7 * DAY_MS, key="job_id"),
         _spec("jobs.dlq", "DlqRecord", retention_ms=evt_ms, key="job_id"),
+        _spec("jobs.control", "ConfigRecord", compacted=True, key="job_id",
+              doc="dismissals: every job worker follows it and stops the job it runs"),
         _spec("alerts.rules", "ConfigRecord", compacted=True, key="rule_id"),
         _spec("alerts.channels", "ConfigRecord", compacted=True, key="channel name",
               doc="channel endpoints and their settings (secrets: see docs)"),

@@ -8,11 +8,12 @@ from aiohttp import web
 
 from connectors.kafka_admin import admin_client
 from connectors.kafka_producer import ReliableProducer
-from geoflux.settings import AlertSettings, ApiSettings, GeofenceSettings, KafkaSettings
+from geoflux.settings import AlertSettings, ApiSettings, GeofenceSettings, JobSettings, KafkaSettings
 from schemas.codec import AvroCodec
-from services import routes_alerts, routes_geoevent, routes_geofences
+from services import routes_alerts, routes_geoevent, routes_geofences, routes_processes
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
+from services.jobs import JobsService
 from services.problems import problem, problem_middleware
 
 SETTINGS = web.AppKey("kafka_settings", KafkaSettings)
@@ -50,6 +51,9 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_geofences.add_routes(app)
     routes_geoevent.add_routes(app, kafka, api, codec, producer, waiter)
     closeables = routes_alerts.add_routes(app, kafka, codec, producer, AlertSettings().rules_file)
+    jobs = JobsService(kafka, codec, JobSettings(), producer).start()
+    routes_processes.add_routes(app, jobs)
+    closeables.append(jobs)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

@@ -232,6 +232,92 @@ def geofences_import(file: Path, tenant: str | None) -> None:
         sys.exit(1)
 
 
+@worker.command("jobs", help="Run geoprocessing jobs (in-process tier; PostGIS tier with GEOFLUX_PG_DSN).")
+@click.option("--no-postgis", is_flag=True, help="Run without the PostGIS tier.")
+@one_line_errors
+def worker_jobs(no_postgis: bool) -> None:
+    from geoflux.settings import JobSettings, PostgresSettings
+    from services.logging import configure_logging
+    from streams.jobs.worker import run_jobs
+
+    configure_logging()
+    run_jobs(KafkaSettings(), codec(), JobSettings(), None if no_postgis else PostgresSettings().dsn)
+
+
+@main.group(help="Geoprocessing jobs.")
+def jobs() -> None:
+    pass
+
+
+def _jobs_service():
+    from geoflux.settings import JobSettings
+    from services.jobs import JobsService
+
+    return JobsService(KafkaSettings(), codec(), JobSettings()).start()
+
+
+@jobs.command("submit", help="Submit a job; INPUTS is JSON or @FILE. Prints the job id.")
+@click.argument("process_id")
+@click.argument("inputs")
+@click.option("--priority", default=5, show_default=True)
+@click.option("--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the result.")
+@one_line_errors
+def jobs_submit(process_id: str, inputs: str, priority: int, wait_s: float) -> None:
+    import asyncio
+
+    text = Path(inputs[1:]).read_text() if inputs.startswith("@") else inputs
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"inputs are not JSON: {exc}") from None
+    svc = _jobs_service()
+    try:
+        st, created = svc.submit(process_id, parsed, priority=priority)
+        click.echo(f"{st['job_id']} {'created' if created else 'existing'} {st['status']}")
+        if wait_s:
+            done = asyncio.run(svc.wait(st["job_id"], wait_s))
+            click.echo(json.dumps(svc.result(st["job_id"]) if done["status"] == "successful"
+                                  else {"status": done["status"], "message": done["message"]}))
+    finally:
+        svc.close()
+
+
+@jobs.command("status", help="A job's status as JSON.")
+@click.argument("job_id")
+@one_line_errors
+def jobs_status(job_id: str) -> None:
+    svc = _jobs_service()
+    try:
+        click.echo(json.dumps(svc.get(job_id)))
+    finally:
+        svc.close()
+
+
+@jobs.command("results", help="A finished job's outputs as JSON (exit 1 if not ready).")
+@click.argument("job_id")
+@one_line_errors
+def jobs_results(job_id: str) -> None:
+    svc = _jobs_service()
+    try:
+        st, out = svc.get(job_id), svc.result(job_id)
+    finally:
+        svc.close()
+    if out is None:
+        raise click.ClickException(f"job {job_id} is {st['status']}: no results")
+    click.echo(json.dumps(out))
+
+
+@jobs.command("cancel", help="Dismiss a job; a running job is stopped.")
+@click.argument("job_id")
+@one_line_errors
+def jobs_cancel(job_id: str) -> None:
+    svc = _jobs_service()
+    try:
+        click.echo(svc.dismiss(job_id)["status"])
+    finally:
+        svc.close()
+
+
 @main.group(help="Alert configuration.")
 def alerts() -> None:
     pass

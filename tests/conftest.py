@@ -84,32 +84,50 @@ def _pg_bin() -> Path:
     return found[0].parent
 
 
+class PgCluster:
+    """A throwaway PostgreSQL cluster (PostGIS available) on a free port; tests can stop and
+    start it to prove that work survives a database outage."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = _pg_bin()
+        self.root, self.data, self.port = root, root / "data", free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            shutil.chown(root, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.as_user, str(self.bin / "initdb"), "-D", str(self.data), "-U", "geoflux",
+                        "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+        self.dsn = f"postgresql://geoflux@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), *args],
+                       check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._ctl("-l", str(self.root / "log"), "-w", "-t", "60", "-o",
+                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "-w", "stop")
+
+
 @pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory) -> str:
-    """A throwaway PostgreSQL cluster (with PostGIS available) on a free loopback port."""
-    if os.environ.get("GEOFLUX_PG_DSN"):
-        yield os.environ["GEOFLUX_PG_DSN"]
-        return
-    bin_dir = _pg_bin()
+def postgres() -> PgCluster:
     root = Path(f"/tmp/geoflux-pg-{uuid.uuid4().hex[:8]}")
     root.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(root, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", free_port()
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "geoflux",
-                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-w", "-t", "60", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-                    "start"], check=True, capture_output=True)
-    dsn = f"postgresql://geoflux@127.0.0.1:{port}/postgres"
+    cluster = PgCluster(root)
+    cluster.start()
     try:
-        yield dsn
+        yield cluster
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True)
+        subprocess.run([*cluster.as_user, str(cluster.bin / "pg_ctl"), "-D", str(cluster.data),
+                        "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres) -> str:
+    return os.environ.get("GEOFLUX_PG_DSN") or postgres.dsn
 
 
 @pytest.fixture(scope="session")

@@ -98,10 +98,18 @@ class WebhookChannel(HttpChannel):
         return "v1," + base64.b64encode(mac.digest()).decode()
 
     def request(self, n: Notification) -> tuple[str, bytes, dict[str, str]]:
-        body = json.dumps({"type": f"alert.{n.action}", "timestamp": _iso(n.created_ms),
-                           "data": {"alert_id": n.alert_id, "tenant_id": n.tenant_id,
-                                    "severity": n.severity, "title": n.title, "body": n.body,
-                                    "labels": n.labels}}).encode()
+        if "job_id" in n.labels:  # an OGC API - Processes subscriber callback: statusInfo
+            payload = {"type": f"job.{n.labels['status']}", "timestamp": _iso(n.created_ms),
+                       "data": {"jobID": n.labels["job_id"], "status": n.labels["status"],
+                                "progress": int(n.labels.get("progress") or 0),
+                                "message": n.labels.get("message") or None, "type": "process",
+                                "links": [{"href": f"/jobs/{n.labels['job_id']}", "rel": "status"}]}}
+        else:
+            payload = {"type": f"alert.{n.action}", "timestamp": _iso(n.created_ms),
+                       "data": {"alert_id": n.alert_id, "tenant_id": n.tenant_id,
+                                "severity": n.severity, "title": n.title, "body": n.body,
+                                "labels": n.labels}}
+        body = json.dumps(payload).encode()
         ts = int(time.time())
         return self.s["url"], body, {
             "Content-Type": "application/json", "webhook-id": n.delivery_id,

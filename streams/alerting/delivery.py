@@ -99,6 +99,16 @@ class DeliveryWorker:
                                                              body.get("settings") or {}))
         return True
 
+    def _callback_channel(self, req: dict) -> tuple[int, Channel]:
+        """Job subscriber callbacks: an ad-hoc signed webhook to the URL the job was given."""
+        url = req["labels"].get("callback_url", "")
+        key = f"job-callback:{url}"
+        if key not in self.channels:
+            config = ChannelConfig("job-callback", "webhook", req["tenant_id"],
+                                   {"url": url, "secret": self.s.callback_secret.get_secret_value()})
+            self.channels[key] = (0, build_channel(config))
+        return self.channels[key]
+
     def _channel(self, name: str, tenant: str) -> tuple[int, Channel] | None:
         with self.reader.lock:
             entry = self.configs.get(name)
@@ -173,7 +183,8 @@ class DeliveryWorker:
         req = job.request
         name = req["channel"]
         try:
-            entry = self._channel(name, req["tenant_id"])
+            entry = (self._callback_channel(req) if name == "job-callback"
+                     else self._channel(name, req["tenant_id"]))
             if entry is None:
                 self._dead_letter(job, req, "permanent", f"no channel named {name!r} for tenant "
                                                          f"{req['tenant_id']}")
@@ -201,7 +212,8 @@ class DeliveryWorker:
             self.sensor.delivered(req["severity"], name, (now_ms() - req["alert_created_ms"]) / 1000)
             self._finish(job)
         except EndpointGone as exc:
-            self.disabled.add((name, self.channels[name][0]))
+            if name in self.channels:
+                self.disabled.add((name, self.channels[name][0]))
             self._dead_letter(job, req, "gone", str(exc))
             self._outcome(req, "DISABLED", "gone", str(exc))
             self._finish(job)

@@ -201,6 +201,8 @@ class AlertStatusStage(TransactionalProcessor):
         for msg in msgs:
             is_alert = msg.topic() == self.t_alerts
             rec = self.codec.decode(msg.value(), "Alert" if is_alert else "DeliveryAttempt")
+            if not is_alert and rec["channel"] == "job-callback":
+                continue  # job callbacks share delivery, not alert status (jobs have their own)
             aid = rec["alert_id"]
             st = self.state(aid)
             if st is None:

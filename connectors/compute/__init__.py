@@ -1,0 +1,1 @@
+"""Compute tiers: where a geoprocessing job runs. One protocol, one module per tier."""

@@ -1,0 +1,35 @@
+"""The compute tier interface. A tier runs one job attempt; it raises TransientError (retry),
+PermanentError (DLQ), JobCancelled or JobTimedOut, and reports progress through a callback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from geoflux.errors import GeofluxError
+
+
+class JobCancelled(GeofluxError):
+    error_class = "dismissed"
+
+
+class JobTimedOut(GeofluxError):
+    error_class = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    job_id: str
+    idempotency_key: str
+    process_id: str
+    attempt: int
+    timeout_s: float
+
+
+class ComputeTier(Protocol):
+    name: str
+
+    async def run(self, ctx: JobContext, inputs: dict, progress: Callable[[int], None],
+                  cancelled: Callable[[], bool]) -> dict:
+        """Runs the job; returns its outputs. Must stop promptly once `cancelled()` is true."""
+        ...

@@ -1,0 +1,353 @@
+"""The job worker: runs geoprocessing jobs from `jobs.requests` and `jobs.retry`.
+
+- Several workers share the queue through the consumer group: a job's partition, and so the
+  job, belongs to one worker at a time. Read-ahead requests (`buffer`) run in priority
+  order, so higher-priority jobs overtake lower ones under load.
+- Status (compacted `jobs.status`) moves accepted -> running (with progress) -> successful /
+  failed / dismissed; results go to `jobs.results`. A finished job is never run again (the
+  worker follows `jobs.status`), and PostGIS side effects are tied to the idempotency key.
+- Transient failures retry through `jobs.retry` with exponential backoff up to
+  `max_attempts`; then, like permanent failures and timeouts, the job lands in `jobs.dlq`
+  with its full context and is FAILED with the reason and attempt count.
+- Dismissals arrive on `jobs.control`; a running job is stopped (child killed, statement
+  cancelled).
+- Subscriber callbacks (successUri, inProgressUri, failedUri) go through the alert delivery
+  path (`alerts.deliveries`): retried, signed, dead-lettered, never fire-and-forget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from connectors.compute.base import ComputeTier, JobCancelled, JobContext, JobTimedOut
+from connectors.topic_reader import TopicReader
+from geoflux.errors import PermanentError, TransientError, ValidationError
+from geoflux.settings import JobSettings, KafkaSettings
+from schemas.catalogue import topic
+from schemas.codec import AvroCodec
+from streams.alerting.offsets import OffsetTracker
+from streams.jobs.processes import PROCESSES, input_size, validate_inputs
+
+log = structlog.get_logger("geoflux.jobs")
+FINAL = {"successful", "failed", "dismissed"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class Job:
+    tp: tuple[str, int]
+    offset: int
+    req: dict
+
+
+def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
+                tiers: dict[str, ComputeTier]) -> str:
+    forced = settings.tiers.get(process_id)
+    if forced:
+        return forced
+    process = PROCESSES[process_id]
+    if ("postgis" in tiers and process.postgis
+            and input_size(parsed_inputs) > settings.postgis_threshold_vertices):
+        return "postgis"
+    return "inprocess"
+
+
+def timeout_for(process_id: str, requested: float | None, settings: JobSettings) -> float:
+    t = requested or settings.timeouts_s.get(process_id) or settings.default_timeout_s
+    return min(max(t, settings.min_timeout_s), settings.max_timeout_s)
+
+
+class JobWorker:
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
+                 tiers: dict[str, ComputeTier]) -> None:
+        self.kafka, self.codec, self.s, self.tiers = kafka, codec, settings, tiers
+        self.t_requests = topic("jobs.requests", kafka)
+        self.t_retry = topic("jobs.retry", kafka)
+        self.t_status = topic("jobs.status", kafka)
+        self.t_results = topic("jobs.results", kafka)
+        self.t_dlq = topic("jobs.dlq", kafka)
+        self.t_deliveries = topic("alerts.deliveries", kafka)
+        self.statuses: dict[str, dict] = {}
+        self.dismissed: set[str] = set()
+        self.waiting: list[tuple[float, int, Job]] = []  # not due yet
+        self.ready: list[tuple[int, int, int, Job]] = []  # (-priority, created, seq, job)
+        self._seq = itertools.count()
+        self.tracker = OffsetTracker()
+        self.running_jobs = 0
+        self.running = True
+        self.paused = False
+        self._errors: list[str] = []
+        base = {"bootstrap.servers": kafka.bootstrap, "socket.connection.setup.timeout.ms": 5000}
+        self.consumer = Consumer({**base, "group.id": kafka.topic_prefix + "geoflux-jobs",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                                  "heartbeat.interval.ms": 500, "max.poll.interval.ms": 300_000})
+        self.producer = Producer({**base, "enable.idempotence": True, "acks": "all", "linger.ms": 2,
+                                  "partitioner": "murmur2_random"})
+        self.status_reader = TopicReader(kafka, self.t_status, "JobStatus", codec, self._apply_status)
+        self.control_reader = TopicReader(kafka, topic("jobs.control", kafka), "ConfigRecord", codec,
+                                          self._apply_control)
+
+    # -- views --------------------------------------------------------------------------------
+    def _apply_status(self, job_id: str, rec: dict | None, _msg) -> bool:
+        if rec is not None:
+            self.statuses[job_id] = rec
+        return rec is not None
+
+    def _apply_control(self, job_id: str, rec: dict | None, _msg) -> bool:
+        if rec is not None and not rec["deleted"]:
+            self.dismissed.add(job_id)
+        return rec is not None
+
+    def is_dismissed(self, job_id: str) -> bool:
+        with self.control_reader.lock:
+            return job_id in self.dismissed
+
+    def _done(self, job_id: str) -> bool:
+        """Succeeded or dismissed: never run again. A failed job runs again when it is
+        redriven from the DLQ (a person decided so)."""
+        with self.status_reader.lock:
+            st = self.statuses.get(job_id)
+        return bool(st and st["status"] in ("successful", "dismissed"))
+
+    # -- producing ----------------------------------------------------------------------------
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _produce(self, t: str, key: str, schema: str, rec: dict) -> None:
+        self.producer.produce(t, key=key, value=self.codec.encode(t, schema, rec),
+                              on_delivery=self._on_delivery)
+        self.producer.poll(0)
+
+    def _status(self, req: dict, status: str, **fields) -> None:
+        with self.status_reader.lock:
+            prev = self.statuses.get(req["job_id"]) or {}
+        now = now_ms()
+        rec = {"job_id": req["job_id"], "tenant_id": req["tenant_id"], "process_id": req["process_id"],
+               "status": status, "progress": prev.get("progress", 0), "message": None,
+               "tier": prev.get("tier"), "attempt": req["attempt"],
+               "created_ms": req["created_ms"], "started_ms": prev.get("started_ms"),
+               "finished_ms": None, "updated_ms": now, "idempotency_key": req["idempotency_key"],
+               "priority": req["priority"]}
+        rec.update(fields)
+        if status in FINAL:
+            rec["finished_ms"] = now
+        with self.status_reader.lock:
+            self.statuses[req["job_id"]] = rec  # read-your-writes for this worker
+        self._produce(self.t_status, req["job_id"], "JobStatus", rec)
+
+    def _callback(self, req: dict, kind: str, status: dict) -> None:
+        url = req["subscriber"].get(kind)
+        if not url:
+            return
+        now = now_ms()
+        self._produce(self.t_deliveries, req["job_id"], "DeliveryAttempt", {
+            "delivery_id": f"{req['job_id']}:{kind}", "alert_id": req["job_id"],
+            "tenant_id": req["tenant_id"], "channel": "job-callback", "fallback_channel": None,
+            "fallback_for": None, "severity": "info", "action": "trigger",
+            "title": f"job {req['job_id']} {status['status']}",
+            "body": "", "labels": {"callback_url": url, "job_id": req["job_id"],
+                                   "status": status["status"], "progress": str(status["progress"]),
+                                   "message": status["message"] or ""},
+            "alert_created_ms": now, "attempt": 1, "outcome": None, "error_class": None,
+            "error_message": None, "first_failure_ms": None, "not_before_ms": now, "created_ms": now})
+
+    def _dead_letter(self, job: Job, req: dict, error_class: str, message: str) -> None:
+        now = now_ms()
+        self._produce(self.t_dlq, req["job_id"], "DlqRecord", {
+            "dlq_id": f"{req['job_id']}-{uuid.uuid4().hex[:8]}", "original_topic": job.tp[0],
+            "original_partition": job.tp[1], "original_offset": job.offset,
+            "original_key": req["job_id"].encode(),
+            "original_value": self.codec.encode(self.t_requests, "JobRequest",
+                                                dict(req, attempt=0, not_before_ms=0)),
+            "error_class": error_class, "error_message": message[:2000], "attempts": req["attempt"],
+            "first_failure_ms": req["first_failure_ms"] or now, "last_failure_ms": now,
+            "redrive_topic": self.t_requests})
+
+    # -- running a job --------------------------------------------------------------------------
+    async def _run(self, job: Job) -> None:
+        req = dict(job.req, attempt=job.req["attempt"] + 1)
+        try:
+            if self._done(req["job_id"]):
+                return  # already finished (a re-read after a crash, or a duplicate request)
+            if self.is_dismissed(req["job_id"]):
+                self._status(req, "dismissed", message="dismissed before it started")
+                return
+            process = PROCESSES.get(req["process_id"])
+            if process is None:
+                raise PermanentError(f"no process {req['process_id']!r}")
+            raw = json.loads(req["inputs"])
+            tier_name = choose_tier(req["process_id"], validate_inputs(process, raw), self.s, self.tiers)
+            tier = self.tiers.get(tier_name)
+            if tier is None:
+                raise PermanentError(f"tier {tier_name!r} is not configured on this worker")
+            timeout = timeout_for(req["process_id"], req["timeout_s"], self.s)
+            self._status(req, "running", tier=tier_name, started_ms=now_ms(), progress=0,
+                         message=f"attempt {req['attempt']} on {tier_name}")
+            if req["attempt"] == 1:
+                self._callback(req, "inProgressUri", self.statuses[req["job_id"]])
+            last = [0, 0.0]
+
+            def progress(pct: int) -> None:
+                # persisted, but at most every 5 points or once a second
+                if pct >= last[0] + 5 or time.monotonic() - last[1] > 1 or pct == 100:
+                    last[0], last[1] = pct, time.monotonic()
+                    self._status(req, "running", progress=min(pct, 99),
+                                 message=f"attempt {req['attempt']} on {tier_name}")
+
+            ctx = JobContext(req["job_id"], req["idempotency_key"], req["process_id"],
+                             req["attempt"], timeout)
+            outputs = await tier.run(ctx, raw, progress, lambda: self.is_dismissed(req["job_id"]))
+            self._produce(self.t_results, req["job_id"], "JobResult", {
+                "job_id": req["job_id"], "idempotency_key": req["idempotency_key"],
+                "outputs": json.dumps(outputs), "tier": tier_name, "finished_ms": now_ms()})
+            self._status(req, "successful", progress=100, message="done")
+            self._callback(req, "successUri", self.statuses[req["job_id"]])
+        except JobCancelled as exc:
+            self._status(req, "dismissed", message=str(exc))
+        except JobTimedOut as exc:
+            self._fail(job, req, "timeout", str(exc))
+        except TransientError as exc:
+            self._retry(job, req, exc)
+        except (PermanentError, ValidationError) as exc:
+            self._fail(job, req, exc.error_class, str(exc))
+        except Exception as exc:  # a bug must end in the DLQ, not in a dead worker
+            log.exception("unexpected job error", job_id=req["job_id"])
+            self._fail(job, req, "unexpected", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.running_jobs -= 1
+            self.tracker.done(job.tp, job.offset)
+
+    def _fail(self, job: Job, req: dict, error_class: str, message: str) -> None:
+        req = dict(req, first_failure_ms=req["first_failure_ms"] or now_ms())
+        self._dead_letter(job, req, error_class, message)
+        self._status(req, "failed", message=f"{error_class}: {message} (after {req['attempt']} "
+                                            f"attempt(s); in the DLQ)")
+        self._callback(req, "failedUri", self.statuses[req["job_id"]])
+
+    def _retry(self, job: Job, req: dict, exc: Exception) -> None:
+        now = now_ms()
+        req = dict(req, first_failure_ms=req["first_failure_ms"] or now, last_error=str(exc)[:1000])
+        if req["attempt"] >= self.s.max_attempts_by_process.get(req["process_id"], self.s.max_attempts):
+            return self._fail(job, req, "transient", str(exc))
+        delay = self.s.backoff_s[min(req["attempt"] - 1, len(self.s.backoff_s) - 1)]
+        self._produce(self.t_retry, req["job_id"], "JobRequest",
+                      dict(req, not_before_ms=now + int(delay * 1000)))
+        self._status(req, "accepted", message=f"attempt {req['attempt']} failed ({exc}); "
+                                              f"retrying in {delay:g} s")
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _intake(self, msg) -> None:
+        tp = (msg.topic(), msg.partition())
+        self.tracker.add(tp, msg.offset())
+        try:
+            req = self.codec.decode(msg.value(), "JobRequest")
+        except ValidationError as exc:
+            log.error("undecodable job request skipped", offset=msg.offset(), error=str(exc))
+            self.tracker.done(tp, msg.offset())
+            return
+        heapq.heappush(self.waiting, (req["not_before_ms"] / 1000, next(self._seq), Job(tp, msg.offset(), req)))
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for tp in revoked:
+            self.tracker.drop(tp)
+        self.waiting = [w for w in self.waiting if w[2].tp not in revoked]
+        self.ready = [r for r in self.ready if r[3].tp not in revoked]
+        heapq.heapify(self.waiting)
+        heapq.heapify(self.ready)
+
+    def _commit(self) -> None:
+        offsets = self.tracker.committable()
+        if not offsets:
+            return
+        if self.producer.flush(30) or self._errors:
+            raise TransientError(f"job outputs not acknowledged: {self._errors[:1]}; not committing")
+        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                             asynchronous=False)
+        self.tracker.committed(offsets)
+
+    async def run(self, max_seconds: float | None = None) -> None:
+        self.status_reader.load().follow()
+        self.control_reader.load().follow()
+        for tier in self.tiers.values():
+            if hasattr(tier, "ensure_schema"):
+                try:
+                    await asyncio.to_thread(tier.ensure_schema)
+                except Exception as exc:  # PostgreSQL down at start: jobs retry later
+                    log.warning("PostGIS tier not ready at start", error=str(exc))
+        self.consumer.subscribe([self.t_requests, self.t_retry], on_revoke=self._on_revoke)
+        stop_at = time.monotonic() + max_seconds if max_seconds else None
+        last_commit = 0.0
+        tasks: set[asyncio.Task] = set()
+        try:
+            while self.running and (stop_at is None or time.monotonic() < stop_at):
+                msgs = [] if self.paused else self.consumer.consume(100, 0)
+                for msg in msgs:
+                    if not msg.error():
+                        self._intake(msg)
+                now_s = time.time()
+                while self.waiting and self.waiting[0][0] <= now_s:
+                    _, _, job = heapq.heappop(self.waiting)
+                    heapq.heappush(self.ready, (-job.req["priority"], job.req["created_ms"],
+                                                next(self._seq), job))
+                while self.ready and self.running_jobs < self.s.concurrency:
+                    job = heapq.heappop(self.ready)[3]
+                    self.running_jobs += 1
+                    task = asyncio.create_task(self._run(job))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if time.monotonic() - last_commit > 0.2:
+                    await asyncio.to_thread(self._commit)
+                    self._flow_control()
+                    last_commit = time.monotonic()
+                await asyncio.sleep(0.005 if not msgs else 0)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.consumer.close()
+            self.status_reader.close()
+            self.control_reader.close()
+            self.producer.flush(10)
+
+    def _flow_control(self) -> None:
+        buffered = len(self.waiting) + len(self.ready)
+        assignment = self.consumer.assignment()
+        if not self.paused and buffered >= self.s.buffer and assignment:
+            self.consumer.pause(assignment)
+            self.paused = True
+        elif self.paused and buffered < self.s.buffer // 2:
+            self.consumer.resume(assignment)
+            self.paused = False
+
+    def stop(self, *_args) -> None:
+        self.running = False
+
+
+def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_dsn: str | None) -> None:
+    from connectors.compute.inprocess import InProcessTier
+    from connectors.compute.postgis import PostgisTier
+    from streams.jobs.runner import run_process
+
+    tiers: dict[str, ComputeTier] = {"inprocess": InProcessTier(run_process)}
+    if pg_dsn:
+        tiers["postgis"] = PostgisTier(pg_dsn)
+    worker = JobWorker(kafka, codec, settings, tiers)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    asyncio.run(worker.run())
