@@ -194,3 +194,20 @@ def test_postgres_down_30s_jobs_retry_and_succeed_then_dlq_and_redrive(stack, po
     finally:
         dlq.close()
     wait_status(base, info["jobID"], "successful", 120)
+
+
+def test_higher_priority_overtakes_under_load(stack):
+    base = stack["base"]
+    stop(stack["procs"]["jobs"])  # queue up while no worker runs: that is the load
+    low = [execute(base, "sleep", {"seconds": 0.2}, priority=1,
+                   headers={"Idempotency-Key": f"low-{i}"})[2]["jobID"] for i in range(12)]
+    high = [execute(base, "sleep", {"seconds": 0.2}, priority=9,
+                    headers={"Idempotency-Key": f"high-{i}"})[2]["jobID"] for i in range(3)]
+    stack["procs"]["jobs"] = start_cli(stack["settings"], ["worker", "jobs"], "jobs-prio", stack["tmp"],
+                                       **stack["env"], GEOFLUX_JOBS_CONCURRENCY="1")
+    for j in low + high:
+        wait_status(base, j, "successful", 120)
+    started = {j: status_of(base, j)["started"] for j in low + high}
+    order = sorted(started, key=started.get)
+    # submitted last, the high-priority jobs ran before every low-priority one
+    assert set(order[:3]) == set(high), order
