@@ -32,6 +32,9 @@ class InProcessTier:
 
     def __init__(self, target: Callable[[str, dict, Callable[[int], None]], dict]) -> None:
         self.target = target  # module-level, so the forkserver child can import it
+        # the server imports the process code (shapely, pyproj) once; each job's child is a
+        # cheap fork of it instead of a fresh interpreter importing everything again
+        _CTX.set_forkserver_preload([target.__module__])
 
     async def run(self, ctx: JobContext, inputs: dict, progress: Callable[[int], None],
                   cancelled: Callable[[], bool]) -> dict:

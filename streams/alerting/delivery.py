@@ -24,10 +24,9 @@ import json
 import signal
 import time
 import uuid
-from dataclasses import dataclass, replace
+
 
 import structlog
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.channels.base import (Channel, ChannelConfig, EndpointGone, Notification,
                                       RetryLater, build_channel)
@@ -37,33 +36,23 @@ from geoflux.settings import AlertSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.alerting.delivery_policy import Breakers, RetryPolicy
-from streams.alerting.offsets import OffsetTracker
 from streams.alerting.sensor import AlertSensor, NullSensor
+from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from streams.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.delivery")
 TRANSIENT_CLASSES = {"transient", "rate_limited", "breaker_open"}
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(slots=True)
-class Job:
-    tp: tuple[str, int]
-    offset: int
-    request: dict  # a DeliveryAttempt without outcome
-    dlq: dict | None = None  # the DlqRecord it came in, for slow retries
-
-
-class DeliveryWorker:
+class DeliveryWorker(AtLeastOnceWorker):
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
                  sensor: AlertSensor | None = None) -> None:
-        self.kafka, self.codec, self.s = kafka, codec, settings
-        self.sensor = sensor or NullSensor()
         self.t_deliveries = topic("alerts.deliveries", kafka)
         self.t_retry = topic("alerts.retry", kafka)
         self.t_dlq = topic("alerts.dlq", kafka)
+        super().__init__(kafka, codec, "geoflux-delivery", [self.t_deliveries, self.t_retry, self.t_dlq])
+        self.s = settings
+        self.sensor = sensor or NullSensor()
         self.t_outcomes = topic("alerts.outcomes", kafka)
         self.policy = RetryPolicy(settings.primary_attempts, settings.primary_backoff_s,
                                   settings.total_attempts, settings.dlq_backoff_s)
@@ -74,21 +63,10 @@ class DeliveryWorker:
         self.fallbacks_sent: set[str] = set()
         self.held: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
-        self.tracker = OffsetTracker()
         self.inflight = 0
-        self.running = True
-        self.paused = False
         self._sems: dict[str, asyncio.Semaphore] = {}
-        base = {"bootstrap.servers": kafka.bootstrap, "socket.connection.setup.timeout.ms": 5000}
-        self.consumer = Consumer({**base, "group.id": kafka.topic_prefix + "geoflux-delivery",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed",
-                                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                                  "heartbeat.interval.ms": 500, "max.poll.interval.ms": 300_000})
-        self.producer = Producer({**base, "enable.idempotence": True, "acks": "all",
-                                  "linger.ms": 2, "partitioner": "murmur2_random"})
         self.reader = TopicReader(kafka, topic("alerts.channels", kafka), "ConfigRecord", codec,
                                   self._apply_channel)
-        self._produce_errors: list[str] = []
 
     # -- channel configuration ----------------------------------------------------------------
     def _apply_channel(self, name: str, rec: dict | None, _msg) -> bool:
@@ -121,14 +99,7 @@ class DeliveryWorker:
         return self.channels[name]
 
     # -- producing ----------------------------------------------------------------------------
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            self._produce_errors.append(f"{msg.topic()}: {err.str()}")
-
-    def _produce(self, t: str, key: str, schema: str, rec: dict) -> None:
-        self.producer.produce(t, key=key, value=self.codec.encode(t, schema, rec),
-                              on_delivery=self._on_delivery)
-        self.producer.poll(0)
+    _produce = AtLeastOnceWorker.produce
 
     def _outcome(self, req: dict, outcome: str, error_class: str | None = None,
                  message: str | None = None) -> None:
@@ -170,7 +141,7 @@ class DeliveryWorker:
                       offset=msg.offset(), error=str(exc))
             self.tracker.done(tp, msg.offset())
             return
-        self._hold(job, job.request["not_before_ms"] / 1000)
+        self._hold(job, job.record["not_before_ms"] / 1000)
 
     def _hold(self, job: Job, due_s: float) -> None:
         heapq.heappush(self.held, (due_s, next(self._seq), job))
@@ -180,7 +151,7 @@ class DeliveryWorker:
 
     # -- sending ------------------------------------------------------------------------------
     async def _handle(self, job: Job) -> None:
-        req = job.request
+        req = job.record
         name = req["channel"]
         try:
             entry = (self._callback_channel(req) if name == "job-callback"
@@ -239,7 +210,7 @@ class DeliveryWorker:
                             req["action"])
 
     def _retry(self, job: Job, exc: Exception, retry_after_s: float | None) -> None:
-        req = job.request
+        req = job.record
         now = now_ms()
         error_class = getattr(exc, "error_class", "transient")
         self._fallback(req)
@@ -269,41 +240,13 @@ class DeliveryWorker:
         self._produce(self.t_deliveries, req["alert_id"], "DeliveryAttempt", rec)
 
     # -- the loop -----------------------------------------------------------------------------
-    def _on_revoke(self, consumer, partitions) -> None:
-        for tp in partitions:
-            self.tracker.drop((tp.topic, tp.partition))
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        # held work of revoked partitions now belongs to their new owner, which re-reads it
+    def forget(self, revoked: set[tuple[str, int]]) -> None:
         self.held = [h for h in self.held if h[2].tp not in revoked]
         heapq.heapify(self.held)
 
-    def _commit(self) -> None:
-        offsets = self.tracker.committable()
-        if not offsets:
-            return
-        remaining = self.producer.flush(30)
-        if remaining or self._produce_errors:
-            raise TransientError(f"outputs not acknowledged ({remaining} left, "
-                                 f"errors: {self._produce_errors[:1]}): not committing")
-        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                             asynchronous=False)
-        self.tracker.committed(offsets)
-
-    def _flow_control(self) -> None:
-        pending = self.tracker.pending()
-        self.sensor.pending(pending)
-        assignment = self.consumer.assignment()
-        if not self.paused and pending > self.s.max_pending and assignment:
-            self.consumer.pause(assignment)
-            self.paused = True
-        elif self.paused and pending < self.s.max_pending // 2:
-            self.consumer.resume(assignment)
-            self.paused = False
-
     async def run(self, max_seconds: float | None = None) -> None:
         self.reader.load().follow()
-        self.consumer.subscribe([self.t_deliveries, self.t_retry, self.t_dlq],
-                                on_revoke=self._on_revoke)
+        self.subscribe()
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
         tasks: set[asyncio.Task] = set()
@@ -321,8 +264,9 @@ class DeliveryWorker:
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 if time.monotonic() - last_commit >= self.s.commit_interval_s:
-                    await asyncio.to_thread(self._commit)
-                    self._flow_control()
+                    await asyncio.to_thread(self.commit)
+                    self.sensor.pending(self.tracker.pending())
+                    self.flow_control(self.tracker.pending(), self.s.max_pending)
                     last_commit = time.monotonic()
                 if not msgs:
                     await asyncio.sleep(0.005)  # idle: let sends progress
@@ -332,16 +276,12 @@ class DeliveryWorker:
             if tasks:
                 await asyncio.wait(tasks, timeout=self.s.send_timeout_s + 5)
             try:
-                await asyncio.to_thread(self._commit)
+                await asyncio.to_thread(self.commit)
             finally:
                 self.consumer.close()
                 self.reader.close()
                 for _, ch in self.channels.values():
                     await ch.close()
-
-    def stop(self, *_args) -> None:
-        self.running = False
-
 
 def run_delivery(kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
                  sensor: AlertSensor | None = None) -> None:

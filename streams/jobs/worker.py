@@ -24,10 +24,8 @@ import json
 import signal
 import time
 import uuid
-from dataclasses import dataclass
 
 import structlog
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.compute.base import ComputeTier, JobCancelled, JobContext, JobTimedOut
 from connectors.topic_reader import TopicReader
@@ -35,22 +33,12 @@ from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import JobSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.alerting.offsets import OffsetTracker
+from streams.at_least_once import AtLeastOnceWorker, Work as Job
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
+from streams.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.jobs")
 FINAL = {"successful", "failed", "dismissed"}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(slots=True)
-class Job:
-    tp: tuple[str, int]
-    offset: int
-    req: dict
 
 
 def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
@@ -70,12 +58,13 @@ def timeout_for(process_id: str, requested: float | None, settings: JobSettings)
     return min(max(t, settings.min_timeout_s), settings.max_timeout_s)
 
 
-class JobWorker:
+class JobWorker(AtLeastOnceWorker):
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
                  tiers: dict[str, ComputeTier]) -> None:
-        self.kafka, self.codec, self.s, self.tiers = kafka, codec, settings, tiers
         self.t_requests = topic("jobs.requests", kafka)
         self.t_retry = topic("jobs.retry", kafka)
+        super().__init__(kafka, codec, "geoflux-jobs", [self.t_requests, self.t_retry])
+        self.s, self.tiers = settings, tiers
         self.t_status = topic("jobs.status", kafka)
         self.t_results = topic("jobs.results", kafka)
         self.t_dlq = topic("jobs.dlq", kafka)
@@ -85,18 +74,7 @@ class JobWorker:
         self.waiting: list[tuple[float, int, Job]] = []  # not due yet
         self.ready: list[tuple[int, int, int, Job]] = []  # (-priority, created, seq, job)
         self._seq = itertools.count()
-        self.tracker = OffsetTracker()
         self.running_jobs = 0
-        self.running = True
-        self.paused = False
-        self._errors: list[str] = []
-        base = {"bootstrap.servers": kafka.bootstrap, "socket.connection.setup.timeout.ms": 5000}
-        self.consumer = Consumer({**base, "group.id": kafka.topic_prefix + "geoflux-jobs",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed",
-                                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                                  "heartbeat.interval.ms": 500, "max.poll.interval.ms": 300_000})
-        self.producer = Producer({**base, "enable.idempotence": True, "acks": "all", "linger.ms": 2,
-                                  "partitioner": "murmur2_random"})
         self.status_reader = TopicReader(kafka, self.t_status, "JobStatus", codec, self._apply_status)
         self.control_reader = TopicReader(kafka, topic("jobs.control", kafka), "ConfigRecord", codec,
                                           self._apply_control)
@@ -124,14 +102,7 @@ class JobWorker:
         return bool(st and st["status"] in ("successful", "dismissed"))
 
     # -- producing ----------------------------------------------------------------------------
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            self._errors.append(f"{msg.topic()}: {err.str()}")
-
-    def _produce(self, t: str, key: str, schema: str, rec: dict) -> None:
-        self.producer.produce(t, key=key, value=self.codec.encode(t, schema, rec),
-                              on_delivery=self._on_delivery)
-        self.producer.poll(0)
+    _produce = AtLeastOnceWorker.produce
 
     def _status(self, req: dict, status: str, **fields) -> None:
         with self.status_reader.lock:
@@ -180,7 +151,7 @@ class JobWorker:
 
     # -- running a job --------------------------------------------------------------------------
     async def _run(self, job: Job) -> None:
-        req = dict(job.req, attempt=job.req["attempt"] + 1)
+        req = dict(job.record, attempt=job.record["attempt"] + 1)
         try:
             if self._done(req["job_id"]):
                 return  # already finished (a re-read after a crash, or a duplicate request)
@@ -262,24 +233,11 @@ class JobWorker:
             return
         heapq.heappush(self.waiting, (req["not_before_ms"] / 1000, next(self._seq), Job(tp, msg.offset(), req)))
 
-    def _on_revoke(self, consumer, partitions) -> None:
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        for tp in revoked:
-            self.tracker.drop(tp)
+    def forget(self, revoked: set[tuple[str, int]]) -> None:
         self.waiting = [w for w in self.waiting if w[2].tp not in revoked]
         self.ready = [r for r in self.ready if r[3].tp not in revoked]
         heapq.heapify(self.waiting)
         heapq.heapify(self.ready)
-
-    def _commit(self) -> None:
-        offsets = self.tracker.committable()
-        if not offsets:
-            return
-        if self.producer.flush(30) or self._errors:
-            raise TransientError(f"job outputs not acknowledged: {self._errors[:1]}; not committing")
-        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                             asynchronous=False)
-        self.tracker.committed(offsets)
 
     async def run(self, max_seconds: float | None = None) -> None:
         self.status_reader.load().follow()
@@ -290,7 +248,7 @@ class JobWorker:
                     await asyncio.to_thread(tier.ensure_schema)
                 except Exception as exc:  # PostgreSQL down at start: jobs retry later
                     log.warning("PostGIS tier not ready at start", error=str(exc))
-        self.consumer.subscribe([self.t_requests, self.t_retry], on_revoke=self._on_revoke)
+        self.subscribe()
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
         tasks: set[asyncio.Task] = set()
@@ -303,7 +261,7 @@ class JobWorker:
                 now_s = time.time()
                 while self.waiting and self.waiting[0][0] <= now_s:
                     _, _, job = heapq.heappop(self.waiting)
-                    heapq.heappush(self.ready, (-job.req["priority"], job.req["created_ms"],
+                    heapq.heappush(self.ready, (-job.record["priority"], job.record["created_ms"],
                                                 next(self._seq), job))
                 while self.ready and self.running_jobs < self.s.concurrency:
                     job = heapq.heappop(self.ready)[3]
@@ -312,8 +270,8 @@ class JobWorker:
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 if time.monotonic() - last_commit > 0.2:
-                    await asyncio.to_thread(self._commit)
-                    self._flow_control()
+                    await asyncio.to_thread(self.commit)
+                    self.flow_control(len(self.waiting) + len(self.ready), self.s.buffer)
                     last_commit = time.monotonic()
                 await asyncio.sleep(0.005 if not msgs else 0)
         finally:
@@ -324,19 +282,6 @@ class JobWorker:
             self.status_reader.close()
             self.control_reader.close()
             self.producer.flush(10)
-
-    def _flow_control(self) -> None:
-        buffered = len(self.waiting) + len(self.ready)
-        assignment = self.consumer.assignment()
-        if not self.paused and buffered >= self.s.buffer and assignment:
-            self.consumer.pause(assignment)
-            self.paused = True
-        elif self.paused and buffered < self.s.buffer // 2:
-            self.consumer.resume(assignment)
-            self.paused = False
-
-    def stop(self, *_args) -> None:
-        self.running = False
 
 
 def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_dsn: str | None) -> None:

@@ -77,3 +77,49 @@ def test_topics_apply_twice_and_geofence_import(kafka_settings, tmp_path):
     assert proc.returncode == 1
     assert "imported 2 geofence(s), rejected 1" in proc.stdout
     assert "feature 2: polygon ring 0: unclosed ring" in proc.stderr
+
+
+@pytest.mark.slow
+def test_up_prints_urls_and_down_stops_everything(tmp_path):
+    """`geoflux up` on its own broker and ports; `geoflux down` from "another terminal"."""
+    import time
+    import urllib.request
+
+    from services.local_process import free_port, pid_alive
+    from tests.conftest import wait_for
+
+    kport, api_port = free_port(), free_port()
+    env = dict(os.environ, GEOFLUX_LOCAL_KAFKA_DATA_DIR=str(tmp_path / "kafka"),
+               GEOFLUX_LOCAL_KAFKA_PORT=str(kport), GEOFLUX_LOCAL_KAFKA_CONTROLLER_PORT=str(free_port()),
+               GEOFLUX_KAFKA_BOOTSTRAP=f"127.0.0.1:{kport}", GEOFLUX_API_PORT=str(api_port),
+               GEOFLUX_LOG_LEVEL="WARNING")
+    out = open(tmp_path / "up.out", "w")
+    up = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], env=env, stdout=out,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "Ctrl-C" in (tmp_path / "up.out").read_text(), 180, interval_s=0.2,
+                 what="geoflux up ready")
+        printed = (tmp_path / "up.out").read_text()
+        assert f"http://127.0.0.1:{api_port}/api/v1/geofences" in printed
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        # the demo feed produces events through the evaluator: the demo fences are registered
+        wait_for(lambda: json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{api_port}/api/v1/geofences", timeout=5).read())["total"] == 5, 60,
+            what="demo geofences")
+        state = json.loads((tmp_path / "stack" / "stack.json").read_text())
+        down = subprocess.run([sys.executable, "-m", "services.cli", "down"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0 and down.stdout.strip() == "stopped"
+        up.wait(30)
+        assert up.returncode == 0
+        assert not any(pid_alive(p) for p in state["pids"])
+        assert not port_open(kport) and not port_open(api_port)
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, 9)
+
+
+def port_open(port: int) -> bool:
+    from services.local_process import port_is_open
+    return port_is_open("127.0.0.1", port)

@@ -1,0 +1,91 @@
+"""The shell of geoflux's at-least-once workers (alert delivery, geoprocessing jobs): work
+with side effects outside Kafka, which no Kafka transaction can cover.
+
+Records are consumed, worked on out of order, and their offsets committed only up to the
+lowest unfinished one (`OffsetTracker`), after every output of the finished ones is
+acknowledged (acks=all). A crash therefore re-delivers unfinished work and never loses
+any; the work itself carries an idempotency key, so a repeat has no second effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from geoflux.errors import TransientError
+from geoflux.settings import KafkaSettings
+from schemas.codec import AvroCodec
+from streams.alerting.offsets import OffsetTracker
+
+
+@dataclass(slots=True)
+class Work:
+    tp: tuple[str, int]
+    offset: int
+    record: dict
+    extra: Any = None
+
+
+class AtLeastOnceWorker:
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, group: str, topics: list[str]) -> None:
+        self.kafka, self.codec, self.topics = kafka, codec, topics
+        self.tracker = OffsetTracker()
+        self.running = True
+        self.paused = False
+        self._produce_errors: list[str] = []
+        base = {"bootstrap.servers": kafka.bootstrap, "socket.connection.setup.timeout.ms": 5000}
+        self.consumer = Consumer({**base, "group.id": kafka.topic_prefix + group,
+                                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                                  "heartbeat.interval.ms": 500, "max.poll.interval.ms": 300_000})
+        self.producer = Producer({**base, "enable.idempotence": True, "acks": "all",
+                                  "linger.ms": 2, "partitioner": "murmur2_random"})
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke)
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for tp in revoked:
+            self.tracker.drop(tp)
+        self.forget(revoked)
+
+    def forget(self, revoked: set[tuple[str, int]]) -> None:
+        """Drop buffered work of revoked partitions: their new owner re-reads it."""
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self._produce_errors.append(f"{msg.topic()}: {err.str()}")
+
+    def produce(self, t: str, key: str, schema: str, rec: dict) -> None:
+        self.producer.produce(t, key=key, value=self.codec.encode(t, schema, rec),
+                              on_delivery=self._on_delivery)
+        self.producer.poll(0)
+
+    def commit(self) -> None:
+        """Commits finished work, after its outputs are acknowledged (never before)."""
+        offsets = self.tracker.committable()
+        if not offsets:
+            return
+        remaining = self.producer.flush(30)
+        if remaining or self._produce_errors:
+            raise TransientError(f"outputs not acknowledged ({remaining} left, errors: "
+                                 f"{self._produce_errors[:1]}): not committing")
+        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                             asynchronous=False)
+        self.tracker.committed(offsets)
+
+    def flow_control(self, buffered: int, limit: int) -> None:
+        """Stops reading ahead past `limit` buffered records; resumes below half of it."""
+        assignment = self.consumer.assignment()
+        if not self.paused and buffered >= limit and assignment:
+            self.consumer.pause(assignment)
+            self.paused = True
+        elif self.paused and buffered < limit // 2:
+            self.consumer.resume(assignment)
+            self.paused = False
+
+    def stop(self, *_args) -> None:
+        self.running = False
