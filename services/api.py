@@ -10,7 +10,8 @@ from connectors.kafka_admin import admin_client
 from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import AlertSettings, ApiSettings, GeofenceSettings, JobSettings, KafkaSettings
 from schemas.codec import AvroCodec
-from services import routes_alerts, routes_geoevent, routes_geofences, routes_processes
+from services import (routes_alerts, routes_cep, routes_geoevent, routes_geofences,
+                      routes_processes)
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
 from services.jobs import JobsService
@@ -54,6 +55,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     jobs = JobsService(kafka, codec, JobSettings(), producer).start()
     routes_processes.add_routes(app, jobs)
     closeables.append(jobs)
+    closeables += routes_cep.add_routes(app, kafka, codec, producer)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

@@ -232,6 +232,20 @@ def geofences_import(file: Path, tenant: str | None) -> None:
         sys.exit(1)
 
 
+@worker.command("cep", help="Complex event processing: --mode rekey | entity | geofence (run all three).")
+@click.option("--mode", type=click.Choice(["rekey", "entity", "geofence"]), required=True)
+@click.option("--instance", default="0", show_default=True)
+@one_line_errors
+def worker_cep(mode: str, instance: str) -> None:
+    from services.logging import configure_logging
+    from streams.cep.stage import CepProcessor, CepRekey
+
+    configure_logging()
+    stage = (CepRekey(KafkaSettings(), codec(), instance) if mode == "rekey"
+             else CepProcessor(KafkaSettings(), codec(), mode, instance))
+    _run_stage(stage)
+
+
 @worker.command("jobs", help="Run geoprocessing jobs (in-process tier; PostGIS tier with GEOFLUX_PG_DSN).")
 @click.option("--no-postgis", is_flag=True, help="Run without the PostGIS tier.")
 @one_line_errors

@@ -66,6 +66,8 @@ class Stack:
             children.append(self._spawn("evaluator", "worker", "evaluator", "--instance", "0"))
             for stage in ("alert-router", "alert-gate", "alert-status", "delivery"):
                 children.append(self._spawn(stage, "worker", stage))
+            for mode in ("rekey", "entity", "geofence"):
+                children.append(self._spawn(f"cep-{mode}", "worker", "cep", "--mode", mode))
             children.append(self._spawn("jobs", "worker", "jobs", "--no-postgis"))
             children.append(self._spawn("api", "api"))
             children[-1].wait_until(self._api_answers, 60, "the API answering")

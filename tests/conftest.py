@@ -1,7 +1,8 @@
 """Session-wide real services: a Kafka broker, a schema registry, PostgreSQL+PostGIS, moto.
 
-Kafka: an external cluster when GEOFLUX_KAFKA_BOOTSTRAP is set; otherwise the project's own
-jar-based KRaft broker on free loopback ports (a Docker engine is not needed and not used).
+Kafka: an external cluster when GEOFLUX_KAFKA_BOOTSTRAP is set; testcontainers when
+GEOFLUX_TEST_DOCKER=1 and a Docker engine answers; otherwise the project's own jar-based KRaft
+broker on free loopback ports (the default, and what CI uses: no Docker engine there).
 Each test gets its own topic prefix, so tests never see each other's records.
 """
 
@@ -35,9 +36,32 @@ def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05, what:
         time.sleep(interval_s)
 
 
+def docker_answers() -> bool:
+    if os.environ.get("GEOFLUX_TEST_DOCKER") != "1" or not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
 @pytest.fixture(scope="session")
-def local_kafka(tmp_path_factory) -> LocalKafka | None:
-    if os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP"):
+def docker_kafka() -> str | None:
+    """Where a Docker engine answers (and GEOFLUX_TEST_DOCKER=1): Kafka in testcontainers.
+    Not exercised on the CI machine, which has no Docker engine."""
+    if not docker_answers():
+        yield None
+        return
+    from testcontainers.kafka import KafkaContainer
+
+    container = (KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft()
+                 .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+                 .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"))
+    container.start()
+    yield container.get_bootstrap_server()
+    container.stop()
+
+
+@pytest.fixture(scope="session")
+def local_kafka(tmp_path_factory, docker_kafka) -> LocalKafka | None:
+    if os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP") or docker_kafka:
         yield None
         return
     settings = LocalKafkaSettings(data_dir=tmp_path_factory.mktemp("kafka"), port=free_port(),
@@ -49,8 +73,8 @@ def local_kafka(tmp_path_factory) -> LocalKafka | None:
 
 
 @pytest.fixture(scope="session")
-def bootstrap(local_kafka) -> str:
-    return os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP") or local_kafka.bootstrap
+def bootstrap(local_kafka, docker_kafka) -> str:
+    return os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP") or docker_kafka or local_kafka.bootstrap
 
 
 @pytest.fixture

@@ -137,18 +137,45 @@ def http(method: str, url: str, body=None, timeout: float = 30.0) -> tuple[int, 
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def lag_is_zero(settings: KafkaSettings, group: str | None = None) -> bool:
-    """Every partition of geo.locations that holds records is committed to its end."""
+def _last_data_offset(settings: KafkaSettings, t: str, partition: int, hi: int) -> int:
+    """The offset of the partition's last record a read_committed consumer can see (a topic
+    written in transactions ends with commit markers, which are not records)."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
+                  "isolation.level": "read_committed", "enable.partition.eof": True,
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(t, partition, max(0, hi - 50))])
+        last, deadline = -1, time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for m in c.consume(100, 0.2):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        return last
+                    continue
+                last = m.offset()
+        return last
+    finally:
+        c.close()
+
+
+def lag_is_zero(settings: KafkaSettings, group: str | None = None,
+                logical: str = "geo.locations") -> bool:
+    """Every record of the topic is consumed and committed by the group (default: the
+    evaluator's group on geo.locations)."""
     from confluent_kafka import TopicPartition
 
-    t = topic("geo.locations", settings)
+    t = topic(logical, settings)
     c = Consumer({"bootstrap.servers": settings.bootstrap,
-                  "group.id": group or settings.topic_prefix + GeofenceSettings().group_id})
+                  "group.id": settings.topic_prefix + (group or GeofenceSettings().group_id)})
     try:
         parts = [TopicPartition(t, p) for p in range(settings.partitions)]
         for tp in c.committed(parts, timeout=10):
             _, hi = c.get_watermark_offsets(TopicPartition(t, tp.partition), timeout=10)
-            if hi > 0 and tp.offset < hi:
+            if hi == 0 or tp.offset >= hi:
+                continue
+            if tp.offset <= _last_data_offset(settings, t, tp.partition, hi):
                 return False
         return True
     finally:

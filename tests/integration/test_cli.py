@@ -123,3 +123,48 @@ def test_up_prints_urls_and_down_stops_everything(tmp_path):
 def port_open(port: int) -> bool:
     from services.local_process import port_is_open
     return port_is_open("127.0.0.1", port)
+
+
+def test_missing_java_is_one_line(tmp_path):
+    """A machine without Java: the reason and what to install, not a traceback."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    from services.local_process import free_port
+    proc = subprocess.run([str(bin_dir / "python"), "-m", "services.cli", "kafka", "start"],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PATH=str(bin_dir),
+                                   GEOFLUX_LOCAL_KAFKA_PORT=str(free_port()),
+                                   GEOFLUX_LOCAL_KAFKA_CONTROLLER_PORT=str(free_port()),
+                                   GEOFLUX_LOCAL_KAFKA_DATA_DIR=str(tmp_path / "d")))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "Error: java not found: install Java 17+ (apt-get install openjdk-17-jre-headless)"]
+
+
+@pytest.mark.kafka
+def test_jobs_cli_submit_status_results_cancel(kafka_settings, tmp_path):
+    from tests.integration.geo_helpers import start_cli, stop, worker_env
+
+    env = worker_env(kafka_settings)
+    worker = start_cli(kafka_settings, ["worker", "jobs", "--no-postgis"], "jobs", tmp_path)
+    try:
+        square = {"geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}}
+        run = lambda *a: subprocess.run([sys.executable, "-m", "services.cli", *a], capture_output=True,
+                                        text=True, env=env, timeout=120)
+        out = run("jobs", "submit", "convex-hull", json.dumps(square), "--wait", "60")
+        assert out.returncode == 0, out.stderr
+        job_id, created, _ = out.stdout.splitlines()[0].split()
+        assert created == "created" and json.loads(out.stdout.splitlines()[1])["geometry"]["type"] == "Polygon"
+        assert json.loads(run("jobs", "status", job_id).stdout)["status"] == "successful"
+        assert json.loads(run("jobs", "results", job_id).stdout)["geometry"]["type"] == "Polygon"
+        again = run("jobs", "submit", "convex-hull", json.dumps(square))
+        assert again.stdout.split()[:2] == [job_id, "existing"]
+        slow = run("jobs", "submit", "sleep", '{"seconds": 60}').stdout.split()[0]
+        assert run("jobs", "cancel", slow).stdout.strip() in ("dismissed", "running")
+        bad = run("jobs", "submit", "buffer", json.dumps(square))
+        assert bad.returncode == 1 and "distance_m is required" in bad.stderr
+        missing = run("jobs", "results", slow)
+        assert missing.returncode == 1 and "no results" in missing.stderr
+    finally:
+        stop(worker)

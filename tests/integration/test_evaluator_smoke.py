@@ -73,13 +73,16 @@ def test_enter_exit_dwell_edit_delete_and_dlq(kafka_settings, tmp_path):
 def test_pending_dwell_survives_a_sigkill(kafka_settings, tmp_path):
     """ENTER committed, worker killed before the dwell is due: the restarted worker restores the
     timer from the changelog and fires DWELL once, on time, for a silent entity."""
-    from tests.integration.geo_helpers import kill
+    from tests.integration.geo_helpers import kill, lag_is_zero
 
     codec = AvroCodec()
-    registry = publish_fences(kafka_settings, [fence("D", dwell_seconds=6)], codec)
+    registry = publish_fences(kafka_settings, [fence("D", dwell_seconds=8)], codec)
     events = EventCollector(kafka_settings, codec)
     worker = start_worker(kafka_settings, "0", tmp_path)
     try:
+        # the worker is up and evaluating before the clock of the test's dwell starts
+        publish_locations(kafka_settings, codec, [("warm-up", 5, 5, int(time.time() * 1000))])
+        wait_for(lambda: lag_is_zero(kafka_settings), 60, what="evaluator running")
         t0 = int(time.time() * 1000)
         publish_locations(kafka_settings, codec, [("quiet", 0.5, 0.5, t0)])
         wait_for(lambda: ("ENTER", "D", "quiet") in kinds(events), 60, what="ENTER")
@@ -88,12 +91,11 @@ def test_pending_dwell_survives_a_sigkill(kafka_settings, tmp_path):
         worker = start_worker(kafka_settings, "0", tmp_path)
         wait_for(lambda: ("DWELL", "D", "quiet") in kinds(events), 60, what="DWELL after restart")
         dwell = next(r for r in events.snapshot() if r["event_type"] == "DWELL")
-        assert dwell["ts_ms"] == t0 + 6000
-        assert dwell["_read_ms"] >= t0 + 6000  # not early
+        assert dwell["ts_ms"] == t0 + 8000
+        assert dwell["_read_ms"] >= t0 + 8000  # not early
         kill(worker)  # and a second restart does not fire it again
         worker = start_worker(kafka_settings, "0", tmp_path)
         publish_locations(kafka_settings, codec, [("other", 5, 5, t0)])
-        from tests.integration.geo_helpers import lag_is_zero
         wait_for(lambda: lag_is_zero(kafka_settings), 60, what="restarted worker caught up")
         assert [k for k in kinds(events) if k[0] == "DWELL"] == [("DWELL", "D", "quiet")]
     finally:

@@ -1,0 +1,216 @@
+"""CEP operators over geofence events: pure functions of (state, input) -> matches.
+
+Each operator keeps its state in a plain dict (JSON-serialisable, so it can live in a
+changelog) and has the shape `on_event(state, event)`, `on_location(state, ts)`,
+`on_tick(state, now_ms)`, each returning matches. Times are event time (ms) except
+`on_tick`, which the stage drives with the wall clock so that an absence fires on time for a
+silent entity. Bounded state: partial matches and windows are evicted as they expire, and at
+most MAX_PARTIALS are kept per key and pattern.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from streams.cep.patterns import Pattern
+
+MAX_PARTIALS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    pattern: Pattern
+    key: str
+    event_ids: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+    detail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def match_id(self) -> str:
+        raw = "\x1f".join([self.pattern.pattern_id, str(self.pattern.version), self.key,
+                           str(self.start_ms), *self.event_ids])
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def record(self, tenant_id: str) -> dict:
+        return {"match_id": self.match_id, "pattern_id": self.pattern.pattern_id,
+                "pattern_version": self.pattern.version, "tenant_id": tenant_id, "key": self.key,
+                "severity": self.pattern.severity, "event_ids": list(self.event_ids),
+                "start_ms": self.start_ms, "end_ms": self.end_ms,
+                "detail": {"kind": self.pattern.kind, **self.detail}}
+
+
+def _hour(ms: int) -> tuple[int, int]:
+    dt = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return dt.hour, dt.toordinal()
+
+
+def _in_hours(p: Pattern, hour: int) -> bool:
+    if p.from_hour < p.to_hour:
+        return p.from_hour <= hour < p.to_hour
+    return hour >= p.from_hour or hour < p.to_hour  # a window across midnight
+
+
+def on_event(p: Pattern, st: dict, ev: dict, key: str) -> list:
+    """Matches (and, for aggregate patterns, window updates) caused by one event."""
+    ts, eid = ev["ts_ms"], ev["event_id"]
+    out: list = []
+    if p.kind == "aggregate":
+        return aggregate(p, st, ev)
+    if p.kind == "sequence":
+        partials = [x for x in st.get("partials", []) if ts - x["start"] <= p.within_ms]
+        if any(n.matches(ev) for n in p.not_between):
+            partials = []  # "and not X between": a started sequence is broken
+        advanced = []
+        for x in partials:
+            if p.steps[x["next"]].matches(ev):
+                x = {"start": x["start"], "next": x["next"] + 1, "ids": x["ids"] + [eid]}
+                if x["next"] == len(p.steps):
+                    out.append(Match(p, key, tuple(x["ids"]), x["start"], ts))
+                    if p.overlap == "skip_past_last":
+                        break  # the earliest match wins; every other partial is skipped past
+                    continue
+            advanced.append(x)
+        if p.steps[0].matches(ev):
+            advanced.append({"start": ts, "next": 1, "ids": [eid]})
+        st["partials"] = [] if out and p.overlap == "skip_past_last" else advanced[-MAX_PARTIALS:]
+    elif p.kind == "absence":
+        trigger, expected = p.steps
+        pending = st.get("pending", [])
+        out += [Match(p, key, (x["id"],), x["start"], x["deadline"], {"proven_by": eid})
+                for x in pending if x["deadline"] < ts]  # a later event proves the absence
+        pending = [x for x in pending if x["deadline"] >= ts]
+        if expected.matches(ev):
+            pending = [x for x in pending if x["start"] > ts]
+        if trigger.matches(ev) and (p.overlap == "allow" or not pending):
+            pending.append({"start": ts, "deadline": ts + p.within_ms, "id": eid})
+        st["pending"] = pending[-MAX_PARTIALS:]
+    elif p.kind == "count":
+        if p.steps[0].matches(ev):
+            sub = ev["geofence_id"] if p.per == "entity" else "*"  # per entity and geofence
+            window = [w for w in st.setdefault(sub, []) if ts - w[0] < p.within_ms] + [[ts, eid]]
+            if len(window) >= p.at_least:
+                out.append(Match(p, key if sub == "*" else f"{key}|{sub}", tuple(w[1] for w in window),
+                                 window[0][0], ts, {"count": str(len(window))}))
+                if p.overlap == "skip_past_last":
+                    window = []
+            st[sub] = window[-max(p.at_least, 1) * 4:]
+    elif p.kind == "time_of_day":
+        if ev["geofence_id"] == p.geofence_id:
+            if ev["event_type"] == "ENTER":
+                st["inside"], st["entered"], st["enter_id"] = True, ts, eid
+                hour, day = _hour(ts)
+                if _in_hours(p, hour) and st.get("fired_day") != day:
+                    st["fired_day"] = day
+                    out.append(Match(p, key, (eid,), ts, ts, {"hour": str(hour)}))
+            elif ev["event_type"] == "EXIT":
+                st["inside"] = False
+    elif p.kind == "comovement":
+        if ev["event_type"] == "ENTER" and (p.geofence_id is None or ev["geofence_id"] == p.geofence_id):
+            window = [w for w in st.get("enters", []) if ts - w[0] <= p.within_ms and w[1] != ev["entity_id"]]
+            window.append([ts, ev["entity_id"], eid])
+            if len({w[1] for w in window}) >= p.at_least:
+                out.append(Match(p, key, tuple(w[2] for w in window), window[0][0], ts,
+                                 {"entities": ",".join(sorted({w[1] for w in window}))}))
+                if p.overlap == "skip_past_last":
+                    window = []
+            st["enters"] = window[-MAX_PARTIALS:]
+    return out
+
+
+def on_location(p: Pattern, st: dict, ts: int) -> None:
+    if p.kind == "track_gap":
+        st["last"] = max(st.get("last", 0), ts)
+
+
+def on_tick(p: Pattern, st: dict, now_ms: int, key: str) -> list[Match]:
+    out: list[Match] = []
+    if p.kind == "absence":
+        due = [x for x in st.get("pending", []) if x["deadline"] <= now_ms]
+        out += [Match(p, key, (x["id"],), x["start"], x["deadline"], {"fired_by": "timer"}) for x in due]
+        st["pending"] = [x for x in st.get("pending", []) if x["deadline"] > now_ms]
+    elif p.kind == "track_gap":
+        last = st.get("last")
+        if last and now_ms - last >= p.within_ms and st.get("fired_for") != last:
+            st["fired_for"] = last
+            out.append(Match(p, key, (), last, last + p.within_ms,
+                             {"silent_since_ms": str(last)}))
+    elif p.kind == "time_of_day" and st.get("inside"):
+        hour, day = _hour(now_ms)
+        if _in_hours(p, hour) and st.get("fired_day") != day:
+            st["fired_day"] = day
+            out.append(Match(p, key, (st["enter_id"],), now_ms - now_ms % 3_600_000, now_ms,
+                             {"hour": str(hour), "fired_by": "timer"}))
+    return out
+
+
+def needs_locations(p: Pattern) -> bool:
+    return p.kind == "track_gap"
+
+
+def needs_ticks(p: Pattern) -> bool:
+    return p.kind in ("absence", "track_gap", "time_of_day")
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    pattern: Pattern
+    geofence_id: str
+    window: dict
+
+    def record(self, tenant_id: str) -> dict:
+        w = self.window
+        return {"pattern_id": self.pattern.pattern_id, "tenant_id": tenant_id,
+                "geofence_id": self.geofence_id, "window": self.pattern.window,
+                "start_ms": w["start"], "end_ms": w["end"], "entries": w["enter"],
+                "exits": w["exit"], "dwells": w["dwell"], "occupancy_max": w["occ_max"],
+                "occupancy_end": w["occ"], "closed": w.get("closed", False),
+                "late_events": w.get("late", 0)}
+
+    @property
+    def key(self) -> str:
+        return f"{self.pattern.pattern_id}|{self.geofence_id}|{self.window['start']}"
+
+
+def _window_starts(p: Pattern, ts: int, st: dict) -> list[int]:
+    if p.window == "tumbling":
+        return [ts - ts % p.size_ms]
+    if p.window == "hopping":
+        last = ts - ts % p.hop_ms
+        return [s for s in range(last - p.size_ms + p.hop_ms, last + 1, p.hop_ms) if s <= ts < s + p.size_ms]
+    for w in st.get("w", {}).values():  # session: join the session this event is within gap of
+        if w["start"] - p.size_ms <= ts <= w["last"] + p.size_ms:
+            return [w["start"]]
+    return [ts]
+
+
+def aggregate(p: Pattern, st: dict, ev: dict) -> list[Aggregate]:
+    """Counts an event into its windows; returns the windows it changed and those it closed.
+    Windows close on event time: once the fence's newest event is past end + lateness."""
+    if p.geofence_id is not None and ev["geofence_id"] != p.geofence_id:
+        return []
+    ts, kind = ev["ts_ms"], ev["event_type"]
+    st["max"] = max(st.get("max", 0), ts)
+    windows = st.setdefault("w", {})
+    if ts < st["max"] - p.lateness_ms:
+        st["late"] = st.get("late", 0) + 1
+        return []
+    st["occ"] = max(0, st.get("occ", 0) + {"ENTER": 1, "EXIT": -1}.get(kind, 0))
+    changed = []
+    for start in _window_starts(p, ts, st):
+        w = windows.setdefault(str(start), {"start": start, "end": start + p.size_ms, "last": ts,
+                                            "enter": 0, "exit": 0, "dwell": 0, "occ_max": 0, "occ": 0})
+        if p.window == "session":
+            w["last"] = max(w["last"], ts)
+            w["end"] = w["last"] + p.size_ms
+        w[{"ENTER": "enter", "EXIT": "exit", "DWELL": "dwell"}[kind]] += 1
+        w["occ"] = st["occ"]
+        w["occ_max"] = max(w["occ_max"], st["occ"])
+        changed.append(Aggregate(p, ev["geofence_id"], dict(w)))
+    for key, w in list(windows.items()):
+        if w["end"] + p.lateness_ms <= st["max"]:
+            del windows[key]
+            changed.append(Aggregate(p, ev["geofence_id"], dict(w, closed=True, late=st.get("late", 0))))
+    return changed

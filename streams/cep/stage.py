@@ -1,0 +1,139 @@
+"""The CEP stages, on `TransactionalProcessor` (state, matches and offsets commit together,
+so a worker killed mid-window resumes with the same partial matches).
+
+    geo.geofence-events ─ CepRekey ─ geo.cep-input (by entity) ─┐
+    geo.locations ──────────────────────────────────────────────┴ CepProcessor(entity) ─┐
+    geo.geofence-events ─────────────────────────────────────── CepProcessor(geofence) ─┴ geo.cep-matches
+
+Patterns (`geo.cep-patterns`) are a side input: an edit or a new pattern applies without a
+restart; a new version of a pattern starts from empty state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import structlog
+
+from geoflux.errors import ValidationError
+from geoflux.settings import KafkaSettings
+from schemas.catalogue import topic
+from schemas.codec import AvroCodec
+from streams.cep.operators import (Aggregate, needs_locations, needs_ticks, on_event, on_location,
+                                   on_tick)
+from streams.cep.patterns import Pattern, parse_pattern
+from streams.txn_processor import Batch, SideInput, TransactionalProcessor, now_ms
+
+log = structlog.get_logger("geoflux.cep")
+
+
+class CepRekey(TransactionalProcessor):
+    """Geofence events keyed by geofence -> the same events keyed by entity."""
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0") -> None:
+        super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-cep-rekey",
+                         instance_id=instance_id, inputs=[topic("geo.geofence-events", kafka)])
+        self.t_out = topic("geo.cep-input", kafka)
+
+    def process(self, msgs: list, batch: Batch) -> None:
+        for msg in msgs:
+            ev = self.codec.decode(msg.value(), "GeofenceEvent")
+            self.produce(batch, self.t_out, ev["entity_id"], msg.value())
+
+
+class CepProcessor(TransactionalProcessor):
+    changelog_schema = "CepState"
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, mode: str, instance_id: str = "0",
+                 tick_interval_s: float = 0.5) -> None:
+        self.mode = mode
+        self.t_events = topic("geo.cep-input" if mode == "entity" else "geo.geofence-events", kafka)
+        self.t_locations = topic("geo.locations", kafka)
+        inputs = [self.t_events, self.t_locations] if mode == "entity" else [self.t_events]
+        super().__init__(kafka, codec, group=kafka.topic_prefix + f"geoflux-cep-{mode}",
+                         instance_id=instance_id, inputs=inputs, tick_interval_s=tick_interval_s)
+        self.changelog_topic = topic("geo.cep-state" if mode == "entity" else "geo.cep-geofence-state", kafka)
+        self.t_matches = topic("geo.cep-matches", kafka)
+        self.t_aggregates = topic("geo.cep-aggregates", kafka)
+        self.patterns: dict[str, Pattern] = {}
+        self.side_inputs.append(SideInput(kafka, topic("geo.cep-patterns", kafka), "ConfigRecord",
+                                          codec, self._apply_pattern))
+
+    def _apply_pattern(self, pid: str, rec: dict | None) -> bool:
+        if rec is None or rec["deleted"]:
+            return self.patterns.pop(pid, None) is not None
+        try:
+            pattern = parse_pattern(json.loads(rec["body"]), pid, rec["version"])
+        except ValidationError as exc:
+            log.error("invalid pattern ignored", pattern_id=pid, error=str(exc))
+            return False
+        if pattern.keyed_by == self.mode:
+            self.patterns[pid] = pattern
+        else:
+            self.patterns.pop(pid, None)
+        return True
+
+    def state_from_record(self, rec: dict) -> dict:
+        return {"tenant": rec["tenant_id"], "key": rec["key"], "p": json.loads(rec["patterns"])}
+
+    def state_to_record(self, st: dict) -> dict:
+        return {"key": st["key"], "tenant_id": st["tenant"], "patterns": json.dumps(st["p"])}
+
+    def _pattern_state(self, st: dict, p: Pattern) -> dict:
+        entry = st["p"].get(p.pattern_id)
+        if entry is None or entry["v"] != p.version:
+            entry = st["p"][p.pattern_id] = {"v": p.version, "s": {}}
+        return entry["s"]
+
+    def _key_state(self, partition: int, key: str, tenant: str) -> dict:
+        st = self.state(key)
+        if st is None:
+            st = {"tenant": tenant, "key": key, "p": {}}
+            self.put_state(partition, key, st)
+        return st
+
+    def _emit(self, batch: Batch, outputs, tenant: str) -> None:
+        for out in outputs:
+            if isinstance(out, Aggregate):
+                self.emit(batch, self.t_aggregates, out.key, "CepAggregate", out.record(tenant))
+            else:
+                self.emit(batch, self.t_matches, out.key, "CepMatch", out.record(tenant))
+
+    def process(self, msgs: list, batch: Batch) -> None:
+        for msg in msgs:
+            if msg.topic() == self.t_locations:
+                loc = self.codec.decode(msg.value(), "LocationUpdate")
+                tracking = [p for p in self.patterns.values()
+                            if needs_locations(p) and p.tenant_id == loc["tenant_id"]]
+                if tracking:
+                    st = self._key_state(msg.partition(), loc["entity_id"], loc["tenant_id"])
+                    for p in tracking:
+                        on_location(p, self._pattern_state(st, p), loc["ts_ms"])
+                    self.mark_dirty(batch, loc["entity_id"], st)
+                continue
+            ev = self.codec.decode(msg.value(), "GeofenceEvent")
+            key = ev["entity_id"] if self.mode == "entity" else ev["geofence_id"]
+            mine = [p for p in self.patterns.values() if p.tenant_id == ev["tenant_id"]]
+            if not mine:
+                continue
+            st = self._key_state(msg.partition(), key, ev["tenant_id"])
+            for p in mine:
+                self._emit(batch, on_event(p, self._pattern_state(st, p), ev, key), ev["tenant_id"])
+            self.mark_dirty(batch, key, st)
+
+    def wants_tick(self) -> bool:
+        return any(needs_ticks(p) for p in self.patterns.values())
+
+    def tick(self, batch: Batch) -> None:
+        now = now_ms()
+        timed = [p for p in self.patterns.values() if needs_ticks(p)]
+        for states in self.states.values():
+            for key, st in states.items():
+                fired = []
+                for p in timed:
+                    if p.tenant_id == st["tenant"] and p.pattern_id in st["p"]:
+                        fired += on_tick(p, self._pattern_state(st, p), now, key)
+                if fired:
+                    self._emit(batch, fired, st["tenant"])
+                    self.mark_dirty(batch, key, st)
