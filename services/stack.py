@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import click
 

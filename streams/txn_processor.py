@@ -14,6 +14,7 @@ partition assignment, changelog restore and recovery from an aborted transaction
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connectors.topic_reader import TopicReader
-from geoflux.errors import GeofluxError
+from geoflux.errors import GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
 
@@ -49,6 +50,31 @@ class SideInput(TopicReader):
     def __init__(self, kafka: KafkaSettings, topic: str, schema: str, codec: AvroCodec,
                  apply: Callable[[str, dict | None], bool]) -> None:
         super().__init__(kafka, topic, schema, codec, lambda key, rec, _msg: apply(key, rec))
+
+
+class ConfigSideInput(SideInput):
+    """A ConfigRecord topic parsed into `target` (id -> object). Objects were validated on
+    write; one that no longer parses (an old or foreign record) is logged and ignored, and
+    `keep` can decline objects another stage is responsible for."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, codec: AvroCodec, target: dict,
+                 parse: Callable[[dict, str, dict], Any], keep: Callable[[Any], bool] = lambda _o: True) -> None:
+        self.target, self.parse, self.keep = target, parse, keep
+        super().__init__(kafka, topic, "ConfigRecord", codec, self._apply_config)
+
+    def _apply_config(self, oid: str, rec: dict | None) -> bool:
+        if rec is None or rec["deleted"]:
+            return self.target.pop(oid, None) is not None
+        try:
+            obj = self.parse(json.loads(rec["body"]), oid, rec)
+        except ValidationError as exc:
+            log.error("invalid configuration ignored", topic=self.topic, id=oid, error=str(exc))
+            return False
+        if self.keep(obj):
+            self.target[oid] = obj
+        else:
+            self.target.pop(oid, None)
+        return True
 
 
 class TransactionalProcessor:

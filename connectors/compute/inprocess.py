@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from connectors.compute.base import JobCancelled, JobContext, JobTimedOut
 from geoflux.errors import PermanentError, TransientError

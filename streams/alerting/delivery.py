@@ -28,8 +28,7 @@ import uuid
 
 import structlog
 
-from connectors.channels.base import (Channel, ChannelConfig, EndpointGone, Notification,
-                                      RetryLater, build_channel)
+from connectors.channels.base import Channel, ChannelConfig, EndpointGone, Notification, build_channel
 from connectors.topic_reader import TopicReader
 from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import AlertSettings, KafkaSettings

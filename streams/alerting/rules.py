@@ -15,16 +15,15 @@ view; an unknown placeholder is a validation error, never a crash at send time.
 
 from __future__ import annotations
 
-import re
 import string
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from geoflux.errors import ValidationError
+from streams.config_validation import object_id_and_tenant
 
 SEVERITIES = ("critical", "high", "warning", "info")
 SOURCES = ("geofence", "cep", "job", "any")
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,120}$")
 SOURCE_FIELDS = {
     "geofence": {"event_id", "event_type", "entity_id", "geofence_id", "geofence_version",
                  "tenant_id", "lon", "lat", "ts_ms", "ts", "source", "reason"},
@@ -71,14 +70,7 @@ def _field_ok(name: str, source: str) -> bool:
 
 
 def parse_rule(body: object, rule_id: str | None = None) -> AlertRule:
-    if not isinstance(body, dict):
-        raise ValidationError("a rule must be a JSON object")
-    rid = rule_id or body.get("rule_id")
-    if not isinstance(rid, str) or not _ID.match(rid):
-        raise ValidationError("rule_id must be 1-120 characters of letters, digits, . _ : -")
-    tenant = body.get("tenant_id")
-    if not isinstance(tenant, str) or not tenant:
-        raise ValidationError("tenant_id is required")
+    body, rid, tenant = object_id_and_tenant(body, "rule", "rule_id", rule_id)
     severity = body.get("severity")
     if severity not in SEVERITIES:
         raise ValidationError(f"severity must be one of {', '.join(SEVERITIES)}")

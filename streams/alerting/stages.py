@@ -12,7 +12,6 @@ never duplicates or loses an alert. An alert is written (PENDING) before any del
 from __future__ import annotations
 
 import hashlib
-import json
 
 import structlog
 
@@ -24,7 +23,7 @@ from streams.alerting.delivery_policy import overall_status
 from streams.alerting.noise import Silence, TenantNoiseState, decide, fingerprint, parse_silence
 from streams.alerting.rules import AlertRule, flatten, matches, parse_rule, render
 from streams.alerting.sensor import AlertSensor, NullSensor
-from streams.txn_processor import Batch, SideInput, TransactionalProcessor, now_ms
+from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.alerts")
 
@@ -51,18 +50,8 @@ class AlertRouter(TransactionalProcessor):
         self.t_candidates = topic("alerts.candidates", kafka)
         self.t_dlq = topic("alerts.dlq", kafka)
         self.rules: dict[str, AlertRule] = {}
-        self.side_inputs.append(SideInput(kafka, topic("alerts.rules", kafka), "ConfigRecord",
-                                          codec, self._apply_rule))
-
-    def _apply_rule(self, rule_id: str, rec: dict | None) -> bool:
-        if rec is None or rec["deleted"]:
-            return self.rules.pop(rule_id, None) is not None
-        try:
-            self.rules[rule_id] = parse_rule(json.loads(rec["body"]), rule_id)
-        except ValidationError as exc:  # validated on write; an old or foreign record
-            log.error("invalid rule ignored", rule_id=rule_id, error=str(exc))
-            return False
-        return True
+        self.side_inputs.append(ConfigSideInput(kafka, topic("alerts.rules", kafka), codec,
+                                                self.rules, lambda body, rid, _rec: parse_rule(body, rid)))
 
     def process(self, msgs: list, batch: Batch) -> None:
         for msg in msgs:
@@ -111,18 +100,9 @@ class AlertGate(TransactionalProcessor):
         self.t_alerts = topic("alerts.alerts", kafka)
         self.t_deliveries = topic("alerts.deliveries", kafka)
         self.silences: dict[str, Silence] = {}
-        self.side_inputs.append(SideInput(kafka, topic("alerts.silences", kafka), "ConfigRecord",
-                                          codec, self._apply_silence))
-
-    def _apply_silence(self, sid: str, rec: dict | None) -> bool:
-        if rec is None or rec["deleted"]:
-            return self.silences.pop(sid, None) is not None
-        try:
-            self.silences[sid] = parse_silence(json.loads(rec["body"]), sid, rec["updated_ms"])
-        except ValidationError as exc:
-            log.error("invalid silence ignored", silence_id=sid, error=str(exc))
-            return False
-        return True
+        self.side_inputs.append(ConfigSideInput(
+            kafka, topic("alerts.silences", kafka), codec, self.silences,
+            lambda body, sid, rec: parse_silence(body, sid, rec["updated_ms"])))
 
     def state_from_record(self, rec: dict) -> TenantNoiseState:
         return TenantNoiseState(dict(rec["held_until"]), rec["hour"], dict(rec["counts"]),

@@ -21,15 +21,14 @@ Kinds and their parameters:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from geoflux.errors import ValidationError
+from streams.config_validation import object_id_and_tenant
 
 KINDS = ("sequence", "absence", "track_gap", "count", "time_of_day", "comovement", "aggregate")
 SEVERITIES = ("critical", "high", "warning", "info")
 EVENT_TYPES = ("ENTER", "EXIT", "DWELL")
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,120}$")
 MAX_WITHIN_S = 7 * 86_400
 
 
@@ -93,14 +92,7 @@ def _positive(body: dict, key: str, maximum: float) -> float:
 
 
 def parse_pattern(body: object, pattern_id: str | None = None, version: int = 1) -> Pattern:
-    if not isinstance(body, dict):
-        raise ValidationError("a pattern must be a JSON object")
-    pid = pattern_id or body.get("pattern_id")
-    if not isinstance(pid, str) or not _ID.match(pid):
-        raise ValidationError("pattern_id must be 1-120 characters of letters, digits, . _ : -")
-    tenant = body.get("tenant_id")
-    if not isinstance(tenant, str) or not tenant:
-        raise ValidationError("tenant_id is required")
+    body, pid, tenant = object_id_and_tenant(body, "pattern", "pattern_id", pattern_id)
     if body.get("severity") not in SEVERITIES:
         raise ValidationError(f"severity must be one of {', '.join(SEVERITIES)}")
     kind = body.get("kind")

@@ -12,18 +12,16 @@ restart; a new version of a pattern starts from empty state.
 from __future__ import annotations
 
 import json
-import time
 
 import structlog
 
-from geoflux.errors import ValidationError
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.cep.operators import (Aggregate, needs_locations, needs_ticks, on_event, on_location,
                                    on_tick)
 from streams.cep.patterns import Pattern, parse_pattern
-from streams.txn_processor import Batch, SideInput, TransactionalProcessor, now_ms
+from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.cep")
 
@@ -57,22 +55,10 @@ class CepProcessor(TransactionalProcessor):
         self.t_matches = topic("geo.cep-matches", kafka)
         self.t_aggregates = topic("geo.cep-aggregates", kafka)
         self.patterns: dict[str, Pattern] = {}
-        self.side_inputs.append(SideInput(kafka, topic("geo.cep-patterns", kafka), "ConfigRecord",
-                                          codec, self._apply_pattern))
-
-    def _apply_pattern(self, pid: str, rec: dict | None) -> bool:
-        if rec is None or rec["deleted"]:
-            return self.patterns.pop(pid, None) is not None
-        try:
-            pattern = parse_pattern(json.loads(rec["body"]), pid, rec["version"])
-        except ValidationError as exc:
-            log.error("invalid pattern ignored", pattern_id=pid, error=str(exc))
-            return False
-        if pattern.keyed_by == self.mode:
-            self.patterns[pid] = pattern
-        else:
-            self.patterns.pop(pid, None)
-        return True
+        self.side_inputs.append(ConfigSideInput(
+            kafka, topic("geo.cep-patterns", kafka), codec, self.patterns,
+            lambda body, pid, rec: parse_pattern(body, pid, rec["version"]),
+            keep=lambda p: p.keyed_by == self.mode))
 
     def state_from_record(self, rec: dict) -> dict:
         return {"tenant": rec["tenant_id"], "key": rec["key"], "p": json.loads(rec["patterns"])}

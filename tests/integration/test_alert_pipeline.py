@@ -1,6 +1,5 @@
 """The alert pipeline end to end on the real broker, against real local receivers."""
 
-import json
 import urllib.request
 from collections import Counter
 

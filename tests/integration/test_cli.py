@@ -82,7 +82,6 @@ def test_topics_apply_twice_and_geofence_import(kafka_settings, tmp_path):
 @pytest.mark.slow
 def test_up_prints_urls_and_down_stops_everything(tmp_path):
     """`geoflux up` on its own broker and ports; `geoflux down` from "another terminal"."""
-    import time
     import urllib.request
 
     from services.local_process import free_port, pid_alive

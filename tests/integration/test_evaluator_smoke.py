@@ -1,7 +1,6 @@
 """The evaluator in its own process against the real broker: enter, exit, dwell, edits, deletes,
 late and bad input to the DLQ."""
 
-import json
 import time
 
 import pytest
