@@ -66,6 +66,17 @@ class CepProcessor(TransactionalProcessor):
     def state_to_record(self, st: dict) -> dict:
         return {"key": st["key"], "tenant_id": st["tenant"], "patterns": json.dumps(st["p"])}
 
+    @staticmethod
+    def _compact(st: dict) -> None:
+        """Drops empty operator state, so a key's changelog record only carries the patterns
+        that are mid-match for it (an entity untouched by most patterns stays small)."""
+        for pid in list(st["p"]):
+            s = st["p"][pid]["s"]
+            for k in [k for k, v in s.items() if v in ([], {}, None)]:
+                del s[k]
+            if not s:
+                del st["p"][pid]
+
     def _pattern_state(self, st: dict, p: Pattern) -> dict:
         entry = st["p"].get(p.pattern_id)
         if entry is None or entry["v"] != p.version:
@@ -106,6 +117,7 @@ class CepProcessor(TransactionalProcessor):
             st = self._key_state(msg.partition(), key, ev["tenant_id"])
             for p in mine:
                 self._emit(batch, on_event(p, self._pattern_state(st, p), ev, key), ev["tenant_id"])
+            self._compact(st)
             self.mark_dirty(batch, key, st)
 
     def wants_tick(self) -> bool:
@@ -122,4 +134,5 @@ class CepProcessor(TransactionalProcessor):
                         fired += on_tick(p, self._pattern_state(st, p), now, key)
                 if fired:
                     self._emit(batch, fired, st["tenant"])
+                    self._compact(st)
                     self.mark_dirty(batch, key, st)
