@@ -69,6 +69,8 @@ def catalogue(settings: KafkaSettings | None = None) -> dict[str, TopicSpec]:
         _spec("geo.cep-geofence-state", "CepState", compacted=True, key="geofence_id",
               doc="per-geofence CEP changelog, co-partitioned with geo.geofence-events"),
         _spec("geo.cep-matches", "CepMatch", retention_ms=evt_ms, key="key"),
+        _spec("geo.cep.dlq", "DlqRecord", retention_ms=evt_ms, key="entity_id or geofence_id",
+              doc="geofence events that arrived later than a pattern's allowed lateness"),
         _spec("geo.cep-aggregates", "CepAggregate", compacted=True, key="pattern|geofence|start",
               doc="windowed aggregates per geofence: updated while open, final once closed"),
         _spec("jobs.requests", "JobRequest", retention_ms=7 * DAY_MS, key="job_id"),

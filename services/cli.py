@@ -351,20 +351,19 @@ def alerts_load(file: Path) -> None:
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
-@main.group(help="Dead-letter queues: alerts, jobs, locations.")
+@main.group(help="Dead-letter queues: alerts, jobs, locations, cep.")
 def dlq() -> None:
     pass
 
 
 def _dlq_view(queue: str):
-    from services.dlq import DlqView, fresh_delivery
+    from services.dlq import DLQ_VALUE_SCHEMAS, DlqView, fresh_delivery
 
-    schemas = {"alerts": "DeliveryAttempt", "jobs": "JobRequest", "locations": "LocationUpdate"}
-    return DlqView(KafkaSettings(), codec(), queue, schemas[queue],
+    return DlqView(KafkaSettings(), codec(), queue, DLQ_VALUE_SCHEMAS[queue],
                    rewrite=fresh_delivery if queue == "alerts" else None).start()
 
 
-QUEUE = click.option("--queue", type=click.Choice(["alerts", "jobs", "locations"]),
+QUEUE = click.option("--queue", type=click.Choice(["alerts", "jobs", "locations", "cep"]),
                      default="alerts", show_default=True)
 
 

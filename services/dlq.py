@@ -22,7 +22,10 @@ from schemas.codec import AvroCodec
 from services.geofence_registry import NotFound
 
 # DLQ topics by the name people use
-DLQS = {"alerts": "alerts.dlq", "jobs": "jobs.dlq", "locations": "geo.locations.dlq"}
+DLQS = {"alerts": "alerts.dlq", "jobs": "jobs.dlq", "locations": "geo.locations.dlq", "cep": "geo.cep.dlq"}
+# and the schema of the records they hold
+DLQ_VALUE_SCHEMAS = {"alerts": "DeliveryAttempt", "jobs": "JobRequest", "locations": "LocationUpdate",
+                     "cep": "GeofenceEvent"}
 
 
 def public(rec: dict, dlq: str, value_schema: str | None, codec: AvroCodec) -> dict:

@@ -15,7 +15,7 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services import routes_config
 from services.alert_config import AlertConfig
-from services.dlq import DlqView, fresh_delivery
+from services.dlq import DLQ_VALUE_SCHEMAS, DlqView, fresh_delivery
 from services.geofence_registry import NotFound
 from services.problems import HTTPProblem
 
@@ -154,10 +154,10 @@ def add_routes(app: web.Application, kafka: KafkaSettings, codec: AvroCodec,
         config.load_file(rules_file)
     statuses = AlertStatusView(kafka, codec).start()
     dlqs = {
-        "alerts": DlqView(kafka, codec, "alerts", "DeliveryAttempt", producer, fresh_delivery,
+        "alerts": DlqView(kafka, codec, "alerts", DLQ_VALUE_SCHEMAS["alerts"], producer, fresh_delivery,
                           lambda rec: statuses.channel_delivered(rec, codec)).start(),
-        "jobs": DlqView(kafka, codec, "jobs", "JobRequest", producer).start(),
-        "locations": DlqView(kafka, codec, "locations", "LocationUpdate", producer).start(),
+        **{name: DlqView(kafka, codec, name, DLQ_VALUE_SCHEMAS[name], producer).start()
+           for name in ("jobs", "locations", "cep")},
     }
     app[ALERTS] = {"config": config, "statuses": statuses, "dlqs": dlqs}
     routes_config.mount(app, "/api/v1/alerts/rules", config.rules)

@@ -23,6 +23,7 @@ from streams.alerting.delivery_policy import overall_status
 from streams.alerting.noise import Silence, TenantNoiseState, decide, fingerprint, parse_silence
 from streams.alerting.rules import AlertRule, flatten, matches, parse_rule, render
 from streams.alerting.sensor import AlertSensor, NullSensor
+from streams.cep.patterns import parse_pattern, pattern_alert_rule
 from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.alerts")
@@ -52,6 +53,13 @@ class AlertRouter(TransactionalProcessor):
         self.rules: dict[str, AlertRule] = {}
         self.side_inputs.append(ConfigSideInput(kafka, topic("alerts.rules", kafka), codec,
                                                 self.rules, lambda body, rid, _rec: parse_rule(body, rid)))
+        # a CEP pattern's own `alert` block is a rule too, read from the pattern itself, so the
+        # pattern and its alert can never disagree
+        self.pattern_rules: dict[str, AlertRule] = {}
+        self.side_inputs.append(ConfigSideInput(
+            kafka, topic("geo.cep-patterns", kafka), codec, self.pattern_rules,
+            lambda body, pid, rec: pattern_alert_rule(parse_pattern(body, pid, rec["version"])),
+            keep=lambda rule: rule is not None))
 
     def process(self, msgs: list, batch: Batch) -> None:
         for msg in msgs:
@@ -65,7 +73,7 @@ class AlertRouter(TransactionalProcessor):
                 continue  # only a job's end raises alerts
             flat = flatten(rec)
             source_id = f"{rec[id_field]}:{rec['status']}" if kind == "job" else rec[id_field]
-            for rule in self.rules.values():
+            for rule in (*self.rules.values(), *self.pattern_rules.values()):
                 if matches(rule, kind, rec, flat):
                     self._candidate(batch, rule, kind, source_id, flat, label_fields)
 

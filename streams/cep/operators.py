@@ -6,6 +6,14 @@ changelog) and has the shape `on_event(state, event)`, `on_location(state, ts)`,
 `on_tick`, which the stage drives with the wall clock so that an absence fires on time for a
 silent entity. Bounded state: partial matches and windows are evicted as they expire, and at
 most MAX_PARTIALS are kept per key and pattern.
+
+Event time and lateness: `feed` sits in front of `on_event`. It holds each event back until
+the key's watermark (its newest event time minus the pattern's allowed lateness) passes it, so
+the operator sees events in event-time order even when they arrive out of order (the re-key
+interleaves an entity's events from several geofence partitions). An event older than the
+watermark is late: not applied, counted, and reported to the caller. A key that goes quiet is
+not stuck behind its watermark: once nothing has arrived for the lateness (wall clock), `on_tick`
+releases what it holds. Aggregates order themselves (windows take late events up to lateness).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from datetime import datetime, timezone
 from streams.cep.patterns import Pattern
 
 MAX_PARTIALS = 100
+MAX_HELD = 1_000  # events held back per key and pattern; past it the oldest are released early
+_HELD_FIELDS = ("ts_ms", "event_id", "event_type", "geofence_id", "entity_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,55 @@ def on_event(p: Pattern, st: dict, ev: dict, key: str) -> list:
     return out
 
 
+def concerns(p: Pattern, ev: dict) -> bool:
+    """Whether `ev` can change a match of `p` (beyond moving its key's event time on)."""
+    if p.kind in ("sequence", "absence", "count"):
+        return any(spec.matches(ev) for spec in (*p.steps, *p.not_between))
+    if p.kind in ("time_of_day", "comovement", "aggregate"):
+        return p.geofence_id is None or ev["geofence_id"] == p.geofence_id
+    return False
+
+
+def feed(p: Pattern, st: dict, ev: dict, key: str, now_ms: int) -> tuple[list, bool]:
+    """Applies `ev` in event-time order; returns (outputs, late). An event the pattern is not
+    concerned with only moves the watermark on (releasing what it held) and is never late."""
+    if p.kind == "aggregate":
+        late_before = st.get("late", 0)
+        out = aggregate(p, st, ev)
+        return out, st.get("late", 0) > late_before
+    ts = ev["ts_ms"]
+    if not concerns(p, ev):
+        if ts <= st.get("max", ts - 1):
+            return [], False
+        st["max"], st["arrived"] = ts, now_ms
+        return _release(p, st, ts - p.lateness_ms, key), False
+    if ts < st.get("wm", ts):
+        st["late"] = st.get("late", 0) + 1
+        return [], True
+    held = st.setdefault("held", [])
+    at = len(held)
+    while at and held[at - 1]["ts_ms"] > ts:  # ties keep arrival order
+        at -= 1
+    held.insert(at, {f: ev[f] for f in _HELD_FIELDS})
+    st["max"], st["arrived"] = max(st.get("max", ts), ts), now_ms
+    upto = st["max"] - p.lateness_ms
+    if len(held) > MAX_HELD:
+        upto = max(upto, held[len(held) - MAX_HELD - 1]["ts_ms"])
+    return _release(p, st, upto, key), False
+
+
+def _release(p: Pattern, st: dict, upto: int, key: str) -> list:
+    held, out = st.get("held", []), []
+    n = 0
+    while n < len(held) and held[n]["ts_ms"] <= upto:
+        out += on_event(p, st, held[n], key)
+        n += 1
+    if n:
+        st["held"] = held[n:]
+    st["wm"] = max(st.get("wm", upto), upto)
+    return out
+
+
 def on_location(p: Pattern, st: dict, ts: int) -> None:
     if p.kind == "track_gap":
         st["last"] = max(st.get("last", 0), ts)
@@ -127,10 +186,14 @@ def on_location(p: Pattern, st: dict, ts: int) -> None:
 
 def on_tick(p: Pattern, st: dict, now_ms: int, key: str) -> list[Match]:
     out: list[Match] = []
+    if st.get("held") and now_ms - st.get("arrived", 0) >= p.lateness_ms:
+        out += _release(p, st, st["max"], key)  # a quiet key: nothing later is coming soon
     if p.kind == "absence":
-        due = [x for x in st.get("pending", []) if x["deadline"] <= now_ms]
+        # a held event decides the absences before it; the timer only those before everything held
+        horizon = min([now_ms] + [h["ts_ms"] - 1 for h in st.get("held", [])])
+        due = [x for x in st.get("pending", []) if x["deadline"] <= horizon]
         out += [Match(p, key, (x["id"],), x["start"], x["deadline"], {"fired_by": "timer"}) for x in due]
-        st["pending"] = [x for x in st.get("pending", []) if x["deadline"] > now_ms]
+        st["pending"] = [x for x in st.get("pending", []) if x["deadline"] > horizon]
     elif p.kind == "track_gap":
         last = st.get("last")
         if last and now_ms - last >= p.within_ms and st.get("fired_for") != last:
@@ -151,7 +214,7 @@ def needs_locations(p: Pattern) -> bool:
 
 
 def needs_ticks(p: Pattern) -> bool:
-    return p.kind in ("absence", "track_gap", "time_of_day")
+    return p.kind in ("absence", "track_gap", "time_of_day") or (p.kind != "aggregate" and p.lateness_ms > 0)
 
 
 @dataclass(frozen=True, slots=True)

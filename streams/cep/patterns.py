@@ -17,6 +17,12 @@ Kinds and their parameters:
 - aggregate: window {type: tumbling|hopping|session, size_s, hop_s (hopping), gap_s
   (session)}, geofence_id (optional: every fence of the tenant), lateness_s — entries,
   exits, dwells and occupancy per geofence and window, closed on event time.
+
+Every kind takes `lateness_s` (0-86400): how far out of event-time order an event may arrive
+and still be applied in order. Default 5 s (covers the re-key's interleaving of an entity's
+events from several partitions; a match is held back that long), 0 for aggregates (a window
+closes at its end). And every kind takes an optional `alert`: {channels, fallback_channel,
+title, body, dedup_window_s} — the alert its matches raise, as rule `cep-<pattern_id>`.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from geoflux.errors import ValidationError
+from streams.alerting.rules import AlertRule, parse_rule
 from streams.config_validation import object_id_and_tenant
 
 KINDS = ("sequence", "absence", "track_gap", "count", "time_of_day", "comovement", "aggregate")
 SEVERITIES = ("critical", "high", "warning", "info")
 EVENT_TYPES = ("ENTER", "EXIT", "DWELL")
 MAX_WITHIN_S = 7 * 86_400
+DEFAULT_LATENESS_S = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +162,36 @@ def parse_pattern(body: object, pattern_id: str | None = None, version: int = 1)
             kw["hop_ms"] = int(_positive(w, "hop_s", MAX_WITHIN_S) * 1000)
             if kw["hop_ms"] > kw["size_ms"] or kw["size_ms"] // kw["hop_ms"] > 100:
                 raise ValidationError("hop_s must be at most size_s, and size_s / hop_s at most 100")
-        late = body.get("lateness_s", 0)
-        if not isinstance(late, (int, float)) or isinstance(late, bool) or not 0 <= late <= 86_400:
-            raise ValidationError("lateness_s must be a number in [0, 86400]")
-        kw["lateness_ms"] = int(late * 1000)
         gid = body.get("geofence_id")
         if gid is not None and not isinstance(gid, str):
             raise ValidationError("geofence_id must be a string")
         kw["geofence_id"] = gid
+    late = body.get("lateness_s", 0 if kind == "aggregate" else DEFAULT_LATENESS_S)
+    if not isinstance(late, (int, float)) or isinstance(late, bool) or not 0 <= late <= 86_400:
+        raise ValidationError("lateness_s must be a number in [0, 86400]")
+    kw["lateness_ms"] = int(late * 1000)
     doc = {**body, "pattern_id": pid}
+    if body.get("alert") is not None:
+        alert_rule(doc, tenant)  # validated now, so a bad alert is a 422, not a silent no-op
     return Pattern(pid, tenant, body["severity"], kind, overlap=overlap, version=version, body=doc, **kw)
+
+
+def alert_rule(doc: dict, tenant: str) -> AlertRule:
+    """The rule behind a pattern's `alert` block: its matches, at its severity."""
+    spec = doc["alert"]
+    if not isinstance(spec, dict):
+        raise ValidationError("alert must be an object: {channels, fallback_channel, title, body}")
+    allowed = {"channels", "fallback_channel", "title", "body", "dedup_window_s"}
+    if set(spec) - allowed:
+        raise ValidationError(f"alert: unknown field(s) {sorted(set(spec) - allowed)}")
+    pid = doc["pattern_id"]
+    try:
+        return parse_rule({"title": "{pattern_id} matched for {key}", **spec,
+                           "rule_id": f"cep-{pid}", "tenant_id": tenant, "severity": doc["severity"],
+                           "source": "cep", "match": {"pattern_id": [pid]}})
+    except ValidationError as exc:
+        raise ValidationError(f"alert: {exc}") from None
+
+
+def pattern_alert_rule(pattern: Pattern) -> AlertRule | None:
+    return alert_rule(pattern.body, pattern.tenant_id) if pattern.body.get("alert") is not None else None

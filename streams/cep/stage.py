@@ -6,7 +6,8 @@ so a worker killed mid-window resumes with the same partial matches).
     geo.geofence-events ─────────────────────────────────────── CepProcessor(geofence) ─┴ geo.cep-matches
 
 Patterns (`geo.cep-patterns`) are a side input: an edit or a new pattern applies without a
-restart; a new version of a pattern starts from empty state.
+restart; a new version of a pattern starts from empty state. An event that arrives later than
+a pattern's allowed lateness goes to `geo.cep.dlq` (class `late`) with the patterns it missed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import structlog
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.cep.operators import (Aggregate, needs_locations, needs_ticks, on_event, on_location,
-                                   on_tick)
+from streams.cep.operators import Aggregate, concerns, feed, needs_locations, needs_ticks, on_location, on_tick
 from streams.cep.patterns import Pattern, parse_pattern
 from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
 
@@ -54,6 +54,7 @@ class CepProcessor(TransactionalProcessor):
         self.changelog_topic = topic("geo.cep-state" if mode == "entity" else "geo.cep-geofence-state", kafka)
         self.t_matches = topic("geo.cep-matches", kafka)
         self.t_aggregates = topic("geo.cep-aggregates", kafka)
+        self.t_dlq = topic("geo.cep.dlq", kafka)
         self.patterns: dict[str, Pattern] = {}
         self.side_inputs.append(ConfigSideInput(
             kafka, topic("geo.cep-patterns", kafka), codec, self.patterns,
@@ -115,8 +116,18 @@ class CepProcessor(TransactionalProcessor):
             if not mine:
                 continue
             st = self._key_state(msg.partition(), key, ev["tenant_id"])
+            now, missed = now_ms(), []
             for p in mine:
-                self._emit(batch, on_event(p, self._pattern_state(st, p), ev, key), ev["tenant_id"])
+                if p.pattern_id not in st["p"] and not concerns(p, ev):
+                    continue  # nothing in flight for this key, and nothing this event could start
+                outputs, late = feed(p, self._pattern_state(st, p), ev, key, now)
+                self._emit(batch, outputs, ev["tenant_id"])
+                if late:
+                    missed.append(f"{p.pattern_id} (lateness {p.lateness_ms} ms)")
+            if missed:
+                self.dead_letter(batch, self.t_dlq, msg, "late",
+                                 f"event {ev['event_id']} at {ev['ts_ms']} arrived after the watermark of "
+                                 f"{key} for: {', '.join(missed)}")
             self._compact(st)
             self.mark_dirty(batch, key, st)
 
@@ -125,12 +136,12 @@ class CepProcessor(TransactionalProcessor):
 
     def tick(self, batch: Batch) -> None:
         now = now_ms()
-        timed = [p for p in self.patterns.values() if needs_ticks(p)]
         for states in self.states.values():
             for key, st in states.items():
                 fired = []
-                for p in timed:
-                    if p.tenant_id == st["tenant"] and p.pattern_id in st["p"]:
+                for pid in list(st["p"]):  # only the patterns mid-match for this key
+                    p = self.patterns.get(pid)
+                    if p is not None and needs_ticks(p) and p.tenant_id == st["tenant"]:
                         fired += on_tick(p, self._pattern_state(st, p), now, key)
                 if fired:
                     self._emit(batch, fired, st["tenant"])

@@ -9,6 +9,7 @@ import pytest
 from schemas.codec import AvroCodec
 from services.local_process import free_port, port_is_open
 from tests.conftest import wait_for
+from tests.integration.alert_helpers import geofence_event, publish_events
 from tests.integration.geo_helpers import (EventCollector, http, kill, lag_is_zero, publish_fences,
                                            publish_locations, start_api, start_cli, start_worker, stop)
 
@@ -31,6 +32,10 @@ PATTERNS = [
      "within_s": 60, "at_least": 3, "geofence_id": "C"},
     {"pattern_id": "traffic", "tenant_id": "t", "severity": "info", "kind": "aggregate",
      "geofence_id": "G", "window": {"type": "tumbling", "size_s": 10}},
+    {"pattern_id": "a-then-b", "tenant_id": "t", "severity": "critical", "kind": "sequence",
+     "within_s": 30, "lateness_s": 5, "steps": [{"event_type": "ENTER", "geofence_id": "A"},
+                                                {"event_type": "ENTER", "geofence_id": "B"}],
+     "alert": {"channels": ["ops"], "title": "{key} went from A to B"}},
 ]
 
 
@@ -54,6 +59,9 @@ def test_cep_scenarios_survive_sigkill(kafka_settings, tmp_path):
     procs["evaluator"] = start_worker(kafka_settings, "0", tmp_path)
     for mode in ("rekey", "entity", "geofence"):
         procs[mode] = start_cli(kafka_settings, ["worker", "cep", "--mode", mode], f"cep-{mode}", tmp_path)
+    procs["router"] = start_cli(kafka_settings, ["worker", "alert-router"], "alert-router", tmp_path)
+    candidates = EventCollector(kafka_settings, codec, "alerts.candidates", "Alert")
+    dead = EventCollector(kafka_settings, codec, "geo.cep.dlq", "DlqRecord")
     try:
         t0 = int(time.time() * 1000)
         out = (-5.0, 0.5)
@@ -75,7 +83,16 @@ def test_cep_scenarios_survive_sigkill(kafka_settings, tmp_path):
         procs["geofence"] = start_cli(kafka_settings, ["worker", "cep", "--mode", "geofence"], "cep-geofence-2", tmp_path)
         publish_locations(kafka_settings, codec, [("v6", *out, t0), ("v6", 6.6, 0.6, t0 + 3000),
                                                   ("v7", 4.5, 0.5, t0 + 30_000)], tenant="t")
-        expected = {("route-deviation", "v2"), ("loitering", "v3|G"), ("convoy", "C")} | {
+        # v8's events arrive out of event-time order (B before A), within the 5 s lateness, and
+        # then one ENTER A a minute older than the rest: too late, so it goes to the CEP DLQ
+        v8 = [dict(geofence_event(i, "t", "ENTER", "v8", gid), ts_ms=t0 + dt)
+              for i, (gid, dt) in enumerate([("B", 3000), ("A", 1000), ("A", -60_000)])]
+        publish_events(kafka_settings, codec, v8[:2])
+        wait_for(lambda: ("a-then-b", "v8") in {(m["pattern_id"], m["key"]) for m in matches.snapshot()},
+                 60, what="v8's out-of-order sequence")
+        publish_events(kafka_settings, codec, v8[2:])
+        expected = {("route-deviation", "v2"), ("loitering", "v3|G"), ("convoy", "C"),
+                    ("a-then-b", "v1"), ("a-then-b", "v8")} | {
             ("track-gap", v) for v in ("v1", "v2", "v3", "v4", "v5", "v6", "v7")}
 
         def found():
@@ -109,7 +126,21 @@ def test_cep_scenarios_survive_sigkill(kafka_settings, tmp_path):
         assert sum(w["exits"] for w in closed_windows()) == 3
         assert all(w["end_ms"] - w["start_ms"] == 10_000 for w in closed_windows())
         assert http("GET", f"{base}/api/v1/cep/matches?pattern_id=convoy")[1]["total"] == 1
+        # the pattern's own alert: one candidate per a-then-b match, from rule cep-a-then-b
+        wait_for(lambda: len({a["source_id"] for a in candidates.snapshot()}) == 2, 30, what="CEP alerts")
+        alerts = {a["source_id"]: a for a in candidates.snapshot()}
+        a_then_b = {m["match_id"]: m["key"] for m in by_id.values() if m["pattern_id"] == "a-then-b"}
+        assert set(alerts) == set(a_then_b)
+        assert {(a["rule_id"], a["severity"], a["title"]) for a in alerts.values()} == {
+            ("cep-a-then-b", "critical", f"{key} went from A to B") for key in a_then_b.values()}
+        # the late ENTER A: dead-lettered once, by the entity-keyed stage, with the reason
+        wait_for(lambda: dead.snapshot(), 30, what="the late event in geo.cep.dlq")
+        assert len(dead.snapshot()) == 1 and dead.snapshot()[0]["error_class"] == "late"
+        assert "a-then-b" in dead.snapshot()[0]["error_message"]
+        assert codec.decode(dead.snapshot()[0]["original_value"], "GeofenceEvent")["event_id"] == v8[2]["event_id"]
     finally:
+        candidates.close()
+        dead.close()
         for p in procs.values():
             stop(p)
         matches.close()

@@ -4,8 +4,9 @@ overlapping matches."""
 import pytest
 
 from geoflux.errors import ValidationError
+from streams.cep.operators import feed as in_order
 from streams.cep.operators import on_event, on_location, on_tick
-from streams.cep.patterns import parse_pattern
+from streams.cep.patterns import parse_pattern, pattern_alert_rule
 
 BASE = {"pattern_id": "p", "tenant_id": "t", "severity": "high"}
 
@@ -187,3 +188,93 @@ def test_session_windows_split_on_gap_and_late_events_are_counted():
         outs += on_event(p, st, ev(i, "ENTER", "G", t), "G")
     assert [(s, e) for s, e, *_ in closed(outs)] == [(0, 3), (40_000, 1)]
     assert st["late"] == 1  # the event at 1 s arrived after 40 s was seen: beyond lateness
+
+
+# -- event time: events held back until the watermark passes them --------------------------
+
+def ordered(pattern, events, key="e1", arrivals=None):
+    """Feeds through the ordering layer; `arrivals` gives each event's wall-clock arrival."""
+    st, out, late = {}, [], []
+    for i, e in enumerate(events):
+        got, was_late = in_order(pattern, st, e, key, (arrivals or {}).get(i, 0))
+        out += got
+        late += [e["event_id"]] if was_late else []
+    return out, st, late
+
+
+LATE_SEQ = parse_pattern({**SEQ.body, "lateness_s": 5})
+
+
+def test_out_of_order_within_lateness_matches_as_if_in_order():
+    # B (t=3 s) arrives before A (t=1 s): applied in arrival order there is no match
+    events = [ev(2, "ENTER", "B", 3000), ev(1, "ENTER", "A", 1000), ev(9, "ENTER", "Z", 9000)]
+    assert [m.event_ids for m in feed(SEQ, events)[0]] == []
+    out, st, late = ordered(LATE_SEQ, events)
+    assert [m.event_ids for m in out] == [("ev1", "ev2")] and late == []
+    assert st["wm"] == 4000 and st["held"] == []  # Z concerns no step: it only moved time on
+    assert ordered(LATE_SEQ, [*events, ev(8, "ENTER", "Z", 0)])[2] == []  # and is never late
+
+
+@pytest.mark.parametrize("late_ts,is_late", [(4000, False), (3999, True)])
+def test_lateness_boundary(late_ts, is_late):
+    # the watermark after an event at 9 s with 5 s lateness is 4 s: 4 s is on time, 3.999 s late
+    out, st, late = ordered(LATE_SEQ, [ev(1, "ENTER", "Z", 9000), ev(2, "ENTER", "A", late_ts)])
+    assert late == (["ev2"] if is_late else []) and st.get("late", 0) == int(is_late)
+
+
+def test_zero_lateness_rejects_anything_older_than_the_newest():
+    p = parse_pattern({**SEQ.body, "lateness_s": 0})
+    out, _st, late = ordered(p, [ev(1, "ENTER", "A", 1000), ev(2, "ENTER", "B", 3000),
+                                 ev(3, "ENTER", "X", 2000), ev(4, "ENTER", "B", 3000)])
+    assert [m.event_ids for m in out] == [("ev1", "ev2")]  # released at once: nothing held
+    assert late == ["ev3"]  # older than the newest; an equal time (ev4) is not late
+
+
+def test_a_quiet_key_is_released_by_the_timer_after_the_lateness():
+    out, st, _ = ordered(LATE_SEQ, [ev(1, "ENTER", "A", 1000), ev(2, "ENTER", "B", 2000)],
+                         arrivals={0: 100_000, 1: 100_500})
+    assert out == [] and len(st["held"]) == 2  # both still within lateness of the newest
+    assert on_tick(LATE_SEQ, st, 105_499, "e1") == []
+    fired = on_tick(LATE_SEQ, st, 105_500, "e1")
+    assert [m.event_ids for m in fired] == [("ev1", "ev2")] and st["held"] == []
+
+
+def test_absence_timer_waits_for_held_events_that_decide_it():
+    p = parse_pattern({**ABS.body, "lateness_s": 5})
+    _out, st, _ = ordered(p, [ev(1, "ENTER", "A", 0), ev(9, "ENTER", "Z", 10_000),
+                              ev(2, "ENTER", "B", 50_000)], arrivals={0: 0, 1: 0, 2: 200_000})
+    # the deadline (60 s) has passed on the wall clock, but B at 50 s is still held and would
+    # disprove the absence: the timer must not fire before B is applied
+    assert on_tick(p, st, 200_000, "e1") == []
+    assert on_tick(p, st, 205_000, "e1") == []  # B released: the absence never happened
+    assert st.get("pending") == [] and st["held"] == []
+
+
+@pytest.mark.parametrize("pattern", [
+    parse_pattern({**BASE, "kind": "count", "within_s": 10, "at_least": 3, "lateness_s": 30,
+                   "event": {"event_type": "EXIT", "geofence_id": "G"}}),
+    parse_pattern({**BASE, "kind": "comovement", "within_s": 10, "at_least": 3, "lateness_s": 30}),
+])
+def test_out_of_order_count_and_convoy_match_the_in_order_result(pattern):
+    etype = pattern.steps[0].event_type if pattern.steps else "ENTER"
+    shuffled = [ev(3, etype, "G", 9000, "c"), ev(1, etype, "G", 1000, "a"), ev(2, etype, "G", 6000, "b"),
+                ev(0, etype, "G", 12_000, "d")]
+    in_time = sorted(shuffled, key=lambda e: e["ts_ms"])
+    expected = [m.match_id for m in feed(pattern, in_time, key="G")[0]]
+    assert [m.match_id for m in feed(pattern, shuffled, key="G")[0]] != expected  # order matters
+    out, st, late = ordered(pattern, shuffled, key="G")
+    released = on_tick(pattern, st, 30_000, "G")  # quiet for the lateness: all released in time order
+    assert out == [] and late == [] and expected
+    assert [m.match_id for m in released] == expected
+
+
+def test_pattern_alert_block_is_a_rule_and_bad_ones_are_422s():
+    p = parse_pattern({**SEQ.body, "alert": {"channels": ["ops"], "title": "{pattern_id}: {key}"}})
+    rule = pattern_alert_rule(p)
+    assert (rule.rule_id, rule.source, rule.severity, rule.match) == (
+        "cep-p", "cep", "high", {"pattern_id": ("p",)})
+    assert pattern_alert_rule(SEQ) is None
+    for alert, reason in [({"channels": []}, "channels"), ({"channels": ["a"], "title": "{nope}"}, "unknown"),
+                          ({"channels": ["a"], "to": "x"}, "unknown field"), ("ops", "object")]:
+        with pytest.raises(ValidationError, match=reason):
+            parse_pattern({**SEQ.body, "alert": alert})
