@@ -148,6 +148,25 @@ class ApiSettings(BaseSettings):
     port: int = 8080
     max_batch: int = 1000
     evaluate_timeout_s: float = 10.0
+    # API keys as JSON {"key": "tenant" | "*"} ("*": an operator key, every tenant), and/or a
+    # file holding the same; with none configured every request is refused (services/auth.py)
+    keys: str = ""
+    keys_file: str | None = None
+
+
+class GatewaySettings(BaseSettings):
+    """The WebSocket gateway at /api/v1/stream (`GEOFLUX_GATEWAY_*`)."""
+
+    model_config = _section("GEOFLUX_GATEWAY_")
+
+    window: int = 1000  # messages sent and not yet acknowledged, per subscriber
+    slow_client_s: float = 30.0  # a full window for this long: disconnected as a slow consumer
+    send_timeout_s: float = 10.0  # one message not taken by the socket within this: the same
+    rate_per_s: float = 5000.0  # per subscriber
+    burst: float = 1000.0
+    batch: int = 500
+    heartbeat_s: float = 5.0  # cursor messages while nothing matches the filter
+    ring_per_partition: int = 50_000  # recent events held in memory; older ones come from Kafka
 
 
 class PostgresSettings(BaseSettings):
@@ -156,6 +175,22 @@ class PostgresSettings(BaseSettings):
     model_config = _section("GEOFLUX_PG_")
 
     dsn: str = "postgresql://geoflux@127.0.0.1:5432/geoflux"
+
+
+class AuditSettings(BaseSettings):
+    """The audit trail in PostgreSQL (`GEOFLUX_AUDIT_*`): a consumer group writing events,
+    matches and status changes into one table partitioned by day (connectors/audit_sink.py)."""
+
+    model_config = _section("GEOFLUX_AUDIT_")
+
+    group_id: str = "geoflux-audit"
+    table: str = "geoflux_audit"
+    batch_size: int = 5000  # records per database transaction (and per offset commit)
+    poll_timeout_s: float = 0.5  # how long a batch waits to fill: it is latency
+    backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # PG retries; the last repeats
+    connect_timeout_s: float = 5.0
+    retention_days: int = 30  # `geoflux audit drop-before` default: whole days kept
+    max_query_rows: int = 1000  # the API's largest page
 
 
 class GeofenceSettings(BaseSettings):

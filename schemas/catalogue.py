@@ -95,6 +95,10 @@ def catalogue(settings: KafkaSettings | None = None) -> dict[str, TopicSpec]:
         _spec("alerts.retry", "DeliveryAttempt", retention_ms=7 * DAY_MS, key="alert_id"),
         _spec("alerts.dlq", "DlqRecord", retention_ms=evt_ms, key="delivery_id"),
         _spec("alerts.status", "AlertStatus", compacted=True, key="alert_id"),
+        _spec("audit.dlq", "DlqRecord", retention_ms=evt_ms, key="original key",
+              doc="records the audit sink could not decode or map, with the reason"),
+        _spec("ops.gateway-cursors", "ConfigRecord", compacted=True, key="tenant/client_id",
+              doc="the last cursor each gateway client acknowledged, so any gateway resumes it"),
         _spec("ops.dlq-redrives", "ConfigRecord", compacted=True, key="dlq_id",
               doc="which DLQ records a person redrove, when and by whom"),
     ]

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from aiohttp import web
 
 from connectors.kafka_admin import admin_client
 from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import AlertSettings, ApiSettings, GeofenceSettings, JobSettings, KafkaSettings
 from schemas.codec import AvroCodec
-from services import (routes_alerts, routes_cep, routes_geoevent, routes_geofences,
+from services import (gateway, routes_alerts, routes_cep, routes_geoevent, routes_geofences,
                       routes_processes)
+from services.auth import auth_middleware, load_api_keys
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
 from services.jobs import JobsService
 from services.problems import problem, problem_middleware
 
 SETTINGS = web.AppKey("kafka_settings", KafkaSettings)
+log = structlog.get_logger("geoflux.api")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -42,7 +45,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
                codec: AvroCodec) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=16 * 1024 * 1024)
+    keys = load_api_keys(api.keys, api.keys_file)
+    if not keys:
+        log.warning("no API keys configured: every request will be refused (set GEOFLUX_API_KEYS)")
+    app = web.Application(middlewares=[problem_middleware, auth_middleware(keys)],
+                          client_max_size=16 * 1024 * 1024)
     app[SETTINGS] = kafka
     producer = ReliableProducer(kafka)
     registry = GeofenceRegistry(kafka, geo, codec, producer)
@@ -56,6 +63,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_processes.add_routes(app, jobs)
     closeables.append(jobs)
     closeables += routes_cep.add_routes(app, kafka, codec, producer)
+    gateway.add_routes(app, kafka, codec)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

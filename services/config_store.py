@@ -58,6 +58,10 @@ class ConfigStore:
             raise NotFound(f"{self.kind} {obj_id} not found")
         return rec
 
+    def exists(self, obj_id: str) -> bool:
+        with self._lock:
+            return obj_id in self._items
+
     def list(self, tenant_id: str | None = None) -> list[dict]:
         with self._lock:
             return sorted((r for r in self._items.values()

@@ -22,10 +22,12 @@ from schemas.codec import AvroCodec
 from services.geofence_registry import NotFound
 
 # DLQ topics by the name people use
-DLQS = {"alerts": "alerts.dlq", "jobs": "jobs.dlq", "locations": "geo.locations.dlq", "cep": "geo.cep.dlq"}
+DLQS = {"alerts": "alerts.dlq", "jobs": "jobs.dlq", "locations": "geo.locations.dlq", "cep": "geo.cep.dlq",
+        "audit": "audit.dlq"}
 # and the schema of the records they hold
 DLQ_VALUE_SCHEMAS = {"alerts": "DeliveryAttempt", "jobs": "JobRequest", "locations": "LocationUpdate",
-                     "cep": "GeofenceEvent"}
+                     "cep": "GeofenceEvent",
+                     "audit": None}  # several schemas: the original is shown as base64
 
 
 def public(rec: dict, dlq: str, value_schema: str | None, codec: AvroCodec) -> dict:

@@ -57,3 +57,15 @@ async def json_body(request: web.Request) -> object:
         return json.loads(await request.text())
     except json.JSONDecodeError as exc:
         raise HTTPProblem(400, "Bad Request", f"body is not valid JSON: {exc}") from None
+
+
+def page(request: web.Request, default_limit: int = 100, max_limit: int = 1000) -> tuple[int, int]:
+    """`?offset=&limit=` of a list endpoint, or a 400 with the reason."""
+    try:
+        offset = int(request.query.get("offset", 0))
+        limit = int(request.query.get("limit", default_limit))
+    except ValueError:
+        raise HTTPProblem(400, "Bad Request", "offset and limit must be integers") from None
+    if offset < 0 or not 1 <= limit <= max_limit:
+        raise HTTPProblem(400, "Bad Request", f"offset >= 0 and 1 <= limit <= {max_limit}")
+    return offset, limit

@@ -15,9 +15,10 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services import routes_config
 from services.alert_config import AlertConfig
+from services.auth import check_visible, require_operator, tenant_filter
 from services.dlq import DLQ_VALUE_SCHEMAS, DlqView, fresh_delivery
 from services.geofence_registry import NotFound
-from services.problems import HTTPProblem
+from services.problems import HTTPProblem, page
 
 ALERTS = web.AppKey("alerts_context", dict)
 STATUSES = ("PENDING", "SENT", "PARTIALLY_SENT", "FAILED", "DEAD_LETTERED", "ABANDONED",
@@ -70,37 +71,31 @@ def _channel_public(rec: dict) -> dict:
     return {**masked, "version": rec["version"], "updated_ms": rec["updated_ms"]}
 
 
-def _page(request: web.Request) -> tuple[int, int]:
-    try:
-        offset = int(request.query.get("offset", 0))
-        limit = int(request.query.get("limit", 100))
-    except ValueError:
-        raise HTTPProblem(400, "Bad Request", "offset and limit must be integers") from None
-    if offset < 0 or not 1 <= limit <= 1000:
-        raise HTTPProblem(400, "Bad Request", "offset >= 0 and 1 <= limit <= 1000")
-    return offset, limit
-
-
 async def list_alerts(request: web.Request) -> web.Response:
     view: AlertStatusView = request.app[ALERTS]["statuses"]
-    offset, limit = _page(request)
+    offset, limit = page(request)
+    tenant = tenant_filter(request)
     status = request.query.get("status")
     if status and status not in STATUSES:
         raise HTTPProblem(400, "Bad Request", f"status must be one of {', '.join(STATUSES)}")
     items = [s for s in view.all()
              if (not status or s["status"] == status)
              and (not request.query.get("severity") or s["severity"] == request.query["severity"])
-             and (not request.query.get("tenant_id") or s["tenant_id"] == request.query["tenant_id"])]
+             and (not tenant or s["tenant_id"] == tenant)]
     items.sort(key=lambda s: s["created_ms"], reverse=True)
     return web.json_response({"items": items[offset:offset + limit], "total": len(items),
                               "offset": offset, "limit": limit})
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    return web.json_response(request.app[ALERTS]["statuses"].get(request.match_info["id"]))
+    alert = request.app[ALERTS]["statuses"].get(request.match_info["id"])
+    check_visible(request, alert["tenant_id"], f"alert {request.match_info['id']}")
+    return web.json_response(alert)
 
 
 def _dlq_views(request: web.Request) -> dict[str, DlqView]:
+    # dead letters hold raw records of any tenant (some undecodable): operators only
+    require_operator(request, "the dead-letter queues")
     return request.app[ALERTS]["dlqs"]
 
 
@@ -140,7 +135,7 @@ async def redrive_dlq(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     from services.metrics import DLQ_DEPTH, exposition
 
-    for name, view in _dlq_views(request).items():
+    for name, view in request.app[ALERTS]["dlqs"].items():
         DLQ_DEPTH.labels(name).set(len(view.list()))
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})

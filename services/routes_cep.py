@@ -13,6 +13,7 @@ from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services import routes_config
+from services.auth import tenant_filter
 from services.config_store import ConfigStore
 from streams.cep.patterns import parse_pattern
 
@@ -23,7 +24,7 @@ AGGREGATES = web.AppKey("cep_aggregates", dict)
 
 async def list_matches(request: web.Request) -> web.Response:
     recent: deque = request.app[RECENT]
-    pid, tenant = request.query.get("pattern_id"), request.query.get("tenant_id")
+    pid, tenant = request.query.get("pattern_id"), tenant_filter(request)
     with request.app[MATCHES].lock:
         items = [m for m in recent if (not pid or m["pattern_id"] == pid)
                  and (not tenant or m["tenant_id"] == tenant)]
@@ -34,6 +35,7 @@ async def list_aggregates(request: web.Request) -> web.Response:
     """GET /api/v1/cep/aggregates/{pattern_id}[?geofence_id=&closed=true|false&from_ms=&to_ms=]"""
     view = request.app[AGGREGATES]
     pid = request.match_info["pattern_id"]
+    tenant = tenant_filter(request)
     q = request.query
     try:
         lo, hi = int(q.get("from_ms", 0)), int(q.get("to_ms", 2**62))
@@ -42,6 +44,7 @@ async def list_aggregates(request: web.Request) -> web.Response:
                                   "detail": "from_ms and to_ms must be integers"}, status=400)
     with view["lock"]:
         items = [a for a in view["items"].values() if a["pattern_id"] == pid
+                 and (not tenant or a["tenant_id"] == tenant)
                  and (not q.get("geofence_id") or a["geofence_id"] == q["geofence_id"])
                  and (q.get("closed") is None or a["closed"] == (q["closed"] == "true"))
                  and lo <= a["start_ms"] < hi]

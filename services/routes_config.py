@@ -8,6 +8,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from services.auth import principal, tenant_filter, with_tenant
 from services.config_store import ConfigStore
 from services.problems import json_body
 
@@ -17,25 +18,29 @@ def mount(app: web.Application, base: str, store: ConfigStore,
     present = present or ConfigStore.public
 
     async def create(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        rec = await asyncio.to_thread(store.put, body, None, create_only=True)
+        body = with_tenant(request, await json_body(request))
+        rec = await asyncio.to_thread(store.put, body, None, create_only=True,
+                                      tenant_id=principal(request).tenant)
         return web.json_response(present(rec), status=201,
                                  headers={"Location": f"{base}/{rec['id']}"})
 
     async def list_(request: web.Request) -> web.Response:
-        items = store.list(request.query.get("tenant_id"))
+        items = store.list(tenant_filter(request))
         return web.json_response({"items": [present(r) for r in items], "total": len(items)})
 
     async def get(request: web.Request) -> web.Response:
-        return web.json_response(present(store.get(request.match_info["id"])))
+        return web.json_response(present(store.get(request.match_info["id"], principal(request).tenant)))
 
     async def replace(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        rec = await asyncio.to_thread(store.put, body, request.match_info["id"])
+        body = with_tenant(request, await json_body(request))
+        if store.exists(request.match_info["id"]):  # another tenant's object: 404, not a takeover
+            store.get(request.match_info["id"], principal(request).tenant)
+        rec = await asyncio.to_thread(store.put, body, request.match_info["id"],
+                                      tenant_id=principal(request).tenant)
         return web.json_response(present(rec))
 
     async def delete(request: web.Request) -> web.Response:
-        rec = await asyncio.to_thread(store.delete, request.match_info["id"])
+        rec = await asyncio.to_thread(store.delete, request.match_info["id"], principal(request).tenant)
         return web.json_response({"id": rec["id"], "version": rec["version"], "deleted": True})
 
     app.router.add_post(base, create)

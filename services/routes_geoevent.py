@@ -20,6 +20,7 @@ from geoflux.errors import ValidationError
 from geoflux.settings import ApiSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
+from services.auth import with_tenant
 from services.evaluation_waiter import EvaluationWaiter
 from services.problems import HTTPProblem, json_body
 from streams.evaluator_records import REPLY_ATTRIBUTE
@@ -97,7 +98,7 @@ async def _evaluate(request: web.Request, locations: list[dict]) -> list[dict]:
 
 
 async def evaluate(request: web.Request) -> web.Response:
-    loc = parse_location(await json_body(request))
+    loc = parse_location(with_tenant(request, await json_body(request)))
     [result] = await _evaluate(request, [loc])
     if result["outcome"] in ("late", "conflict", "invalid"):
         raise HTTPProblem(422, "Unprocessable Entity",
@@ -115,7 +116,7 @@ async def evaluate_batch(request: web.Request) -> web.Response:
                           f"{len(body['locations'])} locations; at most {limit} per batch")
     if not body["locations"]:
         raise ValidationError("locations is empty")
-    locs = [parse_location(b, f"locations[{i}]") for i, b in enumerate(body["locations"])]
+    locs = [parse_location(with_tenant(request, b), f"locations[{i}]") for i, b in enumerate(body["locations"])]
     return web.json_response({"results": await _evaluate(request, locs)})
 
 

@@ -6,52 +6,50 @@ import asyncio
 
 from aiohttp import web
 
+from services.auth import principal, tenant_filter, with_tenant
 from services.geofence_registry import GeofenceRegistry
-from services.problems import HTTPProblem, json_body
+from services.problems import json_body, page
 
 REGISTRY = web.AppKey("geofence_registry", GeofenceRegistry)
 
 
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPProblem(400, "Bad Request", f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise HTTPProblem(400, "Bad Request", f"{name} must be between {lo} and {hi}")
-    return value
+def _owned_feature(request: web.Request, body: object) -> tuple[object, str | None]:
+    """The feature with its tenant settled by the key, and the tenant the registry checks."""
+    if isinstance(body, dict) and isinstance(body.get("properties"), dict):
+        body = {**body, "properties": with_tenant(request, body["properties"])}
+    return body, principal(request).tenant
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    stored = await asyncio.to_thread(request.app[REGISTRY].put, body, None, create_only=True)
+    body, tenant = _owned_feature(request, await json_body(request))
+    stored = await asyncio.to_thread(request.app[REGISTRY].put, body, None, create_only=True,
+                                     tenant_id=tenant)
     return web.json_response(stored.feature(), status=201,
                              headers={"Location": f"/api/v1/geofences/{stored.record['geofence_id']}"})
 
 
 async def replace(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    stored = await asyncio.to_thread(request.app[REGISTRY].put, body, request.match_info["id"])
+    body, tenant = _owned_feature(request, await json_body(request))
+    stored = await asyncio.to_thread(request.app[REGISTRY].put, body, request.match_info["id"],
+                                     tenant_id=tenant)
     return web.json_response(stored.feature())
 
 
 async def get(request: web.Request) -> web.Response:
-    return web.json_response(request.app[REGISTRY].get(request.match_info["id"]).feature())
+    return web.json_response(request.app[REGISTRY].get(request.match_info["id"],
+                                                       principal(request).tenant).feature())
 
 
 async def delete(request: web.Request) -> web.Response:
-    gone = await asyncio.to_thread(request.app[REGISTRY].delete, request.match_info["id"])
+    gone = await asyncio.to_thread(request.app[REGISTRY].delete, request.match_info["id"],
+                                   principal(request).tenant)
     return web.json_response({"id": gone.record["geofence_id"], "version": gone.record["version"],
                               "deleted": True})
 
 
 async def list_(request: web.Request) -> web.Response:
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    limit = _int_param(request, "limit", 100, 1, 1000)
-    tenant = request.query.get("tenant_id")
+    offset, limit = page(request)
+    tenant = tenant_filter(request)
     items, total = request.app[REGISTRY].list(tenant, offset, limit)
     body = {"type": "FeatureCollection", "features": [f.feature() for f in items],
             "total": total, "offset": offset, "limit": limit}

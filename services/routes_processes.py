@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from geoflux.errors import ValidationError
+from services.auth import principal, tenant_filter, write_tenant
 from services.jobs import FINAL, JobsService, NoSuchJob
-from services.problems import json_body, problem
+from services.problems import json_body, page, problem
 from streams.jobs.processes import PROCESSES
 
 JOBS = web.AppKey("jobs_service", JobsService)
@@ -61,7 +62,8 @@ async def execute(request: web.Request) -> web.Response:
     prefer_async = "respond-async" in request.headers.get("Prefer", "")
     try:
         st, created = await asyncio.to_thread(
-            svc.submit, pid, body["inputs"], tenant_id=request.headers.get("X-Geoflux-Tenant", "default"),
+            svc.submit, pid, body["inputs"],
+            tenant_id=write_tenant(request, request.headers.get("X-Geoflux-Tenant")) or "default",
             priority=body.get("priority", 5), subscriber=body.get("subscriber"),
             timeout_s=body.get("timeout_s"), idempotency_header=request.headers.get("Idempotency-Key"))
     except ValidationError as exc:  # OGC: invalid inputs are a 400
@@ -80,14 +82,8 @@ async def execute(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     svc = request.app[JOBS]
-    try:
-        limit = int(request.query.get("limit", 100))
-        offset = int(request.query.get("offset", 0))
-    except ValueError:
-        return problem(400, "Bad Request", "limit and offset must be integers")
-    if not 1 <= limit <= 1000 or offset < 0:
-        return problem(400, "Bad Request", "1 <= limit <= 1000 and offset >= 0")
-    items = svc.list(request.query.get("tenant_id"), request.query.get("status"),
+    offset, limit = page(request)
+    items = svc.list(tenant_filter(request), request.query.get("status"),
                      request.query.get("processID"))
     body = {"jobs": [status_info(s) for s in items[offset:offset + limit]], "total": len(items),
             "links": [{"href": f"/jobs?offset={offset}&limit={limit}", "rel": "self"}]}
@@ -98,7 +94,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     try:
-        return web.json_response(status_info(request.app[JOBS].get(request.match_info["id"])))
+        return web.json_response(status_info(request.app[JOBS].get(request.match_info["id"],
+                                                                   principal(request).tenant)))
     except NoSuchJob as exc:
         return _ogc_problem(404, "no-such-job", str(exc))
 
@@ -106,7 +103,7 @@ async def get_job(request: web.Request) -> web.Response:
 async def job_results(request: web.Request) -> web.Response:
     svc = request.app[JOBS]
     try:
-        st = svc.get(request.match_info["id"])
+        st = svc.get(request.match_info["id"], principal(request).tenant)
     except NoSuchJob as exc:
         return _ogc_problem(404, "no-such-job", str(exc))
     if st["status"] == "successful" and svc.result(st["job_id"]) is not None:
@@ -120,7 +117,8 @@ async def job_results(request: web.Request) -> web.Response:
 
 async def dismiss(request: web.Request) -> web.Response:
     try:
-        st = await asyncio.to_thread(request.app[JOBS].dismiss, request.match_info["id"])
+        st = await asyncio.to_thread(request.app[JOBS].dismiss, request.match_info["id"],
+                                     principal(request).tenant)
     except NoSuchJob as exc:
         return _ogc_problem(404, "no-such-job", str(exc))
     return web.json_response(status_info(st))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -35,11 +36,26 @@ class Stack:
     def uses_local_broker(self) -> bool:
         return self.kafka.bootstrap == self.broker.bootstrap
 
-    def _spawn(self, name: str, *args: str) -> ManagedProcess:
+    def _spawn(self, name: str, *args: str, **env: str) -> ManagedProcess:
         proc = ManagedProcess(name, self.dir / f"{name}.pid", [self.dir / f"{name}.log"])
         proc.spawn([sys.executable, "-m", "services.cli", *args], self.dir / f"{name}.log",
-                   env=dict(os.environ, GEOFLUX_KAFKA_BOOTSTRAP=self.kafka.bootstrap))
+                   env=dict(os.environ, GEOFLUX_KAFKA_BOOTSTRAP=self.kafka.bootstrap, **env))
         return proc
+
+    def _api_keys(self) -> dict[str, str]:
+        """The keys the API runs with: the configured ones, or (none configured) an operator
+        key and a `demo` tenant key generated once into the stack directory, readable only by
+        this user, and printed."""
+        if self.api.keys or self.api.keys_file:
+            return {}
+        path = self.dir / "api-keys.json"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(json.dumps({f"op-{secrets.token_urlsafe(24)}": "*",
+                                        f"demo-{secrets.token_urlsafe(24)}": "demo"}, indent=2))
+        for key, tenant in json.loads(path.read_text()).items():
+            click.echo(f"api key    {key}  ({'operator' if tenant == '*' else 'tenant ' + tenant})")
+        return {"GEOFLUX_API_KEYS_FILE": str(path)}
 
     def _api_answers(self) -> bool:
         try:
@@ -67,7 +83,7 @@ class Stack:
             for mode in ("rekey", "entity", "geofence"):
                 children.append(self._spawn(f"cep-{mode}", "worker", "cep", "--mode", mode))
             children.append(self._spawn("jobs", "worker", "jobs", "--no-postgis"))
-            children.append(self._spawn("api", "api"))
+            children.append(self._spawn("api", "api", **self._api_keys()))
             children[-1].wait_until(self._api_answers, 60, "the API answering")
             if with_demo:
                 children.append(self._spawn("demo", "demo"))

@@ -3,6 +3,7 @@ event collector that reads what a downstream read_committed consumer would read.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -118,18 +119,27 @@ class EventCollector:
         self._consumer.close()
 
 
+# API keys every test API runs with: an operator key, and one key per tenant used in tests
+OPERATOR_KEY = "test-operator-key-0000"
+TENANT_KEYS = {t: f"test-key-of-{t}-0000000" for t in ("t", "acme", "globex", "default")}
+API_KEYS = json.dumps({OPERATOR_KEY: "*", **{k: t for t, k in TENANT_KEYS.items()}})
+
+
 def start_api(settings: KafkaSettings, port: int, log_dir: Path, **env) -> subprocess.Popen:
-    return start_cli(settings, ["api"], "api", log_dir, GEOFLUX_API_PORT=str(port), **env)
+    return start_cli(settings, ["api"], "api", log_dir, GEOFLUX_API_PORT=str(port),
+                     **{"GEOFLUX_API_KEYS": API_KEYS, **env})
 
 
-def http(method: str, url: str, body=None, timeout: float = 30.0) -> tuple[int, dict]:
-    import json
+def http(method: str, url: str, body=None, timeout: float = 30.0,
+         key: str | None = OPERATOR_KEY, headers: dict | None = None) -> tuple[int, dict]:
+    """JSON over HTTP with an API key (the operator's unless told; None: no key at all)."""
     import urllib.error
     import urllib.request
 
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {}),
+               **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"{}")

@@ -86,6 +86,7 @@ def test_up_prints_urls_and_down_stops_everything(tmp_path):
 
     from services.local_process import free_port, pid_alive
     from tests.conftest import wait_for
+    from tests.integration.geo_helpers import http
 
     kport, api_port = free_port(), free_port()
     env = dict(os.environ, GEOFLUX_LOCAL_KAFKA_DATA_DIR=str(tmp_path / "kafka"),
@@ -103,9 +104,12 @@ def test_up_prints_urls_and_down_stops_everything(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
             assert r.status == 200
         # the demo feed produces events through the evaluator: the demo fences are registered
-        wait_for(lambda: json.loads(urllib.request.urlopen(
-            f"http://127.0.0.1:{api_port}/api/v1/geofences", timeout=5).read())["total"] == 5, 60,
-            what="demo geofences")
+        # `up` generated an operator key and a demo tenant key, printed them, and the API takes them
+        keys = dict(line.split()[2:4] for line in printed.splitlines() if line.startswith("api key"))
+        operator = next(k for k, who in keys.items() if who == "(operator)")
+        assert http("GET", f"http://127.0.0.1:{api_port}/api/v1/geofences", key=None)[0] == 401
+        wait_for(lambda: http("GET", f"http://127.0.0.1:{api_port}/api/v1/geofences",
+                              key=operator)[1].get("total") == 5, 60, what="demo geofences")
         state = json.loads((tmp_path / "stack" / "stack.json").read_text())
         down = subprocess.run([sys.executable, "-m", "services.cli", "down"], env=env,
                               capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ from services.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import FakeReceiver
 from tests.integration.alert_helpers import FAST
-from tests.integration.geo_helpers import http, kill, start_api, start_cli, stop
+from tests.integration.geo_helpers import OPERATOR_KEY, http, kill, start_api, start_cli, stop
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -47,6 +47,7 @@ def execute(base, pid, inputs, prefer_async=True, headers=None, **extra):
     req = urllib.request.Request(f"{base}/processes/{pid}/execution", method="POST",
                                  data=json.dumps({"inputs": inputs, **extra}).encode(),
                                  headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {OPERATOR_KEY}",
                                           **({"Prefer": "respond-async"} if prefer_async else {}),
                                           **(headers or {})})
     try:
