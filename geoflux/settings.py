@@ -93,6 +93,19 @@ class AlertSettings(BaseSettings):
     rate_per_hour: dict[str, int] = {"critical": 20, "high": 10, "warning": 5, "info": 3}
     rules_file: Path | None = None
     callback_secret: SecretStr = SecretStr("geoflux-callbacks")  # signs job callbacks
+    # delivery SLA: created-to-delivered within `within_s` for `target` of alerts (seed Part 7)
+    sla_targets: dict[str, dict[str, float]] = {
+        "critical": {"within_s": 30, "target": 0.999}, "high": {"within_s": 120, "target": 0.99},
+        "warning": {"within_s": 600, "target": 0.99}, "info": {"within_s": 1800, "target": 0.95}}
+    sla_window_s: float = 3600.0  # attainment is measured over this trailing window
+    sla_min_samples: int = 20  # fewer decided alerts than this never count as a breach
+    sla_check_interval_s: float = 30.0
+    sla_alert_channels: list[str] = []  # where our own SLA alerts go (never the failing channel)
+    platform_tenant: str = "geoflux"  # the tenant our own alerts belong to
+    # inbound acknowledgements: PagerDuty v3 webhooks are HMAC-signed with this secret;
+    # Opsgenie's outgoing webhooks carry this token in X-Geoflux-Token (Opsgenie cannot sign)
+    pagerduty_webhook_secret: SecretStr = SecretStr("")
+    opsgenie_webhook_token: SecretStr = SecretStr("")
 
 
 class JobSettings(BaseSettings):

@@ -14,6 +14,7 @@ from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.config_store import ConfigStore
+from streams.alerting.escalation import parse_policy
 from streams.alerting.noise import parse_silence
 from streams.alerting.rules import parse_rule
 
@@ -34,26 +35,32 @@ class AlertConfig:
                                  "rule_id", producer)
         self.silences = ConfigStore(kafka, codec, topic("alerts.silences", kafka), "silence",
                                     _silence, "silence_id", producer)
+        self.escalations = ConfigStore(kafka, codec, topic("alerts.escalations", kafka), "policy",
+                                       parse_policy, "policy_id", producer)
+
+    @property
+    def stores(self) -> tuple[tuple[str, ConfigStore], ...]:
+        return (("channels", self.channels), ("rules", self.rules), ("silences", self.silences),
+                ("escalations", self.escalations))
 
     def start(self) -> "AlertConfig":
-        for store in (self.channels, self.rules, self.silences):
+        for _name, store in self.stores:
             store.start()
         return self
 
     def close(self) -> None:
-        for store in (self.channels, self.rules, self.silences):
+        for _name, store in self.stores:
             store.close()
 
     def load_file(self, path: Path) -> dict[str, int]:
-        """`{"channels": [...], "rules": [...], "silences": [...]}` (JSON): all validated first,
-        then written; a bad object fails the whole file with its position."""
+        """`{"channels": [...], "rules": [...], "silences": [...], "escalations": [...]}` (JSON):
+        all validated first, then written; a bad object fails the whole file with its position."""
         try:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValidationError(f"{path} is not JSON: {exc}") from None
         plan = []
-        for key, store in (("channels", self.channels), ("rules", self.rules),
-                           ("silences", self.silences)):
+        for key, store in self.stores:
             for i, body in enumerate(doc.get(key) or []):
                 try:
                     store.parse(body, None)
@@ -62,4 +69,4 @@ class AlertConfig:
                 plan.append((store, body))
         for store, body in plan:
             store.put(body)
-        return {k: len(doc.get(k) or []) for k in ("channels", "rules", "silences")}
+        return {k: len(doc.get(k) or []) for k, _store in self.stores}

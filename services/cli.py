@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -170,7 +171,27 @@ def worker_alert_gate(instance: str, metrics_port: int) -> None:
                          instance))
 
 
-@worker.command("alert-status", help="Fold alerts and delivery outcomes into alert statuses.")
+@worker.command("sla-monitor", help="Measure delivery SLA attainment; alert when it drops below target.")
+@METRICS_PORT
+@one_line_errors
+def worker_sla_monitor(metrics_port: int) -> None:
+    import signal
+    import threading
+
+    from geoflux.settings import AlertSettings
+    from services.logging import configure_logging
+    from services.metrics import record_sla, serve_metrics
+    from services.sla import run_monitor
+
+    configure_logging()
+    serve_metrics(metrics_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    run_monitor(KafkaSettings(), codec(), AlertSettings(), stop, on_rows=record_sla)
+
+
+@worker.command("alert-status", help="Fold alerts, outcomes, acks and resolutions into alert statuses; "
+                                     "fire escalation levels.")
 @click.option("--instance", default="0", show_default=True)
 @one_line_errors
 def worker_alert_status(instance: str) -> None:
@@ -258,6 +279,48 @@ def worker_jobs(no_postgis: bool) -> None:
     run_jobs(KafkaSettings(), codec(), JobSettings(), None if no_postgis else PostgresSettings().dsn)
 
 
+@worker.command("audit", help="Write events, CEP matches and status changes to the PostgreSQL "
+                              "audit table (GEOFLUX_AUDIT_*, GEOFLUX_PG_DSN).")
+@one_line_errors
+def worker_audit() -> None:
+    from connectors.audit_sink import run_audit
+    from geoflux.settings import AuditSettings, PostgresSettings
+    from services.logging import configure_logging
+
+    configure_logging()
+    run_audit(KafkaSettings(), AuditSettings(), PostgresSettings().dsn, codec())
+
+
+@main.group(help="The PostgreSQL audit trail (GEOFLUX_AUDIT_*, GEOFLUX_PG_DSN).")
+def audit() -> None:
+    pass
+
+
+@audit.command("drop-before", help="Drop whole daily partitions before DATE (YYYY-MM-DD, UTC) or "
+                                   "older than --older-than-days (default GEOFLUX_AUDIT_RETENTION_DAYS).")
+@click.argument("day", required=False, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--older-than-days", type=click.IntRange(min=0), default=None)
+@one_line_errors
+def audit_drop_before(day, older_than_days: int | None) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from connectors.audit_store import AuditStore
+    from geoflux.settings import AuditSettings, PostgresSettings
+
+    if day is not None and older_than_days is not None:
+        raise click.UsageError("give DATE or --older-than-days, not both")
+    s = AuditSettings()
+    if day is not None:
+        cutoff = day.date()
+    else:
+        days = s.retention_days if older_than_days is None else older_than_days
+        cutoff = datetime.now(timezone.utc).date() - timedelta(days=days)
+    dropped = AuditStore(PostgresSettings().dsn, s.table, s.connect_timeout_s).drop_before(cutoff)
+    for name in dropped:
+        click.echo(f"dropped {name}")
+    click.echo(f"dropped {len(dropped)} partition(s) before {cutoff.isoformat()}")
+
+
 @main.group(help="Geoprocessing jobs.")
 def jobs() -> None:
     pass
@@ -337,7 +400,45 @@ def alerts() -> None:
     pass
 
 
-@alerts.command("load", help="Load channels, rules and silences from a JSON file (all validated first).")
+def _lifecycle(action: str, alert_id: str, note: str | None, by: str) -> None:
+    from connectors.kafka_producer import ReliableProducer
+    from services.alert_lifecycle import record_action
+    from services.routes_alerts import AlertStatusView
+
+    kafka = KafkaSettings()
+    statuses = AlertStatusView(kafka, codec()).start()
+    try:
+        status = statuses.get(alert_id)
+    finally:
+        statuses.close()
+    rec = record_action(kafka, codec(), ReliableProducer(kafka), alert_id=alert_id,
+                        tenant_id=status["tenant_id"], action=action, by=by, origin="cli", note=note)
+    click.echo(f"{action.lower()} recorded for {alert_id} (was {status['status']}; action {rec['action_id']})")
+
+
+BY = click.option("--by", default=lambda: f"cli:{os.environ.get('USER', 'unknown')}", show_default="cli:$USER")
+
+
+@alerts.command("ack", help="Acknowledge an alert: its escalation stops.")
+@click.argument("alert_id")
+@click.option("--note")
+@BY
+@one_line_errors
+def alerts_ack(alert_id: str, note: str | None, by: str) -> None:
+    _lifecycle("ACK", alert_id, note, by)
+
+
+@alerts.command("resolve", help="Resolve an alert: escalation stops and its channels are told.")
+@click.argument("alert_id")
+@click.option("--note")
+@BY
+@one_line_errors
+def alerts_resolve(alert_id: str, note: str | None, by: str) -> None:
+    _lifecycle("RESOLVE", alert_id, note, by)
+
+
+@alerts.command("load", help="Load channels, rules, silences and escalation policies from a JSON file "
+                             "(all validated first).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @one_line_errors
 def alerts_load(file: Path) -> None:
@@ -351,7 +452,7 @@ def alerts_load(file: Path) -> None:
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
-@main.group(help="Dead-letter queues: alerts, jobs, locations, cep.")
+@main.group(help="Dead-letter queues: alerts, jobs, locations, cep, audit.")
 def dlq() -> None:
     pass
 
@@ -363,7 +464,7 @@ def _dlq_view(queue: str):
                    rewrite=fresh_delivery if queue == "alerts" else None).start()
 
 
-QUEUE = click.option("--queue", type=click.Choice(["alerts", "jobs", "locations", "cep"]),
+QUEUE = click.option("--queue", type=click.Choice(["alerts", "jobs", "locations", "cep", "audit"]),
                      default="alerts", show_default=True)
 
 

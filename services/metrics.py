@@ -22,6 +22,19 @@ DELIVERY_PENDING = Gauge("geoflux_alert_deliveries_pending",
                          "Delivery requests read but not finished (held, waiting or in flight)")
 
 
+SLA_ATTAINMENT = Gauge("geoflux_alert_sla_attainment",
+                       "Share of decided alerts delivered within the severity's target, over the SLA window",
+                       ["severity", "channel"])
+SLA_TARGET = Gauge("geoflux_alert_sla_target", "The attainment target per severity", ["severity"])
+
+
+def record_sla(rows: list[dict]) -> None:
+    for row in rows:
+        SLA_TARGET.labels(row["severity"]).set(row["target"])
+        if row["attainment"] is not None:
+            SLA_ATTAINMENT.labels(row["severity"], row["channel"]).set(row["attainment"])
+
+
 DLQ_DEPTH = Gauge("geoflux_dlq_depth", "Open (not redriven, not resolved) DLQ records", ["dlq"])
 
 

@@ -13,7 +13,7 @@ from connectors.topic_reader import TopicReader
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services import routes_config
+from services import routes_config, routes_lifecycle
 from services.alert_config import AlertConfig
 from services.auth import check_visible, require_operator, tenant_filter
 from services.dlq import DLQ_VALUE_SCHEMAS, DlqView, fresh_delivery
@@ -158,10 +158,12 @@ def add_routes(app: web.Application, kafka: KafkaSettings, codec: AvroCodec,
     routes_config.mount(app, "/api/v1/alerts/rules", config.rules)
     routes_config.mount(app, "/api/v1/alerts/channels", config.channels, _channel_public)
     routes_config.mount(app, "/api/v1/silences", config.silences)
+    routes_config.mount(app, "/api/v1/alerts/escalations", config.escalations)
+    closeables = routes_lifecycle.add_routes(app, kafka, codec, producer, statuses)  # before /{id}
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_get("/api/v1/alerts/{id}", get_alert)
     app.router.add_get("/api/v1/dlq", list_dlq)
     app.router.add_get("/api/v1/dlq/{id}", show_dlq)
     app.router.add_post("/api/v1/dlq/{id}/redrive", redrive_dlq)
     app.router.add_get("/metrics", metrics)
-    return [config, statuses, *dlqs.values()]
+    return [config, statuses, *dlqs.values(), *closeables]

@@ -94,6 +94,7 @@ class TenantNoiseState:
     hour: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # severity -> alerts this hour
     tenant_id: str = ""
+    open: dict[str, list[str]] = field(default_factory=dict)  # resolve key -> open alert ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 
     geo.geofence-events ─┐
     geo.cep-matches ─────┼─ AlertRouter ─ alerts.candidates (by tenant) ─ AlertGate ─┬─ alerts.alerts
-    jobs.status ─────────┘  rules                                          silences  └─ alerts.deliveries
-    alerts.alerts + alerts.outcomes ─ AlertStatusStage ─ alerts.status (compacted, its changelog)
+    jobs.status ─────────┘  rules                                          silences  ├─ alerts.deliveries
+                                                                                     └─ alerts.lifecycle (source resolves)
+    alerts.alerts + alerts.outcomes + alerts.lifecycle ─ AlertStatusStage ─┬─ alerts.status (compacted, its changelog)
+                                            escalation policies            └─ alerts.deliveries (escalations, resolutions)
 
 Each stage is a `TransactionalProcessor`: its outputs and offsets commit together, so a crash
 never duplicates or loses an alert. An alert is written (PENDING) before any delivery exists.
@@ -21,7 +23,10 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.alerting.delivery_policy import overall_status
 from streams.alerting.noise import Silence, TenantNoiseState, decide, fingerprint, parse_silence
-from streams.alerting.rules import AlertRule, flatten, matches, parse_rule, render
+from streams.alerting.escalation import (CLOSED, apply_action, channels_to_tell, escalate, first_due,
+                                        parse_policy, policy_for)
+from streams.alerting.rules import (AlertRule, flatten, matches, parse_rule, render, resolve_key,
+                                    resolves)
 from streams.alerting.sensor import AlertSensor, NullSensor
 from streams.cep.patterns import parse_pattern, pattern_alert_rule
 from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
@@ -35,6 +40,9 @@ SOURCES = {
     "geo.cep-matches": ("CepMatch", "cep", "match_id", ("pattern_id", "key")),
     "jobs.status": ("JobStatus", "job", "job_id", ("job_id", "process_id", "status")),
 }
+
+
+MAX_OPEN_PER_KEY = 50  # open alerts one resolving record can resolve; older ones need a person
 
 
 def alert_id_for(rule_id: str, source_id: str) -> str:
@@ -76,6 +84,8 @@ class AlertRouter(TransactionalProcessor):
             for rule in (*self.rules.values(), *self.pattern_rules.values()):
                 if matches(rule, kind, rec, flat):
                     self._candidate(batch, rule, kind, source_id, flat, label_fields)
+                elif resolves(rule, kind, rec, flat):
+                    self._resolution(batch, rule, kind, source_id, flat)
 
     def _candidate(self, batch: Batch, rule: AlertRule, kind: str, source_id: str,
                    flat: dict[str, str], label_fields: tuple[str, ...]) -> None:
@@ -89,8 +99,23 @@ class AlertRouter(TransactionalProcessor):
             "channels": list(rule.channels), "source_id": source_id, "labels": labels,
             "created_ms": now_ms(), "fallback_channel": rule.fallback_channel, "source": kind,
             "suppressed_reason": None, "dedup_window_s": rule.dedup_window_s,
+            "escalation_policy": rule.escalation_policy, "action": "trigger",
+            "resolve_key": resolve_key(rule, flat) if rule.resolve_when is not None else None,
         }
         self.emit(batch, self.t_candidates, rule.tenant_id, "Alert", alert)
+
+    def _resolution(self, batch: Batch, rule: AlertRule, kind: str, source_id: str,
+                    flat: dict[str, str]) -> None:
+        """A record that resolves the rule's open alerts under its resolve key: the gate, which
+        knows which alerts are open, turns it into RESOLVE actions."""
+        rkey = resolve_key(rule, flat)
+        self.emit(batch, self.t_candidates, rule.tenant_id, "Alert", {
+            "alert_id": alert_id_for(rule.rule_id, f"resolve:{source_id}"), "fingerprint": rkey,
+            "tenant_id": rule.tenant_id, "rule_id": rule.rule_id, "severity": rule.severity,
+            "title": "", "body": "", "channels": [], "source_id": source_id, "labels": {},
+            "created_ms": now_ms(), "fallback_channel": None, "source": kind,
+            "suppressed_reason": None, "dedup_window_s": None, "escalation_policy": None,
+            "action": "resolve", "resolve_key": rkey})
 
 
 class AlertGate(TransactionalProcessor):
@@ -107,6 +132,7 @@ class AlertGate(TransactionalProcessor):
         self.changelog_topic = topic("alerts.gate-state", kafka)
         self.t_alerts = topic("alerts.alerts", kafka)
         self.t_deliveries = topic("alerts.deliveries", kafka)
+        self.t_lifecycle = topic("alerts.lifecycle", kafka)
         self.silences: dict[str, Silence] = {}
         self.side_inputs.append(ConfigSideInput(
             kafka, topic("alerts.silences", kafka), codec, self.silences,
@@ -114,11 +140,11 @@ class AlertGate(TransactionalProcessor):
 
     def state_from_record(self, rec: dict) -> TenantNoiseState:
         return TenantNoiseState(dict(rec["held_until"]), rec["hour"], dict(rec["counts"]),
-                                rec["tenant_id"])
+                                rec["tenant_id"], {k: list(v) for k, v in rec["open"].items()})
 
     def state_to_record(self, s: TenantNoiseState) -> dict:
         return {"tenant_id": s.tenant_id, "held_until": s.held_until, "hour": s.hour,
-                "counts": s.counts}
+                "counts": s.counts, "open": s.open}
 
     def process(self, msgs: list, batch: Batch) -> None:
         for msg in msgs:
@@ -128,8 +154,16 @@ class AlertGate(TransactionalProcessor):
             if state is None:
                 state = TenantNoiseState(tenant_id=tenant)
                 self.put_state(msg.partition(), tenant, state)
-            silences = [s for s in self.silences.values() if s.tenant_id == tenant]
             now = now_ms()
+            if alert["action"] == "resolve":
+                for aid in state.open.pop(alert["resolve_key"], []):
+                    self.emit(batch, self.t_lifecycle, aid, "AlertAction", {
+                        "action_id": f"{aid}:resolve:{alert['source_id']}", "alert_id": aid,
+                        "tenant_id": tenant, "action": "RESOLVE", "by": f"source:{alert['source_id']}",
+                        "origin": "source", "note": None, "at_ms": now})
+                self.mark_dirty(batch, tenant, state)
+                continue
+            silences = [s for s in self.silences.values() if s.tenant_id == tenant]
             decision = decide(state, fp=alert["fingerprint"], severity=alert["severity"],
                               labels=alert["labels"], silences=silences, now_ms=now,
                               dedup_window_s=alert["dedup_window_s"],
@@ -142,14 +176,20 @@ class AlertGate(TransactionalProcessor):
                           dict(alert, suppressed_reason=decision.reason))
                 continue
             self.emit(batch, self.t_alerts, alert["alert_id"], "Alert", alert)
+            if alert["resolve_key"]:
+                held = state.open.setdefault(alert["resolve_key"], [])
+                held[:] = [*held, alert["alert_id"]][-MAX_OPEN_PER_KEY:]
             for channel in alert["channels"]:
                 self.emit(batch, self.t_deliveries, alert["alert_id"], "DeliveryAttempt",
                           delivery_request(alert, channel, now))
 
 
 def delivery_request(alert: dict, channel: str, now: int, fallback_for: str | None = None,
-                     action: str = "trigger") -> dict:
-    return {"delivery_id": f"{alert['alert_id']}:{channel}", "alert_id": alert["alert_id"],
+                     action: str = "trigger", purpose: str = "") -> dict:
+    """`purpose` tells apart deliveries of one alert to one channel (an escalation level, the
+    resolution): it is part of the delivery id, the receiver's idempotency key."""
+    suffix = f":{purpose}" if purpose else ""
+    return {"delivery_id": f"{alert['alert_id']}:{channel}{suffix}", "alert_id": alert["alert_id"],
             "tenant_id": alert["tenant_id"], "channel": channel,
             "fallback_channel": None if fallback_for else alert.get("fallback_channel"),
             "fallback_for": fallback_for, "severity": alert["severity"], "action": action,
@@ -160,17 +200,26 @@ def delivery_request(alert: dict, channel: str, now: int, fallback_for: str | No
 
 
 class AlertStatusStage(TransactionalProcessor):
-    """Folds alerts and delivery outcomes into one status per alert (its compacted topic is
-    also this stage's changelog)."""
+    """Folds alerts, delivery outcomes and lifecycle actions into one status per alert (its
+    compacted topic is also this stage's changelog), and runs the alert's escalation timer,
+    which lives in that status: deliveries it causes commit in the same transaction as the
+    status that says they happened, so a level never fires twice or not at all."""
 
     changelog_schema = "AlertStatus"
 
-    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0") -> None:
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
+                 tick_interval_s: float = 0.5) -> None:
         self.t_alerts = topic("alerts.alerts", kafka)
+        self.t_lifecycle = topic("alerts.lifecycle", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-status",
-                         instance_id=instance_id,
-                         inputs=[self.t_alerts, topic("alerts.outcomes", kafka)])
+                         instance_id=instance_id, tick_interval_s=tick_interval_s,
+                         inputs=[self.t_alerts, topic("alerts.outcomes", kafka), self.t_lifecycle])
         self.changelog_topic = topic("alerts.status", kafka)
+        self.t_deliveries = topic("alerts.deliveries", kafka)
+        self.policies: dict = {}
+        self.side_inputs.append(ConfigSideInput(kafka, topic("alerts.escalations", kafka), codec,
+                                                self.policies, lambda body, pid, _rec: parse_policy(body, pid)))
+        self.timers: dict[str, int] = {}  # alert id -> next escalation, for the tick
 
     def state_from_record(self, rec: dict) -> dict:
         return rec
@@ -178,40 +227,107 @@ class AlertStatusStage(TransactionalProcessor):
     def state_to_record(self, state: dict) -> dict:
         return state
 
+    def on_restored(self, partition: int, restored: dict) -> None:
+        self.timers.update({aid: st["next_escalation_ms"] for aid, st in restored.items()
+                            if st["next_escalation_ms"] is not None})
+
     @staticmethod
     def _blank(alert_id: str, tenant: str) -> dict:
         return {"alert_id": alert_id, "tenant_id": tenant, "status": "PENDING", "channels": {},
                 "attempts": {}, "last_errors": {}, "fallback_of": {}, "reason": None,
                 "rule_id": "", "severity": "info", "title": "", "created_ms": 0,
-                "delivered_ms": None, "delivered_by": {}, "updated_ms": now_ms()}
+                "delivered_ms": None, "delivered_by": {}, "updated_ms": now_ms(),
+                "escalation_policy": None, "escalation_level": 0, "next_escalation_ms": None,
+                "acknowledged_ms": None, "acknowledged_by": None, "resolved_ms": None,
+                "resolved_by": None, "resolution": {}, "body": "", "labels": {}}
 
     def process(self, msgs: list, batch: Batch) -> None:
         for msg in msgs:
-            is_alert = msg.topic() == self.t_alerts
-            rec = self.codec.decode(msg.value(), "Alert" if is_alert else "DeliveryAttempt")
-            if not is_alert and rec["channel"] == "job-callback":
+            source = msg.topic()
+            schema = {self.t_alerts: "Alert", self.t_lifecycle: "AlertAction"}.get(source, "DeliveryAttempt")
+            rec = self.codec.decode(msg.value(), schema)
+            if schema == "DeliveryAttempt" and rec["channel"] == "job-callback":
                 continue  # job callbacks share delivery, not alert status (jobs have their own)
             aid = rec["alert_id"]
             st = self.state(aid)
             if st is None:
                 st = self._blank(aid, rec["tenant_id"])
                 self.put_state(msg.partition(), aid, st)
-            if is_alert:
+            if schema == "Alert":
                 self._on_alert(st, rec)
+            elif schema == "AlertAction":
+                if apply_action(st, rec):
+                    self._tell_resolution(batch, st)
+            elif rec["action"] == "resolve":
+                st["resolution"][rec["channel"]] = rec["outcome"]
             else:
                 self._on_outcome(st, rec)
+            self._track_timer(st)
             st["updated_ms"] = now_ms()
             self.mark_dirty(batch, aid, st)
 
     def _on_alert(self, st: dict, alert: dict) -> None:
         st.update(rule_id=alert["rule_id"], severity=alert["severity"], title=alert["title"],
-                  created_ms=alert["created_ms"])
+                  created_ms=alert["created_ms"], body=alert["body"], labels=alert["labels"])
         if alert["suppressed_reason"]:
             st.update(status="SUPPRESSED", reason=alert["suppressed_reason"])
             return
         for ch in alert["channels"]:
             st["channels"].setdefault(ch, "PENDING")
+        if st["escalation_level"] == 0 and st["status"] not in CLOSED:
+            policy = policy_for(self.policies, alert["tenant_id"], alert["severity"],
+                                alert["escalation_policy"])
+            st["escalation_policy"] = policy.policy_id if policy else None
+            st["next_escalation_ms"] = first_due(policy, alert["created_ms"])
         self._refresh(st)
+
+    def _track_timer(self, st: dict) -> None:
+        if st["next_escalation_ms"] is None:
+            self.timers.pop(st["alert_id"], None)
+        else:
+            self.timers[st["alert_id"]] = st["next_escalation_ms"]
+
+    @staticmethod
+    def _notification(st: dict) -> dict:
+        """What an escalation or resolution delivery carries: the alert as its status knows it."""
+        return {"alert_id": st["alert_id"], "tenant_id": st["tenant_id"], "severity": st["severity"],
+                "title": st["title"], "body": st["body"], "labels": st["labels"],
+                "created_ms": st["created_ms"], "fallback_channel": None}
+
+    def _tell_resolution(self, batch: Batch, st: dict) -> None:
+        alert, now = self._notification(st), now_ms()
+        alert["body"] = f"resolved by {st['resolved_by']}"
+        for ch in channels_to_tell(st):
+            st["resolution"][ch] = "PENDING"
+            self.emit(batch, self.t_deliveries, st["alert_id"], "DeliveryAttempt",
+                      delivery_request(alert, ch, now, action="resolve", purpose="resolve"))
+
+    def wants_tick(self) -> bool:
+        return bool(self.timers)
+
+    def tick(self, batch: Batch) -> None:
+        now = now_ms()
+        for aid in [a for a, due in self.timers.items() if due <= now]:
+            st = self.state(aid)
+            if st is None:
+                self.timers.pop(aid, None)
+                continue
+            policy = self.policies.get(st["escalation_policy"] or "")
+            levels = escalate(st, policy, now)
+            alert = self._notification(st)
+            for n, level in enumerate(levels, start=st["escalation_level"] - len(levels) + 1):
+                alert["severity"] = st["severity"]
+                for ch in level.channels:
+                    st["channels"].setdefault(ch, "PENDING")
+                    self.emit(batch, self.t_deliveries, aid, "DeliveryAttempt",
+                              delivery_request(alert, ch, now, purpose=f"esc{n}"))
+            if levels:
+                log.info("alert escalated", alert_id=aid, level=st["escalation_level"],
+                         policy=st["escalation_policy"])
+                self._refresh(st)
+            self._track_timer(st)
+            st["updated_ms"] = now
+            self.mark_dirty(batch, aid, st)
 
     def _on_outcome(self, st: dict, out: dict) -> None:
         ch, primary = out["channel"], out["fallback_for"] or out["channel"]
@@ -229,9 +345,8 @@ class AlertStatusStage(TransactionalProcessor):
 
     @staticmethod
     def _refresh(st: dict, at_ms: int | None = None) -> None:
-        if st["status"] in ("SUPPRESSED", "ACKNOWLEDGED", "RESOLVED"):
+        if st["status"] in CLOSED:
             return
         st["status"] = overall_status(st["channels"], st["fallback_of"])
         if st["status"] == "SENT" and st["delivered_ms"] is None:
             st["delivered_ms"] = at_ms or now_ms()
-
