@@ -98,7 +98,9 @@ class WebhookChannel(HttpChannel):
         return "v1," + base64.b64encode(mac.digest()).decode()
 
     def request(self, n: Notification) -> tuple[str, bytes, dict[str, str]]:
-        if "job_id" in n.labels:  # an OGC API - Processes subscriber callback: statusInfo
+        # an OGC API - Processes subscriber callback carries statusInfo; an alert that merely has
+        # a job_id label (a job's own alert) is an alert like any other
+        if self.s.get("payload") == "ogc-job-status":
             payload = {"type": f"job.{n.labels['status']}", "timestamp": _iso(n.created_ms),
                        "data": {"jobID": n.labels["job_id"], "status": n.labels["status"],
                                 "progress": int(n.labels.get("progress") or 0),

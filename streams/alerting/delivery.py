@@ -82,7 +82,8 @@ class DeliveryWorker(AtLeastOnceWorker):
         key = f"job-callback:{url}"
         if key not in self.channels:
             config = ChannelConfig("job-callback", "webhook", req["tenant_id"],
-                                   {"url": url, "secret": self.s.callback_secret.get_secret_value()})
+                                   {"url": url, "secret": self.s.callback_secret.get_secret_value(),
+                                    "payload": "ogc-job-status"})
             self.channels[key] = (0, build_channel(config))
         return self.channels[key]
 
