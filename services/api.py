@@ -9,10 +9,11 @@ from aiohttp import web
 
 from connectors.kafka_admin import admin_client
 from connectors.kafka_producer import ReliableProducer
-from geoflux.settings import AlertSettings, ApiSettings, GeofenceSettings, JobSettings, KafkaSettings
+from geoflux.settings import (AlertSettings, ApiSettings, GeofenceSettings, JobSettings,
+                              KafkaSettings, PostgresSettings)
 from schemas.codec import AvroCodec
-from services import (gateway, routes_alerts, routes_cep, routes_geoevent, routes_geofences,
-                      routes_processes)
+from services import (gateway, routes_alerts, routes_audit, routes_cep, routes_geoevent,
+                      routes_geofences, routes_processes)
 from services.auth import auth_middleware, load_api_keys
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
@@ -63,6 +64,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_processes.add_routes(app, jobs)
     closeables.append(jobs)
     closeables += routes_cep.add_routes(app, kafka, codec, producer)
+    routes_audit.add_routes(app, PostgresSettings().dsn)  # the audit trail in PostgreSQL
     gateway.add_routes(app, kafka, codec)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

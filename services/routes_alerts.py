@@ -152,7 +152,7 @@ def add_routes(app: web.Application, kafka: KafkaSettings, codec: AvroCodec,
         "alerts": DlqView(kafka, codec, "alerts", DLQ_VALUE_SCHEMAS["alerts"], producer, fresh_delivery,
                           lambda rec: statuses.channel_delivered(rec, codec)).start(),
         **{name: DlqView(kafka, codec, name, DLQ_VALUE_SCHEMAS[name], producer).start()
-           for name in ("jobs", "locations", "cep")},
+           for name in ("jobs", "locations", "cep", "audit")},
     }
     app[ALERTS] = {"config": config, "statuses": statuses, "dlqs": dlqs}
     routes_config.mount(app, "/api/v1/alerts/rules", config.rules)

@@ -57,6 +57,23 @@ class Stack:
             click.echo(f"api key    {key}  ({'operator' if tenant == '*' else 'tenant ' + tenant})")
         return {"GEOFLUX_API_KEYS_FILE": str(path)}
 
+    def _postgres_ready(self) -> bool:
+        """The audit sink needs PostgreSQL/PostGIS: it runs only when GEOFLUX_PG_DSN is set and
+        the audit table can be created there; otherwise `up` says why and goes on without it."""
+        if not os.environ.get("GEOFLUX_PG_DSN"):
+            click.echo("audit      off (set GEOFLUX_PG_DSN to a PostGIS database for the audit trail)")
+            return False
+        from connectors.audit_store import AuditStore
+        from geoflux.settings import AuditSettings, PostgresSettings
+
+        s = AuditSettings()
+        try:
+            AuditStore(PostgresSettings().dsn, s.table, min(s.connect_timeout_s, 3.0)).ensure_schema()
+        except Exception as exc:  # any failure: the stack runs without the audit trail
+            click.echo(f"audit      off ({str(exc).splitlines()[0][:160]})")
+            return False
+        return True
+
     def _api_answers(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://{self.api.host}:{self.api.port}/healthz", timeout=1) as r:
@@ -83,6 +100,8 @@ class Stack:
             for mode in ("rekey", "entity", "geofence"):
                 children.append(self._spawn(f"cep-{mode}", "worker", "cep", "--mode", mode))
             children.append(self._spawn("jobs", "worker", "jobs", "--no-postgis"))
+            if self._postgres_ready():
+                children.append(self._spawn("audit", "worker", "audit"))
             children.append(self._spawn("api", "api", **self._api_keys()))
             children[-1].wait_until(self._api_answers, 60, "the API answering")
             if with_demo:

@@ -1,0 +1,131 @@
+"""The audit sink, measured: a script that prints a table, not a test.
+
+Pre-loads a backlog of N geofence events (spread over 3 days, so 3 partitions), then for each
+batch size starts one `geoflux worker audit` (its own consumer group and table) and times how
+fast it drains the backlog into PostgreSQL: rows/s from the first row to the last (the sink's
+sustained rate) and from process start (including start-up and group join).
+
+    python benchmarks/audit_sink.py --events 50000 --batch-sizes 500,2000,5000
+
+Everything runs on this machine: broker, PostgreSQL and the sink share its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg  # noqa: E402
+
+from connectors.kafka_admin import apply  # noqa: E402
+from connectors.kafka_producer import ReliableProducer  # noqa: E402
+from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
+from schemas.catalogue import topic  # noqa: E402
+from schemas.codec import AvroCodec  # noqa: E402
+from services.local_kafka import LocalKafka  # noqa: E402
+from services.local_process import free_port  # noqa: E402
+from tests.conftest import PgCluster  # noqa: E402
+from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
+
+BASE_MS = 1_735_689_600_000
+DAY_MS = 86_400_000
+
+
+def publish(settings: KafkaSettings, n: int) -> float:
+    codec, t = AvroCodec(), topic("geo.geofence-events", settings)
+    producer = ReliableProducer(settings, **{"queue.buffering.max.messages": 1_000_000})
+    t0 = time.perf_counter()
+    for i in range(n):
+        rec = {"event_id": f"ev-{i}", "event_type": ("ENTER", "EXIT")[i % 2],
+               "entity_id": f"truck-{i % 5000}", "geofence_id": f"zone-{i % 1000}",
+               "geofence_version": 1, "tenant_id": f"tenant-{i % 10}",
+               "lon": 13.0 + (i % 1000) / 1000, "lat": 52.0 + (i % 777) / 1000,
+               "ts_ms": BASE_MS + (i % 3) * DAY_MS + i, "source": f"loc:{i}", "reason": None,
+               "produced_ms": None, "attributes": {"speed": str(i % 90)}}
+        producer.send(t, codec.encode(t, "GeofenceEvent", rec), key=rec["geofence_id"])
+    producer.flush_or_raise(120)
+    return time.perf_counter() - t0
+
+
+def count(dsn: str, table: str) -> int:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    except psycopg.Error:
+        return 0
+
+
+def drain(settings: KafkaSettings, dsn: str, n: int, batch: int, work: Path) -> dict:
+    table = f"bench_audit_{batch}"
+    env = {"GEOFLUX_PG_DSN": dsn, "GEOFLUX_AUDIT_TABLE": table,
+           "GEOFLUX_AUDIT_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
+           "GEOFLUX_AUDIT_BATCH_SIZE": str(batch)}
+    t_start = time.monotonic()
+    proc = start_cli(settings, ["worker", "audit"], f"audit-{batch}", work, **env)
+    first = last = None
+    deadline = t_start + 600
+    try:
+        while time.monotonic() < deadline:
+            c = count(dsn, table)
+            if c and first is None:
+                first = (time.monotonic(), c)
+            if c >= n:
+                last = time.monotonic()
+                break
+            time.sleep(0.05)  # polling the table: the measurement's resolution
+    finally:
+        stop(proc)
+    if last is None:
+        raise SystemExit(f"batch {batch}: only {count(dsn, table)} of {n} rows after 600 s")
+    with psycopg.connect(dsn) as conn:
+        total, distinct = conn.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}").fetchone()
+        size = conn.execute("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i "
+                            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+                            (table,)).fetchone()[0]
+    steady = (n - first[1]) / (last - first[0]) if last > first[0] else float("nan")
+    return {"batch": batch, "rows": total, "distinct": distinct, "steady": steady,
+            "overall": n / (last - t_start), "elapsed": last - t_start, "size": size}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--batch-sizes", default="500,2000,5000")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
+    broker = LocalKafka(LocalKafkaSettings(data_dir=work / "kafka", port=free_port(),
+                                           controller_port=free_port(), heap="1g"))
+    pg_root = Path(f"/tmp/geoflux-abench-pg-{uuid.uuid4().hex[:6]}")
+    pg_root.mkdir()
+    pg = PgCluster(pg_root)
+    pg.start()
+    results = []
+    try:
+        settings = KafkaSettings(bootstrap=broker.start(), topic_prefix="ab.")
+        apply(settings)
+        t_pub = publish(settings, args.events)
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            results.append(drain(settings, pg.dsn, args.events, batch, work))
+    finally:
+        broker.stop()
+        pg.stop()
+    print(f"\naudit sink: {args.events:,} geofence events (backlog, 3 daily partitions) -> PostgreSQL "
+          f"{pg.bin.parent.name} + PostGIS, 1 sink process, {settings.partitions} partitions, "
+          f"{os.cpu_count()} cores shared with broker and PostgreSQL "
+          f"(backlog published in {t_pub:.1f} s)\n")
+    print(f"{'batch':>6} {'rows':>8} {'distinct':>9} {'rows/s steady':>14} {'rows/s from start':>18} "
+          f"{'elapsed s':>10} {'table size':>11}")
+    for r in results:
+        print(f"{r['batch']:>6} {r['rows']:>8,} {r['distinct']:>9,} {r['steady']:>14,.0f} "
+              f"{r['overall']:>18,.0f} {r['elapsed']:>10.1f} {r['size']:>11}")
+
+
+if __name__ == "__main__":
+    main()
