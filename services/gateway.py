@@ -103,7 +103,7 @@ class Hub:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            msgs = self._consumer.consume(1000, 0.2)
+            msgs = self._consumer.consume(1000, 0.02)  # returns at 1000 or the timeout: it is latency
             batch = []
             for msg in msgs:
                 if msg.error() or msg.value() is None:
