@@ -13,12 +13,14 @@ a pattern's allowed lateness goes to `geo.cep.dlq` (class `late`) with the patte
 from __future__ import annotations
 
 import json
+import time
 
 import structlog
 
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
+from streams.cep.alignment import align
 from streams.cep.operators import Aggregate, concerns, feed, needs_locations, needs_ticks, on_location, on_tick
 from streams.cep.patterns import Pattern, parse_pattern
 from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
@@ -27,17 +29,53 @@ log = structlog.get_logger("geoflux.cep")
 
 
 class CepRekey(TransactionalProcessor):
-    """Geofence events keyed by geofence -> the same events keyed by entity."""
+    """Geofence events keyed by geofence -> the same events keyed by entity, with the input
+    partitions kept within ALIGN_MS of each other in event time (`streams.cep.alignment`)."""
+
+    ALIGN_MS = 1_000
+    MAX_STALL_S = 5.0
+    # small fetches and a small local queue, so partitions interleave in small chunks and a
+    # pause takes effect at once instead of after a large prefetch
+    consumer_overrides = {"max.partition.fetch.bytes": 16_384, "queued.max.messages.kbytes": 1024,
+                          "queued.min.messages": 200}
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0") -> None:
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-cep-rekey",
                          instance_id=instance_id, inputs=[topic("geo.geofence-events", kafka)])
         self.t_out = topic("geo.cep-input", kafka)
+        self.last_ts: dict[int, int] = {}
+        self.moved_at: dict[int, float] = {}
+        self.paused: set[int] = set()
 
     def process(self, msgs: list, batch: Batch) -> None:
+        now = time.monotonic()
         for msg in msgs:
             ev = self.codec.decode(msg.value(), "GeofenceEvent")
+            if ev["ts_ms"] > self.last_ts.get(msg.partition(), -1):
+                self.last_ts[msg.partition()], self.moved_at[msg.partition()] = ev["ts_ms"], now
             self.produce(batch, self.t_out, ev["entity_id"], msg.value())
+        self._align()
+
+    def wants_tick(self) -> bool:
+        return bool(self.paused)  # a paused partition must be resumed even if nothing else arrives
+
+    def tick(self, batch: Batch) -> None:
+        self._align()
+
+    def _align(self) -> None:
+        assigned = {tp.partition: tp for tp in self.consumer.assignment()}
+        busy = {}
+        for tp in self.consumer.position(list(assigned.values())):
+            _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and hi > tp.offset + 1 and tp.partition in self.last_ts:
+                busy[tp.partition] = self.last_ts[tp.partition]  # more than a marker left
+        pause, resume = align(busy, self.paused & set(assigned), self.moved_at, time.monotonic(),
+                              self.ALIGN_MS, self.MAX_STALL_S)
+        if pause:
+            self.consumer.pause([assigned[p] for p in pause])
+        if resume:
+            self.consumer.resume([assigned[p] for p in resume])
+        self.paused = (self.paused | pause) - resume
 
 
 class CepProcessor(TransactionalProcessor):
@@ -56,6 +94,7 @@ class CepProcessor(TransactionalProcessor):
         self.t_aggregates = topic("geo.cep-aggregates", kafka)
         self.t_dlq = topic("geo.cep.dlq", kafka)
         self.patterns: dict[str, Pattern] = {}
+        self.last_record_at: dict[tuple[str, int], float] = {}
         self.side_inputs.append(ConfigSideInput(
             kafka, topic("geo.cep-patterns", kafka), codec, self.patterns,
             lambda body, pid, rec: parse_pattern(body, pid, rec["version"]),
@@ -99,7 +138,9 @@ class CepProcessor(TransactionalProcessor):
                 self.emit(batch, self.t_matches, out.key, "CepMatch", out.record(tenant))
 
     def process(self, msgs: list, batch: Batch) -> None:
+        arrived = time.monotonic()
         for msg in msgs:
+            self.last_record_at[(msg.topic(), msg.partition())] = arrived
             if msg.topic() == self.t_locations:
                 loc = self.codec.decode(msg.value(), "LocationUpdate")
                 tracking = [p for p in self.patterns.values()
@@ -134,7 +175,22 @@ class CepProcessor(TransactionalProcessor):
     def wants_tick(self) -> bool:
         return any(needs_ticks(p) for p in self.patterns.values())
 
+    def _caught_up(self) -> bool:
+        """No input backlog: wall-clock timers (quiet keys, absences, track gaps) only fire
+        then. Draining a backlog, event time is far behind the wall clock and every timer would
+        fire at once, ahead of the events that decide it. A partition that has been silent for
+        a while counts as caught up (what is left of its lag is transaction markers)."""
+        now = time.monotonic()
+        for tp in self.consumer.position(self.consumer.assignment()):
+            _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+            silent = now - self.last_record_at.get((tp.topic, tp.partition), 0.0) > 2.0
+            if tp.offset >= 0 and hi > tp.offset + 1 and not silent:
+                return False
+        return True
+
     def tick(self, batch: Batch) -> None:
+        if not self._caught_up():
+            return
         now = now_ms()
         for states in self.states.values():
             for key, st in states.items():

@@ -278,3 +278,18 @@ def test_pattern_alert_block_is_a_rule_and_bad_ones_are_422s():
                           ({"channels": ["a"], "to": "x"}, "unknown field"), ("ops", "object")]:
         with pytest.raises(ValidationError, match=reason):
             parse_pattern({**SEQ.body, "alert": alert})
+
+
+# -- event-time alignment of the re-key's input partitions ----------------------------------
+
+from streams.cep.alignment import align  # noqa: E402
+
+
+def test_partitions_ahead_of_the_slowest_busy_one_are_paused_then_resumed():
+    moved = {0: 9.0, 1: 9.0, 2: 9.0}
+    assert align({0: 10_000, 1: 10_500, 2: 30_000}, set(), moved, 10, 1000, 5) == ({2}, set())
+    assert align({0: 29_500, 1: 30_000, 2: 30_000}, {2}, moved, 10, 1000, 5) == (set(), {2})  # caught up
+    assert align({0: 10_000, 2: 30_000}, {2}, moved, 13.9, 1000, 5) == (set(), set())  # 0 still moves
+    assert align({0: 10_000, 2: 30_000}, {2}, moved, 14, 1000, 5) == (set(), {2})  # 0 stalled: let go
+    assert align({0: 10_000}, {2}, moved, 10, 1000, 5) == (set(), {2})  # no backlog left: resume
+    assert align({2: 30_000}, set(), moved, 10, 1000, 5) == (set(), set())  # alone: nothing to align
