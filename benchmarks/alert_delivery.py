@@ -25,14 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._broker import benchmark_broker  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
-from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
+from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from services.alert_config import AlertConfig  # noqa: E402
-from services.local_kafka import LocalKafka  # noqa: E402
-from services.local_process import free_port  # noqa: E402
 from tests.fakes import Answer, FakeReceiver  # noqa: E402
 from tests.integration.alert_helpers import STAGES, StatusView, geofence_event  # noqa: E402
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
@@ -96,17 +95,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=300)
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
-    broker, bootstrap = None, os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
-                                               controller_port=free_port(), heap="1g"))
-        bootstrap = broker.start()
-    try:
+    with benchmark_broker(workdir) as bootstrap:
         rows = [run(bootstrap, "healthy", True, args.alerts, args.rate, workdir),
                 run(bootstrap, "primary-down", False, args.alerts, args.rate, workdir)]
-    finally:
-        if broker:
-            broker.stop()
     print(f"\ncritical alerts through router -> gate -> delivery -> status ({os.cpu_count()} cores, "
           f"broker and receivers on the same machine)\n")
     print(f"{'scenario':<13} {'alerts':>6} {'rate/s':>7} {'SENT/s':>7} {'P50 s':>6} {'P95 s':>6} "

@@ -24,14 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 NO_LIMITS = json.dumps({s: 10**9 for s in ("critical", "high", "warning", "info")})
+from benchmarks._broker import benchmark_broker  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
-from geoflux.settings import AlertSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
+from geoflux.settings import AlertSettings, KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from services.alert_config import AlertConfig  # noqa: E402
-from services.local_kafka import LocalKafka  # noqa: E402
-from services.local_process import free_port  # noqa: E402
 from tests.fakes import Answer, FakeReceiver  # noqa: E402
 from tests.integration.alert_helpers import STAGES, StatusView, geofence_event  # noqa: E402
 from tests.integration.geo_helpers import kill, start_cli, stop  # noqa: E402
@@ -141,16 +140,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10)
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-soak-"))
-    broker, bootstrap = None, os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
-                                               controller_port=free_port(), heap="1g"))
-        bootstrap = broker.start()
-    try:
+    with benchmark_broker(workdir) as bootstrap:
         soak(bootstrap, args.minutes, args.rate, workdir)
-    finally:
-        if broker:
-            broker.stop()
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._broker import benchmark_broker  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
-from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
+from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.local_kafka import LocalKafka  # noqa: E402
 from services.local_process import free_port, port_is_open  # noqa: E402
 from tests.integration.alert_helpers import geofence_event  # noqa: E402
 from tests.integration.geo_helpers import OPERATOR_KEY, start_api, stop  # noqa: E402
@@ -92,27 +92,21 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500)
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-gwbench-"))
-    broker, bootstrap = None, os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
-                                               controller_port=free_port(), heap="1g"))
-        bootstrap = broker.start()
-    settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"gw{uuid.uuid4().hex[:6]}.")
-    apply(settings)
-    port = free_port()
-    api = start_api(settings, port, workdir)
-    try:
-        deadline = time.monotonic() + 60
-        while not port_is_open("127.0.0.1", port):
-            if time.monotonic() > deadline:
-                raise SystemExit("the API did not start; see " + str(workdir / "api.log"))
-            time.sleep(0.2)
-        latencies, elapsed = asyncio.run(run(f"ws://127.0.0.1:{port}/api/v1/stream", settings,
-                                             args.subscribers, args.events, args.rate))
-    finally:
-        stop(api)
-        if broker:
-            broker.stop()
+    with benchmark_broker(workdir) as bootstrap:
+        settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"gw{uuid.uuid4().hex[:6]}.")
+        apply(settings)
+        port = free_port()
+        api = start_api(settings, port, workdir)
+        try:
+            deadline = time.monotonic() + 60
+            while not port_is_open("127.0.0.1", port):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the API did not start; see " + str(workdir / "api.log"))
+                time.sleep(0.2)  # polling the port
+            latencies, elapsed = asyncio.run(run(f"ws://127.0.0.1:{port}/api/v1/stream", settings,
+                                                 args.subscribers, args.events, args.rate))
+        finally:
+            stop(api)
     lat = sorted(latencies)
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))])
     print(f"\ngateway fan-out: {args.subscribers} subscribers x {args.events} events published at "
