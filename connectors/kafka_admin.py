@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -87,6 +88,21 @@ def describe(settings: KafkaSettings, specs: dict[str, TopicSpec] | None = None)
     return drifts
 
 
+def _wait_until_listed(admin, settings: KafkaSettings, names: set[str]) -> None:
+    """A created topic reaches the broker's metadata a moment after CreateTopics answers; callers
+    (and `describe` right after) must see it, so wait for it."""
+    deadline = time.monotonic() + settings.request_timeout_s
+    while True:
+        md = admin.list_topics(timeout=settings.request_timeout_s)
+        absent = [n for n in names if n not in md.topics or md.topics[n].error is not None]
+        if not absent:
+            return
+        if time.monotonic() > deadline:
+            raise TransientError(f"created topics not yet visible after {settings.request_timeout_s:g} s: "
+                                 f"{', '.join(sorted(absent)[:5])}")
+        time.sleep(0.1)  # metadata propagation
+
+
 def apply(settings: KafkaSettings, specs: dict[str, TopicSpec] | None = None) -> list[str]:
     """Creates missing topics, grows partitions, sets configs. Idempotent: returns what changed."""
     specs = specs or catalogue(settings)
@@ -102,6 +118,7 @@ def apply(settings: KafkaSettings, specs: dict[str, TopicSpec] | None = None) ->
              for s in missing], request_timeout=settings.request_timeout_s),
             ignore=("TOPIC_ALREADY_EXISTS",))
         changes += [f"created {s.name}" for s in missing]
+        _wait_until_listed(admin, settings, {s.name for s in missing})
     for drift in describe(settings, specs):
         spec = next(s for s in specs.values() if s.name == drift.topic)
         if drift.what == "partitions" and int(drift.actual) < int(drift.expected):

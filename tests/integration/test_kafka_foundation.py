@@ -19,6 +19,7 @@ from geoflux.errors import TransientError
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import catalogue
 from schemas.codec import AvroCodec, HttpSchemaRegistry, all_schema_names
+from tests.conftest import wait_for
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.kafka
@@ -67,7 +68,8 @@ def test_apply_is_idempotent_and_describe_reports_drift(kafka_settings):
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
     for fut in admin.incremental_alter_configs([res]).values():
         fut.result()
-    drift = describe(kafka_settings)
+    # a config change reaches DescribeConfigs a moment after AlterConfigs answers
+    drift = wait_for(lambda: describe(kafka_settings), 30, what="the altered retention to show")
     assert [(d.topic, d.what, d.actual) for d in drift] == [(name, "retention.ms", "1000")]
     assert apply(kafka_settings) == [f"{name}: retention.ms 1000 -> {30 * 24 * 3600 * 1000}"]
     assert describe(kafka_settings) == []
