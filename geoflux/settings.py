@@ -128,6 +128,58 @@ class JobSettings(BaseSettings):
     sync_wait_s: float = 30.0
     sync_max_vertices: int = 2000
     buffer: int = 64  # requests read ahead; priority orders them
+    batch_threshold_bytes: int = 10_000_000  # inputs larger than this run on AWS Batch (if configured)
+
+
+class BatchSettings(BaseSettings):
+    """The AWS Batch tier (`GEOFLUX_BATCH_*`, connectors/compute/batch.py). No job queue: the
+    tier is off. `endpoint_url` points boto3 at another endpoint (moto in tests)."""
+
+    model_config = _section("GEOFLUX_BATCH_")
+
+    job_queue: str | None = None
+    job_definition: str = "geoflux-batch"
+    bucket: str = "geoflux-jobs"
+    prefix: str = "jobs"  # inputs at s3://bucket/prefix/{job_id}/inputs.json, outputs under .../outputs/
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    attempts: int = 3  # Batch's own attempts per submit (retryStrategy)
+    poll_interval_s: float = 30.0  # DescribeJobs fallback when no SNS/EventBridge event arrives
+    manifest_grace_s: float = 120.0  # SUCCEEDED but no result manifest yet: wait this long
+    # SNS completion endpoint: the signing certificate must come from a URL matching this
+    sns_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]+\.pem$"
+    sns_topic_arns: list[str] = []  # accepted TopicArns; empty: any
+    sns_max_age_s: float = 3600.0  # older signed messages are refused (replay)
+
+
+class JobAlertSettings(BaseSettings):
+    """Jobs raise alerts (`GEOFLUX_JOB_ALERTS_*`, streams/jobs/alerts.py): channels per tenant
+    and severity ("*": every tenant not listed), e.g.
+    {"acme": {"critical": ["pager"], "high": ["ops-slack"], "warning": ["ops-slack"]}}.
+    A tenant with no channels for a severity gets no alert of it."""
+
+    model_config = _section("GEOFLUX_JOB_ALERTS_")
+
+    channels: dict[str, dict[str, list[str]]] = {}
+    fallback_channel: dict[str, str] = {}  # tenant -> fallback channel
+    critical_priority: int = 8  # the seed's DetermineSeverity: priority >= 8 is critical
+    queue_sla_s: dict[str, float] = {}  # process -> longest time queued before an alert
+    default_queue_sla_s: float = 300.0
+    dedup_window_s: float = 86_400.0  # one alert per job and kind within this window
+    tick_interval_s: float = 1.0
+
+
+class QuotaSettings(BaseSettings):
+    """Per-tenant job quotas (`GEOFLUX_QUOTAS_*`): JSON {"tenant": {"concurrent_jobs": 4,
+    "submissions_per_minute": 60, "max_input_bytes": 50000000}}, "*" for every other tenant.
+    A limit left out (or null) is unlimited."""
+
+    model_config = _section("GEOFLUX_QUOTAS_")
+
+    # default: only the input size is limited (jobs benchmarks submit 1,000 at once); set
+    # concurrency and rate per tenant, or for "*"
+    tenants: dict[str, dict[str, int | None]] = {"*": {"max_input_bytes": 100_000_000}}
+    concurrent_retry_after_s: int = 5  # Retry-After when only the concurrency limit is hit
 
 
 class LocalRegistrySettings(BaseSettings):

@@ -279,6 +279,31 @@ def worker_jobs(no_postgis: bool) -> None:
     run_jobs(KafkaSettings(), codec(), JobSettings(), None if no_postgis else PostgresSettings().dsn)
 
 
+@worker.command("job-alerts", help="Jobs raise alerts: failed, timed out, retries exhausted, queued "
+                                   "past their SLA (GEOFLUX_JOB_ALERTS_*).")
+@click.option("--instance", default="0", show_default=True)
+@one_line_errors
+def worker_job_alerts(instance: str) -> None:
+    from geoflux.settings import JobAlertSettings
+    from services.logging import configure_logging
+    from streams.jobs.alerts import JobAlertStage
+
+    configure_logging()
+    _run_stage(JobAlertStage(KafkaSettings(), codec(), JobAlertSettings(), instance))
+
+
+@main.command("batch-run", help="Run one attempt of a job inside an AWS Batch container: inputs and "
+                                "outputs in S3 (GEOFLUX_BATCH_*); exit 0 done, 75 retry, 2 failed.")
+@click.option("--job-id", required=True)
+@click.option("--attempt", type=int, default=1, show_default=True)
+@click.option("--bucket", default=None, help="default GEOFLUX_BATCH_BUCKET")
+@click.option("--prefix", default=None, help="default GEOFLUX_BATCH_PREFIX")
+def batch_run(job_id: str, attempt: int, bucket: str | None, prefix: str | None) -> None:
+    from streams.jobs.batch_run import main as run
+
+    run(job_id, attempt, bucket, prefix)
+
+
 @worker.command("audit", help="Write events, CEP matches and status changes to the PostgreSQL "
                               "audit table (GEOFLUX_AUDIT_*, GEOFLUX_PG_DSN).")
 @one_line_errors

@@ -11,12 +11,13 @@ import uuid
 
 from connectors.kafka_producer import ReliableProducer
 from connectors.topic_reader import TopicReader
-from geoflux.errors import ValidationError
-from geoflux.settings import JobSettings, KafkaSettings
+from geoflux.errors import GeofluxError, ValidationError
+from geoflux.settings import JobSettings, KafkaSettings, QuotaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.geofence_registry import NotFound
 from streams.jobs.processes import PROCESSES, canonical_inputs, input_size, validate_inputs
+from streams.jobs.quotas import Decision, decide, parse_quotas, quota_for, usage
 
 FINAL = ("successful", "failed", "dismissed")
 
@@ -29,6 +30,14 @@ class NoSuchJob(NotFound):
     error_class = "no-such-job"
 
 
+class QuotaExceeded(GeofluxError):
+    error_class = "quota-exceeded"
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason or "quota exceeded", reason=decision.rule)
+        self.decision = decision
+
+
 def idempotency_key(process_id: str, inputs: object, header: str | None) -> str:
     if header:
         return f"client:{header}"
@@ -37,8 +46,10 @@ def idempotency_key(process_id: str, inputs: object, header: str | None) -> str:
 
 class JobsService:
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
-                 producer: ReliableProducer | None = None) -> None:
-        self.codec, self.s = codec, settings
+                 producer: ReliableProducer | None = None, quotas: QuotaSettings | None = None) -> None:
+        self.kafka, self.codec, self.s = kafka, codec, settings
+        self.quota_settings = quotas or QuotaSettings()
+        self.quotas = parse_quotas(self.quota_settings.tenants)
         self.producer = producer or ReliableProducer(kafka)
         self.t_requests = topic("jobs.requests", kafka)
         self.t_status = topic("jobs.status", kafka)
@@ -104,6 +115,14 @@ class JobsService:
                 return st
             await asyncio.sleep(0.05)  # polling the followed status view
 
+    def quota(self, tenant_id: str) -> dict:
+        """A tenant's limits and what it uses now (GET /api/v1/tenants/{id}/quotas)."""
+        now = int(time.time() * 1000)
+        with self._status_reader.lock:
+            use = usage(list(self.statuses.values()), tenant_id, now)
+        return {"tenant_id": tenant_id, "limits": quota_for(self.quotas, tenant_id).to_json(),
+                "usage": {k: v for k, v in use.items() if k != "oldest_recent_ms"}}
+
     # -- writes -------------------------------------------------------------------------------
     def submit(self, process_id: str, inputs: object, *, tenant_id: str = "default",
                priority: int = 5, subscriber: dict | None = None, timeout_s: float | None = None,
@@ -133,9 +152,16 @@ class JobsService:
                 st = self.statuses.get(existing)
                 if st and st["status"] not in ("failed", "dismissed") and now - st["created_ms"] < ttl_ms:
                     return st, False
+            raw_inputs = json.dumps(inputs)
+            with self._status_reader.lock:  # usage from the followed status view (every instance)
+                use = usage(list(self.statuses.values()), tenant_id, now)
+            verdict = decide(quota_for(self.quotas, tenant_id), use, len(raw_inputs.encode()), now,
+                             self.quota_settings.concurrent_retry_after_s)
+            if not verdict.allowed:
+                raise QuotaExceeded(verdict)
             job_id = str(uuid.uuid4())
             req = {"job_id": job_id, "idempotency_key": key, "tenant_id": tenant_id,
-                   "process_id": process_id, "priority": priority, "inputs": json.dumps(inputs),
+                   "process_id": process_id, "priority": priority, "inputs": raw_inputs,
                    "subscriber": subscriber, "attempt": 0, "timeout_s": timeout_s,
                    "created_ms": now, "not_before_ms": 0, "first_failure_ms": None,
                    "last_error": None}

@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from geoflux.errors import ValidationError
-from services.auth import principal, tenant_filter, write_tenant
-from services.jobs import FINAL, JobsService, NoSuchJob
+from services import routes_batch
+from services.auth import check_visible, principal, tenant_filter, write_tenant
+from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded
 from services.problems import json_body, page, problem
 from streams.jobs.processes import PROCESSES
 
@@ -68,6 +69,8 @@ async def execute(request: web.Request) -> web.Response:
             timeout_s=body.get("timeout_s"), idempotency_header=request.headers.get("Idempotency-Key"))
     except ValidationError as exc:  # OGC: invalid inputs are a 400
         return problem(400, "Bad Request", str(exc), EXC + "invalid-parameter-value")
+    except QuotaExceeded as exc:
+        return quota_problem(exc)
     location = {"Location": f"/jobs/{st['job_id']}"}
     if not prefer_async and svc.small(pid, body["inputs"]):
         done = await svc.wait(st["job_id"], svc.s.sync_wait_s)
@@ -78,6 +81,24 @@ async def execute(request: web.Request) -> web.Response:
     headers = {**location, "Preference-Applied": "respond-async"} if prefer_async else location
     return web.json_response(status_info(svc.get(st["job_id"])), status=201 if created else 200,
                              headers=headers)
+
+
+def quota_problem(exc: QuotaExceeded) -> web.Response:
+    d = exc.decision
+    title = "Too Many Requests" if d.status == 429 else "Payload Too Large"
+    resp = problem(d.status, title, d.reason or "quota exceeded", "urn:geoflux:problem:quota-exceeded",
+                   rule=d.rule, retry_after_s=d.retry_after_s)
+    if d.retry_after_s is not None:
+        resp.headers["Retry-After"] = str(d.retry_after_s)
+    return resp
+
+
+async def tenant_quotas(request: web.Request) -> web.Response:
+    """A tenant's job quotas and usage. A tenant key sees only its own tenant (another
+    tenant's is 404, as for any object of another tenant); operators see any."""
+    tenant = request.match_info["id"]
+    check_visible(request, tenant, f"tenant {tenant!r}")
+    return web.json_response(request.app[JOBS].quota(tenant))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -133,3 +154,5 @@ def add_routes(app: web.Application, svc: JobsService) -> None:
     app.router.add_get("/jobs/{id}", get_job)
     app.router.add_get("/jobs/{id}/results", job_results)
     app.router.add_delete("/jobs/{id}", dismiss)
+    app.router.add_get("/api/v1/tenants/{id}/quotas", tenant_quotas)
+    routes_batch.add_routes(app, svc)  # AWS Batch completions by SNS (signed, no API key)

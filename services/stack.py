@@ -95,7 +95,8 @@ class Stack:
         try:
             apply(self.kafka)
             children.append(self._spawn("evaluator", "worker", "evaluator", "--instance", "0"))
-            for stage in ("alert-router", "alert-gate", "alert-status", "delivery"):
+            for stage in ("alert-router", "alert-gate", "alert-status", "delivery", "sla-monitor",
+                          "job-alerts"):
                 children.append(self._spawn(stage, "worker", stage))
             for mode in ("rekey", "entity", "geofence"):
                 children.append(self._spawn(f"cep-{mode}", "worker", "cep", "--mode", mode))

@@ -24,6 +24,10 @@ class JobContext:
     process_id: str
     attempt: int
     timeout_s: float
+    tenant_id: str = ""
+    # a tier may describe where the job runs (a Batch job id, its log stream): the worker
+    # records the line in the job's status message
+    report: Callable[[str], None] | None = None
 
 
 class ComputeTier(Protocol):

@@ -30,7 +30,7 @@ import structlog
 from connectors.compute.base import ComputeTier, JobCancelled, JobContext, JobTimedOut
 from connectors.topic_reader import TopicReader
 from geoflux.errors import PermanentError, TransientError, ValidationError
-from geoflux.settings import JobSettings, KafkaSettings
+from geoflux.settings import BatchSettings, JobSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.at_least_once import AtLeastOnceWorker, Work as Job
@@ -42,10 +42,12 @@ FINAL = {"successful", "failed", "dismissed"}
 
 
 def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
-                tiers: dict[str, ComputeTier]) -> str:
+                tiers: dict[str, ComputeTier], raw_bytes: int = 0) -> str:
     forced = settings.tiers.get(process_id)
     if forced:
         return forced
+    if "batch" in tiers and raw_bytes > settings.batch_threshold_bytes:
+        return "batch"  # large inputs: a container on AWS Batch
     process = PROCESSES[process_id]
     if ("postgis" in tiers and process.postgis
             and input_size(parsed_inputs) > settings.postgis_threshold_vertices):
@@ -78,6 +80,13 @@ class JobWorker(AtLeastOnceWorker):
         self.status_reader = TopicReader(kafka, self.t_status, "JobStatus", codec, self._apply_status)
         self.control_reader = TopicReader(kafka, topic("jobs.control", kafka), "ConfigRecord", codec,
                                           self._apply_control)
+        self.t_batch = topic("jobs.batch", kafka)
+        self.batch_reader = None
+        batch = tiers.get("batch")
+        if batch is not None:  # SNS/EventBridge state changes reach the tier through jobs.batch
+            batch.record = lambda rec: self._produce(self.t_batch, rec["job_id"], "BatchEvent", rec)
+            self.batch_reader = TopicReader(kafka, self.t_batch, "BatchEvent", codec,
+                                            lambda _k, rec, _m: bool(rec and batch.notify(rec) is None))
 
     # -- views --------------------------------------------------------------------------------
     def _apply_status(self, job_id: str, rec: dict | None, _msg) -> bool:
@@ -162,7 +171,8 @@ class JobWorker(AtLeastOnceWorker):
             if process is None:
                 raise PermanentError(f"no process {req['process_id']!r}")
             raw = json.loads(req["inputs"])
-            tier_name = choose_tier(req["process_id"], validate_inputs(process, raw), self.s, self.tiers)
+            tier_name = choose_tier(req["process_id"], validate_inputs(process, raw), self.s, self.tiers,
+                                    len(req["inputs"].encode()))
             tier = self.tiers.get(tier_name)
             if tier is None:
                 raise PermanentError(f"tier {tier_name!r} is not configured on this worker")
@@ -172,16 +182,20 @@ class JobWorker(AtLeastOnceWorker):
             if req["attempt"] == 1:
                 self._callback(req, "inProgressUri", self.statuses[req["job_id"]])
             last = [0, 0.0]
+            note = [f"attempt {req['attempt']} on {tier_name}"]
 
             def progress(pct: int) -> None:
                 # persisted, but at most every 5 points or once a second
                 if pct >= last[0] + 5 or time.monotonic() - last[1] > 1 or pct == 100:
                     last[0], last[1] = pct, time.monotonic()
-                    self._status(req, "running", progress=min(pct, 99),
-                                 message=f"attempt {req['attempt']} on {tier_name}")
+                    self._status(req, "running", progress=min(pct, 99), message=note[0])
+
+            def report(line: str) -> None:  # where the tier runs it (Batch job, log stream)
+                note[0] = f"attempt {req['attempt']} on {tier_name}: {line}"
+                self._status(req, "running", message=note[0])
 
             ctx = JobContext(req["job_id"], req["idempotency_key"], req["process_id"],
-                             req["attempt"], timeout)
+                             req["attempt"], timeout, req["tenant_id"], report)
             outputs = await tier.run(ctx, raw, progress, lambda: self.is_dismissed(req["job_id"]))
             self._produce(self.t_results, req["job_id"], "JobResult", {
                 "job_id": req["job_id"], "idempotency_key": req["idempotency_key"],
@@ -242,6 +256,8 @@ class JobWorker(AtLeastOnceWorker):
     async def run(self, max_seconds: float | None = None) -> None:
         self.status_reader.load().follow()
         self.control_reader.load().follow()
+        if self.batch_reader is not None:
+            self.batch_reader.load().follow()
         for tier in self.tiers.values():
             if hasattr(tier, "ensure_schema"):
                 try:
@@ -281,6 +297,8 @@ class JobWorker(AtLeastOnceWorker):
             self.consumer.close()
             self.status_reader.close()
             self.control_reader.close()
+            if self.batch_reader is not None:
+                self.batch_reader.close()
             self.producer.flush(10)
 
 
@@ -292,6 +310,10 @@ def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_d
     tiers: dict[str, ComputeTier] = {"inprocess": InProcessTier(run_process)}
     if pg_dsn:
         tiers["postgis"] = PostgisTier(pg_dsn)
+    batch = BatchSettings()
+    if batch.job_queue:
+        from connectors.compute.batch import BatchTier
+        tiers["batch"] = BatchTier(batch)
     worker = JobWorker(kafka, codec, settings, tiers)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
