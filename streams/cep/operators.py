@@ -2,9 +2,10 @@
 
 Each operator keeps its state in a plain dict (JSON-serialisable, so it can live in a
 changelog) and has the shape `on_event(state, event)`, `on_location(state, ts)`,
-`on_tick(state, now_ms)`, each returning matches. Times are event time (ms) except
-`on_tick`, which the stage drives with the wall clock so that an absence fires on time for a
-silent entity. Bounded state: partial matches and windows are evicted as they expire, and at
+`on_tick(state, clock_ms)`, each returning matches. Times are event time (ms). The stage drives
+`on_tick` with its input clock: the event time its slowest busy input partition has reached,
+or the wall clock when every input is idle — so an absence fires on time for a silent entity,
+and draining a backlog never fires a timer ahead of the events that decide it. Bounded state: partial matches and windows are evicted as they expire, and at
 most MAX_PARTIALS are kept per key and pattern.
 
 Event time and lateness: `feed` sits in front of `on_event`. It holds each event back until
@@ -12,8 +13,8 @@ the key's watermark (its newest event time minus the pattern's allowed lateness)
 the operator sees events in event-time order even when they arrive out of order (the re-key
 interleaves an entity's events from several geofence partitions). An event older than the
 watermark is late: not applied, counted, and reported to the caller. A key that goes quiet is
-not stuck behind its watermark: once nothing has arrived for the lateness (wall clock), `on_tick`
-releases what it holds. Aggregates order themselves (windows take late events up to lateness).
+not stuck behind its watermark: `on_tick` releases what it holds once the input clock is a
+lateness past it. Aggregates order themselves (windows take late events up to lateness).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def concerns(p: Pattern, ev: dict) -> bool:
     return False
 
 
-def feed(p: Pattern, st: dict, ev: dict, key: str, now_ms: int) -> tuple[list, bool]:
+def feed(p: Pattern, st: dict, ev: dict, key: str) -> tuple[list, bool]:
     """Applies `ev` in event-time order; returns (outputs, late). An event the pattern is not
     concerned with only moves the watermark on (releasing what it held) and is never late."""
     if p.kind == "aggregate":
@@ -150,7 +151,7 @@ def feed(p: Pattern, st: dict, ev: dict, key: str, now_ms: int) -> tuple[list, b
     if not concerns(p, ev):
         if ts <= st.get("max", ts - 1):
             return [], False
-        st["max"], st["arrived"] = ts, now_ms
+        st["max"] = ts
         return _release(p, st, ts - p.lateness_ms, key), False
     if ts < st.get("wm", ts):
         st["late"] = st.get("late", 0) + 1
@@ -160,7 +161,7 @@ def feed(p: Pattern, st: dict, ev: dict, key: str, now_ms: int) -> tuple[list, b
     while at and held[at - 1]["ts_ms"] > ts:  # ties keep arrival order
         at -= 1
     held.insert(at, {f: ev[f] for f in _HELD_FIELDS})
-    st["max"], st["arrived"] = max(st.get("max", ts), ts), now_ms
+    st["max"] = max(st.get("max", ts), ts)
     upto = st["max"] - p.lateness_ms
     if len(held) > MAX_HELD:
         upto = max(upto, held[len(held) - MAX_HELD - 1]["ts_ms"])
@@ -185,12 +186,14 @@ def on_location(p: Pattern, st: dict, ts: int) -> None:
 
 
 def on_tick(p: Pattern, st: dict, now_ms: int, key: str) -> list[Match]:
+    """`now_ms` is the stage's input clock (see the module docstring)."""
     out: list[Match] = []
-    if st.get("held") and now_ms - st.get("arrived", 0) >= p.lateness_ms:
-        out += _release(p, st, st["max"], key)  # a quiet key: nothing later is coming soon
+    settled = now_ms - p.lateness_ms  # nothing older than this can still arrive in time
+    if st.get("held") and st["held"][0]["ts_ms"] <= settled:
+        out += _release(p, st, min(settled, st["max"]), key)  # a quiet key's held events
     if p.kind == "absence":
         # a held event decides the absences before it; the timer only those before everything held
-        horizon = min([now_ms] + [h["ts_ms"] - 1 for h in st.get("held", [])])
+        horizon = min([settled] + [h["ts_ms"] - 1 for h in st.get("held", [])])
         due = [x for x in st.get("pending", []) if x["deadline"] <= horizon]
         out += [Match(p, key, (x["id"],), x["start"], x["deadline"], {"fired_by": "timer"}) for x in due]
         st["pending"] = [x for x in st.get("pending", []) if x["deadline"] > horizon]

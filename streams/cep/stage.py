@@ -20,7 +20,7 @@ import structlog
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.cep.alignment import align
+from streams.cep.alignment import releasable
 from streams.cep.operators import Aggregate, concerns, feed, needs_locations, needs_ticks, on_location, on_tick
 from streams.cep.patterns import Pattern, parse_pattern
 from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
@@ -29,52 +29,78 @@ log = structlog.get_logger("geoflux.cep")
 
 
 class CepRekey(TransactionalProcessor):
-    """Geofence events keyed by geofence -> the same events keyed by entity, with the input
-    partitions kept within ALIGN_MS of each other in event time (`streams.cep.alignment`)."""
+    """Geofence events keyed by geofence -> the same events keyed by entity, written in merged
+    event-time order across the input partitions (`streams.cep.alignment`)."""
 
     ALIGN_MS = 1_000
     MAX_STALL_S = 5.0
-    # small fetches and a small local queue, so partitions interleave in small chunks and a
-    # pause takes effect at once instead of after a large prefetch
-    consumer_overrides = {"max.partition.fetch.bytes": 16_384, "queued.max.messages.kbytes": 1024,
-                          "queued.min.messages": 200}
+    MAX_HELD, RESUME_BELOW = 20_000, 5_000  # per partition: pause its fetching while this far ahead
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0") -> None:
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-cep-rekey",
                          instance_id=instance_id, inputs=[topic("geo.geofence-events", kafka)])
-        self.t_out = topic("geo.cep-input", kafka)
-        self.last_ts: dict[int, int] = {}
+        self.t_in, self.t_out = topic("geo.geofence-events", kafka), topic("geo.cep-input", kafka)
+        self.held: dict[int, list[tuple[int, int, str, bytes]]] = {}  # -> (ts, offset, entity, value)
+        self.seen: dict[int, int] = {}
         self.moved_at: dict[int, float] = {}
         self.paused: set[int] = set()
+
+    def on_restored(self, partition: int, _states: dict) -> None:
+        # (re)assigned, or rewound after an aborted transaction: reading restarts at the
+        # committed offset, which is the first record not yet written
+        self.held.pop(partition, None)
+        self.seen.pop(partition, None)
+        self.moved_at[partition] = time.monotonic()
+        self.paused.discard(partition)
 
     def process(self, msgs: list, batch: Batch) -> None:
         now = time.monotonic()
         for msg in msgs:
             ev = self.codec.decode(msg.value(), "GeofenceEvent")
-            if ev["ts_ms"] > self.last_ts.get(msg.partition(), -1):
-                self.last_ts[msg.partition()], self.moved_at[msg.partition()] = ev["ts_ms"], now
-            self.produce(batch, self.t_out, ev["entity_id"], msg.value())
-        self._align()
+            p = msg.partition()
+            self.held.setdefault(p, []).append((ev["ts_ms"], msg.offset(), ev["entity_id"], msg.value()))
+            if ev["ts_ms"] > self.seen.get(p, -1):
+                self.seen[p], self.moved_at[p] = ev["ts_ms"], now
+        self._write(batch)
 
     def wants_tick(self) -> bool:
-        return bool(self.paused)  # a paused partition must be resumed even if nothing else arrives
+        return any(self.held.values())  # the last held records go out once nothing else comes
 
     def tick(self, batch: Batch) -> None:
-        self._align()
+        self._write(batch)
 
-    def _align(self) -> None:
+    def _write(self, batch: Batch) -> None:
         assigned = {tp.partition: tp for tp in self.consumer.assignment()}
-        busy = {}
+        for p in [p for p in self.held if p not in assigned]:
+            del self.held[p]  # revoked: its new owner re-reads from the committed offset
+        backlog = set()
         for tp in self.consumer.position(list(assigned.values())):
             _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and hi > tp.offset + 1 and tp.partition in self.last_ts:
-                busy[tp.partition] = self.last_ts[tp.partition]  # more than a marker left
-        pause, resume = align(busy, self.paused & set(assigned), self.moved_at, time.monotonic(),
-                              self.ALIGN_MS, self.MAX_STALL_S)
+            if tp.offset >= 0 and hi > tp.offset + 1:  # more than a transaction marker unread
+                backlog.add(tp.partition)
+        counts = releasable({p: [h[0] for h in held] for p, held in self.held.items()}, self.seen,
+                            backlog, set(assigned), self.moved_at, time.monotonic(), self.ALIGN_MS,
+                            self.MAX_STALL_S)
+        out = []
+        for p, n in counts.items():
+            written, rest = self.held[p][:n], self.held[p][n:]
+            self.held[p] = rest
+            out += written
+            if rest:  # never commit past a held record: a crash re-reads it
+                batch.offsets[(self.t_in, p)] = rest[0][1]
+            elif written:
+                batch.offsets[(self.t_in, p)] = written[-1][1] + 1
+        for _ts, _offset, entity, value in sorted(out, key=lambda h: h[0]):  # stable: ties keep order
+            self.produce(batch, self.t_out, entity, value)
+        self._flow(assigned)
+
+    def _flow(self, assigned: dict) -> None:
+        pause = {p for p, h in self.held.items() if len(h) > self.MAX_HELD and p not in self.paused}
+        resume = {p for p in self.paused if len(self.held.get(p, [])) < self.RESUME_BELOW}
         if pause:
-            self.consumer.pause([assigned[p] for p in pause])
+            self.consumer.pause([assigned[p] for p in pause if p in assigned])
         if resume:
-            self.consumer.resume([assigned[p] for p in resume])
+            self.consumer.resume([assigned[p] for p in resume if p in assigned])
         self.paused = (self.paused | pause) - resume
 
 
@@ -94,7 +120,7 @@ class CepProcessor(TransactionalProcessor):
         self.t_aggregates = topic("geo.cep-aggregates", kafka)
         self.t_dlq = topic("geo.cep.dlq", kafka)
         self.patterns: dict[str, Pattern] = {}
-        self.last_record_at: dict[tuple[str, int], float] = {}
+        self.partition_clock: dict[tuple[str, int], tuple[int, int]] = {}  # -> (event ts, seen at)
         self.side_inputs.append(ConfigSideInput(
             kafka, topic("geo.cep-patterns", kafka), codec, self.patterns,
             lambda body, pid, rec: parse_pattern(body, pid, rec["version"]),
@@ -137,12 +163,17 @@ class CepProcessor(TransactionalProcessor):
             else:
                 self.emit(batch, self.t_matches, out.key, "CepMatch", out.record(tenant))
 
+    def _clock(self, msg, ts: int, wall: int) -> None:
+        part = (msg.topic(), msg.partition())
+        prev = self.partition_clock.get(part, (ts, wall))[0]
+        self.partition_clock[part] = (max(prev, ts), wall)
+
     def process(self, msgs: list, batch: Batch) -> None:
-        arrived = time.monotonic()
+        wall = now_ms()
         for msg in msgs:
-            self.last_record_at[(msg.topic(), msg.partition())] = arrived
             if msg.topic() == self.t_locations:
                 loc = self.codec.decode(msg.value(), "LocationUpdate")
+                self._clock(msg, loc["ts_ms"], wall)
                 tracking = [p for p in self.patterns.values()
                             if needs_locations(p) and p.tenant_id == loc["tenant_id"]]
                 if tracking:
@@ -152,16 +183,17 @@ class CepProcessor(TransactionalProcessor):
                     self.mark_dirty(batch, loc["entity_id"], st)
                 continue
             ev = self.codec.decode(msg.value(), "GeofenceEvent")
+            self._clock(msg, ev["ts_ms"], wall)
             key = ev["entity_id"] if self.mode == "entity" else ev["geofence_id"]
             mine = [p for p in self.patterns.values() if p.tenant_id == ev["tenant_id"]]
             if not mine:
                 continue
             st = self._key_state(msg.partition(), key, ev["tenant_id"])
-            now, missed = now_ms(), []
+            missed = []
             for p in mine:
                 if p.pattern_id not in st["p"] and not concerns(p, ev):
                     continue  # nothing in flight for this key, and nothing this event could start
-                outputs, late = feed(p, self._pattern_state(st, p), ev, key, now)
+                outputs, late = feed(p, self._pattern_state(st, p), ev, key)
                 self._emit(batch, outputs, ev["tenant_id"])
                 if late:
                     missed.append(f"{p.pattern_id} (lateness {p.lateness_ms} ms)")
@@ -175,23 +207,17 @@ class CepProcessor(TransactionalProcessor):
     def wants_tick(self) -> bool:
         return any(needs_ticks(p) for p in self.patterns.values())
 
-    def _caught_up(self) -> bool:
-        """No input backlog: wall-clock timers (quiet keys, absences, track gaps) only fire
-        then. Draining a backlog, event time is far behind the wall clock and every timer would
-        fire at once, ahead of the events that decide it. A partition that has been silent for
-        a while counts as caught up (what is left of its lag is transaction markers)."""
-        now = time.monotonic()
-        for tp in self.consumer.position(self.consumer.assignment()):
-            _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
-            silent = now - self.last_record_at.get((tp.topic, tp.partition), 0.0) > 2.0
-            if tp.offset >= 0 and hi > tp.offset + 1 and not silent:
-                return False
-        return True
+    IDLE_MS = 5_000  # an input partition with no record for this long no longer holds the clock
+
+    def input_clock(self, wall_ms: int) -> int:
+        """The event time every busy input partition has reached (the slowest one's newest
+        record); the wall clock when all are idle. Timers run on this clock, so draining a
+        backlog (upstream or here) never fires one ahead of the events that decide it."""
+        busy = [ts for ts, seen in self.partition_clock.values() if wall_ms - seen < self.IDLE_MS]
+        return min(busy) if busy else wall_ms
 
     def tick(self, batch: Batch) -> None:
-        if not self._caught_up():
-            return
-        now = now_ms()
+        now = self.input_clock(now_ms())
         for states in self.states.values():
             for key, st in states.items():
                 fired = []

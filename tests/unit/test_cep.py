@@ -58,8 +58,9 @@ ABS = parse_pattern({**BASE, "kind": "absence", "within_s": 60,
 
 def test_absence_fires_on_timer_for_a_silent_entity_and_not_when_expected_arrives():
     out, st = feed(ABS, [ev(1, "ENTER", "A", 0)])
-    assert out == [] and on_tick(ABS, st, 59_999, "e1") == []
-    fired = on_tick(ABS, st, 60_000, "e1")
+    # the clock must pass the deadline (60 s) by the lateness (5 s): an ENTER B at 60 s could still come
+    assert out == [] and on_tick(ABS, st, 64_999, "e1") == []
+    fired = on_tick(ABS, st, 65_000, "e1")
     assert [(m.event_ids, m.end_ms) for m in fired] == [(("ev1",), 60_000)]
     assert on_tick(ABS, st, 120_000, "e1") == []  # once
     out, st = feed(ABS, [ev(1, "ENTER", "A", 0), ev(2, "ENTER", "B", 59_000)])
@@ -76,7 +77,7 @@ def test_dwell_threshold_is_absence_of_exit():
                        "trigger": {"event_type": "ENTER", "geofence_id": "Z"},
                        "expected": {"event_type": "EXIT", "geofence_id": "Z"}})
     out, st = feed(p, [ev(1, "ENTER", "Z", 0), ev(2, "EXIT", "Z", 10_000), ev(3, "ENTER", "Z", 20_000)])
-    assert out == [] and [m.event_ids for m in on_tick(p, st, 50_000, "e1")] == [("ev3",)]
+    assert out == [] and [m.event_ids for m in on_tick(p, st, 55_000, "e1")] == [("ev3",)]
 
 
 COUNT = parse_pattern({**BASE, "kind": "count", "within_s": 3600, "at_least": 3,
@@ -192,11 +193,11 @@ def test_session_windows_split_on_gap_and_late_events_are_counted():
 
 # -- event time: events held back until the watermark passes them --------------------------
 
-def ordered(pattern, events, key="e1", arrivals=None):
-    """Feeds through the ordering layer; `arrivals` gives each event's wall-clock arrival."""
+def ordered(pattern, events, key="e1"):
+    """Feeds through the ordering layer."""
     st, out, late = {}, [], []
-    for i, e in enumerate(events):
-        got, was_late = in_order(pattern, st, e, key, (arrivals or {}).get(i, 0))
+    for e in events:
+        got, was_late = in_order(pattern, st, e, key)
         out += got
         late += [e["event_id"]] if was_late else []
     return out, st, late
@@ -230,24 +231,26 @@ def test_zero_lateness_rejects_anything_older_than_the_newest():
     assert late == ["ev3"]  # older than the newest; an equal time (ev4) is not late
 
 
-def test_a_quiet_key_is_released_by_the_timer_after_the_lateness():
-    out, st, _ = ordered(LATE_SEQ, [ev(1, "ENTER", "A", 1000), ev(2, "ENTER", "B", 2000)],
-                         arrivals={0: 100_000, 1: 100_500})
+def test_a_quiet_key_is_released_once_the_input_clock_is_a_lateness_past_it():
+    out, st, _ = ordered(LATE_SEQ, [ev(1, "ENTER", "A", 1000), ev(2, "ENTER", "B", 2000)])
     assert out == [] and len(st["held"]) == 2  # both still within lateness of the newest
-    assert on_tick(LATE_SEQ, st, 105_499, "e1") == []
-    fired = on_tick(LATE_SEQ, st, 105_500, "e1")
+    assert on_tick(LATE_SEQ, st, 5_999, "e1") == [] and len(st["held"]) == 2
+    assert on_tick(LATE_SEQ, st, 6_000, "e1") == [] and len(st["held"]) == 1  # A released alone
+    fired = on_tick(LATE_SEQ, st, 7_000, "e1")
     assert [m.event_ids for m in fired] == [("ev1", "ev2")] and st["held"] == []
 
 
 def test_absence_timer_waits_for_held_events_that_decide_it():
     p = parse_pattern({**ABS.body, "lateness_s": 5})
-    _out, st, _ = ordered(p, [ev(1, "ENTER", "A", 0), ev(9, "ENTER", "Z", 10_000),
-                              ev(2, "ENTER", "B", 50_000)], arrivals={0: 0, 1: 0, 2: 200_000})
-    # the deadline (60 s) has passed on the wall clock, but B at 50 s is still held and would
-    # disprove the absence: the timer must not fire before B is applied
-    assert on_tick(p, st, 200_000, "e1") == []
-    assert on_tick(p, st, 205_000, "e1") == []  # B released: the absence never happened
+    _out, st, _ = ordered(p, [ev(1, "ENTER", "A", 0), ev(2, "ENTER", "B", 50_000)])
+    # B at 50 s is held (within lateness of the newest) and disproves the absence: a clock past
+    # the deadline (60 s) must not fire before B is applied
+    assert st["held"][0]["event_id"] == "ev2" and st["pending"]
+    assert on_tick(p, st, 70_000, "e1") == []  # B released first: the absence never happened
     assert st.get("pending") == [] and st["held"] == []
+    _out, st, _ = ordered(p, [ev(1, "ENTER", "A", 0)])
+    assert on_tick(p, st, 64_999, "e1") == []  # the deadline plus the lateness: not yet settled
+    assert [m.event_ids for m in on_tick(p, st, 65_000, "e1")] == [("ev1",)]
 
 
 @pytest.mark.parametrize("pattern", [
@@ -263,7 +266,7 @@ def test_out_of_order_count_and_convoy_match_the_in_order_result(pattern):
     expected = [m.match_id for m in feed(pattern, in_time, key="G")[0]]
     assert [m.match_id for m in feed(pattern, shuffled, key="G")[0]] != expected  # order matters
     out, st, late = ordered(pattern, shuffled, key="G")
-    released = on_tick(pattern, st, 30_000, "G")  # quiet for the lateness: all released in time order
+    released = on_tick(pattern, st, 42_000, "G")  # the clock a lateness past: released in time order
     assert out == [] and late == [] and expected
     assert [m.match_id for m in released] == expected
 
@@ -282,14 +285,20 @@ def test_pattern_alert_block_is_a_rule_and_bad_ones_are_422s():
 
 # -- event-time alignment of the re-key's input partitions ----------------------------------
 
-from streams.cep.alignment import align  # noqa: E402
+from streams.cep.alignment import releasable  # noqa: E402
 
 
-def test_partitions_ahead_of_the_slowest_busy_one_are_paused_then_resumed():
-    moved = {0: 9.0, 1: 9.0, 2: 9.0}
-    assert align({0: 10_000, 1: 10_500, 2: 30_000}, set(), moved, 10, 1000, 5) == ({2}, set())
-    assert align({0: 29_500, 1: 30_000, 2: 30_000}, {2}, moved, 10, 1000, 5) == (set(), {2})  # caught up
-    assert align({0: 10_000, 2: 30_000}, {2}, moved, 13.9, 1000, 5) == (set(), set())  # 0 still moves
-    assert align({0: 10_000, 2: 30_000}, {2}, moved, 14, 1000, 5) == (set(), {2})  # 0 stalled: let go
-    assert align({0: 10_000}, {2}, moved, 10, 1000, 5) == (set(), {2})  # no backlog left: resume
-    assert align({2: 30_000}, set(), moved, 10, 1000, 5) == (set(), set())  # alone: nothing to align
+def test_rekey_writes_in_merged_event_time_order_and_holds_partitions_that_are_ahead():
+    held = {0: [10_000, 11_000], 1: [10_500, 30_000, 31_000]}
+    seen = {0: 11_000, 1: 31_000}
+    moved, both = {0: 9.0, 1: 9.0}, {0, 1}
+    # partition 0 still has records to give: nothing past its newest time (+1 s) goes out
+    assert releasable(held, seen, {0, 1}, both, moved, 10, 1000, 5) == {0: 2, 1: 1}
+    # all read and partition 0 written out: partition 1 alone is left, and goes
+    assert releasable({0: [], 1: [30_000, 31_000]}, seen, set(), both, moved, 10, 1000, 5) == {0: 0, 1: 2}
+    # partition 0 stalled for 5 s (its lag is only markers): it no longer holds the others
+    assert releasable({1: [30_000]}, seen, {0}, both, moved, 14, 1000, 5) == {1: 1}
+    # a partition that has delivered nothing yet holds everything (it may hold the oldest)
+    assert releasable({1: [30_000]}, {1: 31_000}, set(), both, moved, 10, 1000, 5) == {1: 0}
+    # a held prefix only: a later record with an earlier time waits behind the held one
+    assert releasable({0: [50_000, 10_000]}, {0: 50_000, 1: 12_000}, {1}, both, moved, 10, 1000, 5) == {0: 0}
