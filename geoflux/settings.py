@@ -217,6 +217,21 @@ class ApiSettings(BaseSettings):
     # file holding the same; with none configured every request is refused (services/auth.py)
     keys: str = ""
     keys_file: str | None = None
+    # the built console (console/dist); unset: next to the source tree (editable installs)
+    console_dir: str | None = None
+
+
+class ReplaySettings(BaseSettings):
+    """Replay by time or offset, POST /api/v1/replay (`GEOFLUX_REPLAY_*`)."""
+
+    model_config = _section("GEOFLUX_REPLAY_")
+
+    # a replay still short of its end offsets after this stops; its summary line says so
+    timeout_s: float = 120.0
+    # record times are production times, not event times: a time range is scanned this much
+    # wider in record time and then filtered exactly on the event time (a request may widen it)
+    margin_s: float = 30.0
+    max_margin_s: float = 7 * 24 * 3600.0
 
 
 class GatewaySettings(BaseSettings):
@@ -232,6 +247,15 @@ class GatewaySettings(BaseSettings):
     batch: int = 500
     heartbeat_s: float = 5.0  # cursor messages while nothing matches the filter
     ring_per_partition: int = 50_000  # recent events held in memory; older ones come from Kafka
+
+
+class MetricsSettings(BaseSettings):
+    """Where workers serve Prometheus metrics (`GEOFLUX_METRICS_*`); the port is each worker's
+    `--metrics-port`. 127.0.0.1 by default; 0.0.0.0 in containers so Prometheus can scrape."""
+
+    model_config = _section("GEOFLUX_METRICS_")
+
+    host: str = "127.0.0.1"
 
 
 class PostgresSettings(BaseSettings):

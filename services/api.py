@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import structlog
 from aiohttp import web
 
-from connectors.kafka_admin import admin_client
 from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import (AlertSettings, ApiSettings, GeofenceSettings, JobSettings,
                               KafkaSettings, PostgresSettings)
 from schemas.codec import AvroCodec
-from services import (gateway, routes_alerts, routes_audit, routes_cep, routes_geoevent,
-                      routes_geofences, routes_processes)
+from services import (gateway, routes_alerts, routes_audit, routes_cep, routes_console,
+                      routes_geoevent, routes_geofences, routes_processes)
 from services.auth import auth_middleware, load_api_keys
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
+from services.health import readiness
 from services.jobs import JobsService
 from services.problems import problem, problem_middleware
 
@@ -29,19 +28,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    s = request.app[SETTINGS]
-
-    def check() -> str | None:
-        try:
-            md = admin_client(s).list_topics(timeout=3)
-            return None if md.brokers else "no brokers"
-        except Exception as exc:  # any failure means not ready; the reason is reported
-            return str(exc)
-
-    err = await asyncio.to_thread(check)
-    if err:
-        return problem(503, "Service Unavailable", f"Kafka at {s.bootstrap}: {err}")
-    return web.json_response({"status": "ready", "kafka": s.bootstrap})
+    checks = await readiness(request.app[SETTINGS])  # broker; registry and database if configured
+    failed = [f"{name} at {c['target']}: {c['error']}" for name, c in checks.items() if not c["ok"]]
+    if failed:
+        return problem(503, "Service Unavailable", "; ".join(failed), checks=checks)
+    return web.json_response({"status": "ready", "kafka": request.app[SETTINGS].bootstrap,
+                              "checks": checks})
 
 
 def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
@@ -66,6 +58,9 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     closeables += routes_cep.add_routes(app, kafka, codec, producer)
     routes_audit.add_routes(app, PostgresSettings().dsn)  # the audit trail in PostgreSQL
     gateway.add_routes(app, kafka, codec)
+    closeables += routes_console.add_routes(app, kafka, codec)  # /console and /api/v1/entities
+    from services import routes_replay  # replay by time or offset, NDJSON
+    routes_replay.add_routes(app, kafka, codec)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

@@ -116,19 +116,47 @@ def worker() -> None:
     pass
 
 
+METRICS_PORT = click.option("--metrics-port", default=0, show_default=True,
+                            help="Serve Prometheus metrics on 127.0.0.1:PORT (0: off).")
+
+
 @worker.command("evaluator", help="Run a geofence evaluator (transactional; stable --instance per process).")
 @click.option("--instance", default="0", show_default=True, help="Stable id: the transactional id suffix.")
+@METRICS_PORT
 @one_line_errors
-def worker_evaluator(instance: str) -> None:
+def worker_evaluator(instance: str, metrics_port: int) -> None:
     from services.logging import configure_logging
+    from services.metrics import PrometheusEvaluatorSensor, serve_metrics
     from streams.evaluator import run_evaluator
 
     configure_logging()
-    run_evaluator(KafkaSettings(), GeofenceSettings(), codec(), instance)
+    serve_metrics(metrics_port)
+    run_evaluator(KafkaSettings(), GeofenceSettings(), codec(), instance, PrometheusEvaluatorSensor())
 
 
-METRICS_PORT = click.option("--metrics-port", default=0, show_default=True,
-                            help="Serve Prometheus metrics on 127.0.0.1:PORT (0: off).")
+@worker.command("metrics", help="Export consumer lag per group and partition, job wait/run times, "
+                                "alert counts and DLQ depth for Prometheus.")
+@METRICS_PORT
+@click.option("--interval", default=15.0, show_default=True, help="Seconds between lag collections.")
+@one_line_errors
+def worker_metrics(metrics_port: int, interval: float) -> None:
+    import signal
+    import threading
+
+    from services.logging import configure_logging
+    from services.metrics import serve_metrics
+    from services.metrics_exporter import MetricsExporter
+
+    configure_logging()
+    serve_metrics(metrics_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    exporter = MetricsExporter(KafkaSettings(), codec(), interval).start()
+    try:
+        exporter.run(stop)
+    finally:
+        exporter.close()
 
 
 def _alert_sensor(port: int):
@@ -554,6 +582,30 @@ def up(demo: bool) -> None:
     from services.stack import Stack
 
     Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).up(with_demo=demo)
+
+
+@main.command("replay", help="Reset a stopped consumer group's offsets so its stage reprocesses "
+              "(stateless stages; see docs/ARCHITECTURE.md). Prints partition: old -> new.")
+@click.option("--group", required=True, help="Consumer group (GEOFLUX_KAFKA_TOPIC_PREFIX is added if missing).")
+@click.option("--topic", "topics", multiple=True, help="Logical topic name; default: every topic the group committed.")
+@click.option("--to-datetime", default=None, help="ISO 8601 or epoch ms: the first record produced at or after it.")
+@click.option("--to-offset", "to_offsets", multiple=True, help="PARTITION:OFFSET (one --topic) or TOPIC:PARTITION:OFFSET.")
+@click.option("--to-earliest", is_flag=True)
+@click.option("--to-latest", is_flag=True)
+@click.option("--dry-run", is_flag=True, help="Print the changes, make none.")
+@one_line_errors
+def replay(group: str, topics: tuple[str, ...], to_datetime: str | None, to_offsets: tuple[str, ...],
+           to_earliest: bool, to_latest: bool, dry_run: bool) -> None:
+    from connectors.offsets import group_name, reset_group, reset_target
+
+    s = KafkaSettings()
+    target = reset_target(s, list(topics), to_datetime=to_datetime, to_offsets=list(to_offsets),
+                          to_earliest=to_earliest, to_latest=to_latest)
+    physical = group_name(s, group)
+    changes = reset_group(s, physical, list(topics), target, dry_run=dry_run)
+    click.echo(f"group {physical}{' (dry run, nothing changed)' if dry_run else ''}:")
+    for change in changes:
+        click.echo(f"  {change}")
 
 
 @main.command("down", help="Stop everything `geoflux up` started.")

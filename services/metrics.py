@@ -58,6 +58,87 @@ class PrometheusAlertSensor:
         DELIVERY_PENDING.set(count)
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+def serve_metrics(port: int, host: str | None = None) -> None:
     if port:
-        start_http_server(port, addr=host)
+        from geoflux.settings import MetricsSettings
+
+        start_http_server(port, addr=host or MetricsSettings().host)
+
+
+# -- the evaluator (streams.sensor) ------------------------------------------------------------
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+LOCATIONS_PROCESSED = Counter("geoflux_locations_processed_total",
+                              "Location updates applied by the evaluator (committed)")
+GEOFENCE_EVENTS = Counter("geoflux_geofence_events_total",
+                          "Geofence events written by the evaluator (committed), by type", ["event_type"])
+LOCATIONS_DEAD_LETTERED = Counter("geoflux_locations_dead_lettered_total",
+                                  "Location updates sent to geo.locations.dlq, by error class",
+                                  ["error_class"])
+EVALUATION_LATENCY = Histogram("geoflux_evaluation_latency_seconds",
+                               "Location produced to its evaluation committed (produced_ms to commit)",
+                               buckets=LATENCY_BUCKETS)
+EVALUATOR_BATCH = Histogram("geoflux_evaluator_batch_seconds",
+                            "Processing time of one evaluator transaction", buckets=LATENCY_BUCKETS)
+
+
+class PrometheusEvaluatorSensor:
+    def committed(self, updates: int, events: dict[str, int], dead_lettered: dict[str, int],
+                  latencies_s: list[float], batch_s: float) -> None:
+        LOCATIONS_PROCESSED.inc(updates)
+        for kind, n in events.items():
+            GEOFENCE_EVENTS.labels(kind).inc(n)
+        for cls, n in dead_lettered.items():
+            LOCATIONS_DEAD_LETTERED.labels(cls).inc(n)
+        for s in latencies_s:
+            EVALUATION_LATENCY.observe(s)
+        EVALUATOR_BATCH.observe(batch_s)
+
+
+# -- the metrics exporter (services.metrics_exporter) -------------------------------------------
+JOB_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400)
+
+CONSUMER_LAG = Gauge("geoflux_consumer_lag", "Records behind the read_committed end, per consumer "
+                     "group and partition", ["group", "topic", "partition"])
+CONSUMER_COMMITTED = Gauge("geoflux_consumer_committed_offset", "Committed offset per group and partition",
+                           ["group", "topic", "partition"])
+JOB_QUEUE_WAIT = Histogram("geoflux_job_queue_wait_seconds", "Job created to started, per tier and process",
+                           ["tier", "process"], buckets=JOB_BUCKETS)
+JOB_RUN = Histogram("geoflux_job_run_seconds", "Job started to finished, per tier, process and outcome",
+                    ["tier", "process", "status"], buckets=JOB_BUCKETS)
+JOBS_FINISHED = Counter("geoflux_jobs_finished_total", "Jobs that reached a final status",
+                        ["tier", "process", "status"])
+ALERTS_BY_STATUS = Gauge("geoflux_alerts", "Alerts by current status and severity", ["status", "severity"])
+EXPORTER_ERRORS = Counter("geoflux_exporter_errors_total", "Failed collection rounds", ["what"])
+
+
+def record_lags(lags) -> None:
+    CONSUMER_LAG.clear()
+    CONSUMER_COMMITTED.clear()
+    for row in lags:
+        labels = (row.group, row.topic, str(row.partition))
+        CONSUMER_LAG.labels(*labels).set(row.lag)
+        CONSUMER_COMMITTED.labels(*labels).set(row.committed)
+
+
+def record_job_finished(tier: str, process: str, status: str, wait_s: float | None,
+                        run_s: float | None) -> None:
+    JOBS_FINISHED.labels(tier, process, status).inc()
+    if wait_s is not None:
+        JOB_QUEUE_WAIT.labels(tier, process).observe(wait_s)
+    if run_s is not None:
+        JOB_RUN.labels(tier, process, status).observe(run_s)
+
+
+def record_alert_counts(counts: dict[tuple[str, str], int]) -> None:
+    ALERTS_BY_STATUS.clear()
+    for (status, severity), n in counts.items():
+        ALERTS_BY_STATUS.labels(status, severity).set(n)
+
+
+def record_dlq_depth(name: str, depth: int) -> None:
+    DLQ_DEPTH.labels(name).set(depth)
+
+
+def exporter_error(what: str) -> None:
+    EXPORTER_ERRORS.labels(what).inc()

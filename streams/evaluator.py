@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import signal
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -29,6 +30,7 @@ from streams.evaluator_records import (REPLY_ATTRIBUTE, event_record, state_from
 from streams.fence_index import FenceIndex
 from streams.geofence import fence_from_record
 from streams.membership import EntityState, MembershipMachine
+from streams.sensor import EvaluatorSensor, NullEvaluatorSensor
 from streams.txn_processor import Batch, SideInput, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.evaluator")
@@ -48,7 +50,7 @@ class Evaluator(TransactionalProcessor):
     changelog_schema = "EntityState"
 
     def __init__(self, kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
-                 instance_id: str = "0") -> None:
+                 instance_id: str = "0", sensor: EvaluatorSensor | None = None) -> None:
         super().__init__(kafka, codec, group=kafka.topic_prefix + geo.group_id,
                          instance_id=instance_id, inputs=[topic("geo.locations", kafka)],
                          max_batch=geo.max_batch, poll_timeout_s=geo.poll_timeout_s,
@@ -64,6 +66,7 @@ class Evaluator(TransactionalProcessor):
         self.dwell_heap: list[tuple[int, str]] = []
         self.pending_reconcile: set[str] = set()
         self.stats = EvaluatorStats()
+        self.sensor = sensor or NullEvaluatorSensor()
         self.side_inputs.append(SideInput(kafka, topic("geo.geofences", kafka), "Geofence",
                                           codec, self._apply_fence))
 
@@ -125,10 +128,14 @@ class Evaluator(TransactionalProcessor):
                 decoded.append((msg, rec, update_from_record(rec)))
             except ValidationError as exc:
                 self.stats.dead_lettered += 1
+                self._tally(batch, "dlq", "validation")
                 self.dead_letter(batch, self.t_dlq, msg, "validation", str(exc))
         zones = self.index.zones([u.lon for _, _, u in decoded], [u.lat for _, _, u in decoded])
         for (msg, rec, upd), z in zip(decoded, zones):
             self.stats.updates += 1
+            batch.tally["updates"] = batch.tally.get("updates", 0) + 1
+            if rec.get("produced_ms"):
+                batch.tally.setdefault("produced_ms", []).append(rec["produced_ms"])
             state = self.state(upd.entity_id)
             if state is None:
                 state = EntityState(upd.entity_id, upd.tenant_id)
@@ -138,6 +145,7 @@ class Evaluator(TransactionalProcessor):
                 self.stats.duplicates += 1
             elif outcome.rejected:
                 self.stats.dead_lettered += 1
+                self._tally(batch, "dlq", outcome.kind)
                 self.dead_letter(batch, self.t_dlq, msg, outcome.kind, outcome.reason)
             else:
                 self.mark_dirty(batch, upd.entity_id, state)
@@ -151,8 +159,23 @@ class Evaluator(TransactionalProcessor):
             self.emit(batch, self.t_events, t.geofence_id, "GeofenceEvent",
                       event_record(t, produced_ms))
             self.stats.events += 1
+            self._tally(batch, "events", t.event_type)
             if t.event_type == "ENTER":
                 self._schedule_dwell(t.entity_id, self.state(t.entity_id))
+
+    @staticmethod
+    def _tally(batch: Batch, what: str, label: str) -> None:
+        counts = batch.tally.setdefault(what, {})
+        counts[label] = counts.get(label, 0) + 1
+
+    def on_committed(self, batch: Batch) -> None:
+        if not batch.tally:
+            return
+        now = now_ms()
+        self.sensor.committed(batch.tally.get("updates", 0), batch.tally.get("events", {}),
+                              batch.tally.get("dlq", {}),
+                              [max(0, now - p) / 1000 for p in batch.tally.get("produced_ms", ())],
+                              time.monotonic() - batch.started)
 
     def _reply(self, batch: Batch, request_id: str, upd, state: EntityState, outcome) -> None:
         rec = {"request_id": request_id, "entity_id": upd.entity_id, "ts_ms": upd.ts_ms,
@@ -183,8 +206,8 @@ class Evaluator(TransactionalProcessor):
 
 
 def run_evaluator(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
-                  instance_id: str) -> None:
-    ev = Evaluator(kafka, geo, codec, instance_id)
+                  instance_id: str, sensor: EvaluatorSensor | None = None) -> None:
+    ev = Evaluator(kafka, geo, codec, instance_id, sensor)
     signal.signal(signal.SIGTERM, ev.stop)
     signal.signal(signal.SIGINT, ev.stop)
     ev.run()

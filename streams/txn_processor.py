@@ -42,6 +42,8 @@ class Batch:
     dirty: dict[str, tuple[int, Any]] = field(default_factory=dict)  # key -> (partition, state)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     produced: int = 0
+    tally: dict[str, Any] = field(default_factory=dict)  # what a subclass reports on commit
+    started: float = field(default_factory=time.monotonic)
 
 
 class SideInput(TopicReader):
@@ -265,6 +267,11 @@ class TransactionalProcessor:
             self.transactions += 1
         except KafkaException as exc:
             self._recover(exc)
+            return
+        self.on_committed(batch)
+
+    def on_committed(self, batch: Batch) -> None:
+        """After a batch's transaction committed (metrics hooks); does nothing by default."""
 
     def _recover(self, exc: KafkaException) -> None:
         """An aborted batch: rewind input and in-memory state to what the changelog holds."""

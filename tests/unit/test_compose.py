@@ -9,7 +9,8 @@ from geoflux import settings as s
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.kafka.yml").read_text())
 SECTIONS = [s.KafkaSettings, s.LocalKafkaSettings, s.RegistrySettings, s.ApiSettings,
-            s.PostgresSettings, s.GeofenceSettings, s.StreamSettings, s.LocalRegistrySettings]
+            s.PostgresSettings, s.GeofenceSettings, s.StreamSettings, s.LocalRegistrySettings,
+            s.MetricsSettings]
 
 
 def known_env_vars() -> set[str]:
