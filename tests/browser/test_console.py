@@ -107,7 +107,9 @@ def test_redrive_a_dead_letter_then_ack_and_resolve_its_alert(page, console_stac
     publish_events(console_stack["settings"], AvroCodec(), [geofence_event(1)])
     wait_for(lambda: http("GET", base + "/api/v1/dlq?queue=alerts")[1]["total"] == 1, 90,
              what="the alert's delivery in the DLQ")
-    [alert] = http("GET", base + "/api/v1/alerts?status=DEAD_LETTERED")[1]["items"]
+    # the DLQ record and the alert's status are written by different stages: wait for both
+    [alert] = wait_for(lambda: http("GET", base + "/api/v1/alerts?status=DEAD_LETTERED")[1]["items"], 60,
+                       what="the alert's status DEAD_LETTERED")
 
     page.get_by_test_id("tab-alerts").click()
     arow = page.locator(f'[data-testid=alert-row][data-id="{alert["alert_id"]}"]')
