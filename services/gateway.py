@@ -358,7 +358,6 @@ class Gateway:
         self.kafka, self.codec, self.settings = kafka, codec, settings
         self.hub = Hub(kafka, codec, settings)
         self.cursors = CursorStore(kafka, codec)
-        self.sessions = 0
 
     async def start(self, _app=None) -> None:
         await asyncio.to_thread(self.cursors.start)
@@ -382,7 +381,6 @@ class Gateway:
         who = principal(request)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        self.sessions += 1
         try:
             session = await self._open(ws, who)
             if session is not None:
@@ -391,7 +389,6 @@ class Gateway:
             log.info("gateway session closed", code=exc.code, reason=exc.reason)
             await ws.close(code=exc.code, message=exc.reason[:120].encode())
         finally:
-            self.sessions -= 1
             if not ws.closed:
                 await ws.close()
         return ws

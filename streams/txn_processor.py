@@ -83,7 +83,6 @@ class TransactionalProcessor:
     #: set by subclasses
     changelog_topic: str | None = None
     changelog_schema: str | None = None
-    consumer_overrides: dict = {}
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, *, group: str, instance_id: str,
                  inputs: list[str], max_batch: int = 2000, poll_timeout_s: float = 0.02,
@@ -102,7 +101,7 @@ class TransactionalProcessor:
             **base, "group.id": group, "enable.auto.commit": False,
             "isolation.level": "read_committed", "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-            "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5, **self.consumer_overrides,
+            "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5,
         })
         self.producer = Producer({
             **base, "transactional.id": f"{group}-{instance_id}", "enable.idempotence": True,
