@@ -26,8 +26,10 @@ class Drift:
 
 
 def admin_client(settings: KafkaSettings) -> AdminClient:
+    # warnings and errors only: librdkafka's informational lines (e.g. purging its background
+    # queue on close) would otherwise break the CLI's one-line error output
     return AdminClient({"bootstrap.servers": settings.bootstrap,
-                        "socket.connection.setup.timeout.ms": 5000})
+                        "socket.connection.setup.timeout.ms": 5000, "log_level": 4})
 
 
 def wait_for_cluster(admin: AdminClient, settings: KafkaSettings) -> None:

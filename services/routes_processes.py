@@ -127,7 +127,15 @@ async def job_results(request: web.Request) -> web.Response:
         st = svc.get(request.match_info["id"], principal(request).tenant)
     except NoSuchJob as exc:
         return _ogc_problem(404, "no-such-job", str(exc))
-    if st["status"] == "successful" and svc.result(st["job_id"]) is not None:
+    if st["status"] == "successful" and svc.result(st["job_id"]) is None:
+        # the status and the results are followed by two readers: the status can arrive first
+        await svc.wait(st["job_id"], 5.0)
+        if svc.result(st["job_id"]) is None:
+            resp = problem(503, "Service Unavailable", f"job {st['job_id']} succeeded; its results "
+                           "are not readable here yet")
+            resp.headers["Retry-After"] = "1"
+            return resp
+    if st["status"] == "successful":
         return web.json_response(svc.result(st["job_id"]))
     if st["status"] == "failed":
         return problem(500, "Job failed", st["message"] or "failed", EXC + "job-failed")
