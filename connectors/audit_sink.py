@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from connectors.audit_rows import SOURCES, AuditRow, backoff, to_row
 from connectors.audit_store import AuditStore
+from connectors.kafka_config import consumer_config
 from connectors.kafka_producer import ReliableProducer
 from geoflux.errors import GeofluxError, PermanentError, TransientError
 from geoflux.settings import AuditSettings, KafkaSettings
@@ -50,11 +51,8 @@ class AuditSink:
         self.sources = {topic(logical, kafka): spec for logical, spec in SOURCES.items()}
         self.dlq_topic = topic("audit.dlq", kafka)
         self.group = kafka.topic_prefix + audit.group_id
-        self.consumer = Consumer({
-            "bootstrap.servers": kafka.bootstrap, "group.id": self.group,
-            "enable.auto.commit": False, "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500, "socket.connection.setup.timeout.ms": 5000})
+        self.consumer = Consumer(consumer_config(kafka, self.group, **{
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}))
         self.producer = ReliableProducer(kafka)
         self.running = True
         self.paused = False

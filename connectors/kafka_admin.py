@@ -9,6 +9,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewPartitions, NewTopic)
 
+from connectors.kafka_config import admin_config
 from geoflux.errors import ConfigurationError, TransientError
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import TopicSpec, catalogue
@@ -26,10 +27,7 @@ class Drift:
 
 
 def admin_client(settings: KafkaSettings) -> AdminClient:
-    # warnings and errors only: librdkafka's informational lines (e.g. purging its background
-    # queue on close) would otherwise break the CLI's one-line error output
-    return AdminClient({"bootstrap.servers": settings.bootstrap,
-                        "socket.connection.setup.timeout.ms": 5000, "log_level": 4})
+    return AdminClient(admin_config(settings))
 
 
 def wait_for_cluster(admin: AdminClient, settings: KafkaSettings) -> None:

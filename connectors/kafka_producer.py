@@ -12,24 +12,9 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from connectors.kafka_config import producer_config
 from geoflux.errors import PermanentError, TransientError
 from geoflux.settings import KafkaSettings
-
-
-def producer_config(settings: KafkaSettings, **overrides) -> dict:
-    cfg = {
-        "bootstrap.servers": settings.bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 2,
-        "compression.type": "lz4",
-        "delivery.timeout.ms": 120_000,
-        # Java clients' partitioner: a key lands on the same partition whoever produces it
-        "partitioner": "murmur2_random",
-        "socket.connection.setup.timeout.ms": 5000,
-    }
-    cfg.update(overrides)
-    return cfg
 
 
 @dataclass

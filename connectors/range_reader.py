@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from connectors.kafka_config import consumer_config
 from geoflux.settings import KafkaSettings
 
 
@@ -36,12 +37,8 @@ class RangeReader:
         self._current: tuple[int, int, int] | None = None
         self.timed_out = False
         # assign() with a throwaway id: no group is joined and nothing is ever committed
-        self._consumer = Consumer({"bootstrap.servers": kafka.bootstrap,
-                                   "group.id": f"replay-{uuid.uuid4().hex[:8]}",
-                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
-                                   "isolation.level": "read_committed",
-                                   "enable.partition.eof": True,
-                                   "socket.connection.setup.timeout.ms": 5000})
+        self._consumer = Consumer(consumer_config(kafka, f"replay-{uuid.uuid4().hex[:8]}", **{
+            "enable.auto.offset.store": False, "enable.partition.eof": True}))
 
     @property
     def done(self) -> bool:

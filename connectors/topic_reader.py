@@ -15,6 +15,7 @@ from typing import Callable
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from connectors.kafka_config import consumer_config
 from geoflux.errors import GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
@@ -33,10 +34,8 @@ class TopicReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.RLock()
-        self._consumer = Consumer({"bootstrap.servers": kafka.bootstrap,
-                                   "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-                                   "enable.auto.commit": False, "isolation.level": "read_committed",
-                                   "enable.partition.eof": True})
+        self._consumer = Consumer(consumer_config(kafka, f"reader-{uuid.uuid4().hex[:8]}",
+                                                  **{"enable.partition.eof": True}))
 
     def load(self, timeout_s: float = 60.0) -> "TopicReader":
         md = self._consumer.list_topics(self.topic, timeout=self.kafka.request_timeout_s)

@@ -30,6 +30,19 @@ class KafkaSettings(BaseSettings):
     event_retention_days: int = 30
     topic_prefix: str = ""  # isolates test runs and tenants of one cluster
     request_timeout_s: float = 15.0
+    # security (connectors/kafka_config.py turns these into every client's configuration):
+    # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | OAUTHBEARER
+    sasl_username: str | None = None  # OAUTHBEARER: the OIDC client id
+    sasl_password: SecretStr | None = None  # OAUTHBEARER: the OIDC client secret
+    sasl_oauthbearer_token_endpoint_url: str | None = None
+    sasl_oauthbearer_scope: str | None = None
+    ssl_ca_location: Path | None = None  # PEM file of the CA that signed the brokers' certificates
+    ssl_certificate_location: Path | None = None  # client certificate (mutual TLS)
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_verify_hostname: bool = True
 
 
 class LocalKafkaSettings(BaseSettings):
@@ -58,6 +71,9 @@ class RegistrySettings(BaseSettings):
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: float = 10.0
+    ca_location: Path | None = None  # PEM CA for an https registry with a private CA
+    certificate_location: Path | None = None  # client certificate (mutual TLS)
+    key_location: Path | None = None
 
 
 class StreamSettings(BaseSettings):

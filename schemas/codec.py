@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import ssl
 import struct
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from geoflux.errors import PermanentError, TransientError, ValidationError
+from geoflux.settings import RegistrySettings
 
 AVRO_DIR = Path(__file__).parent / "avro"
 MAGIC = 0
@@ -83,9 +85,15 @@ class HttpSchemaRegistry:
     """A Confluent-compatible registry (Confluent, Apicurio `/apis/ccompat/v7`, Karapace)."""
 
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, ca_location: str | None = None,
+                 certificate_location: str | None = None, key_location: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self._ssl = None
+        if url.startswith("https") and (ca_location or certificate_location):
+            self._ssl = ssl.create_default_context(cafile=ca_location)
+            if certificate_location:
+                self._ssl.load_cert_chain(certificate_location, key_location)
         self._auth = None
         if username:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
@@ -100,7 +108,7 @@ class HttpSchemaRegistry:
         if self._auth:
             req.add_header("Authorization", self._auth)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout_s, context=self._ssl) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode(errors="replace")
@@ -170,9 +178,16 @@ class AvroCodec:
             raise ValidationError(f"cannot decode as {schema_name}: {exc!r}") from exc
 
 
-def codec_from_settings(url: str | None, username: str | None = None,
-                        password: str | None = None, timeout_s: float = 10.0) -> AvroCodec:
-    if url:
-        return AvroCodec(HttpSchemaRegistry(url, username=username, password=password,
-                                            timeout_s=timeout_s))
+def codec_from_settings(reg: RegistrySettings | None = None) -> AvroCodec:
+    """The codec for `GEOFLUX_SCHEMA_REGISTRY_*`: a registry's ids when a URL is set (basic auth
+    and TLS from the same settings), stable local ids otherwise."""
+    reg = reg or RegistrySettings()
+    if reg.url:
+        return AvroCodec(HttpSchemaRegistry(
+            reg.url, username=reg.username,
+            password=reg.password.get_secret_value() if reg.password else None,
+            timeout_s=reg.timeout_s,
+            ca_location=str(reg.ca_location) if reg.ca_location else None,
+            certificate_location=str(reg.certificate_location) if reg.certificate_location else None,
+            key_location=str(reg.key_location) if reg.key_location else None))
     return AvroCodec(LocalSchemaRegistry())

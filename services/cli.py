@@ -35,9 +35,7 @@ def one_line_errors(fn):
 def codec():
     from schemas.codec import codec_from_settings
 
-    r = RegistrySettings()
-    return codec_from_settings(r.url, r.username,
-                               r.password.get_secret_value() if r.password else None, r.timeout_s)
+    return codec_from_settings(RegistrySettings())
 
 
 @click.group(help="geoflux: geofence events, CEP, jobs and alerts on Apache Kafka.")

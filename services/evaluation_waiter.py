@@ -12,6 +12,7 @@ import uuid
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from connectors.kafka_config import consumer_config
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -24,10 +25,7 @@ class EvaluationWaiter:
         self._futures: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._consumer = Consumer({"bootstrap.servers": kafka.bootstrap,
-                                   "group.id": f"geoflux-api-{uuid.uuid4().hex[:8]}",
-                                   "enable.auto.commit": False,
-                                   "isolation.level": "read_committed"})
+        self._consumer = Consumer(consumer_config(kafka, f"geoflux-api-{uuid.uuid4().hex[:8]}"))
         md = self._consumer.list_topics(self.topic, timeout=kafka.request_timeout_s)
         parts = list(md.topics[self.topic].partitions)
         self._consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in parts])

@@ -32,6 +32,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.kafka_config import consumer_config
 from connectors.kafka_producer import ReliableProducer
 from connectors.topic_reader import TopicReader
 from geoflux.errors import ValidationError
@@ -47,9 +48,7 @@ log = structlog.get_logger("geoflux.gateway")
 
 def _consumer(kafka: KafkaSettings) -> Consumer:
     # earliest: a cursor below the log start (retention) resumes at the oldest record kept
-    return Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"gateway-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "auto.offset.reset": "earliest"})
+    return Consumer(consumer_config(kafka, f"gateway-{uuid.uuid4().hex[:8]}"))
 
 
 class Ring:

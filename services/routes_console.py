@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.kafka_config import consumer_config
 from geoflux.settings import ApiSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -57,9 +58,8 @@ class EntityPositions:
         consumer.assign(parts)
 
     def _run(self) -> None:
-        consumer = Consumer({"bootstrap.servers": self.kafka.bootstrap,
-                             "group.id": f"console-{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False, "auto.offset.reset": "latest"})
+        consumer = Consumer(consumer_config(self.kafka, f"console-{uuid.uuid4().hex[:8]}",
+                                            **{"auto.offset.reset": "latest"}))
         try:
             while not self._stop.is_set():
                 try:

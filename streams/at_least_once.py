@@ -14,6 +14,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from connectors.kafka_config import consumer_config, producer_config
 from geoflux.errors import TransientError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
@@ -35,13 +36,10 @@ class AtLeastOnceWorker:
         self.running = True
         self.paused = False
         self._produce_errors: list[str] = []
-        base = {"bootstrap.servers": kafka.bootstrap, "socket.connection.setup.timeout.ms": 5000}
-        self.consumer = Consumer({**base, "group.id": kafka.topic_prefix + group,
-                                  "enable.auto.commit": False, "isolation.level": "read_committed",
-                                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                                  "heartbeat.interval.ms": 500, "max.poll.interval.ms": 300_000})
-        self.producer = Producer({**base, "enable.idempotence": True, "acks": "all",
-                                  "linger.ms": 2, "partitioner": "murmur2_random"})
+        self.consumer = Consumer(consumer_config(kafka, kafka.topic_prefix + group, **{
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+            "max.poll.interval.ms": 300_000}))
+        self.producer = Producer(producer_config(kafka))
 
     def subscribe(self) -> None:
         self.consumer.subscribe(self.topics, on_revoke=self._on_revoke)

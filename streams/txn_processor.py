@@ -23,6 +23,7 @@ from typing import Any, Callable
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from connectors.kafka_config import consumer_config, transactional_config
 from connectors.topic_reader import TopicReader
 from geoflux.errors import GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings
@@ -96,18 +97,10 @@ class TransactionalProcessor:
         self.running = True
         self.transactions = self.aborted = 0
         self._last_tick = 0.0
-        base = {"bootstrap.servers": kafka.bootstrap, "socket.connection.setup.timeout.ms": 5000}
-        self.consumer = Consumer({
-            **base, "group.id": group, "enable.auto.commit": False,
-            "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+        self.consumer = Consumer(consumer_config(kafka, group, **{
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-            "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5,
-        })
-        self.producer = Producer({
-            **base, "transactional.id": f"{group}-{instance_id}", "enable.idempotence": True,
-            "acks": "all", "linger.ms": 1, "transaction.timeout.ms": 15_000,
-            "compression.type": "lz4", "partitioner": "murmur2_random",
-        })
+            "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5}))
+        self.producer = Producer(transactional_config(kafka, f"{group}-{instance_id}"))
 
     # -- hooks -------------------------------------------------------------------------------
     def state_from_record(self, rec: dict) -> Any:
@@ -182,10 +175,8 @@ class TransactionalProcessor:
 
     def _restore(self, partition: int) -> dict[str, Any]:
         """This partition's committed changelog, read to its end (the last stable offset)."""
-        restorer = Consumer({"bootstrap.servers": self.kafka.bootstrap,
-                             "group.id": f"{self.group}-restore-{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False, "isolation.level": "read_committed",
-                             "enable.partition.eof": True})
+        restorer = Consumer(consumer_config(self.kafka, f"{self.group}-restore-{uuid.uuid4().hex[:8]}",
+                                            **{"enable.partition.eof": True}))
         states: dict[str, Any] = {}
         try:
             restorer.assign([TopicPartition(self.changelog_topic, partition, OFFSET_BEGINNING)])
