@@ -77,13 +77,21 @@ class RegistrySettings(BaseSettings):
 
 
 class StreamSettings(BaseSettings):
-    """The Faust app (`GEOFLUX_STREAM_*`): agents that need at-least-once stream tables."""
+    """Local state of the stateful stages (`GEOFLUX_STREAM_*`): one store per changelog
+    partition under `data_dir`, with a checkpoint of the changelog offset it reflects, so a
+    restart restores only the changelog's tail. RAM holds `cache_entries` decoded states per
+    stage plus RocksDB's bounded caches, not the state."""
 
     model_config = _section("GEOFLUX_STREAM_")
 
+    store: str = "auto"  # auto (rocksdb where rocksdict is installed, else memory) | rocksdb | memory
+    data_dir: Path = Path.home() / ".local" / "share" / "geoflux" / "state"
+    cache_entries: int = 100_000  # decoded states kept in memory per stage
+    rocksdb_block_cache_mb: int = 16  # per store (one store per partition)
+    rocksdb_write_buffer_mb: int = 8
+    restore_batch: int = 10_000  # changelog records restored per loop turn (the loop keeps polling)
+    # Faust app (downstream consumers): its id and guarantee
     app_id: str = "geoflux"
-    store: str = "auto"  # auto: rocksdb:// where rocksdict imports, memory:// otherwise
-    data_dir: Path = Path.home() / ".local" / "share" / "geoflux" / "faust"
     processing_guarantee: str = "at_least_once"
     web_port: int = 6066
     commit_interval_s: float = 1.0

@@ -1,0 +1,48 @@
+"""Every state store backend behaves the same (parametrised over the registry)."""
+
+import pytest
+
+from geoflux.errors import ConfigurationError
+from streams.state import open_store, store_kinds
+
+
+@pytest.fixture(params=store_kinds())
+def store(request, tmp_path):
+    s = open_store(request.param, tmp_path / "store")
+    yield s
+    s.close()
+
+
+def test_batch_puts_and_deletes_and_prefix_iteration(store):
+    store.write([(b"t1|a", b"1"), (b"t1|b", b"2"), (b"t2|a", b"3")])
+    store.write([(b"t1|b", None), (b"t1|c", b"4"), (b"missing", None)])
+    assert store.get(b"t1|a") == b"1" and store.get(b"t1|b") is None
+    assert list(store.items(b"t1|")) == [(b"t1|a", b"1"), (b"t1|c", b"4")]
+    assert [k for k, _ in store.items()] == [b"t1|a", b"t1|c", b"t2|a"]
+
+
+def test_wipe_empties_the_store_and_it_stays_usable(store):
+    store.write([(b"k", b"v")])
+    store.wipe()
+    assert list(store.items()) == [] and store.get(b"k") is None
+    store.write([(b"k2", b"v2")])
+    assert store.get(b"k2") == b"v2"
+
+
+def test_rocksdb_survives_reopening(tmp_path):
+    s = open_store("rocksdb", tmp_path / "db")
+    s.write([(b"k", b"v")])
+    s.close()
+    again = open_store("rocksdb", tmp_path / "db")
+    assert again.get(b"k") == b"v"
+    again.close()
+
+
+def test_unknown_kind_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="use one of"):
+        open_store("redis", tmp_path)
+
+
+def test_auto_and_legacy_url_forms_resolve(tmp_path):
+    for kind in ("auto", "rocksdb://", "memory://"):
+        open_store(kind, tmp_path / kind.replace(":", "").replace("/", "")).close()
