@@ -25,11 +25,20 @@ log = structlog.get_logger("geoflux.reader")
 
 class TopicReader:
     """Calls `apply(key, record_or_None, msg)` for every record; `apply` returns True when the
-    record changed something (those keys are what `poll` returns)."""
+    record changed something (those keys are what `poll` returns).
+
+    A record that cannot be decoded, or that `apply` raises on, is logged, reported to
+    `on_skip(topic, error_class)` and skipped: one bad record never stops a reader (the topics
+    read this way are configuration and views; their writers validate, so a bad record is
+    foreign or corrupt, and the rest of the topic is still good)."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, schema: str, codec: AvroCodec,
-                 apply: Callable[[str, dict | None, object], bool]) -> None:
+                 apply: Callable[[str, dict | None, object], bool],
+                 on_skip: Callable[[str, str], None] | None = None) -> None:
         self.kafka, self.topic, self.schema, self.codec, self.apply = kafka, topic, schema, codec, apply
+        self.on_skip = on_skip or (lambda _topic, _cls: None)
+        self.positions: dict[int, int] = {}  # partition -> next offset applied
+        self.skipped = 0
         self._eof: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,18 +66,29 @@ class TopicReader:
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     self._eof.add(msg.partition())
                 continue
+            self.positions[msg.partition()] = msg.offset() + 1
             if msg.key() is None:
+                self._skip("no key", "validation", msg)
                 continue
-            key = msg.key().decode()
+            key = msg.key().decode(errors="replace")
             try:
                 rec = self.codec.decode(msg.value(), self.schema) if msg.value() else None
             except ValidationError as exc:
-                log.error("undecodable record skipped", topic=self.topic, key=key, error=str(exc))
+                self._skip(str(exc), "undecodable", msg)
                 continue
             with self.lock:
-                if self.apply(key, rec, msg):
-                    changed.add(key)
+                try:
+                    if self.apply(key, rec, msg):
+                        changed.add(key)
+                except Exception as exc:  # one bad record must not stop the reader
+                    self._skip(f"{type(exc).__name__}: {exc}", "processing", msg)
         return changed
+
+    def _skip(self, error: str, error_class: str, msg) -> None:
+        self.skipped += 1
+        log.error("record skipped", topic=self.topic, partition=msg.partition(), offset=msg.offset(),
+                  error_class=error_class, error=error[:300])
+        self.on_skip(self.topic, error_class)
 
     def follow(self) -> "TopicReader":
         self._thread = threading.Thread(target=self._run, name=f"reader-{self.topic}", daemon=True)

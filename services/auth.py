@@ -123,6 +123,15 @@ def tenant_filter(request: web.Request) -> str | None:
     return who.tenant
 
 
+def object_tenant(request: web.Request) -> str | None:
+    """Whose object an id names: the key's tenant (ids are unique only within a tenant); for
+    an operator the optional `?tenant_id=` (None: look across tenants)."""
+    who = principal(request)
+    if who.is_operator:
+        return request.query.get("tenant_id") or None
+    return who.tenant
+
+
 def check_visible(request: web.Request, owner_tenant: str, what: str) -> None:
     """An object of another tenant is reported as not found."""
     who = principal(request)

@@ -124,12 +124,13 @@ METRICS_PORT = click.option("--metrics-port", default=0, show_default=True,
 @one_line_errors
 def worker_evaluator(instance: str, metrics_port: int) -> None:
     from services.logging import configure_logging
-    from services.metrics import PrometheusEvaluatorSensor, serve_metrics
+    from services.metrics import PrometheusEvaluatorSensor, PrometheusStageSensor, serve_metrics
     from streams.evaluator import run_evaluator
 
     configure_logging()
     serve_metrics(metrics_port)
-    run_evaluator(KafkaSettings(), GeofenceSettings(), codec(), instance, PrometheusEvaluatorSensor())
+    run_evaluator(KafkaSettings(), GeofenceSettings(), codec(), instance, PrometheusEvaluatorSensor(),
+                  PrometheusStageSensor())
 
 
 @worker.command("metrics", help="Export consumer lag per group and partition, job wait/run times, "
@@ -164,6 +165,12 @@ def _alert_sensor(port: int):
     return PrometheusAlertSensor()
 
 
+def _stage_sensor():
+    from services.metrics import PrometheusStageSensor
+
+    return PrometheusStageSensor()
+
+
 def _run_stage(stage) -> None:
     import signal
 
@@ -180,7 +187,7 @@ def worker_alert_router(instance: str) -> None:
     from streams.alerting.stages import AlertRouter
 
     configure_logging()
-    _run_stage(AlertRouter(KafkaSettings(), codec(), instance))
+    _run_stage(AlertRouter(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))
 
 
 @worker.command("alert-gate", help="Noise control and persist-before-send (GEOFLUX_ALERT_*).")
@@ -194,7 +201,7 @@ def worker_alert_gate(instance: str, metrics_port: int) -> None:
 
     configure_logging()
     _run_stage(AlertGate(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port),
-                         instance))
+                         instance, stage_sensor=_stage_sensor()))
 
 
 @worker.command("sla-monitor", help="Measure delivery SLA attainment; alert when it drops below target.")
@@ -225,7 +232,7 @@ def worker_alert_status(instance: str) -> None:
     from streams.alerting.stages import AlertStatusStage
 
     configure_logging()
-    _run_stage(AlertStatusStage(KafkaSettings(), codec(), instance))
+    _run_stage(AlertStatusStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))
 
 
 @worker.command("delivery", help="Deliver alerts through their channels, with retries, breaker and DLQ.")
@@ -237,7 +244,7 @@ def worker_delivery(metrics_port: int) -> None:
     from streams.alerting.delivery import run_delivery
 
     configure_logging()
-    run_delivery(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port))
+    run_delivery(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port), _stage_sensor())
 
 
 @main.command("api", help="Serve the HTTP API (GEOFLUX_API_HOST/PORT).")
@@ -288,8 +295,8 @@ def worker_cep(mode: str, instance: str) -> None:
     from streams.cep.stage import CepProcessor, CepRekey
 
     configure_logging()
-    stage = (CepRekey(KafkaSettings(), codec(), instance) if mode == "rekey"
-             else CepProcessor(KafkaSettings(), codec(), mode, instance))
+    stage = (CepRekey(KafkaSettings(), codec(), instance, sensor=_stage_sensor()) if mode == "rekey"
+             else CepProcessor(KafkaSettings(), codec(), mode, instance, sensor=_stage_sensor()))
     _run_stage(stage)
 
 
@@ -315,7 +322,8 @@ def worker_job_alerts(instance: str) -> None:
     from streams.jobs.alerts import JobAlertStage
 
     configure_logging()
-    _run_stage(JobAlertStage(KafkaSettings(), codec(), JobAlertSettings(), instance))
+    _run_stage(JobAlertStage(KafkaSettings(), codec(), JobAlertSettings(), instance,
+                             sensor=_stage_sensor()))
 
 
 @main.command("batch-run", help="Run one attempt of a job inside an AWS Batch container: inputs and "

@@ -11,6 +11,7 @@ import time
 import structlog
 
 from connectors.kafka_producer import ReliableProducer
+from geoflux.keys import scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -41,7 +42,7 @@ def ensure_sample_fences(registry: GeofenceRegistry) -> None:
     missing = []
     for gid, name, geometry, props in SAMPLE_FENCES:
         try:
-            registry.get(gid)
+            registry.get(gid, TENANT)
         except NotFound:
             missing.append(({"type": "Feature", "geometry": geometry,
                               "properties": {"name": name, "tenant_id": TENANT, **props}}, gid))
@@ -82,7 +83,7 @@ def run_demo(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec, vehi
                 rec = {"entity_id": v, "tenant_id": TENANT, "lon": x0 + (x1 - x0) * frac,
                        "lat": y0 + (y1 - y0) * frac, "ts_ms": now, "attributes": {"kind": "truck"},
                        "produced_ms": now}
-                producer.send(t, codec.encode(t, "LocationUpdate", rec), key=v)
+                producer.send(t, codec.encode(t, "LocationUpdate", rec), key=scoped(TENANT, v))
             sent += producer.flush_or_raise()
             time.sleep(interval_s)  # the feed's pace: one report per vehicle per interval
     except KeyboardInterrupt:

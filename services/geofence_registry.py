@@ -3,7 +3,8 @@ read view of that topic kept current by a background consumer.
 
 The topic is the source of truth: every evaluator builds its index from it. The view answers
 GET/list for the API; after a write it is updated at once (read-your-writes), and records
-written by other API instances arrive through the consumer.
+written by other API instances arrive through the consumer. Geofence ids are unique per tenant:
+the topic key is `tenant/geofence_id`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from connectors.kafka_producer import ReliableProducer
 from connectors.topic_reader import TopicReader
 from geoflux.errors import PermanentError, ValidationError
+from geoflux.keys import check_tenant, scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -55,13 +57,16 @@ class GeofenceRegistry:
         """Reads the topic to its end, then follows it in a background thread."""
         self._reader.load(timeout_s).follow()
 
-    def _apply(self, gid: str, rec: dict | None, _msg) -> bool:
+    def _apply(self, key: str, rec: dict | None, _msg) -> bool:
         with self._lock:
-            current = self._fences.get(gid)
-            if rec is None or rec["deleted"]:
-                return self._fences.pop(gid, None) is not None
+            if rec is None:
+                return self._fences.pop(key, None) is not None
+            key = scoped(rec["tenant_id"], rec["geofence_id"])
+            if rec["deleted"]:
+                return self._fences.pop(key, None) is not None
+            current = self._fences.get(key)
             if current is None or rec["version"] >= current.record["version"]:
-                self._fences[gid] = StoredFence(rec)
+                self._fences[key] = StoredFence(rec)
                 return True
         return False
 
@@ -70,17 +75,24 @@ class GeofenceRegistry:
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, geofence_id: str, tenant_id: str | None = None) -> StoredFence:
+        """The tenant's fence; for an operator (no tenant), the only fence of that id, or a
+        ValidationError asking for `tenant_id` when several tenants have one."""
         with self._lock:
-            fence = self._fences.get(geofence_id)
-        if fence is None or (tenant_id is not None and fence.record["tenant_id"] != tenant_id):
+            if tenant_id is not None:
+                found = [f for f in (self._fences.get(scoped(tenant_id, geofence_id)),) if f is not None]
+            else:
+                found = [f for f in self._fences.values() if f.record["geofence_id"] == geofence_id]
+        if not found:
             raise NotFound(f"geofence {geofence_id} not found")
-        return fence
+        if len(found) > 1:
+            raise ValidationError(f"{len(found)} tenants have a geofence {geofence_id}: give tenant_id")
+        return found[0]
 
     def list(self, tenant_id: str | None = None, offset: int = 0, limit: int = 100) -> tuple[list[StoredFence], int]:
         with self._lock:
             items = sorted((f for f in self._fences.values()
                             if tenant_id is None or f.record["tenant_id"] == tenant_id),
-                           key=lambda f: f.record["geofence_id"])
+                           key=lambda f: (f.record["tenant_id"], f.record["geofence_id"]))
         return items[offset:offset + limit], len(items)
 
     # -- writes ------------------------------------------------------------------------------
@@ -102,12 +114,12 @@ class GeofenceRegistry:
         records = [self._record_for(f, gid, tenant_id, create_only) for f, gid in items]
         for rec in records:
             self.producer.send(self.topic, self.codec.encode(self.topic, "Geofence", rec),
-                               key=rec["geofence_id"])
+                               key=scoped(rec["tenant_id"], rec["geofence_id"]))
         self.producer.flush_or_raise()
         stored = [StoredFence(rec) for rec in records]
         with self._lock:
             for s in stored:
-                self._fences[s.record["geofence_id"]] = s
+                self._fences[scoped(s.record["tenant_id"], s.record["geofence_id"])] = s
         return stored
 
     def _record_for(self, feature: dict, geofence_id: str | None, tenant_id: str | None,
@@ -115,15 +127,15 @@ class GeofenceRegistry:
         spec = self.validate(feature)
         if tenant_id is not None and spec.tenant_id != tenant_id:
             raise ValidationError(f"properties.tenant_id {spec.tenant_id!r} is not your tenant")
+        check_tenant(spec.tenant_id)
         gid = geofence_id or str(feature.get("id") or uuid.uuid4())
-        if not isinstance(gid, str) or not gid or len(gid) > 200:
-            raise ValidationError("geofence id must be a non-empty string of at most 200 characters")
+        if not isinstance(gid, str) or not gid or len(gid) > 200 or not gid.isprintable():
+            raise ValidationError("geofence id must be a non-empty string of at most 200 printable "
+                                  "characters")
         with self._lock:
-            current = self._fences.get(gid)
+            current = self._fences.get(scoped(spec.tenant_id, gid))
         if current is not None and create_only:
             raise ValidationError(f"geofence {gid} already exists: use PUT to change it")
-        if current is not None and tenant_id is not None and current.record["tenant_id"] != tenant_id:
-            raise NotFound(f"geofence {gid} not found")
         return {"geofence_id": gid, "tenant_id": spec.tenant_id, "name": spec.name,
                 "version": current.record["version"] + 1 if current else 1,
                 "geometry": geometry_json(spec.geometry), "dwell_seconds": spec.dwell_seconds,
@@ -133,13 +145,14 @@ class GeofenceRegistry:
     def delete(self, geofence_id: str, tenant_id: str | None = None) -> StoredFence:
         """A `deleted` version (so evaluators can emit EXITs with it), then the tombstone."""
         current = self.get(geofence_id, tenant_id)
+        key = scoped(current.record["tenant_id"], geofence_id)
         rec = dict(current.record, version=current.record["version"] + 1, deleted=True,
                    updated_ms=int(time.time() * 1000))
-        self.producer.send(self.topic, self.codec.encode(self.topic, "Geofence", rec), key=geofence_id)
-        self.producer.send(self.topic, None, key=geofence_id)
+        self.producer.send(self.topic, self.codec.encode(self.topic, "Geofence", rec), key=key)
+        self.producer.send(self.topic, None, key=key)
         self.producer.flush_or_raise()
         with self._lock:
-            self._fences.pop(geofence_id, None)
+            self._fences.pop(key, None)
         return StoredFence(rec)
 
     def import_collection(self, collection: dict, tenant_id: str | None = None) -> tuple[int, list[str]]:

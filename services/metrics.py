@@ -37,6 +37,36 @@ def record_sla(rows: list[dict]) -> None:
 
 DLQ_DEPTH = Gauge("geoflux_dlq_depth", "Open (not redriven, not resolved) DLQ records", ["dlq"])
 
+# -- every stage (streams.sensor.StageSensor) --------------------------------------------------
+DLQ_RECORDS = Counter("geoflux_dlq_records_total",
+                      "Records a stage set aside on its DLQ (committed), by stage and error class",
+                      ["stage", "error_class"])
+SIDE_INPUT_SKIPPED = Counter("geoflux_side_input_skipped_total",
+                             "Side-input records (geofences, rules, silences, patterns) logged and skipped",
+                             ["topic", "error_class"])
+RESTORE_REMAINING = Gauge("geoflux_restore_remaining_records",
+                          "Changelog records a partition's restore still has to read (0: restored)",
+                          ["stage", "partition"])
+RESTORE_REMAINING_S = Gauge("geoflux_restore_remaining_seconds",
+                            "Estimated seconds a partition's restore still needs", ["stage", "partition"])
+RECOVERIES = Counter("geoflux_stage_recoveries_total",
+                     "Transactions given up and rewound, by stage and cause", ["stage", "cause"])
+
+
+class PrometheusStageSensor:
+    def dead_lettered(self, stage: str, error_class: str, count: int = 1) -> None:
+        DLQ_RECORDS.labels(stage, error_class).inc(count)
+
+    def skipped(self, topic: str, error_class: str) -> None:
+        SIDE_INPUT_SKIPPED.labels(topic, error_class).inc()
+
+    def restore_remaining(self, stage: str, partition: int, records: int, seconds: float) -> None:
+        RESTORE_REMAINING.labels(stage, str(partition)).set(records)
+        RESTORE_REMAINING_S.labels(stage, str(partition)).set(0 if records == 0 or seconds != seconds else seconds)
+
+    def recovered(self, stage: str, cause: str) -> None:
+        RECOVERIES.labels(stage, cause).inc()
+
 
 def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

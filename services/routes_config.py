@@ -8,7 +8,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from services.auth import principal, tenant_filter, with_tenant
+from services.auth import object_tenant, principal, tenant_filter, with_tenant
 from services.config_store import ConfigStore
 from services.problems import json_body
 
@@ -29,18 +29,17 @@ def mount(app: web.Application, base: str, store: ConfigStore,
         return web.json_response({"items": [present(r) for r in items], "total": len(items)})
 
     async def get(request: web.Request) -> web.Response:
-        return web.json_response(present(store.get(request.match_info["id"], principal(request).tenant)))
+        return web.json_response(present(store.get(request.match_info["id"], object_tenant(request))))
 
     async def replace(request: web.Request) -> web.Response:
+        # ids are per tenant: a PUT writes the caller's own object of that id, never another's
         body = with_tenant(request, await json_body(request))
-        if store.exists(request.match_info["id"]):  # another tenant's object: 404, not a takeover
-            store.get(request.match_info["id"], principal(request).tenant)
         rec = await asyncio.to_thread(store.put, body, request.match_info["id"],
                                       tenant_id=principal(request).tenant)
         return web.json_response(present(rec))
 
     async def delete(request: web.Request) -> web.Response:
-        rec = await asyncio.to_thread(store.delete, request.match_info["id"], principal(request).tenant)
+        rec = await asyncio.to_thread(store.delete, request.match_info["id"], object_tenant(request))
         return web.json_response({"id": rec["id"], "version": rec["version"], "deleted": True})
 
     app.router.add_post(base, create)

@@ -21,6 +21,7 @@ from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka_config import consumer_config
+from geoflux.keys import scoped
 from geoflux.settings import ApiSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -81,13 +82,14 @@ class EntityPositions:
             consumer.close()
 
     def _apply(self, rec: dict) -> None:
+        rec = dict(rec, tenant_id=rec.get("tenant_id") or "default")
+        key = scoped(rec["tenant_id"], rec["entity_id"])  # entity ids are unique only per tenant
         with self.lock:
-            old = self.latest.get(rec["entity_id"])
+            old = self.latest.get(key)
             if old is None or rec["ts_ms"] >= old["ts_ms"]:
                 if old is None and len(self.latest) >= MAX_ENTITIES:
                     return
-                self.latest[rec["entity_id"]] = {k: rec[k] for k in
-                                                 ("entity_id", "tenant_id", "lon", "lat", "ts_ms")}
+                self.latest[key] = {k: rec[k] for k in ("entity_id", "tenant_id", "lon", "lat", "ts_ms")}
 
     def items(self, tenant: str | None, max_age_s: float, limit: int) -> list[dict]:
         horizon = time.time() * 1000 - max_age_s * 1000

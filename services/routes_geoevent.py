@@ -17,6 +17,7 @@ from aiohttp import web
 
 from connectors.kafka_producer import ReliableProducer
 from geoflux.errors import ValidationError
+from geoflux.keys import check_tenant, scoped
 from geoflux.settings import ApiSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -58,9 +59,7 @@ def parse_location(body: object, where: str = "location") -> dict:
     attrs = body.get("attributes") or {}
     if not isinstance(attrs, dict):
         raise ValidationError(f"{where}: attributes must be an object")
-    tenant = body.get("tenant_id") or "default"
-    if not isinstance(tenant, str):
-        raise ValidationError(f"{where}: tenant_id must be a string")
+    tenant = check_tenant(body.get("tenant_id") or "default")
     return {"entity_id": entity, "tenant_id": tenant, "lon": float(lon), "lat": float(lat),
             "ts_ms": ts_ms, "attributes": {str(k): str(v) for k, v in attrs.items()}}
 
@@ -82,7 +81,7 @@ async def _evaluate(request: web.Request, locations: list[dict]) -> list[dict]:
     records = []
     for rid, loc in zip(ids, locations):
         rec = dict(loc, attributes={**loc["attributes"], REPLY_ATTRIBUTE: rid}, produced_ms=now)
-        records.append((t, codec.encode(t, "LocationUpdate", rec), loc["entity_id"]))
+        records.append((t, codec.encode(t, "LocationUpdate", rec), scoped(loc["tenant_id"], loc["entity_id"])))
     try:
         await asyncio.to_thread(ctx["producer"].deliver, records)
         timeout = ctx["api"].evaluate_timeout_s

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from services.auth import principal, tenant_filter, with_tenant
+from services.auth import object_tenant, principal, tenant_filter, with_tenant
 from services.geofence_registry import GeofenceRegistry
 from services.problems import json_body, page
 
@@ -37,12 +37,12 @@ async def replace(request: web.Request) -> web.Response:
 
 async def get(request: web.Request) -> web.Response:
     return web.json_response(request.app[REGISTRY].get(request.match_info["id"],
-                                                       principal(request).tenant).feature())
+                                                       object_tenant(request)).feature())
 
 
 async def delete(request: web.Request) -> web.Response:
     gone = await asyncio.to_thread(request.app[REGISTRY].delete, request.match_info["id"],
-                                   principal(request).tenant)
+                                   object_tenant(request))
     return web.json_response({"id": gone.record["geofence_id"], "version": gone.record["version"],
                               "deleted": True})
 

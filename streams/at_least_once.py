@@ -12,13 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+import structlog
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from connectors.kafka_config import consumer_config, producer_config
 from geoflux.errors import TransientError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
 from streams.alerting.offsets import OffsetTracker
+from streams.dead_letter import dlq_record
+from streams.sensor import NullStageSensor, StageSensor
+
+log = structlog.get_logger("geoflux.worker")
 
 
 @dataclass(slots=True)
@@ -30,8 +35,12 @@ class Work:
 
 
 class AtLeastOnceWorker:
-    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, group: str, topics: list[str]) -> None:
+    stage = "worker"
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, group: str, topics: list[str],
+                 stage_sensor: StageSensor | None = None) -> None:
         self.kafka, self.codec, self.topics = kafka, codec, topics
+        self.stage_sensor = stage_sensor or NullStageSensor()
         self.tracker = OffsetTracker()
         self.running = True
         self.paused = False
@@ -62,18 +71,44 @@ class AtLeastOnceWorker:
                               on_delivery=self._on_delivery)
         self.producer.poll(0)
 
-    def commit(self) -> None:
-        """Commits finished work, after its outputs are acknowledged (never before)."""
+    def commit(self, flush_timeout_s: float = 30.0) -> bool:
+        """Commits finished work, after its outputs are acknowledged (never before).
+
+        With the broker away, outputs stay queued in the producer (it retries them until its
+        delivery timeout) and nothing is committed: this returns False and the caller tries
+        again later. An output the producer gave up on is work that must be done again, so
+        the worker exits, and its successor re-reads everything uncommitted."""
         offsets = self.tracker.committable()
         if not offsets:
-            return
-        remaining = self.producer.flush(30)
-        if remaining or self._produce_errors:
-            raise TransientError(f"outputs not acknowledged ({remaining} left, errors: "
-                                 f"{self._produce_errors[:1]}): not committing")
-        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                             asynchronous=False)
+            return True
+        remaining = self.producer.flush(flush_timeout_s)
+        if self._produce_errors:
+            raise TransientError(f"{len(self._produce_errors)} output(s) not delivered, first: "
+                                 f"{self._produce_errors[0]}; exiting so the work is read again")
+        if remaining:
+            log.warning("outputs not acknowledged yet; not committing", remaining=remaining)
+            return False
+        try:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                 asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit failed; trying again later", error=exc.args[0].str())
+            return False
         self.tracker.committed(offsets)
+        return True
+
+    def dead_letter_input(self, msg, dlq_topic: str, error_class: str, message: str) -> None:
+        """An input record this worker cannot read: to its DLQ with the original key and
+        bytes, so its offset can move on and a person can see and redrive it."""
+        rec = dlq_record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                         error_class, message, self.stage)
+        self.producer.produce(dlq_topic, key=msg.key(), value=self.codec.encode(dlq_topic, "DlqRecord", rec),
+                              on_delivery=self._on_delivery)
+        self.producer.poll(0)
+        self.sensor_dead_lettered(error_class)
+
+    def sensor_dead_lettered(self, error_class: str) -> None:
+        self.stage_sensor.dead_lettered(self.stage, error_class)
 
     def flow_control(self, buffered: int, limit: int) -> None:
         """Stops reading ahead past `limit` buffered records; resumes below half of it."""

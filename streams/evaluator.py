@@ -1,20 +1,22 @@
 """The geofence evaluator: location updates in, ENTER / EXIT / DWELL out, in Kafka transactions.
 
 Why not a Faust agent: Faust's changelog writes, output sends and offset commits are not
-atomic (its exactly-once mode has open bugs, see FAUST-NOTES.md). After a SIGKILL the restored
-membership could be ahead of the committed offset, and the replayed update would then produce
-no ENTER: a lost event. `TransactionalProcessor` puts events, the entity-state changelog and
-the consumed offsets in one transaction. The pure state machine (`streams.membership`) does
-the thinking; this module only moves records.
+atomic. After a SIGKILL the restored membership could be ahead of the committed offset, and the
+replayed update would then produce no ENTER: a lost event. `TransactionalProcessor` puts
+events, the entity-state changelog and the consumed offsets in one transaction. The pure state
+machine (`streams.membership`) does the thinking; this module only moves records.
 
-Partitions: `geo.locations` and `geo.evaluator-state` are co-partitioned by entity id; events
-go out keyed by geofence id. Every instance reads the whole compacted `geo.geofences` topic
-into its own index (a side input) and keeps it in sync while running.
+Partitions and keys: `geo.locations` and `geo.evaluator-state` are co-partitioned; an entity's
+state is keyed by `tenant/entity_id` (entity ids are unique only within a tenant); events go out
+keyed by `tenant/geofence_id`. Every instance reads the whole compacted `geo.geofences` topic
+into its own index (a side input) and keeps it in sync while running. Each partition's store
+indexes its entities by fence, by grid cell and by dwell timer (`streams.evaluator_index`), so
+a fence edit or a timer tick touches only the entities it concerns.
 """
 
 from __future__ import annotations
 
-import heapq
+import json
 import signal
 import time
 from dataclasses import dataclass
@@ -22,18 +24,24 @@ from dataclasses import dataclass
 import structlog
 
 from geoflux.errors import ValidationError
-from geoflux.settings import GeofenceSettings, KafkaSettings
+from geoflux.keys import scoped, unscoped
+from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
+from streams import evaluator_index as ix
 from streams.evaluator_records import (REPLY_ATTRIBUTE, event_record, state_from_record,
                                        state_to_record, update_from_record)
 from streams.fence_index import FenceIndex
 from streams.geofence import fence_from_record
 from streams.membership import EntityState, MembershipMachine
-from streams.sensor import EvaluatorSensor, NullEvaluatorSensor
-from streams.txn_processor import Batch, SideInput, TransactionalProcessor, now_ms
+from streams.sensor import EvaluatorSensor, NullEvaluatorSensor, StageSensor
+from streams.txn_processor import Batch, Record, TransactionalProcessor, now_ms
+from connectors.topic_reader import TopicReader
 
 log = structlog.get_logger("geoflux.evaluator")
+
+FULL_RECONCILE_ABOVE = 500  # fences changed while a partition was away: past this, check all its entities
+FENCES_META = "fences"
 
 
 @dataclass
@@ -43,32 +51,37 @@ class EvaluatorStats:
     duplicates: int = 0
     dead_lettered: int = 0
     fence_changes: int = 0
-    restored_entities: int = 0
+    restored_partitions: int = 0
 
 
 class Evaluator(TransactionalProcessor):
     changelog_schema = "EntityState"
+    stage = "evaluator"
 
     def __init__(self, kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
-                 instance_id: str = "0", sensor: EvaluatorSensor | None = None) -> None:
+                 instance_id: str = "0", sensor: EvaluatorSensor | None = None,
+                 state: StreamSettings | None = None, stage_sensor: StageSensor | None = None) -> None:
+        self.t_locations = topic("geo.locations", kafka)
+        self.t_dlq = topic("geo.locations.dlq", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + geo.group_id,
-                         instance_id=instance_id, inputs=[topic("geo.locations", kafka)],
-                         max_batch=geo.max_batch, poll_timeout_s=geo.poll_timeout_s,
-                         tick_interval_s=geo.tick_interval_s)
+                         instance_id=instance_id, inputs={self.t_locations: "LocationUpdate"},
+                         dlq_topic=self.t_dlq, max_batch=geo.max_batch,
+                         poll_timeout_s=geo.poll_timeout_s, tick_interval_s=geo.tick_interval_s,
+                         state=state, sensor=stage_sensor)
         self.geo = geo
         self.changelog_topic = topic("geo.evaluator-state", kafka)
         self.t_events = topic("geo.geofence-events", kafka)
-        self.t_dlq = topic("geo.locations.dlq", kafka)
         self.t_eval = topic("geo.evaluations", kafka)
         self.index = FenceIndex()
         self.machine = MembershipMachine(self.index, int(geo.allowed_lateness_s * 1000),
                                          geo.history_per_entity)
-        self.dwell_heap: list[tuple[int, str]] = []
-        self.pending_reconcile: set[str] = set()
+        self.to_reconcile: set[int] = set()  # partitions restored: fences may have changed meanwhile
+        self.fence_offsets: dict[str, tuple[int, int]] = {}  # scoped fence id -> (partition, offset)
         self.stats = EvaluatorStats()
-        self.sensor = sensor or NullEvaluatorSensor()
-        self.side_inputs.append(SideInput(kafka, topic("geo.geofences", kafka), "Geofence",
-                                          codec, self._apply_fence))
+        self.eval_sensor = sensor or NullEvaluatorSensor()
+        self.fences = TopicReader(kafka, topic("geo.geofences", kafka), "Geofence", codec,
+                                  self._apply_fence)
+        self.side_inputs.append(self.fences)
 
     # -- state --------------------------------------------------------------------------------
     def state_from_record(self, rec: dict) -> EntityState:
@@ -77,91 +90,130 @@ class Evaluator(TransactionalProcessor):
     def state_to_record(self, state: EntityState) -> dict:
         return state_to_record(state)
 
-    def on_restored(self, partition: int, states: dict[str, EntityState]) -> None:
-        self.stats.restored_entities += len(states)
-        for entity, state in states.items():
-            self.pending_reconcile.add(entity)
-            self._schedule_dwell(entity, state)
+    def index_keys(self, key: str, state: EntityState):
+        return ix.entity_index_keys(key, state)
+
+    def on_restored(self, partition: int) -> None:
+        self.stats.restored_partitions += 1
+        self.to_reconcile.add(partition)
+
+    def on_revoked(self, partitions: set[int]) -> None:
+        self.to_reconcile -= partitions
 
     def has_pending_work(self) -> bool:
-        return bool(self.pending_reconcile)
+        return bool(self.to_reconcile)
 
     def wants_tick(self) -> bool:
-        return bool(self.dwell_heap)
+        """A DWELL timer is due in some partition (the first timer of each is the earliest)."""
+        now = now_ms()
+        for p in self.ready:
+            for ik in self.table(p).index(ix.TIMERS):
+                if ix.timer_due(ik[1:])[0] <= now:
+                    return True
+                break
+        return False
 
     # -- geofences ----------------------------------------------------------------------------
-    def _apply_fence(self, gid: str, rec: dict | None) -> bool:
+    def _apply_fence(self, key: str, rec: dict | None, msg) -> bool:
+        fid = scoped(rec["tenant_id"], rec["geofence_id"]) if rec is not None else _fence_key(key)
+        self.fence_offsets[fid] = (msg.partition(), msg.offset())
         if rec is None or rec.get("deleted"):
-            return self.index.remove(gid) is not None
-        current = self.index.get(gid)
+            return self.index.remove(fid) is not None
+        current = self.index.get(fid)
         if current is not None and rec["version"] < current.version:
             return False
         self.index.upsert(fence_from_record(rec, self.geo.hysteresis_m))
         return True
 
     def on_side_input(self, batch: Batch, changed: set[str]) -> None:
-        """Restored entities are checked against every fence (a crash may have come between a
-        fence edit and its events); on an edit, every local entity against the edited fences."""
-        restored, self.pending_reconcile = self.pending_reconcile, set()
-        if restored:
-            self._reconcile(batch, restored, None)
-        if changed:
-            self.stats.fence_changes += len(changed)
-            self._reconcile(batch, set(self.partition_of), changed)
+        """A fence edit reconciles the entities it can concern; a restored partition, those of
+        the fences that changed since its state last recorded reconciling them."""
+        fences = {_fence_key(k) for k in changed}
+        if fences:
+            self.stats.fence_changes += len(fences)
+            for p in sorted(self.ready):
+                self._reconcile_fences(batch, p, fences)
+        restored, self.to_reconcile = self.to_reconcile & self.ready, set()
+        for p in sorted(restored):
+            since = self._changed_since(p)
+            if since is None or len(since) > FULL_RECONCILE_ABOVE:
+                self._reconcile(batch, p, {key for key, _ in self.states(p)}, None)
+            elif since:
+                self._reconcile_fences(batch, p, since)
+        if fences or restored:
+            positions = json.dumps({str(p): o for p, o in self.fences.positions.items()}).encode()
+            for p in self.ready:
+                self.put_meta(batch, p, FENCES_META, positions)
 
-    def _reconcile(self, batch: Batch, entities: set[str], only: set[str] | None) -> None:
-        states = [s for s in (self.state(e) for e in sorted(entities)) if s and s.last]
-        zones = self.index.zones([s.last.lon for s in states], [s.last.lat for s in states])
+    def _changed_since(self, partition: int) -> set[str] | None:
+        raw = self.table(partition).meta(FENCES_META)
+        if raw is None:
+            return None  # never reconciled here (a new partition, or written before this existed)
+        seen = {int(p): o for p, o in json.loads(raw).items()}
+        return {fid for fid, (p, off) in self.fence_offsets.items() if off >= seen.get(p, 0)}
+
+    def _reconcile_fences(self, batch: Batch, partition: int, fences: set[str]) -> None:
+        table, keys = self.table(partition), set()
+        for fid in fences:
+            prefix = ix.MEMBERS + ix.members_prefix(fid)
+            keys |= {ik[len(prefix):].decode() for ik in table.index(prefix)}
+            fence = self.index.get(fid)
+            if fence is not None:
+                for start, stop in ix.grid_columns(fence.tenant_id, fence.search_geometry.bounds):
+                    keys |= {ix.grid_key(ik[1:]) for ik in table.index_range(ix.GRID + start, ix.GRID + stop)}
+        self._reconcile(batch, partition, keys, fences)
+
+    def _reconcile(self, batch: Batch, partition: int, keys: set[str], only: set[str] | None) -> None:
+        states = [(k, s) for k, s in ((k, self.state(k, partition)) for k in sorted(keys)) if s and s.last]
+        zones = self.index.zones([s.last.lon for _, s in states], [s.last.lat for _, s in states])
         ts = now_ms()
-        for state, z in zip(states, zones):
+        for (key, state), z in zip(states, zones):
             out = self.machine.reconcile(state, z, ts, only)
             if out:
                 self._emit(batch, out, ts)
-                self.mark_dirty(batch, state.entity_id, state)
+                self.mark_dirty(batch, key, state, partition)
 
     # -- location updates ---------------------------------------------------------------------
-    def process(self, msgs: list, batch: Batch) -> None:
+    def process(self, records: list[Record], batch: Batch) -> None:
         decoded = []
-        for msg in msgs:
+        for r in records:
             try:
-                rec = self.codec.decode(msg.value(), "LocationUpdate")
-                decoded.append((msg, rec, update_from_record(rec)))
+                decoded.append((r, update_from_record(r.rec)))
             except ValidationError as exc:
                 self.stats.dead_lettered += 1
                 self._tally(batch, "dlq", "validation")
-                self.dead_letter(batch, self.t_dlq, msg, "validation", str(exc))
-        zones = self.index.zones([u.lon for _, _, u in decoded], [u.lat for _, _, u in decoded])
-        for (msg, rec, upd), z in zip(decoded, zones):
+                self.dead_letter(batch, None, r, "validation", str(exc))
+        zones = self.index.zones([u.lon for _, u in decoded], [u.lat for _, u in decoded])
+        for (r, upd), z in zip(decoded, zones):
             self.stats.updates += 1
             batch.tally["updates"] = batch.tally.get("updates", 0) + 1
-            if rec.get("produced_ms"):
-                batch.tally.setdefault("produced_ms", []).append(rec["produced_ms"])
-            state = self.state(upd.entity_id)
+            if r.rec.get("produced_ms"):
+                batch.tally.setdefault("produced_ms", []).append(r.rec["produced_ms"])
+            key = scoped(upd.tenant_id, upd.entity_id)
+            state = self.state(key, r.partition())
             if state is None:
                 state = EntityState(upd.entity_id, upd.tenant_id)
-                self.put_state(msg.partition(), upd.entity_id, state)
+                self.put_state(r.partition(), key, state)
             outcome = self.machine.apply(state, upd, z)
             if outcome.kind == "duplicate":
                 self.stats.duplicates += 1
             elif outcome.rejected:
                 self.stats.dead_lettered += 1
                 self._tally(batch, "dlq", outcome.kind)
-                self.dead_letter(batch, self.t_dlq, msg, outcome.kind, outcome.reason)
+                self.dead_letter(batch, None, r, outcome.kind, outcome.reason)
             else:
-                self.mark_dirty(batch, upd.entity_id, state)
-                self._emit(batch, outcome.transitions, rec.get("produced_ms"))
-            reply_to = (rec.get("attributes") or {}).get(REPLY_ATTRIBUTE)
+                self.mark_dirty(batch, key, state)
+                self._emit(batch, outcome.transitions, r.rec.get("produced_ms"))
+            reply_to = (r.rec.get("attributes") or {}).get(REPLY_ATTRIBUTE)
             if reply_to:
                 self._reply(batch, reply_to, upd, state, outcome)
 
     def _emit(self, batch: Batch, transitions, produced_ms: int | None) -> None:
         for t in transitions:
-            self.emit(batch, self.t_events, t.geofence_id, "GeofenceEvent",
+            self.emit(batch, self.t_events, scoped(t.tenant_id, t.geofence_id), "GeofenceEvent",
                       event_record(t, produced_ms))
             self.stats.events += 1
             self._tally(batch, "events", t.event_type)
-            if t.event_type == "ENTER":
-                self._schedule_dwell(t.entity_id, self.state(t.entity_id))
 
     @staticmethod
     def _tally(batch: Batch, what: str, label: str) -> None:
@@ -172,7 +224,7 @@ class Evaluator(TransactionalProcessor):
         if not batch.tally:
             return
         now = now_ms()
-        self.sensor.committed(batch.tally.get("updates", 0), batch.tally.get("events", {}),
+        self.eval_sensor.committed(batch.tally.get("updates", 0), batch.tally.get("events", {}),
                               batch.tally.get("dlq", {}),
                               [max(0, now - p) / 1000 for p in batch.tally.get("produced_ms", ())],
                               time.monotonic() - batch.started)
@@ -187,27 +239,39 @@ class Evaluator(TransactionalProcessor):
         self.emit(batch, self.t_eval, request_id, "EvaluationResult", rec)
 
     # -- dwell timers -------------------------------------------------------------------------
-    def _schedule_dwell(self, entity: str, state: EntityState | None) -> None:
-        due = self.machine.next_dwell_due(state) if state else None
-        if due is not None:
-            heapq.heappush(self.dwell_heap, (due, entity))
-
     def tick(self, batch: Batch) -> None:
         now = now_ms()
-        while self.dwell_heap and self.dwell_heap[0][0] <= now:
-            _, entity = heapq.heappop(self.dwell_heap)
-            state = self.state(entity)
-            if state is None:
-                continue  # moved to another instance, which restored its own timer
-            out = self.machine.due_dwells(state, now)
-            if out:
-                self._emit(batch, out, now)
-                self.mark_dirty(batch, entity, state)
+        for p in sorted(self.ready):
+            due_keys = []
+            for ik in self.table(p).index(ix.TIMERS):
+                due, key = ix.timer_due(ik[1:])
+                if due > now:
+                    break
+                due_keys.append(key)
+            for key in dict.fromkeys(due_keys):
+                state = self.state(key, p)
+                if state is None:
+                    continue
+                out = self.machine.due_dwells(state, now)
+                if out:
+                    self._emit(batch, out, now)
+                    self.mark_dirty(batch, key, state, p)
+
+
+def _fence_key(topic_key: str) -> str:
+    """Fence topic keys are scoped (tenant/id); a key written before ids were scoped is taken as
+    a fence of tenant `default`."""
+    try:
+        unscoped(topic_key)
+        return topic_key
+    except ValidationError:
+        return scoped("default", topic_key)
 
 
 def run_evaluator(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
-                  instance_id: str, sensor: EvaluatorSensor | None = None) -> None:
-    ev = Evaluator(kafka, geo, codec, instance_id, sensor)
+                  instance_id: str, sensor: EvaluatorSensor | None = None,
+                  stage_sensor: StageSensor | None = None) -> None:
+    ev = Evaluator(kafka, geo, codec, instance_id, sensor, stage_sensor=stage_sensor)
     signal.signal(signal.SIGTERM, ev.stop)
     signal.signal(signal.SIGINT, ev.stop)
     ev.run()

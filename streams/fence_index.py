@@ -2,7 +2,8 @@
 
 One STRtree over every fence's search geometry answers a whole batch of points at once
 (shapely 2's vectorised `query`); the tree is rebuilt lazily after edits, at most once per
-batch, so a burst of edits costs one rebuild.
+batch, so a burst of edits costs one rebuild. Fences are keyed by their scoped id
+(`tenant/geofence_id`): two tenants may both have a fence `depot`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import shapely
 from shapely import STRtree
 
+from geoflux.keys import scoped
 from streams.geofence import Fence
 
 
@@ -29,6 +31,7 @@ class FenceIndex:
         self._fences: dict[str, Fence] = {}
         self._tree: STRtree | None = None
         self._order: list[Fence] = []
+        self._keys: list[str] = []
 
     def __len__(self) -> int:
         return len(self._fences)
@@ -43,8 +46,9 @@ class FenceIndex:
         return list(self._fences.values())
 
     def upsert(self, fence: Fence) -> Fence | None:
-        previous = self._fences.get(fence.geofence_id)
-        self._fences[fence.geofence_id] = fence
+        key = scoped(fence.tenant_id, fence.geofence_id)
+        previous = self._fences.get(key)
+        self._fences[key] = fence
         self._tree = None
         return previous
 
@@ -56,11 +60,13 @@ class FenceIndex:
 
     def _ensure_tree(self) -> None:
         if self._tree is None:
-            self._order = list(self._fences.values())
+            self._keys = list(self._fences)
+            self._order = [self._fences[k] for k in self._keys]
             self._tree = STRtree([f.search_geometry for f in self._order])
 
     def zones(self, lons, lats) -> list[dict[str, Zone]]:
-        """For each point, the fences it is INSIDE or in the BAND of (OUTSIDE is omitted)."""
+        """For each point, the fences (scoped ids) it is INSIDE or in the BAND of (OUTSIDE is
+        omitted)."""
         n = len(lons)
         result: list[dict[str, Zone]] = [{} for _ in range(n)]
         if n == 0 or not self._fences:
@@ -69,13 +75,11 @@ class FenceIndex:
         points = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
         point_idx, fence_idx = self._tree.query(points, predicate="intersects")
         for p, f in zip(point_idx.tolist(), fence_idx.tolist()):
-            fence = self._order[f]
-            if fence.inner is None:
-                result[p][fence.geofence_id] = Zone.INSIDE
-            elif shapely.intersects(fence.inner, points[p]):
-                result[p][fence.geofence_id] = Zone.INSIDE
+            fence, key = self._order[f], self._keys[f]
+            if fence.inner is None or shapely.intersects(fence.inner, points[p]):
+                result[p][key] = Zone.INSIDE
             else:
-                result[p][fence.geofence_id] = Zone.BAND
+                result[p][key] = Zone.BAND
         return result
 
     def zone_of(self, fence: Fence, lon: float, lat: float) -> Zone:

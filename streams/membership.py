@@ -25,6 +25,7 @@ import bisect
 import hashlib
 from dataclasses import dataclass, field
 
+from geoflux.keys import scoped
 from streams.fence_index import FenceIndex, Zone
 
 ENTER, EXIT, DWELL = "ENTER", "EXIT", "DWELL"
@@ -68,9 +69,10 @@ class EntityState:
         return self.history[-1] if self.history else None
 
 
-def event_id(entity_id: str, geofence_id: str, event_type: str, source: str) -> str:
-    """Deterministic: the same cause always yields the same id, so redeliveries are recognisable."""
-    raw = "\x1f".join((entity_id, geofence_id, event_type, source)).encode()
+def event_id(tenant_id: str, entity_id: str, geofence_id: str, event_type: str, source: str) -> str:
+    """Deterministic: the same cause always yields the same id, so redeliveries are recognisable;
+    the tenant is part of it, since entity and geofence ids are unique only within a tenant."""
+    raw = "\x1f".join((tenant_id, entity_id, geofence_id, event_type, source)).encode()
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
@@ -89,7 +91,7 @@ class Transition:
 
     @property
     def event_id(self) -> str:
-        return event_id(self.entity_id, self.geofence_id, self.event_type, self.source)
+        return event_id(self.tenant_id, self.entity_id, self.geofence_id, self.event_type, self.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +112,15 @@ class MembershipMachine:
         self.history_len = max(1, history_len)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _own(self, zones: dict[str, Zone], tenant_id: str) -> dict[str, Zone]:
-        """Fences only ever apply to their own tenant's entities."""
-        own = {}
-        for gid, zone in zones.items():
-            fence = self.index.get(gid)
-            if fence is not None and fence.tenant_id == tenant_id:
-                own[gid] = zone
-        return own
+    @staticmethod
+    def _own(zones: dict[str, Zone], tenant_id: str) -> dict[str, Zone]:
+        """Fences only ever apply to their own tenant's entities. `zones` is keyed by scoped
+        fence id (tenant/id); the result by the tenant's own fence ids."""
+        prefix = scoped(tenant_id, "")
+        return {key[len(prefix):]: zone for key, zone in zones.items() if key.startswith(prefix)}
+
+    def _fence(self, state: EntityState, gid: str):
+        return self.index.get(scoped(state.tenant_id, gid))
 
     def _t(self, kind: str, state: EntityState, gid: str, version: int, lon: float, lat: float,
            ts: int, source: str, reason: str | None = None) -> Transition:
@@ -125,7 +128,7 @@ class MembershipMachine:
                           source, reason)
 
     def _enter(self, state: EntityState, gid: str, ts: int) -> Membership:
-        fence = self.index.get(gid)
+        fence = self._fence(state, gid)
         due = ts + int(fence.dwell_seconds * 1000) if fence.dwell_seconds else None
         m = Membership(gid, fence.version, ts, due)
         state.memberships[gid] = m
@@ -195,7 +198,7 @@ class MembershipMachine:
         # excursion out needs the entity inside now, a brief visit needs it outside now.
         current = set(state.memberships)
         for gid in sorted((before & after & current) - at_late):  # left and came back
-            fence = self.index.get(gid)
+            fence = self._fence(state, gid)
             if fence is None:
                 continue
             out.append(self._t(EXIT, state, gid, fence.version, upd.lon, upd.lat, upd.ts_ms,
@@ -203,7 +206,7 @@ class MembershipMachine:
             out.append(self._t(ENTER, state, gid, fence.version, nxt.lon, nxt.lat, nxt.ts_ms,
                                f"late:{upd.ts_ms}:resume", "late update"))
         for gid in sorted(at_late - before - after - current):  # a visit no neighbour saw
-            fence = self.index.get(gid)
+            fence = self._fence(state, gid)
             if fence is None:
                 continue
             out.append(self._t(ENTER, state, gid, fence.version, upd.lon, upd.lat, upd.ts_ms,
@@ -241,19 +244,23 @@ class MembershipMachine:
                   only: set[str] | None = None) -> list[Transition]:
         """Makes membership agree with the last known position under the current fences.
 
-        `zones` are those of `state.last`; `only` limits it to the fences that changed.
+        `zones` are those of `state.last`; `only` (scoped fence ids) limits it to the fences
+        that changed.
         """
         last = state.last
         if last is None:
             return []
         zones = self._own(zones, state.tenant_id)
+        if only is not None:
+            prefix = scoped(state.tenant_id, "")
+            only = {k[len(prefix):] for k in only if k.startswith(prefix)}
         out: list[Transition] = []
         for gid in sorted(state.memberships):
             if only is not None and gid not in only:
                 continue
             m = state.memberships[gid]
-            fence = self.index.get(gid)
-            if fence is None or fence.tenant_id != state.tenant_id:
+            fence = self._fence(state, gid)
+            if fence is None:
                 del state.memberships[gid]
                 out.append(self._t(EXIT, state, gid, m.geofence_version, last.lon, last.lat,
                                    ts_ms, f"fence-deleted:{gid}:v{m.geofence_version}",
@@ -270,7 +277,7 @@ class MembershipMachine:
             if only is not None and gid not in only:
                 continue
             if zones[gid] == Zone.INSIDE and gid not in state.memberships:
-                fence = self.index.get(gid)
+                fence = self._fence(state, gid)
                 m = self._enter(state, gid, max(ts_ms, last.ts_ms))
                 out.append(self._t(ENTER, state, gid, fence.version, last.lon, last.lat,
                                    m.entered_ms, f"fence:{gid}:v{fence.version}",

@@ -1,39 +1,82 @@
 """Consume -> transform -> produce in one Kafka transaction per batch.
 
 The shell every stateful geoflux stage shares. A subclass supplies `process` (and optionally
-`tick`, `restore`, side inputs); this class owns the consumer, the transactional producer,
-partition assignment, changelog restore and recovery from an aborted transaction:
+`tick`, side inputs, hooks); this class owns the rest:
 
-- one transaction carries the outputs, the changelog records of the state that changed and
-  the consumed offsets, so after a crash state, output and position agree;
-- state is kept per input partition and restored from a compacted changelog that is
-  co-partitioned with the input (same key, same partition count);
-- side inputs are compacted topics every instance reads whole and follows (geofences, rules,
-  silences): loaded to their end before the first input record is processed.
+- **One transaction** carries the outputs, the changelog records of the state that changed and
+  the consumed offsets, so after a crash state, output and position agree.
+- **Every input record is decoded here**, against the schema its topic declares. One that does
+  not decode goes to the stage's DLQ (class `undecodable`) with its original key and bytes, in
+  the same transaction that moves the offset past it. A record the stage's own logic raises on
+  is isolated: the batch is aborted and replayed one record per transaction, and the record
+  that still fails goes to the DLQ (class `processing`). A poison record never stops a stage.
+- **State lives in local stores**, one per changelog partition (`streams.state`), written only
+  after the transaction that carried the same changelog records committed, together with the
+  changelog offset they reflect. RAM holds a bounded cache of decoded states.
+- **Restore does not block the group.** A newly assigned partition is paused and its store
+  brought up to the changelog's end a slice per loop turn (from its checkpoint when it has a
+  usable one), while the consumer keeps polling; then it is resumed.
+- **Broker faults are recoverable.** A commit that times out is retried; a transaction that
+  must be aborted is aborted; a fenced or fatally failed producer is replaced (init_transactions
+  fences the old epoch). Each time, cached state and consumer positions are rewound to what is
+  committed, so nothing is lost or duplicated, and the loop goes on once the broker answers.
+- **Side inputs** are compacted topics every instance reads whole and follows (geofences,
+  rules, silences): loaded to their end before the first input record is processed; a bad
+  record there is logged and skipped.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connectors.kafka_config import consumer_config, transactional_config
 from connectors.topic_reader import TopicReader
-from geoflux.errors import GeofluxError, ValidationError
-from geoflux.settings import KafkaSettings
+from geoflux.errors import ConfigurationError, GeofluxError, ValidationError
+from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.codec import AvroCodec
+from streams.dead_letter import dlq_record
+from streams.sensor import NullStageSensor, StageSensor
+from streams.state.restore import Restorer, start_offset
+from streams.state.store import KeyValueStore, open_store, resolve_kind
+from streams.state.table import META_PREFIX, PartitionTable, StateCache
 
 log = structlog.get_logger("geoflux.processor")
+
+FENCED_LIMIT = 5  # producer replacements within a minute: another process has our --instance
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class Record:
+    """An input record, decoded: `rec` is the value as the topic's schema reads it."""
+
+    msg: Any
+    rec: dict
+
+    def topic(self) -> str:
+        return self.msg.topic()
+
+    def partition(self) -> int:
+        return self.msg.partition()
+
+    def offset(self) -> int:
+        return self.msg.offset()
+
+    def key(self) -> bytes | None:
+        return self.msg.key()
+
+    def raw(self) -> bytes | None:
+        return self.msg.value()
 
 
 @dataclass
@@ -41,6 +84,7 @@ class Batch:
     """What one transaction will carry besides the records already produced into it."""
 
     dirty: dict[str, tuple[int, Any]] = field(default_factory=dict)  # key -> (partition, state)
+    meta: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (partition, name) -> value
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     produced: int = 0
     tally: dict[str, Any] = field(default_factory=dict)  # what a subclass reports on commit
@@ -51,13 +95,14 @@ class SideInput(TopicReader):
     """A compacted topic every instance reads whole: `apply(key, record_or_None)`."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, schema: str, codec: AvroCodec,
-                 apply: Callable[[str, dict | None], bool]) -> None:
-        super().__init__(kafka, topic, schema, codec, lambda key, rec, _msg: apply(key, rec))
+                 apply: Callable[[str, dict | None], bool],
+                 on_skip: Callable[[str, str], None] | None = None) -> None:
+        super().__init__(kafka, topic, schema, codec, lambda key, rec, _msg: apply(key, rec), on_skip)
 
 
 class ConfigSideInput(SideInput):
-    """A ConfigRecord topic parsed into `target` (id -> object). Objects were validated on
-    write; one that no longer parses (an old or foreign record) is logged and ignored, and
+    """A ConfigRecord topic parsed into `target` (topic key -> object). Objects were validated
+    on write; one that no longer parses (an old or foreign record) is logged and ignored, and
     `keep` can decline objects another stage is responsible for."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, codec: AvroCodec, target: dict,
@@ -65,18 +110,18 @@ class ConfigSideInput(SideInput):
         self.target, self.parse, self.keep = target, parse, keep
         super().__init__(kafka, topic, "ConfigRecord", codec, self._apply_config)
 
-    def _apply_config(self, oid: str, rec: dict | None) -> bool:
+    def _apply_config(self, key: str, rec: dict | None) -> bool:
         if rec is None or rec["deleted"]:
-            return self.target.pop(oid, None) is not None
+            return self.target.pop(key, None) is not None
         try:
-            obj = self.parse(json.loads(rec["body"]), oid, rec)
-        except ValidationError as exc:
-            log.error("invalid configuration ignored", topic=self.topic, id=oid, error=str(exc))
+            obj = self.parse(json.loads(rec["body"]), rec["id"], rec)
+        except (ValidationError, ValueError) as exc:
+            log.error("invalid configuration ignored", topic=self.topic, key=key, error=str(exc))
             return False
         if self.keep(obj):
-            self.target[oid] = obj
+            self.target[key] = obj
         else:
-            self.target.pop(oid, None)
+            self.target.pop(key, None)
         return True
 
 
@@ -84,23 +129,44 @@ class TransactionalProcessor:
     #: set by subclasses
     changelog_topic: str | None = None
     changelog_schema: str | None = None
+    stage: str = "stage"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, *, group: str, instance_id: str,
-                 inputs: list[str], max_batch: int = 2000, poll_timeout_s: float = 0.02,
-                 tick_interval_s: float = 0.2) -> None:
+                 inputs: dict[str, str], dlq_topic: str | None = None, max_batch: int = 2000,
+                 poll_timeout_s: float = 0.02, tick_interval_s: float = 0.2,
+                 state: StreamSettings | None = None, sensor: StageSensor | None = None) -> None:
         self.kafka, self.codec = kafka, codec
-        self.group, self.instance_id, self.inputs = group, instance_id, inputs
+        self.group, self.instance_id = group, instance_id
+        self.input_schemas = dict(inputs)  # topic -> Avro schema of its values
+        self.inputs = list(self.input_schemas)
+        self.dlq_topic = dlq_topic
+        self.tombstones_ok: set[str] = set()  # compacted inputs, where a tombstone is a deletion
         self.max_batch, self.poll_timeout_s, self.tick_interval_s = max_batch, poll_timeout_s, tick_interval_s
-        self.states: dict[int, dict[str, Any]] = {}
-        self.partition_of: dict[str, int] = {}
+        self.state_settings = state or StreamSettings()
+        self.stage_sensor = sensor or NullStageSensor()
         self.side_inputs: list[SideInput] = []
         self.running = True
         self.transactions = self.aborted = 0
         self._last_tick = 0.0
+        self.cache = StateCache(self.state_settings.cache_entries)
+        self.tables: dict[int, PartitionTable] = {}
+        self._stores: dict[int, KeyValueStore] = {}
+        self.ready: set[int] = set()  # assigned, restored, resumed
+        self._pending: set[int] = set()  # assigned, restore not begun yet
+        self._touched: dict[str, int] = {}  # key -> partition, this transaction
+        self._open: Batch | None = None
+        self._pending_changed: set[str] = set()
+        self._isolate_until: dict[tuple[str, int], int] = {}
+        self._poison: dict[tuple[str, int, int], str] = {}  # records that raised on their own
+        self._fenced_at: list[float] = []
+        self._restorer: Restorer | None = None
         self.consumer = Consumer(consumer_config(kafka, group, **{
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5}))
-        self.producer = Producer(transactional_config(kafka, f"{group}-{instance_id}"))
+        self.producer = self._new_producer_instance()
+
+    def _new_producer_instance(self) -> Producer:
+        return Producer(transactional_config(self.kafka, f"{self.group}-{self.instance_id}"))
 
     # -- hooks -------------------------------------------------------------------------------
     def state_from_record(self, rec: dict) -> Any:
@@ -109,13 +175,25 @@ class TransactionalProcessor:
     def state_to_record(self, state: Any) -> dict:
         raise NotImplementedError
 
-    def on_restored(self, partition: int, states: dict[str, Any]) -> None:
-        """Called after a partition's state is restored (before its first record)."""
+    def index_keys(self, key: str, state: Any) -> Iterable[bytes]:
+        """Secondary index entries of a state (timers by due time, members of a fence...),
+        kept in the partition's store and readable with `table(p).index(prefix)`."""
+        return ()
+
+    def on_restored(self, partition: int) -> None:
+        """A partition's state is complete (restored); called before its first record."""
+
+    def on_revoked(self, partitions: set[int]) -> None:
+        """Partitions taken away; their state is no longer this instance's."""
+
+    def on_rewind(self) -> None:
+        """A transaction was given up: cached state and positions are back at the last commit.
+        Stages drop whatever they derived from the lost work (held records, timers)."""
 
     def on_side_input(self, batch: Batch, changed: set[str]) -> None:
         """Called inside a transaction with the side-input keys that changed."""
 
-    def process(self, msgs: list, batch: Batch) -> None:
+    def process(self, records: list[Record], batch: Batch) -> None:
         raise NotImplementedError
 
     def tick(self, batch: Batch) -> None:
@@ -127,82 +205,185 @@ class TransactionalProcessor:
     def wants_tick(self) -> bool:
         return False
 
+    def on_committed(self, batch: Batch) -> None:
+        """After a batch's transaction committed (metrics hooks); does nothing by default."""
+
     # -- helpers for subclasses -------------------------------------------------------------
-    def produce(self, batch: Batch, topic: str, key: str | bytes | None, value: bytes | None) -> None:
-        self.producer.produce(topic, key=key, value=value)
+    def produce(self, batch: Batch, topic: str, key: str | bytes | None, value: bytes | None,
+                partition: int | None = None, on_delivery=None) -> None:
+        kwargs = {} if partition is None else {"partition": partition}
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, **kwargs)
+                break
+            except BufferError:  # local queue full: let librdkafka send, then go on
+                self.producer.poll(0.05)
         batch.produced += 1
 
     def emit(self, batch: Batch, topic: str, key: str, schema: str, record: dict) -> None:
         self.produce(batch, topic, key, self.codec.encode(topic, schema, record))
 
-    def mark_dirty(self, batch: Batch, key: str, state: Any) -> None:
-        batch.dirty[key] = (self.partition_of[key], state)
+    def table(self, partition: int) -> PartitionTable:
+        return self.tables[partition]
 
-    def state(self, key: str) -> Any | None:
-        part = self.partition_of.get(key)
-        return None if part is None else self.states.get(part, {}).get(key)
+    def state(self, key: str, partition: int | None = None) -> Any | None:
+        """The state under `key`: this transaction's, the cache's, or the store's. `partition`
+        is needed only for a key this transaction has not touched yet."""
+        if self._open is not None and key in self._open.dirty:
+            part, st = self._open.dirty[key]
+            self._touched[key] = part
+            return st
+        hit = self.cache.get(key)
+        if hit is not None:
+            self._touched[key] = hit[0]
+            return hit[1]
+        part = partition if partition is not None else self._touched.get(key)
+        if part is None or part not in self.tables:
+            return None
+        raw = self.tables[part].raw(key)
+        if raw is None:
+            return None
+        st = self.state_from_record(self.codec.decode(raw, self.changelog_schema))
+        self.cache.put(key, part, st)
+        self._touched[key] = part
+        return st
 
     def put_state(self, partition: int, key: str, state: Any) -> None:
-        self.states.setdefault(partition, {})[key] = state
-        self.partition_of[key] = partition
+        self.cache.put(key, partition, state)
+        self._touched[key] = partition
 
-    def dead_letter(self, batch: Batch, dlq_topic: str, msg, error_class: str, message: str,
+    def mark_dirty(self, batch: Batch, key: str, state: Any, partition: int | None = None) -> None:
+        part = partition if partition is not None else self._touched.get(key)
+        if part is None:
+            hit = self.cache.get(key)
+            part = hit[0] if hit else None
+        if part is None:
+            raise GeofluxError(f"{self.stage}: state {key!r} changed without a known partition")
+        batch.dirty[key] = (part, state)
+        self._touched[key] = part
+
+    def delete_state(self, batch: Batch, key: str, partition: int) -> None:
+        """A tombstone in the changelog; the key is gone once the transaction commits."""
+        self.cache.pop(key)
+        batch.dirty[key] = (partition, None)
+        self._touched[key] = partition
+
+    def put_meta(self, batch: Batch, partition: int, name: str, value: bytes) -> None:
+        """Stage metadata that travels on the changelog with the state it describes."""
+        batch.meta[(partition, name)] = value
+
+    def states(self, partition: int) -> Iterator[tuple[str, Any]]:
+        """Every state of a partition, decoded (a scan: for rare, whole-partition work)."""
+        for key, raw in self.tables[partition].raw_items():
+            if self._open is not None and key in self._open.dirty:
+                st = self._open.dirty[key][1]
+            else:
+                hit = self.cache.get(key)
+                st = hit[1] if hit else self.state_from_record(self.codec.decode(raw, self.changelog_schema))
+            if st is not None:
+                yield key, st
+
+    def dead_letter(self, batch: Batch, dlq_topic: str | None, msg, error_class: str, message: str,
                     attempts: int = 1) -> None:
-        now = now_ms()
-        rec = {"dlq_id": f"{msg.topic()}:{msg.partition()}:{msg.offset()}",
-               "original_topic": msg.topic(), "original_partition": msg.partition(),
-               "original_offset": msg.offset(), "original_key": msg.key(),
-               "original_value": msg.value(), "error_class": error_class,
-               "error_message": message, "attempts": attempts, "first_failure_ms": now,
-               "last_failure_ms": now, "redrive_topic": msg.topic()}
-        self.produce(batch, dlq_topic, msg.key(), self.codec.encode(dlq_topic, "DlqRecord", rec))
+        msg = msg.msg if isinstance(msg, Record) else msg
+        topic_ = dlq_topic or self.dlq_topic
+        rec = dlq_record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                         error_class, message, self.stage, attempts=attempts)
+        self.produce(batch, topic_, msg.key(), self.codec.encode(topic_, "DlqRecord", rec))
+        batch.tally.setdefault("_dlq", []).append(error_class)
 
     # -- assignment and restore ---------------------------------------------------------------
+    def _store_path(self, partition: int) -> Path:
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.changelog_topic)
+        return Path(self.state_settings.data_dir) / safe / self.instance_id / str(partition)
+
+    def _table_for(self, partition: int) -> PartitionTable:
+        if partition not in self.tables:
+            store = open_store(self.state_settings.store, self._store_path(partition),
+                               block_cache_mb=self.state_settings.rocksdb_block_cache_mb,
+                               write_buffer_mb=self.state_settings.rocksdb_write_buffer_mb)
+            self._stores[partition] = store
+            self.tables[partition] = PartitionTable(store, partition)
+        return self.tables[partition]
+
     def _on_assign(self, consumer, partitions) -> None:
-        for p in sorted({tp.partition for tp in partitions}):
-            restored = self._restore(p) if self.changelog_topic else {}
-            for key, state in restored.items():
-                self.put_state(p, key, state)
-            self.states.setdefault(p, {})
-            self.on_restored(p, restored)
-        log.info("assigned", group=self.group, partitions=[tp.partition for tp in partitions])
+        consumer.assign(partitions)
+        consumer.pause(partitions)  # resumed once each partition's state is complete
+        self._pending |= {tp.partition for tp in partitions}
+        log.info("assigned", group=self.group, partitions=sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, consumer, partitions) -> None:
-        for p in {tp.partition for tp in partitions}:
-            for key in self.states.pop(p, {}):
-                self.partition_of.pop(key, None)
-        log.info("revoked", group=self.group, partitions=[tp.partition for tp in partitions])
+        gone = {tp.partition for tp in partitions}
+        if self._restorer is not None:
+            self._restorer.cancel(gone)
+        self.ready -= gone
+        self._pending -= gone
+        self.cache.drop_partitions(gone)
+        if not self.persistent_state():
+            for p in gone:  # an in-memory store is rebuilt on the next assignment anyway
+                self.tables.pop(p, None)
+                store = self._stores.pop(p, None)
+                if store is not None:
+                    store.close()
+        self.on_revoked(gone)
+        log.info("revoked", group=self.group, partitions=sorted(gone))
 
-    def _restore(self, partition: int) -> dict[str, Any]:
-        """This partition's committed changelog, read to its end (the last stable offset)."""
-        restorer = Consumer(consumer_config(self.kafka, f"{self.group}-restore-{uuid.uuid4().hex[:8]}",
-                                            **{"enable.partition.eof": True}))
-        states: dict[str, Any] = {}
-        try:
-            restorer.assign([TopicPartition(self.changelog_topic, partition, OFFSET_BEGINNING)])
-            deadline = time.monotonic() + 120
-            done = False
-            while not done:
-                if time.monotonic() > deadline:
-                    raise GeofluxError(f"restoring {self.changelog_topic}[{partition}] took over 120 s")
-                for msg in restorer.consume(1000, 0.5):
-                    if msg.error():
-                        done = done or msg.error().code() == KafkaError._PARTITION_EOF
-                        continue
-                    key = msg.key().decode()
-                    if msg.value() is None:
-                        states.pop(key, None)
-                    else:
-                        states[key] = self.state_from_record(
-                            self.codec.decode(msg.value(), self.changelog_schema))
-        finally:
-            restorer.close()
-        return states
+    def persistent_state(self) -> bool:
+        return resolve_kind(self.state_settings.store) != "memory"
+
+    def _index_raw(self, key: str, raw: bytes) -> Iterable[bytes] | None:
+        if type(self).index_keys is TransactionalProcessor.index_keys:
+            return None  # no indexes: restore copies bytes without decoding them
+        return self.index_keys(key, self.state_from_record(self.codec.decode(raw, self.changelog_schema)))
+
+    def _begin_restores(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = sorted(self._pending), set()
+        if self.changelog_topic is None:
+            for p in pending:
+                self._finish_restore(p)
+            return
+        if self._restorer is None:
+            restore_consumer = Consumer(consumer_config(
+                self.kafka, f"{self.group}-restore-{self.instance_id}", **{"enable.partition.eof": True}))
+            self._restorer = Restorer(restore_consumer, self.changelog_topic, self.stage,
+                                      self._index_raw, self.state_settings.restore_batch,
+                                      lambda p, left, secs: self.stage_sensor.restore_remaining(self.stage, p, left, secs))
+        for i, p in enumerate(pending):
+            try:
+                low, high = self._restorer.consumer.get_watermark_offsets(
+                    TopicPartition(self.changelog_topic, p), timeout=self.kafka.request_timeout_s)
+            except KafkaException as exc:  # the broker is away: try again next turn
+                log.warning("cannot start restore yet", stage=self.stage, error=exc.args[0].str())
+                self._pending |= set(pending[i:])
+                return
+            table = self._table_for(p)
+            self._restorer.begin(p, table, start_offset(table, self.persistent_state(), low, high, now_ms()),
+                                 low, high)
+
+    def _restore_step(self) -> None:
+        self._begin_restores()
+        if self._restorer is not None and self._restorer.active:
+            for p in self._restorer.step():
+                self._finish_restore(p)
+
+    def _finish_restore(self, partition: int) -> None:
+        # every input topic's partition of this number shares the partition's state
+        mine = [tp for tp in self.consumer.assignment() if tp.partition == partition]
+        if not mine:
+            return  # revoked while its restore finished
+        self.ready.add(partition)
+        self.on_restored(partition)
+        self.consumer.resume(mine)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, max_seconds: float | None = None) -> None:
-        self.producer.init_transactions(self.kafka.request_timeout_s * 4)
+        self._init_transactions()
         for side in self.side_inputs:
+            side.on_skip = self.stage_sensor.skipped
             side.load()
         self.consumer.subscribe(self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
@@ -216,65 +397,260 @@ class TransactionalProcessor:
         self.running = False
 
     def close(self) -> None:
-        for closer in [self.consumer.close, *(s.close for s in self.side_inputs)]:
+        closers = [self.consumer.close, *(s.close for s in self.side_inputs)]
+        if self._restorer is not None:
+            closers.append(self._restorer.consumer.close)
+        for closer in closers:
             try:
                 closer()
             except (KafkaException, RuntimeError):
                 pass
         self.producer.flush(10)
+        for store in self._stores.values():
+            store.close()
 
     def step(self) -> None:
-        msgs = [m for m in self.consumer.consume(self.max_batch, self.poll_timeout_s)]
-        changed: set[str] = set()
+        self._restore_step()
+        msgs = [m for m in self.consumer.consume(self.max_batch, self.poll_timeout_s) if not m.error()]
         for side in self.side_inputs:
-            changed |= side.poll(0)
+            self._pending_changed |= side.poll(0)
         tick = time.monotonic() - self._last_tick >= self.tick_interval_s and self.wants_tick()
-        if not (msgs or changed or tick or self.has_pending_work()):
+        if not (msgs or self._pending_changed or tick or self.has_pending_work()):
             return
-        batch = Batch()
-        self.producer.begin_transaction()
+        if self._isolate_until:
+            isolated = [m for m in msgs if m.offset() <= self._isolate_until.get((m.topic(), m.partition()), -1)]
+            if isolated:
+                self._isolate(isolated)
+                return  # the rest of this fetch is read again after the rewind
+            self._isolate_until.clear()
+        self._transaction(msgs, tick)
+
+    def _transaction(self, msgs: list, tick: bool) -> None:
+        batch = self._begin()
+        if batch is None:
+            return
         try:
-            if changed or self.has_pending_work():
-                self.on_side_input(batch, changed)
-            if msgs:
-                for m in msgs:
-                    if not m.error():
-                        batch.offsets[(m.topic(), m.partition())] = m.offset() + 1
-                self.process([m for m in msgs if not m.error()], batch)
+            if self._pending_changed or self.has_pending_work():
+                self.on_side_input(batch, set(self._pending_changed))
             if tick:
                 self._last_tick = time.monotonic()
                 self.tick(batch)
-            for key, (partition, state) in batch.dirty.items():
-                value = None if state is None else self.codec.encode(
-                    self.changelog_topic, self.changelog_schema, self.state_to_record(state))
-                self.producer.produce(self.changelog_topic, key=key, value=value,
-                                      partition=partition)
-            if batch.offsets:
-                self.producer.send_offsets_to_transaction(
-                    [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()],
-                    self.consumer.consumer_group_metadata(), self.kafka.request_timeout_s)
-            self.producer.commit_transaction(self.kafka.request_timeout_s * 2)
-            self.transactions += 1
+            try:
+                records = self._decode(msgs, batch)
+                if records:
+                    self.process(records, batch)
+                self._commit(batch)
+            except (KafkaException, ConfigurationError):
+                raise
+            except Exception as exc:  # the stage's logic raised on a record: find it, set it aside
+                if not msgs:
+                    raise
+                log.error("batch failed; isolating its records", stage=self.stage, error=repr(exc))
+                for m in msgs:
+                    tp = (m.topic(), m.partition())
+                    self._isolate_until[tp] = max(self._isolate_until.get(tp, -1), m.offset())
+                self._give_up("processing")
+                return
         except KafkaException as exc:
             self._recover(exc)
             return
+        self._pending_changed = set()
+        self._committed(batch)
+
+    def _isolate(self, msgs: list) -> None:
+        """One record per transaction. The record that raises on its own is marked; after the
+        rewind it is read again and dead-lettered (class `processing`) in the stage's normal
+        flow, so the stage's own offset rules (held records) still decide what is committed."""
+        for m in msgs:
+            batch = self._begin()
+            if batch is None:
+                return
+            try:
+                records = self._decode([m], batch)
+                if records:
+                    self.process(records, batch)
+                self._commit(batch)
+            except KafkaException as exc:
+                self._recover(exc)
+                return
+            except ConfigurationError:
+                raise
+            except Exception as exc:  # this is the poison record
+                error = f"{type(exc).__name__}: {exc}"
+                self._poison[(m.topic(), m.partition(), m.offset())] = error
+                log.error("record set aside", stage=self.stage, topic=m.topic(),
+                          partition=m.partition(), offset=m.offset(), error=error[:300])
+                self._give_up("poison")
+                return
+            self._committed(batch)
+        self._rewind()  # what was fetched after the isolated records is read again
+
+    def _decode(self, msgs: list, batch: Batch) -> list[Record]:
+        records = []
+        for m in msgs:
+            if m.partition() not in self.ready:
+                continue  # fetched before a revoke/re-assign: read again (not committed) once ready
+            batch.offsets[(m.topic(), m.partition())] = m.offset() + 1
+            if m.value() is None and m.topic() in self.tombstones_ok:
+                continue
+            poison = self._poison.pop((m.topic(), m.partition(), m.offset()), None)
+            if poison is not None:
+                self.dead_letter(batch, None, m, "processing", poison)
+                continue
+            try:
+                records.append(Record(m, self.codec.decode(m.value(), self.input_schemas[m.topic()])))
+            except ValidationError as exc:
+                self.dead_letter(batch, None, m, "undecodable", str(exc))
+        return records
+
+    def _begin(self) -> Batch | None:
+        try:
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            self._recover(exc)
+            return None
+        self._open = Batch()
+        self._touched = {}
+        return self._open
+
+    def _commit(self, batch: Batch) -> None:
+        delivered: dict[int, int] = {}
+
+        def on_delivery(err, msg):
+            if err is None:
+                delivered[msg.partition()] = max(delivered.get(msg.partition(), -1), msg.offset())
+
+        changes: dict[int, list] = {}
+        for key, (partition, state) in batch.dirty.items():
+            value = None if state is None else self.codec.encode(
+                self.changelog_topic, self.changelog_schema, self.state_to_record(state))
+            self.produce(batch, self.changelog_topic, key, value, partition, on_delivery)
+            index = None if state is None else self.index_keys(key, state)
+            changes.setdefault(partition, []).append((key, value, index))
+        for (partition, name), value in batch.meta.items():
+            self.produce(batch, self.changelog_topic, META_PREFIX + name, value, partition, on_delivery)
+            changes.setdefault(partition, []).append((META_PREFIX + name, value, None))
+        if batch.offsets:
+            self._retrying(lambda: self.producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()],
+                self.consumer.consumer_group_metadata(), self.kafka.request_timeout_s))
+        self._retrying(lambda: self.producer.commit_transaction(self.kafka.request_timeout_s * 2))
+        self.producer.poll(0)
+        self.transactions += 1
+        self._open = None
+        for partition, items in changes.items():
+            table = self.tables.get(partition)
+            if table is None:
+                continue
+            last = delivered.get(partition)
+            table.apply(items, None if last is None else last + 1)
+            for key, _value, _index in items:
+                if key.startswith(META_PREFIX):
+                    continue
+                state = batch.dirty[key][1]
+                if state is None:
+                    self.cache.pop(key)
+                else:
+                    self.cache.put(key, partition, state)
+
+    def _committed(self, batch: Batch) -> None:
+        for error_class in batch.tally.pop("_dlq", ()):
+            self.stage_sensor.dead_lettered(self.stage, error_class)
         self.on_committed(batch)
 
-    def on_committed(self, batch: Batch) -> None:
-        """After a batch's transaction committed (metrics hooks); does nothing by default."""
+    # -- faults -------------------------------------------------------------------------------
+    def _retrying(self, call: Callable[[], Any], deadline_s: float = 60.0) -> None:
+        """A retriable error (a timeout, a coordinator loading) is retried until the deadline;
+        anything else, or the deadline, is raised for `_recover`."""
+        deadline = time.monotonic() + deadline_s
+        delay = 0.1
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or err.txn_requires_abort() or err.fatal() \
+                        or time.monotonic() > deadline:
+                    raise
+                log.warning("retrying", stage=self.stage, error=err.str())
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _recover(self, exc: KafkaException) -> None:
-        """An aborted batch: rewind input and in-memory state to what the changelog holds."""
         err = exc.args[0]
-        if not err.txn_requires_abort():
-            raise exc  # fatal (fenced by a newer instance, or misconfigured): exit and restart
-        log.warning("transaction aborted, rewinding", group=self.group, error=err.str())
-        self.producer.abort_transaction(self.kafka.request_timeout_s * 2)
+        if isinstance(err, KafkaError) and err.txn_requires_abort() and not err.fatal():
+            log.warning("transaction aborted, rewinding", stage=self.stage, error=err.str())
+            try:
+                self._retrying(lambda: self.producer.abort_transaction(self.kafka.request_timeout_s * 2))
+                self._give_up("aborted", abort=False)
+                return
+            except KafkaException as again:
+                err = again.args[0]
+        log.warning("producer failed, replacing it", stage=self.stage,
+                    error=err.str() if isinstance(err, KafkaError) else str(err))
+        self._replace_producer()
+        self._give_up("producer-replaced", abort=False)
+
+    def _replace_producer(self) -> None:
+        now = time.monotonic()
+        self._fenced_at = [t for t in self._fenced_at if now - t < 60] + [now]
+        if len(self._fenced_at) > FENCED_LIMIT:
+            raise ConfigurationError(
+                f"{self.stage}: producer fenced {len(self._fenced_at)} times in a minute: is another "
+                f"process running with --instance {self.instance_id}?")
+        try:
+            self.producer.flush(0)
+        except (KafkaException, RuntimeError):
+            pass
+        self.producer = self._new_producer_instance()
+        self._init_transactions()
+
+    def _init_transactions(self) -> None:
+        delay = 0.5
+        while self.running:
+            try:
+                self.producer.init_transactions(self.kafka.request_timeout_s * 2)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.fatal():
+                    self.producer = self._new_producer_instance()
+                log.warning("waiting for the transaction coordinator", stage=self.stage,
+                            error=err.str(), retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _abort_quietly(self) -> None:
+        try:
+            self._retrying(lambda: self.producer.abort_transaction(self.kafka.request_timeout_s * 2))
+        except KafkaException as exc:
+            log.warning("abort failed, replacing the producer", stage=self.stage, error=exc.args[0].str())
+            self._replace_producer()
+        self._open = None
+
+    def _give_up(self, cause: str, abort: bool = True) -> None:
+        if abort:
+            self._abort_quietly()
+        self._open = None
         self.aborted += 1
-        assigned = self.consumer.assignment()
-        committed = self.consumer.committed(assigned, timeout=self.kafka.request_timeout_s)
-        for tp in committed:
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition,
-                                              tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
-        self._on_revoke(self.consumer, assigned)
-        self._on_assign(self.consumer, assigned)
+        self.stage_sensor.recovered(self.stage, cause)
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Cached state and positions back to the last commit (the store holds only that)."""
+        self.cache.clear()
+        self._open = None
+        delay = 0.2
+        while self.running:
+            assigned = [tp for tp in self.consumer.assignment() if tp.partition in self.ready]
+            try:
+                committed = self.consumer.committed(assigned, timeout=self.kafka.request_timeout_s) if assigned else []
+                for tp in committed:
+                    self.consumer.seek(TopicPartition(tp.topic, tp.partition,
+                                                      tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+                break
+            except KafkaException as exc:
+                log.warning("cannot rewind yet", stage=self.stage, error=exc.args[0].str(), retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.on_rewind()

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings
+# Stages keep local state under GEOFLUX_STREAM_DATA_DIR (one directory per changelog topic,
+# and every test has its own topic prefix): a throwaway root per test process, never ~/.local.
+os.environ.setdefault("GEOFLUX_STREAM_DATA_DIR", f"/tmp/geoflux-state-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+
+from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings  # noqa: E402
 from services.local_kafka import LocalKafka
 from services.local_process import free_port, port_is_open
 from services.local_registry import LocalRegistry
@@ -171,3 +175,9 @@ def moto_endpoint() -> str:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stream_state_root():
+    yield os.environ["GEOFLUX_STREAM_DATA_DIR"]
+    shutil.rmtree(os.environ["GEOFLUX_STREAM_DATA_DIR"], ignore_errors=True)

@@ -76,5 +76,6 @@ SAMPLES = {
     "DlqRecord": {"dlq_id": "d1", "original_topic": "geo.locations", "original_partition": 0,
                   "original_offset": 42, "original_key": b"k", "original_value": b"\x00v",
                   "error_class": "validation", "error_message": "bad", "attempts": 1,
-                  "first_failure_ms": NOW, "last_failure_ms": NOW, "redrive_topic": None},
+                  "first_failure_ms": NOW, "last_failure_ms": NOW, "redrive_topic": None,
+                  "stage": "evaluator"},
 }

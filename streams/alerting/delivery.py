@@ -37,6 +37,8 @@ from schemas.codec import AvroCodec
 from streams.alerting.delivery_policy import Breakers, RetryPolicy
 from streams.alerting.sensor import AlertSensor, NullSensor
 from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from geoflux.keys import scoped
+from streams.sensor import StageSensor
 from streams.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.delivery")
@@ -44,12 +46,15 @@ TRANSIENT_CLASSES = {"transient", "rate_limited", "breaker_open"}
 
 
 class DeliveryWorker(AtLeastOnceWorker):
+    stage = "delivery"
+
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
-                 sensor: AlertSensor | None = None) -> None:
+                 sensor: AlertSensor | None = None, stage_sensor: StageSensor | None = None) -> None:
         self.t_deliveries = topic("alerts.deliveries", kafka)
         self.t_retry = topic("alerts.retry", kafka)
         self.t_dlq = topic("alerts.dlq", kafka)
-        super().__init__(kafka, codec, "geoflux-delivery", [self.t_deliveries, self.t_retry, self.t_dlq])
+        super().__init__(kafka, codec, "geoflux-delivery", [self.t_deliveries, self.t_retry, self.t_dlq],
+                         stage_sensor)
         self.s = settings
         self.sensor = sensor or NullSensor()
         self.t_outcomes = topic("alerts.outcomes", kafka)
@@ -68,12 +73,12 @@ class DeliveryWorker(AtLeastOnceWorker):
                                   self._apply_channel)
 
     # -- channel configuration ----------------------------------------------------------------
-    def _apply_channel(self, name: str, rec: dict | None, _msg) -> bool:
+    def _apply_channel(self, key: str, rec: dict | None, _msg) -> bool:
         if rec is None or rec["deleted"]:
-            return self.configs.pop(name, None) is not None
+            return self.configs.pop(key, None) is not None
         body = json.loads(rec["body"])
-        self.configs[name] = (rec["version"], ChannelConfig(name, body["kind"], rec["tenant_id"],
-                                                             body.get("settings") or {}))
+        self.configs[scoped(rec["tenant_id"], rec["id"])] = (rec["version"], ChannelConfig(
+            rec["id"], body["kind"], rec["tenant_id"], body.get("settings") or {}))
         return True
 
     def _callback_channel(self, req: dict) -> tuple[int, Channel]:
@@ -88,15 +93,17 @@ class DeliveryWorker(AtLeastOnceWorker):
         return self.channels[key]
 
     def _channel(self, name: str, tenant: str) -> tuple[int, Channel] | None:
+        """Channel names are per tenant: a delivery only ever uses its own tenant's channel."""
+        key = scoped(tenant, name)
         with self.reader.lock:
-            entry = self.configs.get(name)
-        if entry is None or entry[1].tenant_id != tenant:
+            entry = self.configs.get(key)
+        if entry is None:
             return None
         version, config = entry
-        cached = self.channels.get(name)
+        cached = self.channels.get(key)
         if cached is None or cached[0] != version:
-            self.channels[name] = (version, build_channel(config))
-        return self.channels[name]
+            self.channels[key] = (version, build_channel(config))
+        return self.channels[key]
 
     # -- producing ----------------------------------------------------------------------------
     _produce = AtLeastOnceWorker.produce
@@ -137,8 +144,10 @@ class DeliveryWorker(AtLeastOnceWorker):
             else:
                 job = Job(tp, msg.offset(), self.codec.decode(msg.value(), "DeliveryAttempt"))
         except ValidationError as exc:
-            log.error("undecodable delivery record skipped", topic=msg.topic(),
+            # read back from alerts.dlq with class `undecodable`, it waits there for a person
+            log.error("undecodable delivery record dead-lettered", topic=msg.topic(),
                       offset=msg.offset(), error=str(exc))
+            self.dead_letter_input(msg, self.t_dlq, "undecodable", str(exc))
             self.tracker.done(tp, msg.offset())
             return
         self._hold(job, job.record["not_before_ms"] / 1000)
@@ -153,6 +162,8 @@ class DeliveryWorker(AtLeastOnceWorker):
     async def _handle(self, job: Job) -> None:
         req = job.record
         name = req["channel"]
+        # channel names are per tenant: breakers, 410-disabling and concurrency are too
+        ckey = name if name == "job-callback" else scoped(req["tenant_id"], name)
         try:
             entry = (self._callback_channel(req) if name == "job-callback"
                      else self._channel(name, req["tenant_id"]))
@@ -162,17 +173,17 @@ class DeliveryWorker(AtLeastOnceWorker):
                 self._outcome(req, "DEAD_LETTERED", "permanent", f"unknown channel {name}")
                 return self._finish(job)
             version, channel = entry
-            if (name, version) in self.disabled:
+            if (ckey, version) in self.disabled:
                 self._dead_letter(job, req, "gone", f"channel {name} v{version} is disabled after HTTP 410")
                 self._outcome(req, "DISABLED", "gone", "endpoint disabled (410)")
                 return self._finish(job)
-            breaker = self.breakers[name]
+            breaker = self.breakers[ckey]
             critical = req["severity"] == "critical"
             if not breaker.allows(time.time(), critical):
                 self._fallback(req)
                 self._hold(job, breaker.reopens_at())  # waits for the breaker; not an attempt
                 return
-            sem = self._sems.setdefault(name, asyncio.Semaphore(self.s.per_channel_concurrency))
+            sem = self._sems.setdefault(ckey, asyncio.Semaphore(self.s.per_channel_concurrency))
             async with sem:
                 try:
                     await asyncio.wait_for(channel.send(self._notification(req)), self.s.send_timeout_s)
@@ -183,13 +194,13 @@ class DeliveryWorker(AtLeastOnceWorker):
             self.sensor.delivered(req["severity"], name, (now_ms() - req["alert_created_ms"]) / 1000)
             self._finish(job)
         except EndpointGone as exc:
-            if name in self.channels:
-                self.disabled.add((name, self.channels[name][0]))
+            if ckey in self.channels:
+                self.disabled.add((ckey, self.channels[ckey][0]))
             self._dead_letter(job, req, "gone", str(exc))
             self._outcome(req, "DISABLED", "gone", str(exc))
             self._finish(job)
         except TransientError as exc:
-            self.breakers[name].record(False, time.time())
+            self.breakers[ckey].record(False, time.time())
             self._retry(job, exc, getattr(exc, "retry_after_s", None))
         except PermanentError as exc:
             self._dead_letter(job, req, "permanent", str(exc))
@@ -284,8 +295,8 @@ class DeliveryWorker(AtLeastOnceWorker):
                     await ch.close()
 
 def run_delivery(kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
-                 sensor: AlertSensor | None = None) -> None:
-    worker = DeliveryWorker(kafka, codec, settings, sensor)
+                 sensor: AlertSensor | None = None, stage_sensor: StageSensor | None = None) -> None:
+    worker = DeliveryWorker(kafka, codec, settings, sensor, stage_sensor)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     asyncio.run(worker.run())

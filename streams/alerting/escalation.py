@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from geoflux.errors import ValidationError
+from geoflux.keys import scoped
 from streams.alerting.rules import SEVERITIES
 from streams.config_validation import object_id_and_tenant
 
@@ -79,7 +80,7 @@ def policy_for(policies: dict[str, EscalationPolicy], tenant: str, severity: str
     """The rule's named policy (if it is the tenant's), else the tenant's policy for the
     severity (the lowest id wins a tie, so every worker picks the same one)."""
     if named:
-        p = policies.get(named)
+        p = policies.get(scoped(tenant, named))
         return p if p is not None and p.tenant_id == tenant else None
     for pid in sorted(policies):
         p = policies[pid]

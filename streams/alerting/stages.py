@@ -17,7 +17,6 @@ import hashlib
 
 import structlog
 
-from geoflux.errors import ValidationError
 from geoflux.settings import AlertSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -29,7 +28,9 @@ from streams.alerting.rules import (AlertRule, flatten, matches, parse_rule, ren
                                     resolves)
 from streams.alerting.sensor import AlertSensor, NullSensor
 from streams.cep.patterns import parse_pattern, pattern_alert_rule
-from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
+from geoflux.keys import scoped
+from streams.sensor import StageSensor
+from streams.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.alerts")
 
@@ -45,19 +46,24 @@ SOURCES = {
 MAX_OPEN_PER_KEY = 50  # open alerts one resolving record can resolve; older ones need a person
 
 
-def alert_id_for(rule_id: str, source_id: str) -> str:
-    return hashlib.sha256(f"{rule_id}\x1f{source_id}".encode()).hexdigest()[:32]
+def alert_id_for(tenant_id: str, rule_id: str, source_id: str) -> str:
+    """Rule ids are per tenant, so the tenant is part of the alert's identity."""
+    return hashlib.sha256(f"{tenant_id}\x1f{rule_id}\x1f{source_id}".encode()).hexdigest()[:32]
 
 
 class AlertRouter(TransactionalProcessor):
     """Matches source records against rules; emits one candidate alert per (rule, record)."""
 
-    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0") -> None:
+    stage = "alert-router"
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
+                 sensor: StageSensor | None = None) -> None:
         self.by_topic = {topic(name, kafka): spec for name, spec in SOURCES.items()}
-        super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-router",
-                         instance_id=instance_id, inputs=list(self.by_topic))
-        self.t_candidates = topic("alerts.candidates", kafka)
         self.t_dlq = topic("alerts.dlq", kafka)
+        super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-router",
+                         instance_id=instance_id, dlq_topic=self.t_dlq, sensor=sensor,
+                         inputs={t: spec[0] for t, spec in self.by_topic.items()})
+        self.t_candidates = topic("alerts.candidates", kafka)
         self.rules: dict[str, AlertRule] = {}
         self.side_inputs.append(ConfigSideInput(kafka, topic("alerts.rules", kafka), codec,
                                                 self.rules, lambda body, rid, _rec: parse_rule(body, rid)))
@@ -69,14 +75,10 @@ class AlertRouter(TransactionalProcessor):
             lambda body, pid, rec: pattern_alert_rule(parse_pattern(body, pid, rec["version"])),
             keep=lambda rule: rule is not None))
 
-    def process(self, msgs: list, batch: Batch) -> None:
-        for msg in msgs:
-            schema, kind, id_field, label_fields = self.by_topic[msg.topic()]
-            try:
-                rec = self.codec.decode(msg.value(), schema)
-            except ValidationError as exc:
-                self.dead_letter(batch, self.t_dlq, msg, "validation", str(exc))
-                continue
+    def process(self, records: list[Record], batch: Batch) -> None:
+        for r in records:
+            _schema, kind, id_field, label_fields = self.by_topic[r.topic()]
+            rec = r.rec
             if kind == "job" and rec["status"] not in ("successful", "failed", "dismissed"):
                 continue  # only a job's end raises alerts
             flat = flatten(rec)
@@ -92,7 +94,7 @@ class AlertRouter(TransactionalProcessor):
         labels = {"rule_id": rule.rule_id, "severity": rule.severity, "tenant_id": rule.tenant_id,
                   **{f: flat.get(f, "") for f in label_fields}, **rule.labels}
         alert = {
-            "alert_id": alert_id_for(rule.rule_id, source_id),
+            "alert_id": alert_id_for(rule.tenant_id, rule.rule_id, source_id),
             "fingerprint": fingerprint(rule.rule_id, labels), "tenant_id": rule.tenant_id,
             "rule_id": rule.rule_id, "severity": rule.severity,
             "title": render(rule.title, flat), "body": render(rule.body, flat),
@@ -110,7 +112,7 @@ class AlertRouter(TransactionalProcessor):
         knows which alerts are open, turns it into RESOLVE actions."""
         rkey = resolve_key(rule, flat)
         self.emit(batch, self.t_candidates, rule.tenant_id, "Alert", {
-            "alert_id": alert_id_for(rule.rule_id, f"resolve:{source_id}"), "fingerprint": rkey,
+            "alert_id": alert_id_for(rule.tenant_id, rule.rule_id, f"resolve:{source_id}"), "fingerprint": rkey,
             "tenant_id": rule.tenant_id, "rule_id": rule.rule_id, "severity": rule.severity,
             "title": "", "body": "", "channels": [], "source_id": source_id, "labels": {},
             "created_ms": now_ms(), "fallback_channel": None, "source": kind,
@@ -123,11 +125,14 @@ class AlertGate(TransactionalProcessor):
     the alert and one delivery request per channel, in one transaction."""
 
     changelog_schema = "GateState"
+    stage = "alert-gate"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
-                 sensor: AlertSensor | None = None, instance_id: str = "0") -> None:
+                 sensor: AlertSensor | None = None, instance_id: str = "0",
+                 stage_sensor: StageSensor | None = None) -> None:
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-gate",
-                         instance_id=instance_id, inputs=[topic("alerts.candidates", kafka)])
+                         instance_id=instance_id, inputs={topic("alerts.candidates", kafka): "Alert"},
+                         dlq_topic=topic("alerts.dlq", kafka), sensor=stage_sensor)
         self.settings, self.sensor = settings, sensor or NullSensor()
         self.changelog_topic = topic("alerts.gate-state", kafka)
         self.t_alerts = topic("alerts.alerts", kafka)
@@ -146,14 +151,14 @@ class AlertGate(TransactionalProcessor):
         return {"tenant_id": s.tenant_id, "held_until": s.held_until, "hour": s.hour,
                 "counts": s.counts, "open": s.open}
 
-    def process(self, msgs: list, batch: Batch) -> None:
-        for msg in msgs:
-            alert = self.codec.decode(msg.value(), "Alert")
+    def process(self, records: list[Record], batch: Batch) -> None:
+        for r in records:
+            alert = r.rec
             tenant = alert["tenant_id"]
-            state = self.state(tenant)
+            state = self.state(tenant, r.partition())
             if state is None:
                 state = TenantNoiseState(tenant_id=tenant)
-                self.put_state(msg.partition(), tenant, state)
+                self.put_state(r.partition(), tenant, state)
             now = now_ms()
             if alert["action"] == "resolve":
                 for aid in state.open.pop(alert["resolve_key"], []):
@@ -206,20 +211,23 @@ class AlertStatusStage(TransactionalProcessor):
     status that says they happened, so a level never fires twice or not at all."""
 
     changelog_schema = "AlertStatus"
+    stage = "alert-status"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
-                 tick_interval_s: float = 0.5) -> None:
+                 tick_interval_s: float = 0.5, sensor: StageSensor | None = None) -> None:
         self.t_alerts = topic("alerts.alerts", kafka)
         self.t_lifecycle = topic("alerts.lifecycle", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-status",
                          instance_id=instance_id, tick_interval_s=tick_interval_s,
-                         inputs=[self.t_alerts, topic("alerts.outcomes", kafka), self.t_lifecycle])
+                         inputs={self.t_alerts: "Alert", topic("alerts.outcomes", kafka): "DeliveryAttempt",
+                                 self.t_lifecycle: "AlertAction"},
+                         dlq_topic=topic("alerts.dlq", kafka), sensor=sensor)
         self.changelog_topic = topic("alerts.status", kafka)
         self.t_deliveries = topic("alerts.deliveries", kafka)
         self.policies: dict = {}
         self.side_inputs.append(ConfigSideInput(kafka, topic("alerts.escalations", kafka), codec,
                                                 self.policies, lambda body, pid, _rec: parse_policy(body, pid)))
-        self.timers: dict[str, int] = {}  # alert id -> next escalation, for the tick
+        self.timers: dict[str, tuple[int, int]] = {}  # alert id -> (partition, next escalation)
 
     def state_from_record(self, rec: dict) -> dict:
         return rec
@@ -227,9 +235,22 @@ class AlertStatusStage(TransactionalProcessor):
     def state_to_record(self, state: dict) -> dict:
         return state
 
-    def on_restored(self, partition: int, restored: dict) -> None:
-        self.timers.update({aid: st["next_escalation_ms"] for aid, st in restored.items()
-                            if st["next_escalation_ms"] is not None})
+    def index_keys(self, key: str, state: dict):
+        due = state["next_escalation_ms"]
+        return () if due is None else (b"t" + f"{due:016d}".encode() + b"\x00" + key.encode(),)
+
+    def on_restored(self, partition: int) -> None:
+        for ik in self.table(partition).index(b"t"):
+            due, _, aid = ik[1:].partition(b"\x00")
+            self.timers[aid.decode()] = (partition, int(due))
+
+    def on_revoked(self, partitions: set[int]) -> None:
+        self.timers = {a: t for a, t in self.timers.items() if t[0] not in partitions}
+
+    def on_rewind(self) -> None:
+        self.timers.clear()
+        for p in self.ready:
+            self.on_restored(p)
 
     @staticmethod
     def _blank(alert_id: str, tenant: str) -> dict:
@@ -241,18 +262,17 @@ class AlertStatusStage(TransactionalProcessor):
                 "acknowledged_ms": None, "acknowledged_by": None, "resolved_ms": None,
                 "resolved_by": None, "resolution": {}, "body": "", "labels": {}}
 
-    def process(self, msgs: list, batch: Batch) -> None:
-        for msg in msgs:
-            source = msg.topic()
-            schema = {self.t_alerts: "Alert", self.t_lifecycle: "AlertAction"}.get(source, "DeliveryAttempt")
-            rec = self.codec.decode(msg.value(), schema)
+    def process(self, records: list[Record], batch: Batch) -> None:
+        for r in records:
+            schema = self.input_schemas[r.topic()]
+            rec = r.rec
             if schema == "DeliveryAttempt" and rec["channel"] == "job-callback":
                 continue  # job callbacks share delivery, not alert status (jobs have their own)
             aid = rec["alert_id"]
-            st = self.state(aid)
+            st = self.state(aid, r.partition())
             if st is None:
                 st = self._blank(aid, rec["tenant_id"])
-                self.put_state(msg.partition(), aid, st)
+                self.put_state(r.partition(), aid, st)
             if schema == "Alert":
                 self._on_alert(st, rec)
             elif schema == "AlertAction":
@@ -262,7 +282,7 @@ class AlertStatusStage(TransactionalProcessor):
                 st["resolution"][rec["channel"]] = rec["outcome"]
             else:
                 self._on_outcome(st, rec)
-            self._track_timer(st)
+            self._track_timer(st, r.partition())
             st["updated_ms"] = now_ms()
             self.mark_dirty(batch, aid, st)
 
@@ -281,11 +301,11 @@ class AlertStatusStage(TransactionalProcessor):
             st["next_escalation_ms"] = first_due(policy, alert["created_ms"])
         self._refresh(st)
 
-    def _track_timer(self, st: dict) -> None:
+    def _track_timer(self, st: dict, partition: int) -> None:
         if st["next_escalation_ms"] is None:
             self.timers.pop(st["alert_id"], None)
         else:
-            self.timers[st["alert_id"]] = st["next_escalation_ms"]
+            self.timers[st["alert_id"]] = (partition, st["next_escalation_ms"])
 
     @staticmethod
     def _notification(st: dict) -> dict:
@@ -307,12 +327,12 @@ class AlertStatusStage(TransactionalProcessor):
 
     def tick(self, batch: Batch) -> None:
         now = now_ms()
-        for aid in [a for a, due in self.timers.items() if due <= now]:
-            st = self.state(aid)
+        for aid, (partition, _due) in [(a, t) for a, t in self.timers.items() if t[1] <= now]:
+            st = self.state(aid, partition)
             if st is None:
                 self.timers.pop(aid, None)
                 continue
-            policy = self.policies.get(st["escalation_policy"] or "")
+            policy = self.policies.get(scoped(st["tenant_id"], st["escalation_policy"] or ""))
             levels = escalate(st, policy, now)
             alert = self._notification(st)
             for n, level in enumerate(levels, start=st["escalation_level"] - len(levels) + 1):
@@ -325,7 +345,7 @@ class AlertStatusStage(TransactionalProcessor):
                 log.info("alert escalated", alert_id=aid, level=st["escalation_level"],
                          policy=st["escalation_policy"])
                 self._refresh(st)
-            self._track_timer(st)
+            self._track_timer(st, partition)
             st["updated_ms"] = now
             self.mark_dirty(batch, aid, st)
 

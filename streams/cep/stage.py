@@ -23,7 +23,9 @@ from schemas.codec import AvroCodec
 from streams.cep.alignment import releasable
 from streams.cep.operators import Aggregate, concerns, feed, needs_locations, needs_ticks, on_location, on_tick
 from streams.cep.patterns import Pattern, parse_pattern
-from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
+from geoflux.keys import scoped
+from streams.sensor import StageSensor
+from streams.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.cep")
 
@@ -36,29 +38,43 @@ class CepRekey(TransactionalProcessor):
     MAX_STALL_S = 5.0
     MAX_HELD, RESUME_BELOW = 20_000, 5_000  # per partition: pause its fetching while this far ahead
 
-    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0") -> None:
+    stage = "cep-rekey"
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
+                 sensor: StageSensor | None = None) -> None:
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-cep-rekey",
-                         instance_id=instance_id, inputs=[topic("geo.geofence-events", kafka)])
+                         instance_id=instance_id, inputs={topic("geo.geofence-events", kafka): "GeofenceEvent"},
+                         dlq_topic=topic("geo.cep.dlq", kafka), sensor=sensor)
         self.t_in, self.t_out = topic("geo.geofence-events", kafka), topic("geo.cep-input", kafka)
         self.held: dict[int, list[tuple[int, int, str, bytes]]] = {}  # -> (ts, offset, entity, value)
         self.seen: dict[int, int] = {}
         self.moved_at: dict[int, float] = {}
         self.paused: set[int] = set()
 
-    def on_restored(self, partition: int, _states: dict) -> None:
-        # (re)assigned, or rewound after an aborted transaction: reading restarts at the
-        # committed offset, which is the first record not yet written
+    def on_restored(self, partition: int) -> None:
+        # (re)assigned: reading restarts at the committed offset, the first record not yet written
         self.held.pop(partition, None)
         self.seen.pop(partition, None)
         self.moved_at[partition] = time.monotonic()
         self.paused.discard(partition)
 
-    def process(self, msgs: list, batch: Batch) -> None:
+    def on_rewind(self) -> None:
+        # an aborted transaction: reading restarts at the committed offsets, so nothing is held
+        for partition in list(self.held):
+            self.on_restored(partition)
+        if self.paused:
+            assigned = {tp.partition: tp for tp in self.consumer.assignment()}
+            self.consumer.resume([assigned[p] for p in self.paused if p in assigned])
+            self.paused.clear()
+
+    def process(self, records: list[Record], batch: Batch) -> None:
         now = time.monotonic()
-        for msg in msgs:
-            ev = self.codec.decode(msg.value(), "GeofenceEvent")
-            p = msg.partition()
-            self.held.setdefault(p, []).append((ev["ts_ms"], msg.offset(), ev["entity_id"], msg.value()))
+        for r in records:
+            ev = r.rec
+            p = r.partition()
+            # keyed by tenant/entity, co-partitioned with geo.locations (entity ids are per tenant)
+            self.held.setdefault(p, []).append((ev["ts_ms"], r.offset(), scoped(ev["tenant_id"], ev["entity_id"]),
+                                                r.raw()))
             if ev["ts_ms"] > self.seen.get(p, -1):
                 self.seen[p], self.moved_at[p] = ev["ts_ms"], now
         self._write(batch)
@@ -108,13 +124,17 @@ class CepProcessor(TransactionalProcessor):
     changelog_schema = "CepState"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, mode: str, instance_id: str = "0",
-                 tick_interval_s: float = 0.5) -> None:
+                 tick_interval_s: float = 0.5, sensor: StageSensor | None = None) -> None:
         self.mode = mode
+        self.stage = f"cep-{mode}"
         self.t_events = topic("geo.cep-input" if mode == "entity" else "geo.geofence-events", kafka)
         self.t_locations = topic("geo.locations", kafka)
-        inputs = [self.t_events, self.t_locations] if mode == "entity" else [self.t_events]
+        inputs = {self.t_events: "GeofenceEvent"}
+        if mode == "entity":
+            inputs[self.t_locations] = "LocationUpdate"
         super().__init__(kafka, codec, group=kafka.topic_prefix + f"geoflux-cep-{mode}",
-                         instance_id=instance_id, inputs=inputs, tick_interval_s=tick_interval_s)
+                         instance_id=instance_id, inputs=inputs, tick_interval_s=tick_interval_s,
+                         dlq_topic=topic("geo.cep.dlq", kafka), sensor=sensor)
         self.changelog_topic = topic("geo.cep-state" if mode == "entity" else "geo.cep-geofence-state", kafka)
         self.t_matches = topic("geo.cep-matches", kafka)
         self.t_aggregates = topic("geo.cep-aggregates", kafka)
@@ -143,6 +163,9 @@ class CepProcessor(TransactionalProcessor):
             if not s:
                 del st["p"][pid]
 
+    def _pattern(self, tenant: str, pattern_id: str) -> Pattern | None:
+        return self.patterns.get(scoped(tenant, pattern_id))
+
     def _pattern_state(self, st: dict, p: Pattern) -> dict:
         entry = st["p"].get(p.pattern_id)
         if entry is None or entry["v"] != p.version:
@@ -150,10 +173,11 @@ class CepProcessor(TransactionalProcessor):
         return entry["s"]
 
     def _key_state(self, partition: int, key: str, tenant: str) -> dict:
-        st = self.state(key)
+        """State under tenant/key; `st["key"]` keeps the bare id the matches are reported by."""
+        st = self.state(scoped(tenant, key), partition)
         if st is None:
             st = {"tenant": tenant, "key": key, "p": {}}
-            self.put_state(partition, key, st)
+            self.put_state(partition, scoped(tenant, key), st)
         return st
 
     def _emit(self, batch: Batch, outputs, tenant: str) -> None:
@@ -168,21 +192,22 @@ class CepProcessor(TransactionalProcessor):
         prev = self.partition_clock.get(part, (ts, wall))[0]
         self.partition_clock[part] = (max(prev, ts), wall)
 
-    def process(self, msgs: list, batch: Batch) -> None:
+    def process(self, records: list[Record], batch: Batch) -> None:
         wall = now_ms()
-        for msg in msgs:
+        for msg in records:
             if msg.topic() == self.t_locations:
-                loc = self.codec.decode(msg.value(), "LocationUpdate")
+                loc = msg.rec
+                tenant = loc.get("tenant_id") or "default"
                 self._clock(msg, loc["ts_ms"], wall)
                 tracking = [p for p in self.patterns.values()
-                            if needs_locations(p) and p.tenant_id == loc["tenant_id"]]
+                            if needs_locations(p) and p.tenant_id == tenant]
                 if tracking:
-                    st = self._key_state(msg.partition(), loc["entity_id"], loc["tenant_id"])
+                    st = self._key_state(msg.partition(), loc["entity_id"], tenant)
                     for p in tracking:
                         on_location(p, self._pattern_state(st, p), loc["ts_ms"])
-                    self.mark_dirty(batch, loc["entity_id"], st)
+                    self.mark_dirty(batch, scoped(tenant, loc["entity_id"]), st)
                 continue
-            ev = self.codec.decode(msg.value(), "GeofenceEvent")
+            ev = msg.rec
             self._clock(msg, ev["ts_ms"], wall)
             key = ev["entity_id"] if self.mode == "entity" else ev["geofence_id"]
             mine = [p for p in self.patterns.values() if p.tenant_id == ev["tenant_id"]]
@@ -202,7 +227,7 @@ class CepProcessor(TransactionalProcessor):
                                  f"event {ev['event_id']} at {ev['ts_ms']} arrived after the watermark of "
                                  f"{key} for: {', '.join(missed)}")
             self._compact(st)
-            self.mark_dirty(batch, key, st)
+            self.mark_dirty(batch, scoped(ev["tenant_id"], key), st)
 
     def wants_tick(self) -> bool:
         return any(needs_ticks(p) for p in self.patterns.values())
@@ -218,14 +243,14 @@ class CepProcessor(TransactionalProcessor):
 
     def tick(self, batch: Batch) -> None:
         now = self.input_clock(now_ms())
-        for states in self.states.values():
-            for key, st in states.items():
+        for partition in sorted(self.ready):
+            for skey, st in list(self.states(partition)):
                 fired = []
                 for pid in list(st["p"]):  # only the patterns mid-match for this key
-                    p = self.patterns.get(pid)
-                    if p is not None and needs_ticks(p) and p.tenant_id == st["tenant"]:
-                        fired += on_tick(p, self._pattern_state(st, p), now, key)
+                    p = self._pattern(st["tenant"], pid)
+                    if p is not None and needs_ticks(p):
+                        fired += on_tick(p, self._pattern_state(st, p), now, st["key"])
                 if fired:
                     self._emit(batch, fired, st["tenant"])
                     self._compact(st)
-                    self.mark_dirty(batch, key, st)
+                    self.mark_dirty(batch, skey, st, partition)

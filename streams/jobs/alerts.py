@@ -25,7 +25,8 @@ from geoflux.settings import JobAlertSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.jobs import alert_policy as ap
-from streams.txn_processor import Batch, TransactionalProcessor, now_ms
+from streams.sensor import StageSensor
+from streams.txn_processor import Batch, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.job-alerts")
 OPEN = ("accepted", "running")
@@ -33,13 +34,16 @@ OPEN = ("accepted", "running")
 
 class JobAlertStage(TransactionalProcessor):
     changelog_schema = "JobAlertState"
+    stage = "job-alerts"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobAlertSettings,
-                 instance_id: str = "0") -> None:
+                 instance_id: str = "0", sensor: StageSensor | None = None) -> None:
         self.t_status, self.t_dlq = topic("jobs.status", kafka), topic("jobs.dlq", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-job-alerts",
-                         instance_id=instance_id, inputs=[self.t_status, self.t_dlq],
-                         tick_interval_s=settings.tick_interval_s)
+                         instance_id=instance_id, inputs={self.t_status: "JobStatus", self.t_dlq: "DlqRecord"},
+                         dlq_topic=topic("alerts.dlq", kafka), tick_interval_s=settings.tick_interval_s,
+                         sensor=sensor)
+        self.tombstones_ok = {self.t_status}  # compacted: a tombstone is a job forgotten
         self.s = settings
         self.changelog_topic = topic("jobs.alert-state", kafka)
         self.t_candidates = topic("alerts.candidates", kafka)
@@ -51,45 +55,47 @@ class JobAlertStage(TransactionalProcessor):
     def state_to_record(self, state: dict) -> dict:
         return state
 
-    def _forget(self, batch: Batch, job_id: str) -> None:
-        part = self.partition_of.pop(job_id, None)
-        if part is not None:
-            self.states.get(part, {}).pop(job_id, None)
-            batch.dirty[job_id] = (part, None)  # tombstone in the changelog
+    def index_keys(self, key: str, state: dict):
+        """When the queue SLA of a still-queued job is due (once raised, never again)."""
+        if "sla-breach" in state["raised"] or state["status"] != "accepted" or state["started_ms"]:
+            return ()
+        limit = ap.sla_limit_s(state["process_id"], self.s.queue_sla_s, self.s.default_queue_sla_s)
+        due = state["created_ms"] + int(limit * 1000)
+        return (b"t" + f"{due:016d}".encode() + b"\x00" + key.encode(),)
 
-    def process(self, msgs: list, batch: Batch) -> None:
-        for msg in msgs:
-            try:
-                if msg.topic() == self.t_status:
-                    self._on_status(msg, batch)
-                else:
-                    self._on_dlq(msg, batch)
-            except (ValidationError, KeyError) as exc:
-                log.error("job record skipped", topic=msg.topic(), offset=msg.offset(), error=str(exc))
+    def process(self, records: list[Record], batch: Batch) -> None:
+        for r in records:
+            if r.topic() == self.t_status:
+                self._on_status(r, batch)
+            else:
+                self._on_dlq(r, batch)
 
-    def _on_status(self, msg, batch: Batch) -> None:
-        if msg.value() is None:
-            return
-        rec = self.codec.decode(msg.value(), "JobStatus")
+    def _on_status(self, r: Record, batch: Batch) -> None:
+        rec = r.rec
         job_id = rec["job_id"]
         if rec["status"] not in OPEN:
-            self._forget(batch, job_id)
+            if self.state(job_id, r.partition()) is not None:
+                self.delete_state(batch, job_id, r.partition())
             return
-        st = self.state(job_id)
+        st = self.state(job_id, r.partition())
         if st is None:
             st = {"job_id": job_id, "tenant_id": rec["tenant_id"], "process_id": rec["process_id"],
                   "priority": rec["priority"], "status": rec["status"], "created_ms": rec["created_ms"],
                   "started_ms": None, "attempt": 0, "tier": None, "raised": []}
-            self.put_state(msg.partition(), job_id, st)
+            self.put_state(r.partition(), job_id, st)
         st.update(status=rec["status"], started_ms=rec["started_ms"], attempt=rec["attempt"],
                   tier=rec["tier"])
         self.mark_dirty(batch, job_id, st)
 
-    def _on_dlq(self, msg, batch: Batch) -> None:
-        dlq = self.codec.decode(msg.value(), "DlqRecord")
-        req = self.codec.decode(dlq["original_value"], "JobRequest")
+    def _on_dlq(self, r: Record, batch: Batch) -> None:
+        dlq = r.rec
+        try:
+            req = self.codec.decode(dlq["original_value"], "JobRequest")
+        except ValidationError as exc:
+            self.dead_letter(batch, None, r, "validation", f"the DLQ record's request: {exc}")
+            return
         kind = ap.kind_for(dlq["error_class"])
-        st = self.state(req["job_id"]) or {}
+        st = self.state(req["job_id"], r.partition()) or {}  # jobs.dlq is keyed like jobs.status
         job = {"job_id": req["job_id"], "tenant_id": req["tenant_id"], "process_id": req["process_id"],
                "priority": req["priority"], "tier": st.get("tier")}
         severity = ap.determine_severity(req["priority"], dlq["error_class"], will_retry=False,
@@ -111,15 +117,22 @@ class JobAlertStage(TransactionalProcessor):
         return True
 
     # -- the SLA timer -------------------------------------------------------------------------
+    def _due(self, now: int):
+        for p in sorted(self.ready):
+            for ik in self.table(p).index(b"t"):
+                due, _, key = ik[1:].partition(b"\x00")
+                if int(due) > now:
+                    break
+                yield p, key.decode()
+
     def wants_tick(self) -> bool:
-        return bool(self.partition_of)
+        return next(self._due(now_ms()), None) is not None
 
     def tick(self, batch: Batch) -> None:
         now = now_ms()
-        for states in self.states.values():
-            for st in states.values():
-                if "sla-breach" in st["raised"]:
-                    continue
+        for p, job_id in list(self._due(now)):
+            st = self.state(job_id, p)
+            if st is not None and "sla-breach" not in st["raised"]:
                 limit = ap.sla_limit_s(st["process_id"], self.s.queue_sla_s, self.s.default_queue_sla_s)
                 if ap.sla_breached(st["status"], st["started_ms"], st["created_ms"], limit, now):
                     severity = ap.determine_severity(st["priority"], None,
@@ -128,5 +141,5 @@ class JobAlertStage(TransactionalProcessor):
                                 error=f"queued longer than {limit:g} s",
                                 retry_count=st["attempt"], duration_ms=now - st["created_ms"])
                     st["raised"].append("sla-breach")  # once per job, even with no channel
-                    self.mark_dirty(batch, st["job_id"], st)
+                    self.mark_dirty(batch, st["job_id"], st, p)
 

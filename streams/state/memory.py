@@ -26,6 +26,10 @@ class MemoryStore:
         for key in sorted(k for k in self._data if k.startswith(prefix)):
             yield key, self._data[key]
 
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self._data if start <= k < stop):
+            yield key, self._data[key]
+
     def count(self) -> int:
         return len(self._data)
 

@@ -53,6 +53,12 @@ class RocksDBStore:
                 return
             yield key, value
 
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=start):
+            if key >= stop:
+                return
+            yield key, value
+
     def count(self) -> int:
         try:
             return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)

@@ -29,6 +29,10 @@ class KeyValueStore(Protocol):
         """Every (key, value) whose key starts with `prefix`, in key order."""
         ...
 
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) with start <= key < stop, in key order."""
+        ...
+
     def count(self) -> int:
         """An estimate for stores that cannot count cheaply (progress and metrics only)."""
         ...

@@ -16,6 +16,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from connectors.kafka_producer import ReliableProducer
+from geoflux.keys import scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -27,7 +28,7 @@ def worker_env(settings: KafkaSettings, **extra) -> dict:
     env.update({"GEOFLUX_KAFKA_BOOTSTRAP": settings.bootstrap,
                 "GEOFLUX_KAFKA_TOPIC_PREFIX": settings.topic_prefix,
                 "GEOFLUX_KAFKA_PARTITIONS": str(settings.partitions),
-                "GEOFLUX_LOG_LEVEL": "WARNING", **extra})
+                "GEOFLUX_LOG_LEVEL": os.environ.get("GEOFLUX_TEST_LOG_LEVEL", "WARNING"), **extra})
     env.pop("GEOFLUX_SCHEMA_REGISTRY_URL", None)
     return env
 
@@ -69,13 +70,13 @@ def publish_fences(settings: KafkaSettings, features: list[dict], codec: AvroCod
 
 
 def publish_locations(settings: KafkaSettings, codec: AvroCodec, rows, tenant: str = "t") -> int:
-    """rows: (entity, lon, lat, ts_ms). Keyed by entity, so per-entity order is kept."""
+    """rows: (entity, lon, lat, ts_ms). Keyed by tenant/entity, so per-entity order is kept."""
     t = topic("geo.locations", settings)
     producer = ReliableProducer(settings)
     for entity, lon, lat, ts in rows:
         rec = {"entity_id": entity, "tenant_id": tenant, "lon": lon, "lat": lat, "ts_ms": ts,
                "attributes": {}, "produced_ms": int(time.time() * 1000)}
-        producer.send(t, codec.encode(t, "LocationUpdate", rec), key=entity)
+        producer.send(t, codec.encode(t, "LocationUpdate", rec), key=scoped(tenant, entity))
     return producer.flush_or_raise()
 
 

@@ -58,7 +58,7 @@ def test_enter_exit_dwell_edit_delete_and_dlq(kafka_settings, tmp_path):
         p.flush_or_raise()
         wait_for(lambda: len(dlq.snapshot()) >= 2, 30, what="two DLQ records")
         classes = sorted(r["error_class"] for r in dlq.snapshot())
-        assert classes == ["late", "validation"]
+        assert classes == ["late", "undecodable"]
         late = next(r for r in dlq.snapshot() if r["error_class"] == "late")
         assert "behind entity e1" in late["error_message"] and late["original_value"]
         assert len(events.unique_ids()) == len(events.snapshot())  # no duplicates

@@ -120,7 +120,7 @@ def test_same_history_same_events_in_a_fresh_namespace(kafka_settings, tmp_path)
             for entity, lon, lat, ts in rows:  # the same records: produced_ms is copied into events
                 rec = {"entity_id": entity, "tenant_id": "t", "lon": lon, "lat": lat, "ts_ms": ts,
                        "attributes": {}, "produced_ms": ts + 5}
-                p.send(t, codec.encode(t, "LocationUpdate", rec), key=entity)
+                p.send(t, codec.encode(t, "LocationUpdate", rec), key=f"t/{entity}")
             p.flush_or_raise()
             logs = tmp_path / s.topic_prefix.rstrip(".")
             logs.mkdir()

@@ -77,6 +77,8 @@ def test_requests_without_a_valid_key_are_401(base):
 
 
 def test_config_objects_are_isolated(base):
+    """Ids are per tenant: globex may use acme's ids for its own objects, and never sees, changes
+    or deletes acme's — nor learns that they exist."""
     objects = {
         "/api/v1/alerts/rules": {"rule_id": "r1", "severity": "high", "channels": ["ops"]},
         "/api/v1/alerts/channels": {"name": "ops", "kind": "webhook",
@@ -85,35 +87,53 @@ def test_config_objects_are_isolated(base):
                              "ends_ms": 4_070_908_800_000},
         "/api/v1/cep/patterns": {"pattern_id": "p1", "severity": "high", "kind": "track_gap",
                                  "within_s": 60},
+        "/api/v1/alerts/escalations": {"policy_id": "oncall", "severities": ["high"],
+                                       "levels": [{"delay_s": 60, "channels": ["ops"]}]},
     }
     for path, body in objects.items():
         status, created = http("POST", base + path, body, key=ACME)  # tenant filled in from the key
         assert status == 201 and created["tenant_id"] == "acme", (path, created)
-        oid = next(v for k, v in body.items() if k in ("rule_id", "name", "silence_id", "pattern_id"))
+        oid = next(v for k, v in body.items() if k in ("rule_id", "name", "silence_id", "pattern_id",
+                                                       "policy_id"))
         assert http("GET", f"{base}{path}/{oid}", key=ACME)[0] == 200
         assert http("GET", f"{base}{path}/{oid}", key=GLOBEX)[0] == 404, path
-        assert http("PUT", f"{base}{path}/{oid}", body, key=GLOBEX)[0] == 404, path
         assert http("DELETE", f"{base}{path}/{oid}", key=GLOBEX)[0] == 404, path
         assert http("GET", base + path, key=GLOBEX)[1]["total"] == 0, path
         assert http("GET", base + path + "?tenant_id=acme", key=GLOBEX)[0] == 403, path
         status, problem = http("POST", base + path, {**body, "tenant_id": "acme"}, key=GLOBEX)
         assert status == 403 and "acme" in problem["detail"], path
         assert http("GET", base + path)[1]["total"] == 1, path  # the operator sees every tenant
-        assert http("GET", f"{base}{path}/{oid}", key=ACME)[0] == 200  # untouched by globex
+        # the same id for globex's own object: created, not "already exists" (which would disclose acme's)
+        status, theirs = http("POST", base + path, body, key=GLOBEX)
+        assert status == 201 and theirs["tenant_id"] == "globex", (path, theirs)
+        status, theirs = http("PUT", f"{base}{path}/{oid}", body, key=GLOBEX)
+        assert status == 200 and theirs["tenant_id"] == "globex" and theirs["version"] == 2, path
+        ours = http("GET", f"{base}{path}/{oid}", key=ACME)[1]
+        assert ours["tenant_id"] == "acme" and ours["version"] == 1, (path, ours)  # untouched by globex
+        status, problem = http("GET", f"{base}{path}/{oid}")  # an operator must say whose
+        assert status == 422 and "tenant_id" in problem["detail"], path
+        assert http("GET", f"{base}{path}/{oid}?tenant_id=acme")[1]["tenant_id"] == "acme", path
+        assert http("DELETE", f"{base}{path}/{oid}", key=GLOBEX)[0] == 200, path
+        assert http("GET", f"{base}{path}/{oid}", key=ACME)[1]["version"] == 1, path
 
 
 def test_geofences_and_evaluation_are_isolated(base):
     assert http("POST", f"{base}/api/v1/geofences", fence("g-acme"), key=ACME)[0] == 201
     assert http("GET", f"{base}/api/v1/geofences/g-acme", key=ACME)[1]["properties"]["tenant_id"] == "acme"
-    for method, body in (("GET", None), ("PUT", fence("g-acme")), ("DELETE", None)):
-        assert http(method, f"{base}/api/v1/geofences/g-acme", body, key=GLOBEX)[0] == 404, method
+    for method in ("GET", "DELETE"):
+        assert http(method, f"{base}/api/v1/geofences/g-acme", key=GLOBEX)[0] == 404, method
     assert http("GET", f"{base}/api/v1/geofences", key=GLOBEX)[1]["total"] == 0
     assert http("GET", f"{base}/api/v1/geofences?tenant_id=acme", key=GLOBEX)[0] == 403
     assert http("POST", f"{base}/api/v1/geofences", fence("g2", tenant_id="acme"), key=GLOBEX)[0] == 403
     loc = {"entity_id": "e1", "lon": 0.5, "lat": 0.5, "ts_ms": 1, "tenant_id": "acme"}
     assert http("POST", f"{base}/api/v1/geoevent/evaluate", loc, key=GLOBEX)[0] == 403
     assert http("POST", f"{base}/api/v1/geoevent/evaluate/batch", {"locations": [loc]}, key=GLOBEX)[0] == 403
-    assert http("GET", f"{base}/api/v1/geofences/g-acme", key=ACME)[0] == 200
+    # globex's own fence of the same id (POST, then PUT): acme's stays as it was
+    status, theirs = http("POST", f"{base}/api/v1/geofences", fence("g-acme"), key=GLOBEX)
+    assert status == 201 and theirs["properties"]["tenant_id"] == "globex", theirs
+    assert http("PUT", f"{base}/api/v1/geofences/g-acme", fence("g-acme"), key=GLOBEX)[0] == 200
+    ours = http("GET", f"{base}/api/v1/geofences/g-acme", key=ACME)[1]
+    assert ours["properties"]["tenant_id"] == "acme" and ours["properties"]["version"] == 1
 
 
 def test_jobs_are_isolated(base):

@@ -62,10 +62,13 @@ def test_resolved_is_final_and_only_delivered_channels_are_told():
 def test_policy_choice_named_or_by_tenant_and_severity():
     other = parse_policy({"policy_id": "b-other", "tenant_id": "globex", "severities": ["high"],
                           "levels": [{"delay_s": 1, "channels": ["x"]}]})
-    policies = {"oncall": POLICY, "b-other": other}
+    same_id = parse_policy({"policy_id": "oncall", "tenant_id": "globex", "severities": ["warning"],
+                            "levels": [{"delay_s": 1, "channels": ["x"]}]})
+    policies = {"acme/oncall": POLICY, "globex/b-other": other, "globex/oncall": same_id}  # keyed tenant/id
     assert policy_for(policies, "acme", "high", None) is POLICY
     assert policy_for(policies, "acme", "warning", None) is None
     assert policy_for(policies, "acme", "warning", "oncall") is POLICY  # named by the rule
+    assert policy_for(policies, "globex", "high", "oncall") is same_id  # the same id, its own tenant's
     assert policy_for(policies, "acme", "high", "b-other") is None  # never another tenant's
     assert escalate(status(), None, 2_000_000) == []  # the policy was deleted: stops
 

@@ -63,13 +63,13 @@ def test_boundary_counts_as_inside_and_holes_are_outside():
         [[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], [[1, 1], [3, 1], [3, 3], [1, 3], [1, 1]]]}
     idx = index_of((donut, {}))
     z = idx.zones([0, 0.5, 2, 1, 5], [2, 0.5, 2, 2, 5])
-    assert z == [{"g0": Zone.INSIDE}, {"g0": Zone.INSIDE}, {}, {"g0": Zone.INSIDE}, {}]
+    assert z == [{"t/g0": Zone.INSIDE}, {"t/g0": Zone.INSIDE}, {}, {"t/g0": Zone.INSIDE}, {}]
 
 
 def test_multipolygon_parts_both_count():
     mp = {"type": "MultiPolygon", "coordinates": [[SQUARE], [[[5, 5], [6, 5], [6, 6], [5, 6], [5, 5]]]]}
     idx = index_of((mp, {}))
-    assert idx.zones([0.5, 5.5, 3], [0.5, 5.5, 3]) == [{"g0": Zone.INSIDE}, {"g0": Zone.INSIDE}, {}]
+    assert idx.zones([0.5, 5.5, 3], [0.5, 5.5, 3]) == [{"t/g0": Zone.INSIDE}, {"t/g0": Zone.INSIDE}, {}]
 
 
 def test_antimeridian_multipolygon_and_circle():
@@ -78,7 +78,7 @@ def test_antimeridian_multipolygon_and_circle():
         [[[-180, -1], [-179, -1], [-179, 1], [-180, 1], [-180, -1]]]]}
     idx = index_of((split, {}), ({"type": "Point", "coordinates": [179.99, 10]}, {"radius_m": 5000}))
     z = idx.zones([179.5, -179.5, 0, 179.98, -179.99], [0, 0, 0, 10, 10])
-    assert z == [{"g0": Zone.INSIDE}, {"g0": Zone.INSIDE}, {}, {"g1": Zone.INSIDE}, {"g1": Zone.INSIDE}]
+    assert z == [{"t/g0": Zone.INSIDE}, {"t/g0": Zone.INSIDE}, {}, {"t/g1": Zone.INSIDE}, {"t/g1": Zone.INSIDE}]
     assert circle(179.99, 10, 5000).geom_type == "MultiPolygon"
 
 
@@ -87,11 +87,11 @@ def test_circle_radius_is_geodesic():
     # at 60N one degree of longitude is ~55.8 km: 990 m east is inside, 1010 m is not
     deg_per_m = 1 / (111_320 * 0.5)
     z = idx.zones([10 + 990 * deg_per_m, 10 + 1015 * deg_per_m], [60, 60])
-    assert z == [{"g0": Zone.INSIDE}, {}]
+    assert z == [{"t/g0": Zone.INSIDE}, {}]
 
 
 def test_hysteresis_band():
     idx = index_of(({"type": "Polygon", "coordinates": [SQUARE]}, {"hysteresis_m": 1000}))
     # 0.5 km inside the west edge, 0.5 km outside it, 5 km inside, 5 km outside (near the equator)
     z = idx.zones([0.0045, -0.0045, 0.045, -0.045], [0.5, 0.5, 0.5, 0.5])
-    assert z == [{"g0": Zone.BAND}, {"g0": Zone.BAND}, {"g0": Zone.INSIDE}, {}]
+    assert z == [{"t/g0": Zone.BAND}, {"t/g0": Zone.BAND}, {"t/g0": Zone.INSIDE}, {}]

@@ -124,14 +124,14 @@ def test_fence_edit_and_delete_reconcile_membership():
     # A shrinks away from the entity: EXIT with the new version as source
     m.index.upsert(build_fence("A", 2, FenceSpec(box(0, 0, 0.2, 1), "A", "t", None, None)))
     last = state.last
-    out = m.reconcile(state, m.index.zones([last.lon], [last.lat])[0], 5000, only={"A"})
+    out = m.reconcile(state, m.index.zones([last.lon], [last.lat])[0], 5000, only={"t/A"})
     assert [(t.event_type, t.geofence_version, t.source) for t in out] == [("EXIT", 2, "fence:A:v2")]
     # B grows over it: ENTER
     m.index.upsert(build_fence("B", 2, FenceSpec(box(0.4, 0, 3, 1), "B", "t", None, None)))
-    out = m.reconcile(state, m.index.zones([last.lon], [last.lat])[0], 6000, only={"B"})
+    out = m.reconcile(state, m.index.zones([last.lon], [last.lat])[0], 6000, only={"t/B"})
     assert [(t.event_type, t.geofence_id) for t in out] == [("ENTER", "B")]
     # B deleted: EXIT for the entity inside
-    m.index.remove("B")
+    m.index.remove("t/B")
     out = m.reconcile(state, {}, 7000)
     assert [(t.event_type, t.source) for t in out] == [("EXIT", "fence-deleted:B:v2")]
     assert state.memberships == {}
@@ -140,7 +140,7 @@ def test_fence_edit_and_delete_reconcile_membership():
 def test_reconcile_twice_is_idempotent():
     m = machine()
     _, state = run(m, [(0.5, 1000)])
-    m.index.remove("A")
+    m.index.remove("t/A")
     first = m.reconcile(state, {}, 5000)
     assert len(first) == 1 and m.reconcile(state, {}, 5000) == []
 
@@ -151,7 +151,8 @@ def test_fences_of_another_tenant_never_apply():
 
 
 def test_event_id_is_deterministic_and_distinct():
-    a = event_id("e", "g", "ENTER", "loc:1")
-    assert a == event_id("e", "g", "ENTER", "loc:1")
-    assert len({a, event_id("e", "g", "EXIT", "loc:1"), event_id("e", "g", "ENTER", "loc:2"),
-                event_id("e2", "g", "ENTER", "loc:1")}) == 4
+    a = event_id("t", "e", "g", "ENTER", "loc:1")
+    assert a == event_id("t", "e", "g", "ENTER", "loc:1")
+    assert len({a, event_id("t", "e", "g", "EXIT", "loc:1"), event_id("t", "e", "g", "ENTER", "loc:2"),
+                event_id("t", "e2", "g", "ENTER", "loc:1"),
+                event_id("t2", "e", "g", "ENTER", "loc:1")}) == 5  # same ids, another tenant

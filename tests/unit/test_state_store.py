@@ -21,6 +21,11 @@ def test_batch_puts_and_deletes_and_prefix_iteration(store):
     assert [k for k, _ in store.items()] == [b"t1|a", b"t1|c", b"t2|a"]
 
 
+def test_range_scan_is_half_open(store):
+    store.write([(k, b"") for k in (b"a1", b"a2", b"a3", b"b1")])
+    assert [k for k, _ in store.scan(b"a2", b"b1")] == [b"a2", b"a3"]
+
+
 def test_wipe_empties_the_store_and_it_stays_usable(store):
     store.write([(b"k", b"v")])
     store.wipe()
