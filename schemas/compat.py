@@ -55,8 +55,8 @@ def read_problems(reader: str | dict, writer: str | dict) -> list[str]:
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
     kinds = sorted({k.value for k in result.incompatibilities})
-    return [f"{', '.join(kinds)}: {'; '.join(sorted(result.messages))} "
-            f"(at {', '.join(sorted(result.locations))})"]
+    where = ", ".join(sorted(result.locations))
+    return [f"{', '.join(kinds)}: {'; '.join(sorted(result.messages))} (at {where})"]
 
 
 def full_problems(new: str | dict, old: str | dict) -> list[str]:

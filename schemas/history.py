@@ -67,8 +67,8 @@ def _break_problems(schemas: AvroDir, name: str, entry: dict) -> list[str]:
     if not 1 < version <= len(versions):
         return [f"breaks.json: {name} has no v{version} that could break"]
     if not full_transitive_problems(versions[:version]):
-        return [f"breaks.json: {name} v{version} is compatible with every earlier version: "
-                "not a break, remove the entry"]
+        return [(f"breaks.json: {name} v{version} is compatible with every earlier version: "
+                 "not a break, remove the entry")]
     return []
 
 

@@ -3,6 +3,7 @@ compatible, and the registry-less codec reads a record written by any released v
 
 import io
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -16,8 +17,14 @@ import pytest
 from geoflux.errors import PermanentError, ValidationError
 from schemas.avro_dir import AVRO_DIR, AvroDir
 from schemas.codec import AvroCodec, LocalSchemaRegistry, stable_schema_id
-from schemas.history import (HOW_TO_RECORD, history_problems, main, released_from_git, snapshot,
-                             unrecorded_releases)
+from schemas.history import (
+    HOW_TO_RECORD,
+    history_problems,
+    main,
+    released_from_git,
+    snapshot,
+    unrecorded_releases,
+)
 
 ROOT = Path(__file__).parents[2]
 PRODUCT = AvroDir(AVRO_DIR)
@@ -48,7 +55,7 @@ def wire(schema_text: str, record: dict) -> bytes:
 def test_records_of_every_released_version_decode_into_todays_schema():
     codec = AvroCodec()
     random.seed(15)  # fastavro's generator draws from the module's generator
-    checked = 0
+    checked = expected = 0
     for name in PRODUCT.names():
         first = max((b["version"] for b in PRODUCT.breaks().get(name, [])), default=1)
         current = fastavro.parse_schema(json.loads(PRODUCT.text(name)))
@@ -56,6 +63,7 @@ def test_records_of_every_released_version_decode_into_todays_schema():
             for rec in fastavro.utils.generate_many(json.loads(text), 5):
                 data = wire(text, rec)
                 if number < first:  # before a recorded break: refused with a reason, never garbage
+                    expected -= 1
                     with pytest.raises(ValidationError, match=f"cannot decode as {name}"):
                         codec.decode(data, name)
                     continue
@@ -64,12 +72,13 @@ def test_records_of_every_released_version_decode_into_todays_schema():
                 kept = {k for k in rec if k in got}
                 assert all(_same_value(got[k], rec[k]) for k in kept), (name, number)
                 checked += 1
-    assert checked == 5 * sum(len(PRODUCT.versions(n)) for n in PRODUCT.names()) - 5  # all but v1 of EvaluationResult
+        expected += 5 * len(PRODUCT.versions(name))
+    assert checked == expected > 100
 
 
 def _same_value(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return a == b or (a != a and b != b)  # NaN from the generator
+        return a == b or (math.isnan(a) and math.isnan(b))  # the generator makes NaNs too
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() >= b.keys() and all(_same_value(a[k], b[k]) for k in b)
     if isinstance(a, list) and isinstance(b, list):
@@ -104,8 +113,8 @@ def test_a_current_schema_changed_without_recording_it_is_refused(staged):
     edit(staged, "ConfigRecord", lambda d: d["fields"].append(
         {"name": "owner", "type": ["null", "string"], "default": None}))
     problems = history_problems(AvroDir(staged.root))
-    assert problems == [f"ConfigRecord.avsc is not the last version in history/ConfigRecord/: "
-                        f"{HOW_TO_RECORD}"]
+    assert problems == [
+        f"ConfigRecord.avsc is not the last version in history/ConfigRecord/: {HOW_TO_RECORD}"]
 
 
 def test_snapshot_records_a_compatible_change_as_the_next_version(staged):
@@ -114,7 +123,7 @@ def test_snapshot_records_a_compatible_change_as_the_next_version(staged):
     before = len(staged.versions("EntityState"))
     # the command as a developer runs it
     run = subprocess.run([sys.executable, "-m", "schemas.history", "snapshot", "--dir", str(staged.root)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     assert f"EntityState/v{before + 1}.avsc" in run.stdout
     after = AvroDir(staged.root)
@@ -174,9 +183,9 @@ def test_an_edited_history_file_is_caught_against_git(staged):
     doc = json.loads(path.read_text())
     doc["fields"].append({"name": "sneaked", "type": "int", "default": 0})
     path.write_text(json.dumps(doc))  # v2 rewritten in place instead of a v4 added
-    assert unrecorded_releases(AvroDir(staged.root), released) == [
+    assert unrecorded_releases(AvroDir(staged.root), released) == [(
         "Alert: a committed version is missing from history/Alert/ "
-        "(history files are only ever added, never edited)"]
+        "(history files are only ever added, never edited)")]
 
 
 def test_a_record_with_bytes_that_are_not_utf8_is_a_validation_error(staged):
