@@ -1,7 +1,8 @@
 """Every released schema version, kept so a record written by an old release stays readable.
 
-    python -m schemas.history snapshot   # after editing schemas/avro/X.avsc: records it as the
-                                         # next version of X, if FULL_TRANSITIVE compatible
+    python -m schemas.history snapshot   # after editing schemas/avro/X.avsc: records it (and
+                                         # any committed content history lacks) as the next
+                                         # version of X, if FULL_TRANSITIVE compatible
     python -m schemas.history check      # what the unit tests check (exit 1 with the reasons)
 
 A version is a file `history/<Name>/v<N>.avsc`; files are only ever added, never edited. The
@@ -33,11 +34,11 @@ def baseline(schemas: AvroDir, name: str) -> int:
     return max((b["version"] for b in schemas.breaks().get(name, [])), default=1)
 
 
-def compatibility_problems(schemas: AvroDir, name: str, candidate: str | None = None) -> list[str]:
-    """FULL_TRANSITIVE violations among `name`'s versions since its baseline (plus `candidate`,
-    a version about to be recorded)."""
+def compatibility_problems(schemas: AvroDir, name: str, candidates: list[str] = ()) -> list[str]:
+    """FULL_TRANSITIVE violations among `name`'s versions since its baseline (plus
+    `candidates`, versions about to be recorded)."""
     first = baseline(schemas, name)
-    versions = schemas.versions(name)[first - 1:] + ([candidate] if candidate else [])
+    versions = schemas.versions(name)[first - 1:] + list(candidates)
     return [f"{name} {p}" for p in full_transitive_problems(versions, first)]
 
 
@@ -72,16 +73,24 @@ def _break_problems(schemas: AvroDir, name: str, entry: dict) -> list[str]:
     return []
 
 
-def snapshot(schemas: AvroDir) -> tuple[list[Path], list[str]]:
-    """Records each changed current schema as its next version. Writes nothing if any change
-    is incompatible: returns ([], reasons) then, as a registry would refuse the registration."""
+def snapshot(schemas: AvroDir, released: dict[str, list[str]] | None = None) -> tuple[list[Path], list[str]]:
+    """Records each changed current schema as its next version, after any committed content
+    history lacks (`released`, from `released_from_git`: a schema changed twice between two
+    snapshots). Writes nothing if any of them is incompatible: returns ([], reasons) then, as
+    a registry would refuse the registration."""
     pending, refused = [], []
-    for name in schemas.names():
-        text, versions = schemas.text(name), schemas.versions(name)
-        if versions and _same(versions[-1], text):
-            continue
-        refused += compatibility_problems(schemas, name, text)
-        pending.append((schemas.history_root / name / f"v{len(versions) + 1}.avsc", text))
+    current = set(schemas.names())
+    for name in sorted(current | set(released or {})):
+        recorded, new = schemas.versions(name), []
+        for text in (released or {}).get(name, []):
+            if not any(_same(text, v) for v in recorded + new):
+                new.append(text)
+        if name in current and not (recorded + new and _same((recorded + new)[-1], schemas.text(name))):
+            new.append(schemas.text(name))
+        if new:
+            refused += compatibility_problems(schemas, name, new)
+            folder = schemas.history_root / name
+            pending += [(folder / f"v{len(recorded) + i}.avsc", text) for i, text in enumerate(new, 1)]
     if refused:
         return [], refused
     for path, text in pending:
@@ -138,7 +147,7 @@ def unrecorded_releases(schemas: AvroDir, released: dict[str, list[str]]) -> lis
         for text in texts:
             if not any(_same(text, r) for r in recorded):
                 found.append(f"{name}: a committed version is missing from history/{name}/ "
-                             "(history files are only ever added, never edited)")
+                             f"(history files are only ever added, never edited): {HOW_TO_RECORD}")
     return found
 
 
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     schemas = AvroDir(args.dir)
     if args.command == "snapshot":
-        written, refused = snapshot(schemas)
+        written, refused = snapshot(schemas, released_from_git(args.dir))
         for reason in refused:
             print(f"refused: {reason}", file=sys.stderr)
         for path in written:

@@ -146,6 +146,13 @@ def test_full_needs_both_directions():
                          record(ID, field("c", colour(["red", "green", "blue"], default="red")))) == []
 
 
+def test_a_rename_with_an_alias_is_backward_but_not_full():
+    for renamed in (record(ID, name="Renamed", aliases=["R"]),
+                    record(field("key", "string", aliases=["id"]))):
+        problems = full_problems(renamed, record(ID))
+        assert len(problems) == 1 and problems[0].startswith("old cannot read new"), problems
+
+
 def test_full_transitive_compares_every_pair_not_only_neighbours():
     v1 = record(ID, field("n", "int", default=0))
     v2 = record(ID)  # drops n: fine both ways with v1 (v1's n has a default)

@@ -185,7 +185,32 @@ def test_an_edited_history_file_is_caught_against_git(staged):
     path.write_text(json.dumps(doc))  # v2 rewritten in place instead of a v4 added
     assert unrecorded_releases(AvroDir(staged.root), released) == [(
         "Alert: a committed version is missing from history/Alert/ "
-        "(history files are only ever added, never edited)")]
+        f"(history files are only ever added, never edited): {HOW_TO_RECORD}")]
+    # the snapshot puts the committed content back, and the current one after it (it is last)
+    written, refused = snapshot(AvroDir(staged.root), released)
+    assert refused == [] and [p.name for p in written] == ["v4.avsc", "v5.avsc"]
+    assert unrecorded_releases(AvroDir(staged.root), released) == []
+    assert history_problems(AvroDir(staged.root)) == []
+
+
+def test_snapshot_also_records_a_committed_content_history_lacks(staged):
+    """A schema committed twice between two snapshots: both contents were released."""
+    def with_fields(*names):
+        doc = json.loads(staged.text("ConfigRecord"))
+        doc["fields"] += [{"name": n, "type": ["null", "string"], "default": None} for n in names]
+        return json.dumps(doc)
+    released = {"ConfigRecord": [staged.versions("ConfigRecord")[0], with_fields("owner")]}
+    (staged.root / "ConfigRecord.avsc").write_text(with_fields("owner", "team"))
+    written, refused = snapshot(AvroDir(staged.root), released)
+    assert refused == [] and [p.name for p in written] == ["v2.avsc", "v3.avsc"]
+    after = AvroDir(staged.root)
+    assert [len(json.loads(v)["fields"]) for v in after.versions("ConfigRecord")] == [7, 8, 9]
+    assert history_problems(after) == [] and unrecorded_releases(after, released) == []
+    # an incompatible committed content is refused like a current one, and nothing is written
+    broken = json.loads(with_fields("owner", "team", "region"))
+    broken["fields"][-1] = {"name": "region", "type": "string"}
+    released["ConfigRecord"].append(json.dumps(broken))
+    assert snapshot(after, released)[0] == [] and len(AvroDir(staged.root).versions("ConfigRecord")) == 3
 
 
 def test_a_record_with_bytes_that_are_not_utf8_is_a_validation_error(staged):
