@@ -34,11 +34,11 @@ def baseline(schemas: AvroDir, name: str) -> int:
     return max((b["version"] for b in schemas.breaks().get(name, [])), default=1)
 
 
-def compatibility_problems(schemas: AvroDir, name: str, candidates: list[str] = ()) -> list[str]:
+def compatibility_problems(schemas: AvroDir, name: str, candidates: list[str] | None = None) -> list[str]:
     """FULL_TRANSITIVE violations among `name`'s versions since its baseline (plus
     `candidates`, versions about to be recorded)."""
     first = baseline(schemas, name)
-    versions = schemas.versions(name)[first - 1:] + list(candidates)
+    versions = schemas.versions(name)[first - 1:] + (candidates or [])
     return [f"{name} {p}" for p in full_transitive_problems(versions, first)]
 
 

@@ -120,12 +120,14 @@ def test_a_current_schema_changed_without_recording_it_is_refused(staged):
 def test_snapshot_records_a_compatible_change_as_the_next_version(staged):
     edit(staged, "EntityState", lambda d: d["fields"].append(
         {"name": "zone_hint", "type": ["null", "string"], "default": None}))
+    (staged.root / "Probe.avsc").write_text(json.dumps(
+        {"type": "record", "name": "Probe", "fields": [{"name": "id", "type": "string"}]}))
     before = len(staged.versions("EntityState"))
     # the command as a developer runs it
     run = subprocess.run([sys.executable, "-m", "schemas.history", "snapshot", "--dir", str(staged.root)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
-    assert f"EntityState/v{before + 1}.avsc" in run.stdout
+    assert f"EntityState/v{before + 1}.avsc" in run.stdout and "Probe/v1.avsc" in run.stdout
     after = AvroDir(staged.root)
     assert json.loads(after.versions("EntityState")[-1]) == json.loads(after.text("EntityState"))
     assert history_problems(after) == []
