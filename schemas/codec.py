@@ -3,7 +3,8 @@
 Any Confluent-compatible client can read our topics. Ids come from a schema registry when one
 is configured (`HttpSchemaRegistry`, Confluent's REST API); without one,
 `LocalSchemaRegistry` derives a stable id from the schema's Parsing Canonical Form, so the
-same schema has the same id on every host and in every run.
+same schema has the same id on every host and in every run, and knows every version ever
+released (`schemas/avro/history`), so a record an older release wrote still decodes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import ssl
 import struct
 import urllib.error
 import urllib.request
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
 import fastavro
@@ -25,33 +24,37 @@ from fastavro.schema import to_parsing_canonical_form
 
 from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import RegistrySettings
+from schemas.avro_dir import AVRO_DIR, AvroDir
 
-AVRO_DIR = Path(__file__).parent / "avro"
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+PRODUCT_SCHEMAS = AvroDir(AVRO_DIR)
 
 
-@lru_cache(maxsize=None)
 def schema_text(name: str) -> str:
-    path = AVRO_DIR / f"{name}.avsc"
-    if not path.exists():
-        raise PermanentError(f"no Avro schema named {name!r} in {AVRO_DIR}")
-    return path.read_text()
+    return PRODUCT_SCHEMAS.text(name)
 
 
-@lru_cache(maxsize=None)
 def load_schema(name: str) -> dict:
-    return fastavro.parse_schema(json.loads(schema_text(name)))
+    return PRODUCT_SCHEMAS.parsed(name)
 
 
 def all_schema_names() -> list[str]:
-    return sorted(p.stem for p in AVRO_DIR.glob("*.avsc"))
+    return PRODUCT_SCHEMAS.names()
+
+
+def canonical_form(schema: str | dict) -> str:
+    parsed = fastavro.parse_schema(json.loads(schema) if isinstance(schema, str) else schema)
+    return to_parsing_canonical_form(parsed)
 
 
 def stable_schema_id(schema: str | dict) -> int:
-    """A 31-bit id from the canonical form: positive in every Confluent client's int32."""
-    parsed = fastavro.parse_schema(json.loads(schema) if isinstance(schema, str) else schema)
-    digest = hashlib.sha256(to_parsing_canonical_form(parsed).encode()).digest()
+    return _id_of_form(canonical_form(schema))
+
+
+def _id_of_form(form: str) -> int:
+    """A 31-bit id: positive in every Confluent client's int32."""
+    digest = hashlib.sha256(form.encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF or 1
 
 
@@ -62,15 +65,27 @@ class SchemaRegistry(Protocol):
 
 
 class LocalSchemaRegistry:
-    """Registry-less mode: ids are `stable_schema_id`; every schema in `schemas/avro` is known."""
+    """Registry-less mode: ids are `stable_schema_id`. Knows every released version in the
+    directory's history and every current schema. A version differing from another only in
+    docs or defaults has the same canonical form and so the same id; the current text wins,
+    which is harmless because a writer schema's docs and defaults never affect decoding."""
 
-    def __init__(self) -> None:
+    def __init__(self, schemas: AvroDir | None = None) -> None:
         self._by_id: dict[int, str] = {}
-        for name in all_schema_names():
-            self.register(f"{name}-value", schema_text(name))
+        self._canonical: dict[int, str] = {}
+        schemas = schemas or PRODUCT_SCHEMAS
+        for name in schemas.history_names():
+            for text in schemas.versions(name):
+                self.register(f"{name}-value", text)
+        for name in schemas.names():
+            self.register(f"{name}-value", schemas.text(name))
 
     def register(self, subject: str, schema: str) -> int:
-        schema_id = stable_schema_id(schema)
+        form = canonical_form(schema)
+        schema_id = _id_of_form(form)
+        if self._canonical.setdefault(schema_id, form) != form:
+            # 31 bits of a hash: a clash is unlikely, and decoding with the wrong schema is worse
+            raise PermanentError(f"schema id {schema_id} of {subject} clashes with another schema")
         self._by_id[schema_id] = schema
         return schema_id
 
@@ -78,7 +93,8 @@ class LocalSchemaRegistry:
         try:
             return self._by_id[schema_id]
         except KeyError:
-            raise ValidationError(f"unknown schema id {schema_id} (registry-less mode)") from None
+            raise ValidationError(f"unknown schema id {schema_id} (registry-less mode: not a "
+                                  "version this release knows)") from None
 
 
 class HttpSchemaRegistry:
@@ -133,24 +149,27 @@ class HttpSchemaRegistry:
 
 
 class AvroCodec:
-    """Encodes records of a named schema for a topic, decodes any id into a reader schema."""
+    """Encodes records of a named schema for a topic, decodes any id into a reader schema.
+    `schemas`: where the current (writer and reader) schemas come from; the product's own
+    unless a test stages an upgrade."""
 
-    def __init__(self, registry: SchemaRegistry | None = None) -> None:
-        self.registry = registry or LocalSchemaRegistry()
+    def __init__(self, registry: SchemaRegistry | None = None, schemas: AvroDir | None = None) -> None:
+        self.schemas = schemas or PRODUCT_SCHEMAS
+        self.registry = registry or LocalSchemaRegistry(self.schemas)
         self._writer_ids: dict[tuple[str, str], int] = {}
         self._writers: dict[int, tuple[dict, str]] = {}
 
     def schema_id(self, topic: str, schema_name: str) -> int:
         key = (topic, schema_name)
         if key not in self._writer_ids:
-            self._writer_ids[key] = self.registry.register(f"{topic}-value", schema_text(schema_name))
+            self._writer_ids[key] = self.registry.register(f"{topic}-value", self.schemas.text(schema_name))
         return self._writer_ids[key]
 
     def encode(self, topic: str, schema_name: str, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, self.schema_id(topic, schema_name)))
         try:
-            fastavro.schemaless_writer(buf, load_schema(schema_name), record)
+            fastavro.schemaless_writer(buf, self.schemas.parsed(schema_name), record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValidationError(f"record does not match {schema_name}: {exc}") from exc
         return buf.getvalue()
@@ -171,7 +190,7 @@ class AvroCodec:
             raise ValidationError(f"not Confluent wire format: magic byte {magic}")
         writer, writer_text = self._writer(schema_id)
         # Same schema on both sides: skip resolution, the hot path's common case.
-        reader = None if writer_text == schema_text(schema_name) else load_schema(schema_name)
+        reader = None if writer_text == self.schemas.text(schema_name) else self.schemas.parsed(schema_name)
         try:
             return fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, reader)
         except Exception as exc:  # fastavro raises a zoo of types on corrupt input
