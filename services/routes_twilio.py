@@ -57,7 +57,10 @@ def _voice_channel(request: web.Request, name: str | None) -> dict:
 
 def add_routes(app: web.Application, public_url: str | None) -> None:
     async def voice(request: web.Request) -> web.Response:
-        params = await request.post()
+        try:
+            params = await request.post()
+        except (UnicodeDecodeError, ValueError):
+            raise _refuse("the body is not a UTF-8 form, which is all Twilio signs") from None
         pairs = [(k, v) for k, v in params.items() if isinstance(v, str)]
         channel = _voice_channel(request, request.query.get("channel"))
         s = channel["settings"]

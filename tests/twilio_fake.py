@@ -161,15 +161,18 @@ class TwilioFake:
         assert gather is not None, "the call's TwiML has no <Gather>"
         return gather.attrib["action"]
 
-    def press(self, call: Request, digits: str, *, url: str | None = None, token: str | None = None,
-              signature: str | None = None, account_sid: str | None = None) -> tuple[int, str]:
-        """POST the keypress as Twilio does; `url`, `token`, `signature`, `account_sid` forge it."""
+    def press(self, call: Request, digits: str, *, url: str | None = None, signed_url: str | None = None,
+              token: str | None = None, signature: str | None = None,
+              account_sid: str | None = None) -> tuple[int, str]:
+        """POST the keypress as Twilio does; `url` (and the `signed_url` the signature covers),
+        `token`, `signature` and `account_sid` forge it."""
         url = url or self.gather_action(call)
         params = {"AccountSid": account_sid or self.account_sid, "ApiVersion": "2010-04-01",
                   "CallSid": call.sid or "", "CallStatus": "in-progress", "Called": call.form["To"],
                   "Caller": call.form["From"], "Digits": digits, "Direction": "outbound-api",
                   "FinishedOnKey": "", "From": call.form["From"], "To": call.form["To"]}
-        sig = signature if signature is not None else twilio_sign(token or self.auth_token, url, params)
+        sig = signature if signature is not None else twilio_sign(token or self.auth_token,
+                                                                  signed_url or url, params)
         headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1",
                    "I-Twilio-Idempotency-Token": uuid.uuid4().hex}
         if sig:

@@ -20,6 +20,7 @@ connectors/channels/twilio.py).
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
 
@@ -33,19 +34,23 @@ from geoflux.settings import ApiSettings
 ACK_PATH = "/api/v1/webhooks/twilio/voice"
 ACK_DIGIT = "1"
 MAX_TWIML = 4000  # Twilio's limit for the Twiml parameter, in characters
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def _say(parent: ET.Element, text: str, settings: dict) -> None:
     attrs = {k: settings[k] for k in ("voice", "language") if settings.get(k)}
-    ET.SubElement(parent, "Say", attrs).text = text
+    # ElementTree escapes markup but writes control characters as they are: not XML, and Twilio
+    # would drop the call
+    ET.SubElement(parent, "Say", attrs).text = _NOT_XML.sub(" ", text)
 
 
 def twiml(text: str, ack_url: str, settings: dict) -> str:
     """The call's TwiML; the spoken alert is shortened until the document fits Twilio's limit."""
+    gather_attrs = {"numDigits": "1", "action": ack_url, "method": "POST",
+                    "timeout": str(settings.get("gather_timeout_s", 10))}
     while True:
         response = ET.Element("Response")
-        gather = ET.SubElement(response, "Gather", {"numDigits": "1", "action": ack_url,
-                                                    "method": "POST", "timeout": str(settings.get("gather_timeout_s", 10))})
+        gather = ET.SubElement(response, "Gather", gather_attrs)
         _say(gather, text, settings)
         _say(gather, f"Press {ACK_DIGIT} to acknowledge this alert.", settings)
         _say(response, "No key was pressed. The alert is not acknowledged. Goodbye.", settings)

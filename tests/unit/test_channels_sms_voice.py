@@ -9,8 +9,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from connectors.channels.base import ChannelConfig, Notification, build_channel, channel_kinds, parse_channel
-from connectors.channels.sms_text import (GSM_BASIC, GSM_EXTENSION, compose, encoding, fit,
-                                          require_e164, segments)
+from connectors.channels.sms_text import GSM_BASIC, GSM_EXTENSION, compose, encoding, fit, require_e164, segments
 from connectors.channels.twilio import signature, valid_signature
 from connectors.channels.voice import MAX_TWIML, twiml
 from geoflux.errors import ValidationError
@@ -213,6 +212,12 @@ def test_voice_twiml_reads_the_alert_escaped_and_gathers_one_digit():
     said = [s.text for s in gather.findall("Say")]
     assert said[0] == "Geoflux alert, severity critical. truck <b>\"7\"</b> & co. it's late"
     assert "Press 1" in said[1] and root.findall("Say")  # what is said when nobody presses a key
+
+
+def test_voice_twiml_stays_xml_whatever_the_alert_holds():
+    n = Notification("a1:x", "a1", "acme", "high", "bad\x00bytes\x1b[31m", "\ud800 and \x0c")
+    root = ET.fromstring(build_channel(voice()).form(n)["Twiml"])
+    assert root.find("Gather/Say").text == "Geoflux alert, severity high. bad bytes [31m.   and  "
 
 
 def test_voice_twiml_fits_twilios_limit():
