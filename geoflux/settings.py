@@ -243,6 +243,9 @@ class ApiSettings(BaseSettings):
     keys_file: str | None = None
     # the built console (console/dist); unset: next to the source tree (editable installs)
     console_dir: str | None = None
+    # this API's URL as receivers reach it (behind a proxy: the proxy's), e.g.
+    # https://geoflux.example.com: voice channels send Twilio's keypress webhook there
+    public_url: str | None = None
 
 
 class ReplaySettings(BaseSettings):

@@ -11,7 +11,7 @@ from geoflux.settings import (AlertSettings, ApiSettings, GeofenceSettings, JobS
                               KafkaSettings, PostgresSettings)
 from schemas.codec import AvroCodec
 from services import (gateway, routes_alerts, routes_audit, routes_cep, routes_console,
-                      routes_geoevent, routes_geofences, routes_processes)
+                      routes_geoevent, routes_geofences, routes_processes, routes_twilio)
 from services.auth import auth_middleware, load_api_keys
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
@@ -52,6 +52,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_geofences.add_routes(app)
     routes_geoevent.add_routes(app, kafka, api, codec, producer, waiter)
     closeables = routes_alerts.add_routes(app, kafka, codec, producer, AlertSettings().rules_file)
+    routes_twilio.add_routes(app, api.public_url)  # voice channels' keypress acknowledgements
     jobs = JobsService(kafka, codec, JobSettings(), producer).start()
     routes_processes.add_routes(app, jobs)
     closeables.append(jobs)

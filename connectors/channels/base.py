@@ -114,6 +114,8 @@ _KINDS = {
     "eventgrid": "connectors.channels.http:EventGridChannel",
     "email": "connectors.channels.email:EmailChannel",
     "sns": "connectors.channels.sns:SnsChannel",
+    "sms": "connectors.channels.sms:SmsChannel",
+    "voice": "connectors.channels.voice:VoiceChannel",
 }
 
 

@@ -56,6 +56,13 @@ class HttpChannel:
     def accept(self, status: int, body: str) -> bool:
         return status in self.ok_statuses
 
+    def receipt(self, status: int, body: str) -> str:
+        return f"{status}"
+
+    def describe_error(self, status: int, body: str) -> str:
+        """The answer's body as the reason says it (a receiver may have its own error format)."""
+        return body
+
     async def send(self, n: Notification) -> str:
         url, body, headers = self.request(n)
         if self._session is None:
@@ -64,8 +71,9 @@ class HttpChannel:
             async with self._session.post(url, data=body, headers=headers) as resp:
                 text = await resp.text()
                 if self.accept(resp.status, text):
-                    return f"{resp.status}"
-                classify_http(resp.status, text, dict(resp.headers), f"{self.kind} {self.name}")
+                    return self.receipt(resp.status, text)
+                classify_http(resp.status, self.describe_error(resp.status, text), dict(resp.headers),
+                              f"{self.kind} {self.name}")
                 return ""  # unreachable: classify_http always raises
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise TransientError(f"{self.kind} {self.name}: {type(exc).__name__}: {exc}") from exc

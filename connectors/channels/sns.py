@@ -17,16 +17,38 @@ TRANSIENT_CODES = {"Throttling", "ThrottlingException", "ThrottledException", "I
                    "InternalFailure", "ServiceUnavailable", "RequestTimeout", "KMSThrottling"}
 
 
+def sns_client(s: dict):
+    """botocore's own retries are off: the delivery worker's retry policy is the only one."""
+    return boto3.client(
+        "sns", endpoint_url=s.get("endpoint_url"), region_name=s.get("region", "us-east-1"),
+        aws_access_key_id=s.get("access_key_id"), aws_secret_access_key=s.get("secret_access_key"),
+        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=10))
+
+
+def publish(client, args: dict, what: str) -> str:
+    """SNS Publish with its errors classified: throttling waits, 5xx and connection errors are
+    transient, anything else (a bad topic, an invalid phone number) is permanent."""
+    try:
+        return client.publish(**args)["MessageId"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        detail = f"{what}: {code} {exc}"
+        if code in ("Throttling", "ThrottlingException", "ThrottledException"):
+            raise RetryLater(detail, None) from exc
+        if code in TRANSIENT_CODES or status >= 500:
+            raise TransientError(detail) from exc
+        raise PermanentError(detail) from exc
+    except (BotoConnectionError, BotoCoreError) as exc:
+        raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
 class SnsChannel:
     kind = "sns"
 
     def __init__(self, config: ChannelConfig) -> None:
         self.name, self.s = config.name, config.settings
-        self._client = boto3.client(
-            "sns", endpoint_url=self.s.get("endpoint_url"), region_name=self.s.get("region", "us-east-1"),
-            aws_access_key_id=self.s.get("access_key_id"),
-            aws_secret_access_key=self.s.get("secret_access_key"),
-            config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=10))
+        self._client = sns_client(self.s)
 
     @classmethod
     def validate(cls, settings: dict) -> None:
@@ -50,19 +72,7 @@ class SnsChannel:
         return args
 
     def _send(self, n: Notification) -> str:
-        try:
-            return self._client.publish(**self.publish_args(n))["MessageId"]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            detail = f"sns {self.name}: {code} {exc}"
-            if code in ("Throttling", "ThrottlingException", "ThrottledException"):
-                raise RetryLater(detail, None) from exc
-            if code in TRANSIENT_CODES or status >= 500:
-                raise TransientError(detail) from exc
-            raise PermanentError(detail) from exc
-        except (BotoConnectionError, BotoCoreError) as exc:
-            raise TransientError(f"sns {self.name}: {type(exc).__name__}: {exc}") from exc
+        return publish(self._client, self.publish_args(n), f"sns {self.name}")
 
     async def send(self, n: Notification) -> str:
         return await asyncio.to_thread(self._send, n)
