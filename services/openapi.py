@@ -85,7 +85,7 @@ class Param:
 @dataclass(frozen=True, slots=True)
 class Op:
     """One method on one path. `responses`: success status -> JSON Schema of an application/json
-    body, or (media type, schema). `errors`: the problem statuses it answers. `security`: "key"
+    body, or (media type, schema), or None (no body). `errors`: the problem statuses it answers. `security`: "key"
     (an API key), "open" (none) or "signed" (a webhook authenticated by its own signature)."""
     method: str
     path: str
@@ -117,9 +117,10 @@ class Op:
             out["requestBody"] = {"required": self.body_required,
                                   "content": {JSON: {"schema": self.body}}}
         for status, spec in self.responses.items():
-            media, schema = spec if isinstance(spec, tuple) else (JSON, spec)
-            out["responses"][str(status)] = {"description": "success" if status < 300 else "redirect",
-                                             "content": {media: {"schema": schema}}}
+            resp = out["responses"][str(status)] = {"description": "success" if status < 300 else "redirect"}
+            if spec is not None:  # None: no body worth describing (a redirect)
+                media, schema = spec if isinstance(spec, tuple) else (JSON, spec)
+                resp["content"] = {media: {"schema": schema}}
         errors = set(self.errors) | ({401} if self.security != "open" else set())
         for status in sorted(errors):
             out["responses"][str(status)] = {"$ref": f"#/components/responses/E{status}"}

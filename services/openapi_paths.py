@@ -180,7 +180,7 @@ OPERATIONS: list[Op] = [
     Op("GET", "/readyz", "readiness: broker, registry and database when configured", O,
        {200: obj(["status", "checks"], status=STR, checks=ANY_OBJ)}, security="open", errors=(503,)),
     Op("GET", "/metrics", "Prometheus metrics", O, {200: ("text/plain", STR)}, security="open", errors=()),
-    Op("GET", "/console", "redirect to the console", O, {302: ("text/html", STR)}, security="open", errors=()),
+    Op("GET", "/console", "redirect to the console", O, {302: None}, security="open", errors=()),
     Op("GET", "/console/", "the operator console (asks for a key in the page)", O,
        {200: ("text/html", STR)}, security="open", errors=(404,)),
 ]
