@@ -36,10 +36,14 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 
 from connectors.kafka_admin import apply
 from connectors.kafka_producer import ReliableProducer
-from geoflux.settings import KafkaSettings
+from connectors.offsets import parse_instant_ms
+from geoflux.errors import ValidationError
+from geoflux.settings import KafkaSettings, ReplaySettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.local_process import free_port, port_is_open
+from services.routes_geoevent import parse_location
+from services.routes_replay import parse_request
 from streams.jobs.processes import PROCESSES
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import OPERATOR_KEY, TENANT_KEYS, http, start_api, start_cli, stop
@@ -346,3 +350,22 @@ def test_fuzz_the_whole_api(stack, seeded, capsys):
     failures = "\n".join(f"- {op}: {what}\n    {example}" for (op, what), example in sorted(tally.failures.items()))
     assert not tally.failures, (f"{len(tally.failures)} defects in {time.monotonic() - started:.0f}s "
                                 f"(API log: {logs}):\n{failures}")
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"tenant_id": 0}, "tenant_id must be a non-empty string"),  # was: written as tenant "default"
+    ({"tenant_id": False}, "tenant_id must be a non-empty string"),
+    ({"timestamp": float("inf")}, "not an epoch millisecond"),  # was: 500 (OverflowError)
+    ({"timestamp": 2**64}, "not an epoch millisecond"),
+])
+def test_what_the_fuzzing_found_in_evaluate_is_refused_with_the_reason(body, reason):
+    loc = {"entity_id": "e1", "lon": 0.0, "lat": 0.0, "timestamp": 1, **body}
+    with pytest.raises(ValidationError, match=reason):
+        parse_location(loc)
+
+
+def test_what_the_fuzzing_found_in_replay_is_refused_with_the_reason():
+    with pytest.raises(ValidationError, match="cannot be replayed"):  # was: 500 (unhashable list)
+        parse_request({"topic": [], "from": 0}, ReplaySettings(), 10)
+    with pytest.raises(ValidationError, match="neither ISO 8601 nor epoch"):  # was: 500 (int("²"))
+        parse_instant_ms("from", "²")
