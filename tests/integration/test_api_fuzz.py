@@ -15,7 +15,8 @@ path ids drawn half from the seeded ids of both tenants and half generated, and:
   conformance checks: the document stays honest).
 
 Operator-only operations are called with the operator key as well. The counts (requests,
-2xx, 3xx, 4xx, 5xx) are printed at the end, per operation and in total.
+2xx, 3xx, 4xx, 5xx) are printed at the end, per operation and in total; pytest-xdist does not
+show a worker's output, so run this file with `-n 0` to see them.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ A, B = "acme", "globex"
 KEY_A, KEY_B = TENANT_KEYS[A], TENANT_KEYS[B]
 MARKER = "GLOBEX-ONLY-7f3c9a"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-POSITIVE, NEGATIVE = 12, 8  # examples per operation and mode: ~1,500 requests in all
+POSITIVE, NEGATIVE = 12, 8  # examples per operation and mode: about 1,250 requests in all
 SQUARE = {"type": "Polygon", "coordinates": [[[13.3, 52.5], [13.4, 52.5], [13.4, 52.6], [13.3, 52.6],
                                               [13.3, 52.5]]]}
 CONFIG = {  # path -> (id field, A's object, B's extra fields carrying the marker)
