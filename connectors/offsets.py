@@ -29,7 +29,9 @@ def parse_instant_ms(name: str, raw: object) -> int:
     """ISO 8601 (no offset means UTC) or integer epoch milliseconds -> epoch ms."""
     if isinstance(raw, bool):
         raise ValidationError(f"{name}: want ISO 8601 or epoch milliseconds, got {raw!r}")
-    if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().lstrip("-").isdigit()):
+    # isdigit() is true of "²" and "٣" too; only ASCII digits are an epoch
+    if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().lstrip("-").isascii()
+                                and raw.strip().lstrip("-").isdigit()):
         ms = int(raw)
     elif isinstance(raw, str):
         try:

@@ -64,6 +64,10 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_replay.add_routes(app, kafka, codec)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    # the API definition and OGC discovery; every route above is described in openapi_paths.py
+    from services import openapi, openapi_paths, routes_ogc
+    openapi.add_routes(app, openapi_paths.OPERATIONS)
+    routes_ogc.add_routes(app, openapi_paths.OPERATIONS)
 
     async def on_cleanup(_app):
         for c in (registry, waiter, *closeables):

@@ -9,6 +9,12 @@ Conventions, the same on every endpoint:
 - an object of another tenant: 404 (its existence is not disclosed);
 - a list or query for another tenant (`?tenant_id=`), or a write naming another tenant: 403;
 - an operator-only resource (DLQs, consumer-group resets): 403 for a tenant key.
+
+Open without a key (OPEN_PATHS): the probes and metrics, the API definition
+(`/api/v1/openapi.json`, `/api/v1/docs`), and the OGC API landing page `/` and `/conformance`:
+an OGC client (OWSLib, QGIS) reads these first to discover the service and what it conforms
+to, and they hold no tenant's data. Everything they link to (`/processes`, `/jobs`) needs a
+key, which OWSLib sends as a header (`Processes(url, headers={"Authorization": ...})`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from aiohttp import web
 from geoflux.errors import ConfigurationError
 from services.problems import HTTPProblem, problem
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# what a client reads before it knows it needs a key (see the module docstring)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/", "/conformance",
+                        "/api/v1/openapi.json", "/api/v1/docs"})
 # receivers call these with their own signature (verified by the handler), not an API key
 SIGNED_PREFIX = "/api/v1/webhooks/"
 ALL_TENANTS = "*"

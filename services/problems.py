@@ -54,7 +54,9 @@ async def json_body(request: web.Request) -> object:
     if not request.body_exists:
         raise HTTPProblem(400, "Bad Request", "a JSON body is required")
     try:
-        return json.loads(await request.text())
+        return json.loads(await request.read())  # bytes: json detects UTF-8/16/32 itself
+    except UnicodeDecodeError:
+        raise HTTPProblem(400, "Bad Request", "body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise HTTPProblem(400, "Bad Request", f"body is not valid JSON: {exc}") from None
 

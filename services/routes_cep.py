@@ -15,6 +15,7 @@ from schemas.codec import AvroCodec
 from services import routes_config
 from services.auth import tenant_filter
 from services.config_store import ConfigStore
+from services.problems import HTTPProblem
 from streams.cep.patterns import parse_pattern
 
 MATCHES = web.AppKey("cep_matches", TopicReader)
@@ -40,8 +41,7 @@ async def list_aggregates(request: web.Request) -> web.Response:
     try:
         lo, hi = int(q.get("from_ms", 0)), int(q.get("to_ms", 2**62))
     except ValueError:
-        return web.json_response({"title": "Bad Request", "status": 400,
-                                  "detail": "from_ms and to_ms must be integers"}, status=400)
+        raise HTTPProblem(400, "Bad Request", "from_ms and to_ms must be integers") from None
     with view["lock"]:
         items = [a for a in view["items"].values() if a["pattern_id"] == pid
                  and (not tenant or a["tenant_id"] == tenant)

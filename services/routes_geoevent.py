@@ -27,6 +27,7 @@ from services.problems import HTTPProblem, json_body
 from streams.evaluator_records import REPLY_ATTRIBUTE
 
 CONTEXT = web.AppKey("geoevent_context", dict)
+AVRO_LONG = 2**63
 
 
 def _iso(ms: int) -> str:
@@ -47,6 +48,8 @@ def parse_location(body: object, where: str = "location") -> dict:
             raise ValidationError(f"{where}: {name} {v} out of range [-{bound}, {bound}]")
     ts = body.get("timestamp")
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+        if not (math.isfinite(ts) and -AVRO_LONG <= ts < AVRO_LONG):
+            raise ValidationError(f"{where}: timestamp {ts!r} is not an epoch millisecond")
         ts_ms = int(ts)
     elif isinstance(ts, str):
         try:
@@ -59,7 +62,11 @@ def parse_location(body: object, where: str = "location") -> dict:
     attrs = body.get("attributes") or {}
     if not isinstance(attrs, dict):
         raise ValidationError(f"{where}: attributes must be an object")
-    tenant = check_tenant(body.get("tenant_id") or "default")
+    tenant = body.get("tenant_id", "default")  # 0, false or "" are not "no tenant"
+    try:
+        check_tenant(tenant)
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
     return {"entity_id": entity, "tenant_id": tenant, "lon": float(lon), "lat": float(lat),
             "ts_ms": ts_ms, "attributes": {str(k): str(v) for k, v in attrs.items()}}
 

@@ -89,7 +89,7 @@ def parse_request(body: object, settings: ReplaySettings, now_ms: int) -> Replay
     if unknown:
         raise ValidationError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}")
     logical = body.get("topic", "geo.geofence-events")
-    if logical not in TOPICS:
+    if not isinstance(logical, str) or logical not in TOPICS:
         raise ValidationError(f"topic {logical!r} cannot be replayed; one of {', '.join(TOPICS)}")
     by_time, by_offsets = "from" in body, "from_offsets" in body
     if by_time == by_offsets:
