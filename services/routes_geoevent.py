@@ -24,6 +24,7 @@ from services.auth import with_tenant
 from services.evaluation_waiter import EvaluationWaiter
 from services.problems import HTTPProblem, json_body
 from streams.evaluator_records import REPLY_ATTRIBUTE
+from streams.membership import REJECTED
 
 CONTEXT = web.AppKey("geoevent_context", dict)
 
@@ -100,7 +101,7 @@ async def _evaluate(request: web.Request, locations: list[dict]) -> list[dict]:
 async def evaluate(request: web.Request) -> web.Response:
     loc = parse_location(with_tenant(request, await json_body(request)))
     [result] = await _evaluate(request, [loc])
-    if result["outcome"] in ("late", "conflict", "invalid"):
+    if result["outcome"] in REJECTED or result["outcome"] == "invalid":
         raise HTTPProblem(422, "Unprocessable Entity",
                           f"{result['reason']}; the update was dead-lettered")
     return web.json_response(result)

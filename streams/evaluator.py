@@ -62,7 +62,7 @@ class Evaluator(TransactionalProcessor):
         self.t_eval = topic("geo.evaluations", kafka)
         self.index = FenceIndex()
         self.machine = MembershipMachine(self.index, int(geo.allowed_lateness_s * 1000),
-                                         geo.history_per_entity)
+                                         geo.history_max_points)
         self.dwell_heap: list[tuple[int, str]] = []
         self.pending_reconcile: set[str] = set()
         self.stats = EvaluatorStats()
