@@ -6,6 +6,7 @@ import math
 
 from geoflux.errors import ValidationError
 from streams.entity_history import History, Seen
+from streams.geofence import snap_to_range
 from streams.membership import EntityState, Membership, Transition, Update
 
 REPLY_ATTRIBUTE = "geoflux.reply_to"
@@ -16,9 +17,12 @@ def update_from_record(rec: dict) -> Update:
     if not entity:
         raise ValidationError("location update has no entity_id")
     lon, lat = rec["lon"], rec["lat"]
-    if not (math.isfinite(lon) and math.isfinite(lat)) or not -180 <= lon <= 180 or not -90 <= lat <= 90:
+    # the same tolerance as fence geometry: float noise past an edge is snapped onto it
+    x = snap_to_range(lon, 180) if math.isfinite(lon) else None
+    y = snap_to_range(lat, 90) if math.isfinite(lat) else None
+    if x is None or y is None:
         raise ValidationError(f"position ({lon}, {lat}) out of range")
-    return Update(entity, rec.get("tenant_id") or "default", float(lon), float(lat), int(rec["ts_ms"]))
+    return Update(entity, rec.get("tenant_id") or "default", x, y, int(rec["ts_ms"]))
 
 
 def state_to_record(state: EntityState) -> dict:
