@@ -310,7 +310,7 @@ class GeofenceSettings(BaseSettings):
     allowed_lateness_s: float = 30.0
     # Each entity keeps every update of the allowed lateness to place late ones in order, at
     # most this many: a late update that needs a dropped one is dead-lettered as
-    # `history_exceeded`. About 32 bytes a point in memory, 20 in the changelog.
+    # `history_exceeded`. About 32 bytes a point in memory, 24 in the changelog.
     history_max_points: int = 1000
     history_per_entity: int | None = None  # its old name (GEOFLUX_GEOFENCE_HISTORY_PER_ENTITY), still read
     max_batch: int = 2000

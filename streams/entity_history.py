@@ -8,6 +8,7 @@ allowed lateness here. Consecutive points inside the same fences share one tuple
 from __future__ import annotations
 
 import bisect
+import sys
 from array import array
 from dataclasses import dataclass
 from itertools import groupby
@@ -94,26 +95,32 @@ class History:
             self.known_from_ms = self.ts[0]
 
     # -- the changelog's columns (schemas/avro/EntityState.avsc, HistoryColumns) --------------
+    # Each numeric column travels as one little-endian byte string: written with one copy,
+    # where an Avro array costs a call per value (about 5 times more for a 60-point window).
     def to_columns(self) -> dict:
-        ts = self.ts.tolist()
-        runs = [(key, sum(1 for _ in group)) for key, group in groupby(self.inside)]
-        return {"ts_ms": ts[:1] + [b - a for a, b in zip(ts, ts[1:])],
-                "lon": self.lon.tolist(), "lat": self.lat.tolist(),
+        runs = [(key, len(list(group))) for key, group in groupby(self.inside)]
+        return {"ts_ms": _le_bytes(self.ts), "lon": _le_bytes(self.lon), "lat": _le_bytes(self.lat),
                 "inside_runs": [n for _, n in runs], "inside_sets": [list(k) for k, _ in runs],
                 "known_from_ms": self.known_from_ms}
 
     @classmethod
     def from_columns(cls, rec: dict) -> History:
         h = cls(known_from_ms=rec["known_from_ms"])
-        total = 0
-        for delta in rec["ts_ms"]:
-            total += delta
-            h.ts.append(total)
-        h.lon.extend(rec["lon"])
-        h.lat.extend(rec["lat"])
+        for column, data in ((h.ts, rec["ts_ms"]), (h.lon, rec["lon"]), (h.lat, rec["lat"])):
+            if len(data) % column.itemsize:
+                raise PermanentError("entity history column of a broken length: corrupt state")
+            column.frombytes(data)
+            if sys.byteorder == "big":
+                column.byteswap()
         for n, inside in zip(rec["inside_runs"], rec["inside_sets"]):
-            shared = tuple(inside)
-            h.inside.extend([shared] * n)
+            h.inside.extend([tuple(inside)] * n)
         if not len(h.ts) == len(h.lon) == len(h.lat) == len(h.inside):
             raise PermanentError("entity history columns of different lengths: corrupt state")
         return h
+
+
+def _le_bytes(column: array) -> bytes:
+    if sys.byteorder == "big":
+        column = array(column.typecode, column)
+        column.byteswap()
+    return column.tobytes()

@@ -52,7 +52,7 @@ def test_columns_round_trip_through_the_changelog_schema():
     back = state_from_record(codec.decode(data, "EntityState"))
     assert back.history == h and back.memberships == state.memberships
     assert back.history.known_from_ms == h.known_from_ms is not None
-    assert len(data) < 25 * len(h)  # about 18 bytes a point; records of points cost about 31
+    assert len(data) < 26 * len(h)  # 24 bytes a point and its runs; a record per point costs 31
 
 
 def old_schema() -> dict:
