@@ -17,9 +17,11 @@ What "equal" means, per (entity, fence), and why:
   rejected with a class that goes to the DLQ (`late_excursion`, `history_exceeded` with a small
   cap, when the cap's worth of newer updates was kept), a `late_excursion` only where including
   it in order would have changed some fence's events.
-Against the code before this test (8 points kept, an update older than them "applied" with no
-events, and excursions behind a later transition dropped) the counts differ: see
-test_original_defect_is_caught.
+Run against the machine before this test (8 points kept, an update older than them "applied"
+with no events, excursions behind a later transition dropped, band updates not re-derived), it
+fails: hypothesis shrinks to a first update arriving second (no ENTER), and, with first updates
+kept first, to a late decisive update among band updates (ENTER+EXIT where in order the entity
+stayed inside). test_original_defect_is_caught is the issue's own case.
 """
 
 from __future__ import annotations
