@@ -36,7 +36,8 @@ SCHEMA = fastavro.parse_schema(json.loads(schema_text("EntityState")))
 def fence_index(n: int) -> tuple[FenceIndex, float]:
     rnd, ext, idx = random.Random(1), (n / 1000) ** 0.5, FenceIndex()
     for i in range(n):
-        x, y, w, h = rnd.uniform(0, ext), rnd.uniform(0, ext), rnd.uniform(0.005, 0.04), rnd.uniform(0.005, 0.04)
+        x, y = rnd.uniform(0, ext), rnd.uniform(0, ext)
+        w, h = rnd.uniform(0.005, 0.04), rnd.uniform(0.005, 0.04)
         idx.upsert(build_fence(f"g{i}", 1, FenceSpec(box(x, y, x + w, y + h), f"g{i}", "b")))
     return idx, ext
 

@@ -86,8 +86,8 @@ def test_a_real_dataset_imports_what_it_can_and_reports_each_refusal(kafka_setti
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("rejected ")]
     assert len(lines) == len(refused), proc.stderr
     for i, reason in refused.items():
-        [line] = [ln for ln in lines if ln.startswith(f"rejected feature {i} ") or
-                  ln.startswith(f"rejected feature {i}:")]
+        [line] = [ln for ln in lines
+                  if ln.startswith((f"rejected feature {i} ", f"rejected feature {i}:"))]
         assert reason in line, line
     assert "rejected feature 18 (Russia): invalid geometry: Self-intersection" in proc.stderr
 
