@@ -262,11 +262,20 @@ def geofences() -> None:
     pass
 
 
-@geofences.command("import", help="Load a GeoJSON FeatureCollection into the geofence registry.")
+@geofences.command("import", help="Load a GeoJSON FeatureCollection into the geofence registry: "
+                   "every feature it can; each one refused is reported with the reason, and the "
+                   "exit code is 1 if any was. Importing the same file again updates its fences.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tenant", default=None, help="Require every feature to belong to this tenant.")
+@click.option("--tenant", default=None,
+              help="Tenant of features that carry no tenant_id; features of another are refused.")
+@click.option("--id-property", default=None, metavar="NAME",
+              help="Fence ids from this property (e.g. ADM0_A3, adm1_code). Default: the "
+                   "feature's id, else its name.")
+@click.option("--name-property", default=None, metavar="NAME",
+              help="Fence names from this property (Natural Earth: NAME). Default: name.")
 @one_line_errors
-def geofences_import(file: Path, tenant: str | None) -> None:
+def geofences_import(file: Path, tenant: str | None, id_property: str | None,
+                     name_property: str | None) -> None:
     from services.geofence_registry import GeofenceRegistry
 
     try:
@@ -276,13 +285,14 @@ def geofences_import(file: Path, tenant: str | None) -> None:
     registry = GeofenceRegistry(KafkaSettings(), GeofenceSettings(), codec())
     registry.start()
     try:
-        done, errors = registry.import_collection(collection, tenant)
+        report = registry.import_collection(collection, tenant, id_property=id_property,
+                                            name_property=name_property)
     finally:
         registry.close()
-    for err in errors:
-        click.echo(f"rejected {err}", err=True)
-    click.echo(f"imported {done} geofence(s), rejected {len(errors)}")
-    if errors:
+    for _, label, reason in report.refused:
+        click.echo(f"rejected {label}: {reason}", err=True)
+    click.echo(f"imported {report.imported} geofence(s), rejected {len(report.refused)}")
+    if report.refused:
         sys.exit(1)
 
 

@@ -13,8 +13,9 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from connectors.kafka_config import producer_config
 from connectors.kafka_producer import ReliableProducer
 from connectors.topic_reader import TopicReader
 from geoflux.errors import PermanentError, ValidationError
@@ -22,7 +23,7 @@ from geoflux.keys import check_tenant, scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.geofence import FenceSpec, geometry_json, parse_feature
+from streams.geofence import FenceSpec, geometry_json, import_feature, parse_feature
 
 
 class NotFound(PermanentError):
@@ -48,6 +49,8 @@ class GeofenceRegistry:
         self.kafka, self.geo, self.codec = kafka, geo, codec
         self.topic = topic("geo.geofences", kafka)
         self.producer = producer or ReliableProducer(kafka)
+        # librdkafka refuses a record whose key and value exceed this (1,000,000 by default)
+        self.max_record_bytes = int(producer_config(kafka).get("message.max.bytes", 1_000_000))
         self._fences: dict[str, StoredFence] = {}
         self._lock = threading.Lock()
         self._reader = TopicReader(kafka, self.topic, "Geofence", codec, self._apply)
@@ -112,11 +115,23 @@ class GeofenceRegistry:
                  create_only: bool = False) -> list[StoredFence]:
         """Validates every feature first, then writes them all and waits for one ack."""
         records = [self._record_for(f, gid, tenant_id, create_only) for f, gid in items]
-        for rec in records:
-            self.producer.send(self.topic, self.codec.encode(self.topic, "Geofence", rec),
-                               key=scoped(rec["tenant_id"], rec["geofence_id"]))
+        return self._write([(rec, self._encode(rec)) for rec in records])
+
+    def _encode(self, rec: dict) -> bytes:
+        """The record's bytes, refused (with the reason) if the producer would refuse them."""
+        value = self.codec.encode(self.topic, "Geofence", rec)
+        size = len(value) + len(scoped(rec["tenant_id"], rec["geofence_id"]).encode())
+        if size > self.max_record_bytes:
+            raise ValidationError(
+                f"the geofence record is {size} bytes, over the {self.max_record_bytes}-byte "
+                "limit of one Kafka record (message.max.bytes): simplify the geometry")
+        return value
+
+    def _write(self, encoded: list[tuple[dict, bytes]]) -> list[StoredFence]:
+        for rec, value in encoded:
+            self.producer.send(self.topic, value, key=scoped(rec["tenant_id"], rec["geofence_id"]))
         self.producer.flush_or_raise()
-        stored = [StoredFence(rec) for rec in records]
+        stored = [StoredFence(rec) for rec, _ in encoded]
         with self._lock:
             for s in stored:
                 self._fences[scoped(s.record["tenant_id"], s.record["geofence_id"])] = s
@@ -155,17 +170,47 @@ class GeofenceRegistry:
             self._fences.pop(key, None)
         return StoredFence(rec)
 
-    def import_collection(self, collection: dict, tenant_id: str | None = None) -> tuple[int, list[str]]:
-        """Loads a FeatureCollection; returns (imported, errors by feature index)."""
+    def import_collection(self, collection: dict, tenant_id: str | None = None, *,
+                          id_property: str | None = None, name_property: str | None = None,
+                          chunk: int = 1000) -> ImportReport:
+        """Loads a FeatureCollection (ids, tenant and names as `import_feature` resolves them):
+        every feature it can, each one it refuses reported with the reason."""
         if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
             raise ValidationError("expected a GeoJSON FeatureCollection")
-        valid, errors = [], []
-        for i, feature in enumerate(collection.get("features") or []):
+        features = collection.get("features")
+        if not isinstance(features, list):
+            raise ValidationError("a FeatureCollection needs a list of features")
+        report, first_of, ready = ImportReport(), {}, []
+        for i, feature in enumerate(features):
             try:
-                self.validate(feature)
-                valid.append((feature, None))
-            except ValidationError as exc:
-                errors.append(f"feature {i}: {exc}")
-        for start in range(0, len(valid), 5000):
-            self.put_many(valid[start:start + 5000], tenant_id=tenant_id)
-        return len(valid), errors
+                feature, gid = import_feature(feature, tenant_id=tenant_id,
+                                              id_property=id_property, name_property=name_property)
+                if gid in first_of:
+                    raise ValidationError(f"id {gid!r} is feature {first_of[gid]}'s as well "
+                                          "(--id-property names a property that tells them apart)")
+                rec = self._record_for(feature, gid, tenant_id, False)
+                ready.append((rec, self._encode(rec)))
+                first_of[gid] = i
+            except PermanentError as exc:
+                report.refused.append((i, _label(feature, i, name_property), str(exc)))
+            if len(ready) >= chunk:
+                report.imported += len(self._write(ready))
+                ready = []
+        if ready:
+            report.imported += len(self._write(ready))
+        return report
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    refused: list[tuple[int, str, str]] = field(default_factory=list)  # (index, label, reason)
+
+
+def _label(feature, i: int, name_property: str | None) -> str:
+    """How a person finds the feature in the file: its index, and its name or id if it has one."""
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    name = props.get(name_property or "name") if isinstance(props, dict) else None
+    ident = feature.get("id") if isinstance(feature, dict) else None
+    shown = name if isinstance(name, str) and name.strip() else ident
+    return f"feature {i}" + (f" ({shown})" if shown not in (None, "") else "")

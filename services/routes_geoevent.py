@@ -25,6 +25,8 @@ from services.auth import with_tenant
 from services.evaluation_waiter import EvaluationWaiter
 from services.problems import HTTPProblem, json_body
 from streams.evaluator_records import REPLY_ATTRIBUTE
+from streams.geofence import snap_to_range
+from streams.membership import REJECTED
 
 CONTEXT = web.AppKey("geoevent_context", dict)
 AVRO_LONG = 2**63
@@ -40,12 +42,15 @@ def parse_location(body: object, where: str = "location") -> dict:
     entity = body.get("entity_id")
     if not isinstance(entity, str) or not entity.strip() or len(entity) > 200:
         raise ValidationError(f"{where}: entity_id must be a non-empty string (at most 200 chars)")
-    lon, lat = body.get("lon"), body.get("lat")
-    for name, v, bound in (("lon", lon, 180), ("lat", lat, 90)):
+    position = {}
+    for name, bound in (("lon", 180), ("lat", 90)):
+        v = body.get(name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             raise ValidationError(f"{where}: {name} must be a number")
-        if not -bound <= v <= bound:
+        position[name] = snap_to_range(v, bound)
+        if position[name] is None:
             raise ValidationError(f"{where}: {name} {v} out of range [-{bound}, {bound}]")
+    lon, lat = position["lon"], position["lat"]
     ts = body.get("timestamp")
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):
         if not (math.isfinite(ts) and -AVRO_LONG <= ts < AVRO_LONG):
@@ -106,7 +111,7 @@ async def _evaluate(request: web.Request, locations: list[dict]) -> list[dict]:
 async def evaluate(request: web.Request) -> web.Response:
     loc = parse_location(with_tenant(request, await json_body(request)))
     [result] = await _evaluate(request, [loc])
-    if result["outcome"] in ("late", "conflict", "invalid"):
+    if result["outcome"] in REJECTED or result["outcome"] == "invalid":
         raise HTTPProblem(422, "Unprocessable Entity",
                           f"{result['reason']}; the update was dead-lettered")
     return web.json_response(result)

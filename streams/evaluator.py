@@ -74,7 +74,7 @@ class Evaluator(TransactionalProcessor):
         self.t_eval = topic("geo.evaluations", kafka)
         self.index = FenceIndex()
         self.machine = MembershipMachine(self.index, int(geo.allowed_lateness_s * 1000),
-                                         geo.history_per_entity)
+                                         geo.history_max_points)
         self.to_reconcile: set[int] = set()  # partitions restored: fences may have changed meanwhile
         self.fence_offsets: dict[str, tuple[int, int]] = {}  # scoped fence id -> (partition, offset)
         self.stats = EvaluatorStats()

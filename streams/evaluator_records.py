@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 from geoflux.errors import ValidationError
-from streams.membership import EntityState, Membership, Seen, Transition, Update
+from streams.entity_history import History, Seen
+from streams.geofence import snap_to_range
+from streams.membership import EntityState, Membership, Transition, Update
 
 REPLY_ATTRIBUTE = "geoflux.reply_to"
 
@@ -15,9 +17,12 @@ def update_from_record(rec: dict) -> Update:
     if not entity:
         raise ValidationError("location update has no entity_id")
     lon, lat = rec["lon"], rec["lat"]
-    if not (math.isfinite(lon) and math.isfinite(lat)) or not -180 <= lon <= 180 or not -90 <= lat <= 90:
+    # the same tolerance as fence geometry: float noise past an edge is snapped onto it
+    x = snap_to_range(lon, 180) if math.isfinite(lon) else None
+    y = snap_to_range(lat, 90) if math.isfinite(lat) else None
+    if x is None or y is None:
         raise ValidationError(f"position ({lon}, {lat}) out of range")
-    return Update(entity, rec.get("tenant_id") or "default", float(lon), float(lat), int(rec["ts_ms"]))
+    return Update(entity, rec.get("tenant_id") or "default", x, y, int(rec["ts_ms"]))
 
 
 def state_to_record(state: EntityState) -> dict:
@@ -30,17 +35,23 @@ def state_to_record(state: EntityState) -> dict:
              "dwell_fired": m.dwell_fired}
             for m in state.memberships.values()],
         "history": [{"ts_ms": s.ts_ms, "lon": s.lon, "lat": s.lat, "inside": list(s.inside)}
-                    for s in state.history],
+                    for s in ([state.last] if state.last else [])],
+        "history_columns": state.history.to_columns(),
     }
 
 
 def state_from_record(rec: dict) -> EntityState:
+    if rec["history_columns"]["ts_ms"]:
+        history = History.from_columns(rec["history_columns"])
+    else:  # written before history_columns: what came before its points is unknown
+        points = [Seen(s["ts_ms"], s["lon"], s["lat"], tuple(s["inside"])) for s in rec["history"]]
+        history = History(points, points[0].ts_ms if points else None)
     return EntityState(
         rec["entity_id"], rec["tenant_id"],
         {m["geofence_id"]: Membership(m["geofence_id"], m["geofence_version"], m["entered_ms"],
                                       m["dwell_due_ms"], m["dwell_fired"])
          for m in rec["memberships"]},
-        [Seen(s["ts_ms"], s["lon"], s["lat"], tuple(s["inside"])) for s in rec["history"]])
+        history)
 
 
 def event_record(t: Transition, produced_ms: int | None, attributes: dict | None = None) -> dict:

@@ -89,6 +89,20 @@ def buffer_m(geom: Polygon | MultiPolygon, metres: float) -> Polygon | MultiPoly
     return transform(inv.transform, transform(fwd.transform, geom).buffer(metres))
 
 
+EDGE_NOISE_DEG = 1e-9  # about 0.1 mm: what float arithmetic leaves at the edges of real datasets
+
+
+def snap_to_range(value: float, bound: float) -> float | None:
+    """`value` within [-bound, bound], or past an edge by float noise only (Natural Earth's
+    Russia reaches longitude 180.00000000000006) and then snapped to it; None when really
+    out of range."""
+    if -bound <= value <= bound:
+        return float(value)
+    if abs(value) - bound <= EDGE_NOISE_DEG:
+        return math.copysign(bound, value)
+    return None
+
+
 def _check_position(pos, where: str) -> tuple[float, float]:
     if not isinstance(pos, (list, tuple)) or len(pos) < 2:
         raise ValidationError(f"{where}: a position must be [lon, lat]")
@@ -97,17 +111,19 @@ def _check_position(pos, where: str) -> tuple[float, float]:
         raise ValidationError(f"{where}: coordinates must be numbers")
     if not (math.isfinite(lon) and math.isfinite(lat)):
         raise ValidationError(f"{where}: coordinates must be finite")
-    if not -180 <= lon <= 180:
+    x, y = snap_to_range(lon, 180), snap_to_range(lat, 90)
+    if x is None:
         raise ValidationError(f"{where}: longitude {lon} out of range [-180, 180]")
-    if not -90 <= lat <= 90:
+    if y is None:
         raise ValidationError(f"{where}: latitude {lat} out of range [-90, 90]")
-    return float(lon), float(lat)
+    return x, y
 
 
-def _check_polygon_coords(rings, where: str) -> int:
+def _check_rings(rings, where: str) -> list[list[tuple[float, float]]]:
+    """The rings of a polygon, checked, as 2D positions snapped into range."""
     if not isinstance(rings, (list, tuple)) or not rings:
         raise ValidationError(f"{where}: empty polygon")
-    count = 0
+    out = []
     for i, ring in enumerate(rings):
         label = f"{where} ring {i}"
         if not isinstance(ring, (list, tuple)) or len(ring) < 4:
@@ -115,8 +131,8 @@ def _check_polygon_coords(rings, where: str) -> int:
         positions = [_check_position(p, label) for p in ring]
         if positions[0] != positions[-1]:
             raise ValidationError(f"{label}: unclosed ring (first and last positions differ)")
-        count += len(positions)
-    return count
+        out.append(positions)
+    return out
 
 
 def parse_feature(feature: dict, *, max_vertices: int, max_radius_m: float = 500_000.0,
@@ -137,18 +153,18 @@ def parse_feature(feature: dict, *, max_vertices: int, max_radius_m: float = 500
         if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not 0 < radius <= max_radius_m:
             raise ValidationError(f"a circle needs properties.radius_m in (0, {max_radius_m:g}] metres")
         shp = circle(lon, lat, float(radius), circle_segments)
-    elif gtype == "Polygon":
-        n = _check_polygon_coords(coords, "polygon")
-        if n > max_vertices:
-            raise ValidationError(f"{n} vertices exceed the limit of {max_vertices}")
-        shp = shape(geom)
-    elif gtype == "MultiPolygon":
-        if not isinstance(coords, (list, tuple)) or not coords:
+    elif gtype in ("Polygon", "MultiPolygon"):
+        if gtype == "Polygon":
+            polygons = [_check_rings(coords, "polygon")]
+        elif not isinstance(coords, (list, tuple)) or not coords:
             raise ValidationError("empty multipolygon")
-        n = sum(_check_polygon_coords(p, f"polygon {i}") for i, p in enumerate(coords))
+        else:
+            polygons = [_check_rings(p, f"polygon {i}") for i, p in enumerate(coords)]
+        n = sum(len(ring) for rings in polygons for ring in rings)
         if n > max_vertices:
             raise ValidationError(f"{n} vertices exceed the limit of {max_vertices}")
-        shp = shape(geom)
+        parts = [Polygon(rings[0], rings[1:]) for rings in polygons]
+        shp = parts[0] if gtype == "Polygon" else MultiPolygon(parts)
     else:
         raise ValidationError(f"geometry type {gtype!r} is not supported: use Polygon, "
                               "MultiPolygon or Point with properties.radius_m")
@@ -166,9 +182,60 @@ def parse_feature(feature: dict, *, max_vertices: int, max_radius_m: float = 500
         raise ValidationError("properties.tenant_id is required")
     dwell = _optional_positive(props, "dwell_seconds")
     hyst = _optional_positive(props, "hysteresis_m", allow_zero=True)
-    extra = {k: str(v) for k, v in props.items()
-             if k not in {"name", "tenant_id", "dwell_seconds", "hysteresis_m", "radius_m"}}
+    extra = {k: str(v) for k, v in props.items()  # null is no value, not the text "None"
+             if v is not None
+             and k not in {"name", "tenant_id", "dwell_seconds", "hysteresis_m", "radius_m"}}
     return FenceSpec(shp, name.strip(), tenant.strip(), dwell, hyst, extra)
+
+
+def import_feature(feature, *, tenant_id: str | None = None, id_property: str | None = None,
+                   name_property: str | None = None) -> tuple[dict, str]:
+    """A dataset's feature made ready for the registry: (the feature with its tenant and name
+    resolved, its fence id). Raises ValidationError with the reason.
+
+    - tenant: `tenant_id` is given to a feature that carries none; one that carries another
+      is refused (a file cannot write into someone else's tenant).
+    - name: `properties[name_property]` when given (Natural Earth has NAME, not name).
+    - id, stable so a second import of the same file updates instead of duplicating:
+      `properties[id_property]` when given, else the feature's own `id`, else its name.
+    """
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise ValidationError("expected a GeoJSON Feature")
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise ValidationError("properties must be an object")
+    props = dict(props)
+    if name_property is not None:
+        props["name"] = _text(props.get(name_property), f"properties.{name_property}")
+    elif not isinstance(props.get("name"), str) or not props["name"].strip():
+        raise ValidationError("properties.name is required (--name-property takes it from "
+                              "another property, e.g. NAME in Natural Earth)")
+    own = props.get("tenant_id")
+    if own is None or own == "":
+        if tenant_id is None:
+            raise ValidationError("properties.tenant_id is required (--tenant assigns one to "
+                                  "features that carry none)")
+        props["tenant_id"] = tenant_id
+    elif tenant_id is not None and own != tenant_id:
+        raise ValidationError(f"properties.tenant_id {own!r} is not the tenant being imported "
+                              f"({tenant_id!r})")
+    if id_property is not None:
+        gid = _text(props.get(id_property), f"properties.{id_property}")
+    elif feature.get("id") is not None:
+        gid = _text(feature["id"], "the feature's id")
+    else:
+        gid = props["name"].strip()
+    if len(gid) > 200:
+        raise ValidationError(f"id {gid[:40]!r}... is longer than 200 characters")
+    return dict(feature, properties=props), gid
+
+
+def _text(value, where: str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ValidationError(f"{where} must be a non-empty string or an integer, not {value!r}")
+    return str(value).strip()
 
 
 def _optional_positive(props: dict, key: str, allow_zero: bool = False) -> float | None:

@@ -1,15 +1,32 @@
 """Per-entity geofence membership: the state machine behind ENTER / EXIT / DWELL. Pure: no I/O.
 
 Rules (all times are event time, epoch ms):
-- An update is applied in timestamp order. One older than the entity's newest by no more than
-  `lateness_ms` is placed between its neighbours in the kept history: if it shows a brief
-  excursion the neighbours did not (out of a fence both were in, or into one neither was in),
-  the excursion is emitted as a balanced EXIT+ENTER or ENTER+EXIT pair, so every
-  (entity, fence) pair still alternates in stream order. Transitions already emitted keep
-  their recorded time, and an excursion that would break alternation (the entity has since
-  changed state in that fence) is not emitted. Older than that: rejected as late, with the reason.
+- Updates are applied in timestamp order. An entity's history keeps every update of its newest
+  `lateness_ms` and the one before them (what an update at the window's start follows), at most
+  `max_points` of them (`streams/entity_history.py`).
+- An update older than the entity's newest by no more than `lateness_ms` is placed between its
+  kept neighbours, and membership is derived again, in order, from there on. What that changes
+  is emitted now, so every (entity, fence) pair still alternates in stream order:
+  * an excursion the neighbours did not show (out of a fence and back, or into one and out)
+    becomes a balanced pair: the first transition at the late update's time, the second at the
+    update where in-order membership agrees with what was recorded again;
+  * if it never agrees again (every later update lay in the fence's hysteresis band), the one
+    transition at the late update's time, and membership changes;
+  * a transition the neighbours already recorded keeps its recorded time (the late update only
+    shows it happened earlier);
+  * a pair that cannot be appended without breaking alternation (the entity has since changed
+    state in that fence, so its stream is already past the excursion) rejects the update as
+    `late_excursion`, with the reason. A brief visit found late gets no DWELL.
+- An update older than everything kept: if nothing was ever dropped from the history it is the
+  entity's first update, and starts its trajectory (the entity was in no fence before it): an
+  ENTER it implies is emitted, balanced by an EXIT at the next update if the entity was outside
+  by then, or keeping the recorded time of the ENTER already emitted if it was still inside. If
+  the cap dropped updates within the window, what came before it is unknown: rejected as
+  `history_exceeded`, naming the cap.
+- Older than `lateness_ms`: rejected as `late`, with the reason.
 - The same timestamp and position again is a duplicate: no events. The same timestamp with
   another position is rejected as a conflicting duplicate.
+- A rejected update changes nothing; the evaluator dead-letters it with its kind as the class.
 - ENTER needs the point INSIDE (at least `hysteresis_m` inside, if the fence has one); EXIT needs
   it OUTSIDE (at least `hysteresis_m` outside). The band between changes nothing.
 - DWELL fires once per stay at `entered + dwell_seconds`: on the entity's own update at or past
@@ -17,18 +34,22 @@ Rules (all times are event time, epoch ms):
   entity is presumed to stay where it was last seen).
 - Fence edits, deletions and a restart all reconcile membership with the entity's last known
   position under the current fences; those events carry the fence version as their source.
+  Late updates are placed under the current fences too.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from geoflux.keys import scoped
+from streams.entity_history import History, Seen
 from streams.fence_index import FenceIndex, Zone
+from streams.late_replay import BEHIND, ENTER, EXIT, Replay, replay
 
-ENTER, EXIT, DWELL = "ENTER", "EXIT", "DWELL"
+DWELL = "DWELL"
+REJECTED = ("late", "conflict", "history_exceeded", "late_excursion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,28 +71,19 @@ class Membership:
 
 
 @dataclass(slots=True)
-class Seen:
-    ts_ms: int
-    lon: float
-    lat: float
-    inside: tuple[str, ...]
-
-
-@dataclass(slots=True)
 class EntityState:
     entity_id: str
     tenant_id: str
     memberships: dict[str, Membership] = field(default_factory=dict)
-    history: list[Seen] = field(default_factory=list)
+    history: History = field(default_factory=History)
 
     @property
     def last(self) -> Seen | None:
-        return self.history[-1] if self.history else None
+        return self.history[-1] if len(self.history) else None
 
 
 def event_id(tenant_id: str, entity_id: str, geofence_id: str, event_type: str, source: str) -> str:
-    """Deterministic: the same cause always yields the same id, so redeliveries are recognisable;
-    the tenant is part of it, since entity and geofence ids are unique only within a tenant."""
+    """Deterministic: the same cause always yields the same id, so redeliveries are recognisable."""
     raw = "\x1f".join((tenant_id, entity_id, geofence_id, event_type, source)).encode()
     return hashlib.sha256(raw).hexdigest()[:32]
 
@@ -96,20 +108,20 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    kind: str  # applied | duplicate | late | conflict
+    kind: str  # applied | duplicate | one of REJECTED
     transitions: tuple[Transition, ...] = ()
     reason: str | None = None
 
     @property
     def rejected(self) -> bool:
-        return self.kind in ("late", "conflict")
+        return self.kind in REJECTED
 
 
 class MembershipMachine:
-    def __init__(self, index: FenceIndex, lateness_ms: int, history_len: int = 8) -> None:
+    def __init__(self, index: FenceIndex, lateness_ms: int, max_points: int = 1000) -> None:
         self.index = index
         self.lateness_ms = lateness_ms
-        self.history_len = max(1, history_len)
+        self.max_points = max(1, max_points)
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
@@ -143,22 +155,21 @@ class MembershipMachine:
     # -- location updates ---------------------------------------------------------------------
     def apply(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> Outcome:
         hist = state.history
-        times = [s.ts_ms for s in hist]
-        i = bisect.bisect_left(times, upd.ts_ms)
-        if i < len(hist) and hist[i].ts_ms == upd.ts_ms:
-            if (hist[i].lon, hist[i].lat) == (upd.lon, upd.lat):
+        i = hist.find(upd.ts_ms)
+        if i < len(hist) and hist.ts[i] == upd.ts_ms:
+            if (hist.lon[i], hist.lat[i]) == (upd.lon, upd.lat):
                 return Outcome("duplicate")
             return Outcome("conflict", reason=(
                 f"conflicting duplicate: entity {upd.entity_id} already reported "
-                f"({hist[i].lon}, {hist[i].lat}) at ts {upd.ts_ms}"))
+                f"({hist.lon[i]}, {hist.lat[i]}) at ts {upd.ts_ms}"))
         zones = self._own(zones, state.tenant_id)
-        if hist and upd.ts_ms < hist[-1].ts_ms:
-            behind = hist[-1].ts_ms - upd.ts_ms
+        if len(hist) and upd.ts_ms < hist.ts[-1]:
+            behind = hist.ts[-1] - upd.ts_ms
             if behind > self.lateness_ms:
                 return Outcome("late", reason=(
                     f"late: {behind} ms behind entity {upd.entity_id}'s newest update "
                     f"(allowed lateness {self.lateness_ms} ms)"))
-            return Outcome("applied", tuple(self._insert_late(state, upd, zones, i)))
+            return self._place_late(state, upd, zones, i)
         return Outcome("applied", tuple(self._advance(state, upd, zones)))
 
     def _advance(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> list[Transition]:
@@ -179,49 +190,75 @@ class MembershipMachine:
                 m = self._enter(state, gid, upd.ts_ms)
                 out.append(self._t(ENTER, state, gid, m.geofence_version, upd.lon, upd.lat,
                                    upd.ts_ms, src))
-        state.history.append(Seen(upd.ts_ms, upd.lon, upd.lat, tuple(sorted(state.memberships))))
-        self._trim(state)
+        state.history.append(upd.ts_ms, upd.lon, upd.lat, tuple(sorted(state.memberships)))
+        state.history.trim(self.lateness_ms, self.max_points)
         return out
 
-    def _insert_late(self, state: EntityState, upd: Update, zones: dict[str, Zone],
-                     i: int) -> list[Transition]:
+    def _place_late(self, state: EntityState, upd: Update, zones: dict[str, Zone],
+                    i: int) -> Outcome:
         hist = state.history
-        nxt = hist[i]
-        if i == 0:  # nothing known before it: no evidence of a transition
-            hist.insert(0, Seen(upd.ts_ms, upd.lon, upd.lat, nxt.inside))
-            return []
-        prev = hist[i - 1]
-        at_late = self._next_inside(prev.inside, zones)
-        before, after = set(prev.inside), set(nxt.inside)
+        if i == 0 and not hist.complete:
+            return Outcome("history_exceeded", reason=(
+                f"history exceeded: entity {upd.entity_id}'s update at ts {upd.ts_ms} is older "
+                f"than every update kept for it (from ts {hist.ts[0]}; at most {self.max_points} "
+                "are kept per entity, GEOFLUX_GEOFENCE_HISTORY_MAX_POINTS): what came before it "
+                "is unknown"))
+        before = hist.inside[i - 1] if i else ()  # an entity's first update follows no fence
+        at_late = self._next_inside(before, zones)
+        later = self._zones_from(hist, i, state.tenant_id)
+        replays = []
+        for gid in sorted(set(before) ^ at_late):
+            fence = self._fence(state, gid)
+            if fence is None:
+                continue  # deleted: reconcile has ended the membership already
+            r = replay(hist, gid, gid in before, i, later, gid in state.memberships)
+            if r.refused:
+                return Outcome("late_excursion", reason=self._refusal(upd, r))
+            replays.append(r)
         out: list[Transition] = []
-        # A pair is emitted only where it keeps the stream alternating for that fence: an
-        # excursion out needs the entity inside now, a brief visit needs it outside now.
-        current = set(state.memberships)
-        for gid in sorted((before & after & current) - at_late):  # left and came back
-            fence = self._fence(state, gid)
-            if fence is None:
-                continue
-            out.append(self._t(EXIT, state, gid, fence.version, upd.lon, upd.lat, upd.ts_ms,
-                               f"loc:{upd.ts_ms}", "late update"))
-            out.append(self._t(ENTER, state, gid, fence.version, nxt.lon, nxt.lat, nxt.ts_ms,
-                               f"late:{upd.ts_ms}:resume", "late update"))
-        for gid in sorted(at_late - before - after - current):  # a visit no neighbour saw
-            fence = self._fence(state, gid)
-            if fence is None:
-                continue
-            out.append(self._t(ENTER, state, gid, fence.version, upd.lon, upd.lat, upd.ts_ms,
-                               f"loc:{upd.ts_ms}", "late update"))
-            out.append(self._t(EXIT, state, gid, fence.version, nxt.lon, nxt.lat, nxt.ts_ms,
-                               f"late:{upd.ts_ms}:leave", "late update"))
-        hist.insert(i, Seen(upd.ts_ms, upd.lon, upd.lat, tuple(sorted(at_late))))
-        self._trim(state)
-        return out
+        for r in replays:
+            for j in r.flips:
+                hist.set_inside(j, tuple(sorted(set(hist.inside[j]) ^ {r.geofence_id})))
+            if r.member is True:
+                self._enter(state, r.geofence_id, upd.ts_ms)
+            elif r.member is False:
+                del state.memberships[r.geofence_id]
+            version = self._fence(state, r.geofence_id).version
+            for kind, j in r.events:
+                if j is None:
+                    out.append(self._t(kind, state, r.geofence_id, version, upd.lon, upd.lat,
+                                       upd.ts_ms, f"loc:{upd.ts_ms}", "late update"))
+                else:
+                    tag = "resume" if kind == ENTER else "leave"
+                    out.append(self._t(kind, state, r.geofence_id, version, hist.lon[j],
+                                       hist.lat[j], hist.ts[j], f"late:{upd.ts_ms}:{tag}",
+                                       "late update"))
+        hist.insert(i, upd.ts_ms, upd.lon, upd.lat, tuple(sorted(at_late)))
+        hist.trim(self.lateness_ms, self.max_points)
+        return Outcome("applied", tuple(out))
 
-    def _trim(self, state: EntityState) -> None:
-        hist = state.history
-        horizon = hist[-1].ts_ms - self.lateness_ms
-        keep = [s for s in hist if s.ts_ms >= horizon] or hist[-1:]
-        state.history = keep[-self.history_len:]
+    @staticmethod
+    def _refusal(upd: Update, r: Replay) -> str:
+        if r.refused == BEHIND:
+            return (f"late update at ts {upd.ts_ms} shows an excursion ({r.first} then {r.back}) "
+                    f"in fence {r.geofence_id} before entity {upd.entity_id}'s {r.first} of it "
+                    "that was already emitted: appending it now would break ENTER/EXIT alternation")
+        return (f"late update at ts {upd.ts_ms}: its {r.first} of fence {r.geofence_id} cannot be "
+                f"placed in order: the fence changed since entity {upd.entity_id}'s later "
+                "updates were evaluated")
+
+    def _zones_from(self, hist: History, i: int, tenant_id: str) -> Callable[[int], dict[str, Zone]]:
+        """Zones of the kept points from `i` on, looked up in growing chunks as asked for: a
+        replay usually stops at the first point after the late one."""
+        cache: dict[int, dict[str, Zone]] = {}
+
+        def at(j: int) -> dict[str, Zone]:
+            if j not in cache:
+                end = min(len(hist), j + max(4, len(cache)))
+                for k, z in enumerate(self.index.zones(hist.lon[j:end], hist.lat[j:end]), j):
+                    cache[k] = self._own(z, tenant_id)
+            return cache[j]
+        return at
 
     # -- timers and fence changes -------------------------------------------------------------
     def due_dwells(self, state: EntityState, now_ms: int) -> list[Transition]:
@@ -283,5 +320,5 @@ class MembershipMachine:
                                    m.entered_ms, f"fence:{gid}:v{fence.version}",
                                    "geofence changed"))
         if out:
-            last.inside = tuple(sorted(state.memberships))
+            state.history.set_inside(-1, tuple(sorted(state.memberships)))
         return out

@@ -1,5 +1,7 @@
 """One valid record per Avro schema: what the round-trip tests send through real topics."""
 
+import struct
+
 NOW = 1_764_000_000_000
 
 SAMPLES = {
@@ -16,7 +18,11 @@ SAMPLES = {
     "EntityState": {"entity_id": "truck-7", "tenant_id": "acme",
                     "memberships": [{"geofence_id": "g1", "geofence_version": 2, "entered_ms": NOW,
                                      "dwell_due_ms": NOW + 60_000, "dwell_fired": False}],
-                    "history": [{"ts_ms": NOW, "lon": 0.5, "lat": 0.5, "inside": ["g1"]}]},
+                    "history": [{"ts_ms": NOW, "lon": 0.5, "lat": 0.5, "inside": ["g1"]}],
+                    "history_columns": {
+                        "ts_ms": struct.pack("<2q", NOW - 500, NOW),
+                        "lon": struct.pack("<2d", 0.4, 0.5), "lat": struct.pack("<2d", 0.5, 0.5),
+                        "inside_runs": [2], "inside_sets": [["g1"]], "known_from_ms": None}},
     "EvaluationResult": {"request_id": "r1", "entity_id": "truck-7", "ts_ms": NOW,
                          "outcome": "applied", "reason": None, "inside": ["g1"],
                          "events": [{"event_id": "a" * 32, "event_type": "ENTER",

@@ -72,11 +72,12 @@ def test_topics_apply_twice_and_geofence_import(kafka_settings, tmp_path):
     bad = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square[0][:-1]]},
            "properties": {"name": "b", "tenant_id": "t"}}
     path = tmp_path / "fences.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [good, good, bad]}))
+    other = dict(good, properties={"name": "a2", "tenant_id": "t"})  # ids default to names
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [good, other, bad]}))
     proc = geoflux("geofences", "import", str(path), env=env)
     assert proc.returncode == 1
     assert "imported 2 geofence(s), rejected 1" in proc.stdout
-    assert "feature 2: polygon ring 0: unclosed ring" in proc.stderr
+    assert "feature 2 (b): polygon ring 0: unclosed ring" in proc.stderr
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ def machine(dwell=None, hysteresis=0.0, tenant="t"):
     # A: lon 0..1, B: lon 2..3, both lat 0..1
     idx.upsert(build_fence("A", 1, FenceSpec(box(0, 0, 1, 1), "A", tenant, dwell, hysteresis)))
     idx.upsert(build_fence("B", 1, FenceSpec(box(2, 0, 3, 1), "B", tenant, None, None)))
-    return MembershipMachine(idx, LATENESS, history_len=8)
+    return MembershipMachine(idx, LATENESS)
 
 
 def run(m, steps, state=None):
@@ -156,3 +156,82 @@ def test_event_id_is_deterministic_and_distinct():
     assert len({a, event_id("t", "e", "g", "EXIT", "loc:1"), event_id("t", "e", "g", "ENTER", "loc:2"),
                 event_id("t", "e2", "g", "ENTER", "loc:1"),
                 event_id("t2", "e", "g", "ENTER", "loc:1")}) == 5  # same ids, another tenant
+
+
+def apply_at(m, state, lon, ts):
+    return m.apply(state, Update("e1", "t", lon, 0.5, ts), m.index.zones([lon], [0.5])[0])
+
+
+def snapshot(state):
+    return (list(state.history), state.history.known_from_ms, sorted(state.memberships))
+
+
+def test_late_update_older_than_eight_points_is_placed():
+    """The issue's defect: 20 updates inside A, then one outside A 9.5 s late."""
+    m = machine()
+    _, state = run(m, [(-1, 0)] + [(0.5, t) for t in range(1000, 21_000, 1000)])
+    out = apply_at(m, state, -1, 10_500)
+    assert out.kind == "applied"
+    assert [(t.event_type, t.ts_ms, t.source) for t in out.transitions] == [
+        ("EXIT", 10_500, "loc:10500"), ("ENTER", 11_000, "late:10500:resume")]
+    assert sorted(state.memberships) == ["A"]
+
+
+def test_history_keeps_the_lateness_window_and_the_point_before_it():
+    m = machine()
+    _, state = run(m, [(0.5, t) for t in range(0, 30_000, 500)])
+    # newest 29_500, window from 19_500: the point before it (19_000) is kept as well
+    assert state.history.ts[0] == 19_000 and len(state.history) == 22
+    assert not state.history.complete
+
+
+def test_first_update_arriving_late_starts_the_trajectory():
+    m = machine()
+    _, state = run(m, [(-1, 2000)])
+    out = apply_at(m, state, 0.5, 1000)  # the entity's first-ever update, inside A
+    assert [(t.event_type, t.ts_ms) for t in out.transitions] == [("ENTER", 1000), ("EXIT", 2000)]
+    m2 = machine()
+    _, inside = run(m2, [(0.5, 2000)])
+    assert apply_at(m2, inside, 0.6, 1000).transitions == ()  # ENTER at 2000 keeps its time
+    assert sorted(inside.memberships) == ["A"] and inside.memberships["A"].entered_ms == 2000
+
+
+def test_cap_exceeded_is_rejected_with_its_own_class_and_changes_nothing():
+    m = MembershipMachine(machine().index, LATENESS, max_points=4)
+    _, state = run(m, [(0.5, t) for t in range(1000, 9000, 1000)])
+    before = snapshot(state)
+    out = apply_at(m, state, -1, 2500)
+    assert out.kind == "history_exceeded" and out.rejected and out.transitions == ()
+    assert "4" in out.reason and "GEOFLUX_GEOFENCE_HISTORY_MAX_POINTS" in out.reason
+    assert snapshot(state) == before
+    assert apply_at(m, state, -1, 6500).kind == "applied"  # within the kept points: placed
+
+
+def test_excursion_behind_a_later_transition_is_rejected_and_changes_nothing():
+    m = machine()
+    _, state = run(m, [(0.5, 1000), (0.5, 3000), (-1, 5000)])  # ENTER 1000, EXIT 5000
+    before = snapshot(state)
+    out = apply_at(m, state, -1, 2000)  # out of A between 1000 and 3000: too late to say so
+    assert out.kind == "late_excursion" and out.rejected
+    assert "fence A" in out.reason and "alternation" in out.reason
+    assert snapshot(state) == before
+
+
+def test_late_decisive_update_among_band_updates_changes_membership():
+    m = machine(hysteresis=500)
+    # outside, then two updates in the band (300 m in): no ENTER; a late one 1 km inside
+    _, state = run(m, [(-0.009, 1000), (0.0027, 3000), (0.0027, 4000)])
+    assert state.memberships == {}
+    out = apply_at(m, state, 0.009, 2000)
+    assert [(t.event_type, t.ts_ms) for t in out.transitions] == [("ENTER", 2000)]
+    assert sorted(state.memberships) == ["A"] and state.history[-1].inside == ("A",)
+    assert [(t.event_type, t.ts_ms) for t in apply_at(m, state, -0.009, 5000).transitions] == [
+        ("EXIT", 5000)]
+
+
+def test_late_update_in_the_band_follows_the_state_before_it():
+    m = machine(hysteresis=500)
+    # inside, band, outside: EXIT at 3000; a late band update at 1500 changes nothing
+    _, state = run(m, [(0.009, 1000), (0.0027, 2000), (-0.009, 3000)])
+    assert apply_at(m, state, 0.0027, 1500).transitions == ()
+    assert state.history[1].inside == ("A",)
