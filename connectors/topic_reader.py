@@ -13,7 +13,7 @@ import uuid
 from typing import Callable
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from connectors.kafka_config import consumer_config
 from geoflux.errors import GeofluxError, ValidationError
@@ -47,12 +47,23 @@ class TopicReader:
                                                   **{"enable.partition.eof": True}))
 
     def load(self, timeout_s: float = 60.0) -> "TopicReader":
-        md = self._consumer.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
+        """Reads every partition to its end; waits (within `timeout_s`) for a broker that is
+        restarting rather than failing at once."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                md = self._consumer.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
+                break
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise GeofluxError(f"{self.topic}: no broker answered within {timeout_s:.0f}s "
+                                       f"({exc.args[0].str()})") from None
+                log.warning("waiting for the broker", topic=self.topic, error=exc.args[0].str())
+                time.sleep(1.0)
         if self.topic not in md.topics or md.topics[self.topic].error is not None:
             raise GeofluxError(f"topic {self.topic} does not exist: run `geoflux topics apply`")
         parts = list(md.topics[self.topic].partitions)
         self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-        deadline = time.monotonic() + timeout_s
         while len(self._eof) < len(parts):
             if time.monotonic() > deadline:
                 raise GeofluxError(f"{self.topic} not read to its end within {timeout_s:.0f}s")

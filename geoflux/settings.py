@@ -57,7 +57,7 @@ class LocalKafkaSettings(BaseSettings):
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
-    start_timeout_s: float = 90.0
+    start_timeout_s: float = 120.0  # a loaded 2-core machine can take a minute
     stop_timeout_s: float = 30.0
     fetch_timeout_s: float = 600.0
 
@@ -221,7 +221,7 @@ class LocalRegistrySettings(BaseSettings):
     port: int = 8081
     heap: str = "384m"
     java_home: Path | None = None
-    start_timeout_s: float = 90.0
+    start_timeout_s: float = 300.0  # a JVM app: 10-20 s on a quiet machine, minutes on a loaded one
 
     @property
     def url(self) -> str:

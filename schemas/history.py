@@ -100,18 +100,18 @@ def snapshot(schemas: AvroDir, released: dict[str, list[str]] | None = None) -> 
 
 
 def released_from_git(avro_dir: Path) -> dict[str, list[str]] | None:
-    """Every distinct content each `<avro_dir>/<Name>.avsc` had at any commit reachable from
-    HEAD, oldest first; None where the history cannot be read (no git, not a repository,
-    a shallow clone)."""
+    """Every distinct content each `<avro_dir>/<Name>.avsc` had on the main line (the first
+    parents from HEAD: what landed, not a branch's work in progress), oldest first; None where
+    the history cannot be read (no git, not a repository, a shallow clone)."""
     def git(*args: str, stdin: bytes | None = None) -> bytes:
         return subprocess.run(["git", "-C", str(avro_dir), *args], input=stdin,
                               capture_output=True, check=True, timeout=60).stdout
     try:
         if git("rev-parse", "--is-shallow-repository").strip() != b"false":
             return None
-        # -m: a merge that resolved a conflict may have made a content no other commit has
-        log = git("log", "-m", "--topo-order", "--reverse", "--raw", "--no-abbrev", "--format=",
-                  "--", ":(glob)*.avsc").decode()
+        # a merge lands a branch: diffed against its first parent, it shows what landed
+        log = git("log", "-m", "--first-parent", "--topo-order", "--reverse", "--raw", "--no-abbrev",
+                  "--format=", "--", ":(glob)*.avsc").decode()
     except (OSError, subprocess.SubprocessError):
         return None
     blobs: list[tuple[str, str]] = []

@@ -7,6 +7,7 @@ is reported with the last error line of its log.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,9 +26,29 @@ def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nobody listens on, below the kernel's ephemeral range: a port the kernel hands
+    out itself (bind to 0) can be taken by any outgoing connection before our server binds it,
+    which busy test machines with hundreds of Kafka client sockets do."""
+    low, _high = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every candidate was taken: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def pid_alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from geoflux.errors import ConfigurationError
 from geoflux.settings import LocalRegistrySettings
-from services.local_process import ManagedProcess, port_is_open
+from services.local_process import ManagedProcess, free_port, port_is_open
 
 
 def _java_major(java: Path) -> int:
@@ -89,7 +89,12 @@ class LocalRegistry:
             self.process.spawn([str(java), f"-Xmx{self.s.heap}",
                                 f"-Dquarkus.http.port={self.s.port}",
                                 f"-Dquarkus.http.host={self.s.host}",
+                                # the management interface is on in Apicurio's build (a build-time
+                                # switch) and listens on 0.0.0.0:9000 unless moved: two registries
+                                # on one host would collide, so it gets a free loopback port
                                 "-Dquarkus.management.enabled=false",
+                                f"-Dquarkus.management.port={free_port()}",
+                                f"-Dquarkus.management.host={self.s.host}",
                                 "-Dquarkus.otel.sdk.disabled=true", "-jar", str(runner)],
                                self.s.data_dir / "registry.log", cwd=self.home)
         self.process.wait_until(self._ready, self.s.start_timeout_s, f"{self.url} answering")

@@ -27,7 +27,10 @@ The shell every stateful geoflux stage shares. A subclass supplies `process` (an
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +53,7 @@ from streams.state.table import META_PREFIX, PartitionTable, StateCache
 log = structlog.get_logger("geoflux.processor")
 
 FENCED_LIMIT = 5  # producer replacements within a minute: another process has our --instance
+WATCHDOG_GRACE_S = 30.0  # past a call's own timeout, a blocked transactional call is hung
 
 
 def now_ms() -> int:
@@ -160,6 +164,8 @@ class TransactionalProcessor:
         self._poison: dict[tuple[str, int, int], str] = {}  # records that raised on their own
         self._fenced_at: list[float] = []
         self._restorer: Restorer | None = None
+        self._restore_retry_at = 0.0
+        self._calls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="txn-call")
         self.consumer = Consumer(consumer_config(kafka, group, **{
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5}))
@@ -352,17 +358,28 @@ class TransactionalProcessor:
             self._restorer = Restorer(restore_consumer, self.changelog_topic, self.stage,
                                       self._index_raw, self.state_settings.restore_batch,
                                       lambda p, left, secs: self.stage_sensor.restore_remaining(self.stage, p, left, secs))
+        if time.monotonic() < self._restore_retry_at:
+            self._pending |= set(pending)
+            return
+        try:  # a metadata request for the changelog first: after a broker outage the restore
+            # consumer may not know its partitions' leaders, and watermarks need them
+            self._restorer.consumer.list_topics(self.changelog_topic, timeout=self.kafka.request_timeout_s)
+        except KafkaException as exc:
+            return self._retry_restores(pending, exc)
         for i, p in enumerate(pending):
             try:
                 low, high = self._restorer.consumer.get_watermark_offsets(
                     TopicPartition(self.changelog_topic, p), timeout=self.kafka.request_timeout_s)
-            except KafkaException as exc:  # the broker is away: try again next turn
-                log.warning("cannot start restore yet", stage=self.stage, error=exc.args[0].str())
-                self._pending |= set(pending[i:])
-                return
+            except KafkaException as exc:  # the broker is away: try again shortly
+                return self._retry_restores(pending[i:], exc)
             table = self._table_for(p)
             self._restorer.begin(p, table, start_offset(table, self.persistent_state(), low, high, now_ms()),
                                  low, high)
+
+    def _retry_restores(self, partitions: list[int], exc: KafkaException) -> None:
+        log.warning("cannot start restore yet", stage=self.stage, error=exc.args[0].str())
+        self._pending |= set(partitions)
+        self._restore_retry_at = time.monotonic() + 1.0
 
     def _restore_step(self) -> None:
         self._begin_restores()
@@ -559,6 +576,22 @@ class TransactionalProcessor:
         self.on_committed(batch)
 
     # -- faults -------------------------------------------------------------------------------
+    def _watched(self, call: Callable[[], Any]) -> Any:
+        """Runs a blocking transactional call with a watchdog. librdkafka can block in
+        send_offsets_to_transaction far past its timeout when the group coordinator went away
+        (librdkafka issues #5456, #5511); a call stuck that long cannot be cancelled, so the
+        process exits for its supervisor. Nothing is lost that way: the open transaction is
+        aborted by the broker (transaction.timeout.ms) or fenced by the successor's
+        init_transactions, and the successor re-reads from the committed offsets."""
+        future = self._calls.submit(call)
+        try:
+            return future.result(timeout=self.kafka.request_timeout_s * 2 + WATCHDOG_GRACE_S)
+        except concurrent.futures.TimeoutError:
+            log.critical("a transactional call hung past its timeout; exiting for the supervisor",
+                         stage=self.stage)
+            logging.shutdown()
+            os._exit(75)  # EX_TEMPFAIL: restart me
+
     def _retrying(self, call: Callable[[], Any], deadline_s: float = 60.0) -> None:
         """A retriable error (a timeout, a coordinator loading) is retried until the deadline;
         anything else, or the deadline, is raised for `_recover`."""
@@ -566,7 +599,7 @@ class TransactionalProcessor:
         delay = 0.1
         while True:
             try:
-                return call()
+                return self._watched(call)
             except KafkaException as exc:
                 err = exc.args[0]
                 if not err.retriable() or err.txn_requires_abort() or err.fatal() \
@@ -609,7 +642,7 @@ class TransactionalProcessor:
         delay = 0.5
         while self.running:
             try:
-                self.producer.init_transactions(self.kafka.request_timeout_s * 2)
+                self._watched(lambda: self.producer.init_transactions(self.kafka.request_timeout_s * 2))
                 return
             except KafkaException as exc:
                 err = exc.args[0]
@@ -637,7 +670,11 @@ class TransactionalProcessor:
         self._rewind()
 
     def _rewind(self) -> None:
-        """Cached state and positions back to the last commit (the store holds only that)."""
+        """Cached state and positions back to the last commit. A commit whose outcome was not
+        known (the broker went away mid-commit) may have committed after all: the stores,
+        written only after a commit we saw succeed, are then behind the changelog, so every
+        partition's store is brought up to the changelog's end again (a tail restore) before
+        its input is read again."""
         self.cache.clear()
         self._open = None
         delay = 0.2
@@ -653,4 +690,8 @@ class TransactionalProcessor:
                 log.warning("cannot rewind yet", stage=self.stage, error=exc.args[0].str(), retry_in_s=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        again, self.ready = self.ready, set()
+        if again:
+            self.consumer.pause([tp for tp in self.consumer.assignment() if tp.partition in again])
+            self._pending |= again
         self.on_rewind()

@@ -81,12 +81,16 @@ def publish_locations(settings: KafkaSettings, codec: AvroCodec, rows, tenant: s
 
 
 class EventCollector:
-    """Reads a topic read_committed in a background thread; `records` keeps read order."""
+    """Reads a topic read_committed in a background thread; `records` keeps read order. A
+    record read again from the same position (the collector's own group lost its uncommitted
+    position when the broker restarted) is the same record, not a duplicate: it is kept once,
+    so a duplicate here is a second record with the same event id."""
 
     def __init__(self, settings: KafkaSettings, codec: AvroCodec, logical: str = "geo.geofence-events",
                  schema: str = "GeofenceEvent") -> None:
         self.codec, self.schema = codec, schema
         self.records: list[tuple[int, int, dict]] = []
+        self._seen: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": settings.bootstrap,
@@ -102,9 +106,12 @@ class EventCollector:
             for m in self._consumer.consume(500, 0.2):
                 if m.error():
                     continue
+                if (m.partition(), m.offset()) in self._seen:
+                    continue
                 rec = self.codec.decode(m.value(), self.schema)
                 rec["_read_ms"] = int(time.time() * 1000)
                 with self._lock:
+                    self._seen.add((m.partition(), m.offset()))
                     self.records.append((m.partition(), m.offset(), rec))
 
     def snapshot(self) -> list[dict]:

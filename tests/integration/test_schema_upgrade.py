@@ -62,7 +62,11 @@ def upgraded(tmp_path) -> AvroDir:
 
 
 def forget(schemas: AvroDir, name: str, version: int, tmp_path) -> AvroDir:
-    """The same directory with one released version deleted from its history."""
+    """The same directory with one released version deleted from its history (a negative
+    version counts from the newest: -2 is N when N+1 was just recorded)."""
+    if version < 0:
+        versions = sorted(int(p.stem[1:]) for p in (schemas.root / "history" / name).glob("v*.avsc"))
+        version = versions[version]
     root = tmp_path / f"forgot-{name}-v{version}"
     shutil.copytree(schemas.root, root)
     (root / "history" / name / f"v{version}.avsc").unlink()
@@ -124,7 +128,7 @@ def test_config_records_of_n_are_read_after_the_upgrade_without_a_registry(kafka
     assert {n1.decode(m.value(), "ConfigRecord")["owner"] for m in new} == {"alice"}
     # the history is what makes it work: without N's entry the id is unknown
     with pytest.raises(ValidationError, match="unknown schema id"):
-        AvroCodec(schemas=forget(upgraded, "ConfigRecord", 1, tmp_path)).decode(old[0].value(), "ConfigRecord")
+        AvroCodec(schemas=forget(upgraded, "ConfigRecord", -2, tmp_path)).decode(old[0].value(), "ConfigRecord")
     # forward without a registry: N cannot know N+1's schema, so it refuses with a reason (a
     # dead-letterable ValidationError, never a wrong record) until it is upgraded itself
     with pytest.raises(ValidationError, match="unknown schema id"):
@@ -229,19 +233,29 @@ def everyone(events: EventCollector, kind: str, gid: str) -> bool:
             if (r["event_type"], r["geofence_id"]) == (kind, gid)} == set(ENTITIES)
 
 
+def state_records(kafka_settings):
+    """The evaluator changelog's state records (its stage metadata, keys starting "\\x00", is not state)."""
+    return [m for m in read_to_end(kafka_settings, topic("geo.evaluator-state", kafka_settings))
+            if not m.key().startswith(b"\x00")]
+
+
 def changelog_ids(kafka_settings) -> set[int]:
     """The schema ids of every state record on the evaluator's changelog."""
-    return {schema_id_of(m.value()) for m in read_to_end(kafka_settings, topic("geo.evaluator-state", kafka_settings))
-            if m.value()}
+    return {schema_id_of(m.value()) for m in state_records(kafka_settings) if m.value()}
 
 
 def restore_all(kafka_settings, codec) -> dict:
+    """Entity -> state, as a full restore replays the changelog: every record in order, each
+    read through the evaluator's own record conversion with `codec`'s reader schema."""
     ev = Evaluator(kafka_settings, GeofenceSettings(), codec)
     try:
         states = {}
-        for p in range(kafka_settings.partitions):
-            states.update(ev._restore(p))
-        return states
+        for m in state_records(kafka_settings):
+            if m.value() is None:
+                states.pop(m.key(), None)
+            else:
+                states[m.key()] = ev.state_from_record(codec.decode(m.value(), "EntityState"))
+        return {st.entity_id: st for st in states.values()}
     finally:
         ev.close()
 
@@ -257,14 +271,14 @@ def test_evaluator_state_of_n_is_restored_after_the_upgrade_without_a_registry(k
         assert changelog_ids(kafka_settings) == {n_id}
         # upgrade: N+1 restores N's state (inside A), so moving to B is an EXIT from A
         ev = phase(kafka_settings, n1, events, 2.5, 0.5, ("EXIT", "A"), ("ENTER", "B"))
-        assert ev.stats.restored_entities == len(ENTITIES)
+        assert ev.stats.restored_partitions == kafka_settings.partitions
         n1_id = stable_schema_id(upgraded.text("EntityState"))
         assert changelog_ids(kafka_settings) == {n_id, n1_id}
         restored = restore_all(kafka_settings, n1)
         assert {e: sorted(s.memberships) for e, s in restored.items()} == {e: ["B"] for e in ENTITIES}
         # without N's history entry the same restore cannot name N's writer schema
         with pytest.raises(ValidationError, match=f"unknown schema id {n_id} "):
-            restore_all(kafka_settings, AvroCodec(schemas=forget(upgraded, "EntityState", 1, tmp_path)))
+            restore_all(kafka_settings, AvroCodec(schemas=forget(upgraded, "EntityState", -2, tmp_path)))
         # rolling back to N without a registry: N+1's state is unknown to N, refused with a reason
         with pytest.raises(ValidationError, match=f"unknown schema id {n1_id} "):
             restore_all(kafka_settings, n)
@@ -285,7 +299,7 @@ def test_evaluator_state_across_an_upgrade_and_a_rollback_with_a_registry(kafka_
         phase(kafka_settings, n1, events, 2.5, 0.5, ("EXIT", "A"), ("ENTER", "B"))
         # rollback: N restores the state N+1 wrote (inside B), so leaving B is an EXIT
         ev = phase(kafka_settings, n, events, 5.0, 5.0, ("EXIT", "B"))
-        assert ev.stats.restored_entities == len(ENTITIES)
+        assert ev.stats.restored_partitions == kafka_settings.partitions
         assert len(changelog_ids(kafka_settings)) == 2  # N's and N+1's registry ids
         assert len(events.unique_ids()) == len(events.snapshot()) == 4 * len(ENTITIES)
     finally:
