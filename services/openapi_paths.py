@@ -15,6 +15,9 @@ from streams.cep.patterns import KINDS as CEP_KINDS
 LIMIT, OFFSET = Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), \
     Param("offset", {"type": "integer", "minimum": 0})
 TENANT = Param("tenant_id", ID, description="operators: one tenant; a tenant key: only its own (else 403)")
+OBJECT_TENANT = Param("tenant_id", ID, description="ids are per tenant: whose object (operators, where "
+                      "several tenants use the id: else 422); a tenant key always means its own")
+BY_ID_ERRORS = (400, 401, 404, 422)
 SEVERITY = {"enum": list(SEVERITIES)}
 GEOMETRY = obj(["type", "coordinates"], type={"enum": ["Point", "LineString", "Polygon", "MultiPoint",
                                                         "MultiLineString", "MultiPolygon"]},
@@ -33,10 +36,12 @@ def crud(base: str, what: str, tag: str, body: dict, id_field: str) -> list[Op]:
     return [Op("POST", base, f"create a {what} (422: invalid or the id exists)", tag, {201: out},
                body, errors=WRITE_ERRORS),
             Op("GET", base, f"list {what}s", tag, {200: listed}, params=(TENANT,), errors=(400, 403)),
-            Op("GET", base + "/{id}", f"one {what}", tag, {200: out}),
-            Op("PUT", base + "/{id}", f"replace a {what} (a new version)", tag, {200: out}, body,
-               errors=WRITE_ERRORS),
-            Op("DELETE", base + "/{id}", f"delete a {what}", tag, {200: DELETED})]
+            Op("GET", base + "/{id}", f"one {what}", tag, {200: out}, params=(OBJECT_TENANT,),
+               errors=BY_ID_ERRORS),
+            Op("PUT", base + "/{id}", f"replace a {what} (a new version; ids are per tenant)", tag, {200: out},
+               body, errors=WRITE_ERRORS),
+            Op("DELETE", base + "/{id}", f"delete a {what}", tag, {200: DELETED}, params=(OBJECT_TENANT,),
+               errors=BY_ID_ERRORS)]
 
 
 # -- bodies -----------------------------------------------------------------------------------
@@ -91,10 +96,20 @@ OPERATIONS: list[Op] = [
     Op("GET", "/api/v1/geofences", "list geofences, paged", G,
        {200: obj(["type", "features", "total"], type={"const": "FeatureCollection"}, features=arr(FEATURE),
                  total=INT, offset=INT, limit=INT, next=STR)}, params=(OFFSET, LIMIT, TENANT), errors=(400, 403)),
-    Op("GET", "/api/v1/geofences/{id}", "one geofence", G, {200: FEATURE}),
+    Op("GET", "/api/v1/geofences/{id}", "one geofence", G, {200: FEATURE}, params=(OBJECT_TENANT,),
+       errors=BY_ID_ERRORS),
+    Op("GET", "/api/v1/geofences/{id}/occupants", "who is inside the geofence now (the evaluator's state)", G,
+       {200: obj(["items", "total"], items=arr(obj(["entity_id", "since"], entity_id=STR, since=INT)),
+                 total=INT, offset=INT, limit=INT, geofence_id=STR, tenant_id=STR)},
+       params=(OFFSET, LIMIT, OBJECT_TENANT), errors=(400, 401, 404, 422, 503)),
+    Op("GET", "/api/v1/entities/{id}/geofences", "the geofences an entity is inside now", G,
+       {200: obj(["items", "total"], items=arr(obj(["geofence_id", "since"], geofence_id=STR, since=INT)),
+                 total=INT, entity_id=STR, tenant_id=STR)},
+       params=(OBJECT_TENANT,), errors=(401, 422, 503)),
     Op("PUT", "/api/v1/geofences/{id}", "replace a geofence (a new version)", G, {200: FEATURE}, FEATURE_IN,
        errors=WRITE_ERRORS),
-    Op("DELETE", "/api/v1/geofences/{id}", "delete a geofence", G, {200: DELETED}),
+    Op("DELETE", "/api/v1/geofences/{id}", "delete a geofence", G, {200: DELETED}, params=(OBJECT_TENANT,),
+       errors=BY_ID_ERRORS),
     Op("POST", "/api/v1/geoevent/evaluate", "evaluate one location through the stream", G, {200: EVALUATED},
        LOCATION, errors=(400, 403, 422, 503, 504)),
     Op("POST", "/api/v1/geoevent/evaluate/batch", "evaluate locations through the stream", G,

@@ -54,6 +54,7 @@ log = structlog.get_logger("geoflux.processor")
 
 FENCED_LIMIT = 5  # producer replacements within a minute: another process has our --instance
 WATCHDOG_GRACE_S = 30.0  # past a call's own timeout, a blocked transactional call is hung
+RESTORE_STALL_S = 60.0  # a restore reading nothing for this long starts again with a new consumer
 
 
 def now_ms() -> int:
@@ -377,15 +378,33 @@ class TransactionalProcessor:
                                  low, high)
 
     def _retry_restores(self, partitions: list[int], exc: KafkaException) -> None:
+        """The broker did not answer the restore consumer: its partitions wait, and the
+        consumer is replaced (one that lost its connections in a broker outage can stay
+        unable to fetch metadata while every other client has reconnected)."""
         log.warning("cannot start restore yet", stage=self.stage, error=exc.args[0].str())
         self._pending |= set(partitions)
         self._restore_retry_at = time.monotonic() + 1.0
+        self._reset_restorer()
+
+    def _reset_restorer(self) -> None:
+        if self._restorer is None:
+            return
+        self._pending |= set(self._restorer.active)
+        try:
+            self._restorer.consumer.close()
+        except (KafkaException, RuntimeError):
+            pass
+        self._restorer = None
 
     def _restore_step(self) -> None:
         self._begin_restores()
         if self._restorer is not None and self._restorer.active:
             for p in self._restorer.step():
                 self._finish_restore(p)
+            if self._restorer is not None and self._restorer.stalled_s() > RESTORE_STALL_S:
+                log.warning("restore made no progress; starting it again", stage=self.stage,
+                            partitions=sorted(self._restorer.active))
+                self._reset_restorer()
 
     def _finish_restore(self, partition: int) -> None:
         # every input topic's partition of this number shares the partition's state

@@ -260,7 +260,8 @@ class AlertStatusStage(TransactionalProcessor):
                 "delivered_ms": None, "delivered_by": {}, "updated_ms": now_ms(),
                 "escalation_policy": None, "escalation_level": 0, "next_escalation_ms": None,
                 "acknowledged_ms": None, "acknowledged_by": None, "resolved_ms": None,
-                "resolved_by": None, "resolution": {}, "body": "", "labels": {}}
+                "resolved_by": None, "resolution": {}, "body": "", "labels": {}, "repeats": 0,
+                "last_repeat_ms": None}
 
     def process(self, records: list[Record], batch: Batch) -> None:
         for r in records:
@@ -287,18 +288,30 @@ class AlertStatusStage(TransactionalProcessor):
             self.mark_dirty(batch, aid, st)
 
     def _on_alert(self, st: dict, alert: dict) -> None:
-        st.update(rule_id=alert["rule_id"], severity=alert["severity"], title=alert["title"],
-                  created_ms=alert["created_ms"], body=alert["body"], labels=alert["labels"])
+        """The alert's record. Status only moves forward: a later candidate of an alert already
+        recorded (the same rule and source record, read again) that noise control suppressed
+        is counted as a repeat; it never turns a delivered alert into a suppressed one or
+        moves its creation time (which would stop its escalation)."""
+        seen = st["created_ms"] != 0
+        if seen and alert["suppressed_reason"]:
+            st["repeats"] = st.get("repeats", 0) + 1
+            st["last_repeat_ms"] = now_ms()
+            return
+        if not seen or st["status"] == "SUPPRESSED":
+            st.update(rule_id=alert["rule_id"], severity=alert["severity"], title=alert["title"],
+                      created_ms=alert["created_ms"], body=alert["body"], labels=alert["labels"])
         if alert["suppressed_reason"]:
             st.update(status="SUPPRESSED", reason=alert["suppressed_reason"])
             return
+        if st["status"] == "SUPPRESSED":  # suppressed before, let through now: it is delivered
+            st.update(status="PENDING", reason=None)
         for ch in alert["channels"]:
             st["channels"].setdefault(ch, "PENDING")
-        if st["escalation_level"] == 0 and st["status"] not in CLOSED:
+        if st["escalation_level"] == 0 and st["status"] not in CLOSED and st["next_escalation_ms"] is None:
             policy = policy_for(self.policies, alert["tenant_id"], alert["severity"],
                                 alert["escalation_policy"])
             st["escalation_policy"] = policy.policy_id if policy else None
-            st["next_escalation_ms"] = first_due(policy, alert["created_ms"])
+            st["next_escalation_ms"] = first_due(policy, st["created_ms"])
         self._refresh(st)
 
     def _track_timer(self, st: dict, partition: int) -> None:

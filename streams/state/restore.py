@@ -67,6 +67,7 @@ class Restorer:
         self.progress = progress or (lambda _p, _left, _secs: None)
         self.active: dict[int, Restoring] = {}
         self._last_log = 0.0
+        self._progress_at = time.monotonic()
 
     def begin(self, partition: int, table: PartitionTable, start: int | None, low: int, high: int) -> None:
         if start is None:
@@ -74,6 +75,7 @@ class Restorer:
             start = low
         job = Restoring(table, start, high, start)
         self.active[partition] = job
+        self._progress_at = time.monotonic()
         self.consumer.incremental_assign([TopicPartition(self.topic, partition,
                                                          start if start > 0 else OFFSET_BEGINNING)])
         log.info("restoring", stage=self.stage, partition=partition, start=start, end=high,
@@ -114,6 +116,8 @@ class Restorer:
                     ik = None if key.startswith(META_PREFIX) or value is None else self.index_keys(key, value)
                     changes.setdefault(p, []).append((key, value, ik))
                 positions[p] = max(positions.get(p, 0), msg.offset() + 1)
+            if positions:
+                self._progress_at = time.monotonic()
             for p, pos in positions.items():
                 job = self.active[p]
                 job.table.apply(changes.get(p, ()), pos)
@@ -128,6 +132,10 @@ class Restorer:
                      seconds=round(time.monotonic() - job.started, 2))
             self.progress(p, 0, 0.0)
         return done
+
+    def stalled_s(self) -> float:
+        """Seconds since a restore last moved (0 when nothing is being restored)."""
+        return time.monotonic() - self._progress_at if self.active else 0.0
 
     def _report(self) -> None:
         now = time.monotonic()

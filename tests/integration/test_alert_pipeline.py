@@ -174,3 +174,36 @@ def test_gone_endpoint_is_disabled_and_exhausted_retries_are_abandoned(env, rece
         assert s["attempts"]["ops-hook"] == 5  # 3 primary + 2 from the DLQ (seed: 5 in all)
     # after the 410 the endpoint is disabled: later alerts do not call it at all
     assert len(fallback.received(ok_only=False)) == 1
+
+
+def test_a_repeated_candidate_never_rewrites_a_delivered_alert(env, receivers, tmp_path):
+    """Issue 14, defect 6: the same source record read again (a replay, a redrive) makes the
+    same alert id; noise control suppresses the repeat. The delivered alert stays SENT with
+    its creation time and escalation; the repeat is counted, never a new state of it."""
+    from tests.integration.geo_helpers import http, start_api, OPERATOR_KEY
+    from services.local_process import port_is_open
+
+    primary, _ = receivers
+    env["config"].escalations.put({"policy_id": "esc", "tenant_id": "acme", "severities": ["high"],
+                                   "levels": [{"delay_s": 12, "channels": ["ops-hook"]}]})
+    env["config"].rules.put(rule(dedup_window_s=600))
+    env["procs"].update(start_pipeline(env["settings"], env["tmp"]))
+    port = free_port()
+    env["procs"]["api"] = start_api(env["settings"], port, tmp_path)
+    event = geofence_event(1)
+    publish_events(env["settings"], env["codec"], [event])
+    statuses = env["statuses"]
+    wait_for(lambda: statuses.by_status().get("SENT", 0) == 1, 90, what="the alert SENT")
+    [(alert_id, first)] = statuses.snapshot().items()
+    publish_events(env["settings"], env["codec"], [event])  # the same record again
+    wait_for(lambda: statuses.snapshot()[alert_id].get("repeats") == 1, 60, what="the repeat counted")
+    after = statuses.snapshot()[alert_id]
+    assert after["status"] == "SENT" and after["created_ms"] == first["created_ms"]
+    assert after["next_escalation_ms"] == first["next_escalation_ms"] is not None
+    wait_for(lambda: port_is_open("127.0.0.1", port), 60, what="API")
+    status, body = http("GET", f"http://127.0.0.1:{port}/api/v1/alerts/{alert_id}", key=OPERATOR_KEY)
+    assert status == 200 and body["status"] == "SENT" and body["repeats"] == 1, body
+    # the escalation the repeat must not stop: level 1 reaches the receiver under its own key
+    wait_for(lambda: any(r.headers["webhook-id"].endswith(":esc1") for r in primary.received()), 60,
+             what="the escalation level after the repeat")
+    assert statuses.snapshot()[alert_id]["status"] != "SUPPRESSED"
