@@ -31,6 +31,7 @@ from geoflux.errors import GeofluxError, PermanentError, TransientError
 from geoflux.settings import AuditSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
+from schemas.dlq import dlq_record
 
 log = structlog.get_logger("geoflux.audit")
 
@@ -105,6 +106,10 @@ class AuditSink:
             kind, schema = self.sources[m.topic()]
             try:
                 rec = self._decode(m, schema, batch)
+            except PermanentError as exc:  # not our wire format, an unknown schema id, corrupt bytes
+                batch.dead.append((m, "undecodable", str(exc)))
+                continue
+            try:
                 batch.rows.append((to_row(kind, rec, m.topic(), m.partition(), m.offset()), m))
             except PermanentError as exc:
                 batch.dead.append((m, exc.error_class, str(exc)))
@@ -169,15 +174,10 @@ class AuditSink:
     def _dead_letter(self, batch: Batch) -> None:
         if not batch.dead:
             return
-        now = int(time.time() * 1000)
         out = []
         for m, error_class, message in batch.dead:
-            rec = {"dlq_id": f"{m.topic()}:{m.partition()}:{m.offset()}",
-                   "original_topic": m.topic(), "original_partition": m.partition(),
-                   "original_offset": m.offset(), "original_key": m.key(),
-                   "original_value": m.value(), "error_class": error_class,
-                   "error_message": message[:2000], "attempts": 1, "first_failure_ms": now,
-                   "last_failure_ms": now, "redrive_topic": m.topic()}
+            rec = dlq_record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), error_class,
+                             message, "audit")
             out.append((self.dlq_topic, self.codec.encode(self.dlq_topic, "DlqRecord", rec), m.key()))
         self.producer.deliver(out)  # raises TransientError: retried with the batch
         log.warning("records dead-lettered", count=len(out), topic=self.dlq_topic,

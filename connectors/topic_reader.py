@@ -36,7 +36,7 @@ class TopicReader:
                  apply: Callable[[str, dict | None, object], bool],
                  on_skip: Callable[[str, str], None] | None = None) -> None:
         self.kafka, self.topic, self.schema, self.codec, self.apply = kafka, topic, schema, codec, apply
-        self.on_skip = on_skip or (lambda _topic, _cls: None)
+        self.on_skip = on_skip or TopicReader.default_on_skip
         self.positions: dict[int, int] = {}  # partition -> next offset applied
         self.skipped = 0
         self._eof: set[int] = set()
@@ -45,6 +45,10 @@ class TopicReader:
         self.lock = threading.RLock()
         self._consumer = Consumer(consumer_config(kafka, f"reader-{uuid.uuid4().hex[:8]}",
                                                   **{"enable.partition.eof": True}))
+
+    #: where a process reports skipped records when a reader is given no `on_skip` (the API
+    #: sets it to its Prometheus counter)
+    default_on_skip: Callable[[str, str], None] = staticmethod(lambda _topic, _cls: None)
 
     def load(self, timeout_s: float = 60.0) -> "TopicReader":
         """Reads every partition to its end; waits (within `timeout_s`) for a broker that is

@@ -72,8 +72,15 @@ class DlqView:
     def _apply(self, key: str, rec: dict | None, _msg) -> bool:
         if rec is not None:
             with self._lock:
-                self._latest[key] = rec
+                self._latest[self._identity(key, rec)] = rec
         return rec is not None
+
+    @staticmethod
+    def _identity(key: str, rec: dict) -> str:
+        """A delivery or a job retried from its DLQ and failing again replaces its older entry
+        (they are keyed by delivery / job id); a record a stage could not read is its own
+        entry, whatever its key (garbage on several topics may share one)."""
+        return key if rec.get("stage") in (None, "delivery", "jobs") else rec["dlq_id"]
 
     def _apply_redrive(self, key: str, rec: dict | None, _msg) -> bool:
         if rec is not None:

@@ -20,7 +20,7 @@ from geoflux.errors import TransientError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
 from streams.alerting.offsets import OffsetTracker
-from streams.dead_letter import dlq_record
+from schemas.dlq import dlq_record
 from streams.sensor import NullStageSensor, StageSensor
 
 log = structlog.get_logger("geoflux.worker")

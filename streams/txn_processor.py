@@ -44,7 +44,7 @@ from connectors.topic_reader import TopicReader
 from geoflux.errors import ConfigurationError, GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.codec import AvroCodec
-from streams.dead_letter import dlq_record
+from schemas.dlq import dlq_record
 from streams.sensor import NullStageSensor, StageSensor
 from streams.state.restore import Restorer, start_offset
 from streams.state.store import KeyValueStore, open_store, resolve_kind
