@@ -52,6 +52,8 @@ def catalogue(settings: KafkaSettings | None = None) -> dict[str, TopicSpec]:
               doc="position reports; per-entity order"),
         _spec("geo.locations.dlq", "DlqRecord", retention_ms=evt_ms, key="entity_id",
               doc="late, duplicate-conflicting or undecodable location updates, with the reason"),
+        _spec("geo.entities", "EntityAttributes", compacted=True, key="tenant/entity_id",
+              doc="entity attributes (class, owner...); the evaluator joins them onto its events"),
         _spec("geo.geofences", "Geofence", compacted=True, key="geofence_id",
               doc="geofence registry; tombstone deletes"),
         _spec("geo.geofence-events", "GeofenceEvent", retention_ms=evt_ms, key="geofence_id",

@@ -7,18 +7,20 @@ import structlog
 from aiohttp import web
 
 from connectors.kafka_producer import ReliableProducer
+from connectors.topic_reader import TopicReader
 from geoflux.settings import (AlertSettings, ApiSettings, GeofenceSettings, JobSettings,
                               KafkaSettings, PostgresSettings, StreamSettings)
 from schemas.codec import AvroCodec
 from services import (gateway, routes_alerts, routes_audit, routes_cep, routes_console,
-                      routes_geoevent, routes_geofences, routes_occupancy, routes_processes,
+                      routes_geoevent, routes_geofences, routes_entities, routes_processes,
                       routes_twilio)
 from services.auth import auth_middleware, load_api_keys
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
 from services.health import readiness
 from services.jobs import JobsService
-from services.occupancy import MembershipView
+from services.metrics import PrometheusStageSensor
+from services.views import AttributesView, MembershipView
 from services.problems import problem, problem_middleware
 
 SETTINGS = web.AppKey("kafka_settings", KafkaSettings)
@@ -40,6 +42,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
                codec: AvroCodec) -> web.Application:
+    TopicReader.default_on_skip = PrometheusStageSensor().skipped  # every view this process follows
     keys = load_api_keys(api.keys, api.keys_file)
     if not keys:
         log.warning("no API keys configured: every request will be refused (set GEOFLUX_API_KEYS)")
@@ -62,8 +65,9 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_audit.add_routes(app, PostgresSettings().dsn)  # the audit trail in PostgreSQL
     gateway.add_routes(app, kafka, codec)
     closeables += routes_console.add_routes(app, kafka, codec)  # /console and /api/v1/entities
-    closeables += routes_occupancy.add_routes(  # who is inside which fence, from the evaluator's state
-        app, MembershipView(kafka, codec, StreamSettings(), f"api-{api.port}"))
+    state, name = StreamSettings(), f"api-{api.port}"  # occupancy and entity attributes: local views
+    closeables += routes_entities.add_routes(app, MembershipView(kafka, codec, state, name),
+                                             AttributesView(kafka, codec, state, name), codec, producer)
     from services import routes_replay  # replay by time or offset, NDJSON
     routes_replay.add_routes(app, kafka, codec)
     app.router.add_get("/healthz", healthz)

@@ -45,6 +45,9 @@ def crud(base: str, what: str, tag: str, body: dict, id_field: str) -> list[Op]:
 
 
 # -- bodies -----------------------------------------------------------------------------------
+ENTITY_ATTRIBUTES = obj(["entity_id", "tenant_id", "attributes", "version"], entity_id=STR, tenant_id=STR,
+                        attributes={"type": "object", "additionalProperties": STR}, version=INT,
+                        updated_ms=INT, deleted={"type": "boolean"})
 FEATURE_IN = obj(["type", "geometry", "properties"], type={"const": "Feature"}, id=ID, geometry=GEOMETRY,
                  properties=obj(["name"], name=ID, tenant_id=ID, dwell_seconds=NUM, hysteresis_m=NUM,
                                 radius_m=NUM))
@@ -102,6 +105,14 @@ OPERATIONS: list[Op] = [
        {200: obj(["items", "total"], items=arr(obj(["entity_id", "since"], entity_id=STR, since=INT)),
                  total=INT, offset=INT, limit=INT, geofence_id=STR, tenant_id=STR)},
        params=(OFFSET, LIMIT, OBJECT_TENANT), errors=(400, 401, 404, 422, 503)),
+    Op("PUT", "/api/v1/entities/{id}/attributes", "set an entity's attributes (joined onto its events)", G,
+       {200: ENTITY_ATTRIBUTES}, obj(["attributes"], attributes={"type": "object", "maxProperties": 50,
+                                                                 "additionalProperties": {"type": ["string", "number"]}}),
+       params=(OBJECT_TENANT,), errors=(400, 401, 422, 503)),
+    Op("GET", "/api/v1/entities/{id}/attributes", "an entity's attributes", G, {200: ENTITY_ATTRIBUTES},
+       params=(OBJECT_TENANT,), errors=(401, 404, 422, 503)),
+    Op("DELETE", "/api/v1/entities/{id}/attributes", "forget an entity's attributes", G, {200: DELETED},
+       params=(OBJECT_TENANT,), errors=(401, 404, 422, 503)),
     Op("GET", "/api/v1/entities/{id}/geofences", "the geofences an entity is inside now", G,
        {200: obj(["items", "total"], items=arr(obj(["geofence_id", "since"], geofence_id=STR, since=INT)),
                  total=INT, entity_id=STR, tenant_id=STR)},

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import structlog
 
 from geoflux.errors import ValidationError
-from geoflux.keys import scoped, unscoped
+from geoflux.keys import check_tenant, scoped, unscoped
 from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -62,13 +62,16 @@ class Evaluator(TransactionalProcessor):
                  instance_id: str = "0", sensor: EvaluatorSensor | None = None,
                  state: StreamSettings | None = None, stage_sensor: StageSensor | None = None) -> None:
         self.t_locations = topic("geo.locations", kafka)
+        self.t_entities = topic("geo.entities", kafka)
         self.t_dlq = topic("geo.locations.dlq", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + geo.group_id,
-                         instance_id=instance_id, inputs={self.t_locations: "LocationUpdate"},
+                         instance_id=instance_id,
+                         inputs={self.t_locations: "LocationUpdate", self.t_entities: "EntityAttributes"},
                          dlq_topic=self.t_dlq, max_batch=geo.max_batch,
                          poll_timeout_s=geo.poll_timeout_s, tick_interval_s=geo.tick_interval_s,
                          state=state, sensor=stage_sensor)
         self.geo = geo
+        self.tombstones_ok = {self.t_entities}  # compacted: a tombstone forgets an entity's attributes
         self.changelog_topic = topic("geo.evaluator-state", kafka)
         self.t_events = topic("geo.geofence-events", kafka)
         self.t_eval = topic("geo.evaluations", kafka)
@@ -170,13 +173,33 @@ class Evaluator(TransactionalProcessor):
         for (key, state), z in zip(states, zones):
             out = self.machine.reconcile(state, z, ts, only)
             if out:
-                self._emit(batch, out, ts)
+                self._emit(batch, out, ts, state.attributes)
                 self.mark_dirty(batch, key, state, partition)
 
     # -- location updates ---------------------------------------------------------------------
+    def _attributes(self, r: Record, batch: Batch) -> None:
+        """The stream-table join: an entity's attributes (geo.entities, co-partitioned with
+        geo.locations) kept in its state, so every later event of it carries them."""
+        rec = r.rec
+        try:
+            tenant = check_tenant(rec["tenant_id"])
+        except ValidationError as exc:
+            self.dead_letter(batch, None, r, "validation", str(exc))
+            return
+        key = scoped(tenant, rec["entity_id"])
+        state = self.state(key, r.partition())
+        if state is None:
+            state = EntityState(rec["entity_id"], tenant)
+            self.put_state(r.partition(), key, state)
+        state.attributes = {} if rec["deleted"] else dict(rec["attributes"])
+        self.mark_dirty(batch, key, state)
+
     def process(self, records: list[Record], batch: Batch) -> None:
         decoded = []
         for r in records:
+            if r.topic() == self.t_entities:
+                self._attributes(r, batch)
+                continue
             try:
                 decoded.append((r, update_from_record(r.rec)))
             except ValidationError as exc:
@@ -203,15 +226,15 @@ class Evaluator(TransactionalProcessor):
                 self.dead_letter(batch, None, r, outcome.kind, outcome.reason)
             else:
                 self.mark_dirty(batch, key, state)
-                self._emit(batch, outcome.transitions, r.rec.get("produced_ms"))
+                self._emit(batch, outcome.transitions, r.rec.get("produced_ms"), state.attributes)
             reply_to = (r.rec.get("attributes") or {}).get(REPLY_ATTRIBUTE)
             if reply_to:
                 self._reply(batch, reply_to, upd, state, outcome)
 
-    def _emit(self, batch: Batch, transitions, produced_ms: int | None) -> None:
+    def _emit(self, batch: Batch, transitions, produced_ms: int | None, attributes: dict) -> None:
         for t in transitions:
             self.emit(batch, self.t_events, scoped(t.tenant_id, t.geofence_id), "GeofenceEvent",
-                      event_record(t, produced_ms))
+                      event_record(t, produced_ms, attributes))
             self.stats.events += 1
             self._tally(batch, "events", t.event_type)
 
@@ -254,7 +277,7 @@ class Evaluator(TransactionalProcessor):
                     continue
                 out = self.machine.due_dwells(state, now)
                 if out:
-                    self._emit(batch, out, now)
+                    self._emit(batch, out, now, state.attributes)
                     self.mark_dirty(batch, key, state, p)
 
 

@@ -37,6 +37,7 @@ def state_to_record(state: EntityState) -> dict:
         "history": [{"ts_ms": s.ts_ms, "lon": s.lon, "lat": s.lat, "inside": list(s.inside)}
                     for s in ([state.last] if state.last else [])],
         "history_columns": state.history.to_columns(),
+        "attributes": state.attributes,
     }
 
 
@@ -51,7 +52,7 @@ def state_from_record(rec: dict) -> EntityState:
         {m["geofence_id"]: Membership(m["geofence_id"], m["geofence_version"], m["entered_ms"],
                                       m["dwell_due_ms"], m["dwell_fired"])
          for m in rec["memberships"]},
-        history)
+        history, dict(rec.get("attributes") or {}))
 
 
 def event_record(t: Transition, produced_ms: int | None, attributes: dict | None = None) -> dict:

@@ -76,6 +76,7 @@ class EntityState:
     tenant_id: str
     memberships: dict[str, Membership] = field(default_factory=dict)
     history: History = field(default_factory=History)
+    attributes: dict[str, str] = field(default_factory=dict)  # joined from geo.entities
 
     @property
     def last(self) -> Seen | None:

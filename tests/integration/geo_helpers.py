@@ -16,6 +16,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from connectors.kafka_producer import ReliableProducer
+from geoflux.errors import ValidationError
 from geoflux.keys import scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
@@ -91,6 +92,7 @@ class EventCollector:
         self.codec, self.schema = codec, schema
         self.records: list[tuple[int, int, dict]] = []
         self._seen: set[tuple[int, int]] = set()
+        self.undecodable = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": settings.bootstrap,
@@ -108,7 +110,11 @@ class EventCollector:
                     continue
                 if (m.partition(), m.offset()) in self._seen:
                     continue
-                rec = self.codec.decode(m.value(), self.schema)
+                try:
+                    rec = self.codec.decode(m.value(), self.schema)
+                except ValidationError:  # garbage a test published (poison records): not ours
+                    self.undecodable += 1
+                    continue
                 rec["_read_ms"] = int(time.time() * 1000)
                 with self._lock:
                     self._seen.add((m.partition(), m.offset()))
