@@ -15,6 +15,9 @@ class MemoryStore:
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return [self._data.get(k) for k in keys]
+
     def write(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
         for key, value in items:
             if value is None:

@@ -7,9 +7,10 @@ so it stays in its group however long a restore takes. Progress (records and sec
 logged and reported to the sensor.
 
 Where a restore starts: at the store's checkpoint when the store is persistent and the
-checkpoint is usable; from the beginning otherwise (no checkpoint, an unreadable one, one past
-the changelog's end — the topic was recreated — or one older than the changelog's
-`delete.retention.ms`, after which compaction may have dropped tombstones the store never saw).
+checkpoint is usable; from the beginning otherwise (no checkpoint, an unreadable one, one of a
+store laid out in an older format, one past the changelog's end — the topic was recreated — or
+one older than the changelog's `delete.retention.ms`, after which compaction may have dropped
+tombstones the store never saw).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable, Iterable
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from streams.state.table import META_PREFIX, PartitionTable
+from streams.state.table import FORMAT, META_PREFIX, PartitionTable
 
 log = structlog.get_logger("geoflux.restore")
 
@@ -48,7 +49,7 @@ def start_offset(table: PartitionTable, persistent: bool, low: int, high: int, n
     if not persistent:
         return None
     ckpt = table.checkpoint()
-    if ckpt is None:
+    if ckpt is None or ckpt.get("format") != FORMAT:
         return None
     offset = ckpt["offset"]
     if offset > high or offset < low:
@@ -100,7 +101,8 @@ class Restorer:
             msgs = self.consumer.consume(self.batch, 0.05)
             if not msgs:
                 continue
-            changes: dict[int, list] = {}
+            latest: dict[int, dict[str, bytes | None]] = {}  # only a key's last version counts
+            read: dict[int, int] = {}
             positions: dict[int, int] = {}
             for msg in msgs:
                 p = msg.partition()
@@ -110,18 +112,19 @@ class Restorer:
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         positions[p] = max(positions.get(p, 0), msg.offset())
                     continue
-                key = msg.key().decode() if msg.key() is not None else None
-                if key is not None:
-                    value = msg.value()
-                    ik = None if key.startswith(META_PREFIX) or value is None else self.index_keys(key, value)
-                    changes.setdefault(p, []).append((key, value, ik))
+                if msg.key() is not None:
+                    latest.setdefault(p, {})[msg.key().decode()] = msg.value()
+                    read[p] = read.get(p, 0) + 1
                 positions[p] = max(positions.get(p, 0), msg.offset() + 1)
             if positions:
                 self._progress_at = time.monotonic()
             for p, pos in positions.items():
                 job = self.active[p]
-                job.table.apply(changes.get(p, ()), pos)
-                job.restored += len(changes.get(p, ()))
+                # index keys (a decode each) only for the version that stays
+                job.table.apply(((key, value, None if value is None or key.startswith(META_PREFIX)
+                                  else self.index_keys(key, value))
+                                 for key, value in latest.get(p, {}).items()), pos)
+                job.restored += read.get(p, 0)
                 job.position = max(job.position, pos)
             done = [p for p, job in self.active.items() if job.position >= job.end]
         self._report()

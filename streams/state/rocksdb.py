@@ -32,11 +32,15 @@ class RocksDBStore:
         table = BlockBasedOptions()
         table.set_block_cache(Cache(block_cache_mb * 1024 * 1024))
         table.set_cache_index_and_filter_blocks(True)
+        table.set_bloom_filter(10, False)  # a lookup of an absent key (most restore lookups) skips the files
         self._options.set_block_based_table_factory(table)
         self._db = Rdict(str(self.path), self._options)
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return self._db.get(keys)  # RocksDB's MultiGet
 
     def write(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
         batch = WriteBatch(raw_mode=True)

@@ -21,6 +21,10 @@ from geoflux.errors import ConfigurationError
 class KeyValueStore(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of `keys`, in their order (one call for a whole batch of lookups)."""
+        ...
+
     def write(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Puts and deletes (value None), all or nothing."""
         ...

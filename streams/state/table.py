@@ -5,8 +5,13 @@ Layout inside the store (all bytes):
     s<key>        the state, exactly the bytes written to the changelog
     i<index key>  secondary index entries a stage derives from its states (timers, members)
     r<key>        the index keys a state currently has, so an update can drop the stale ones
+                  (each with a 4-byte length: index keys hold any byte, separators included)
     m<name>       stage metadata that also travels on the changelog (key "\\x00<name>")
-    \\x00ckpt      {"offset": next changelog offset reflected, "written_ms": ...}
+    \\x00ckpt      {"offset": next changelog offset reflected, "written_ms": ..., "format": 2}
+
+A checkpoint without the current `format` belongs to a store laid out otherwise (format 1 split
+r<key> at NUL bytes, which index keys contain, so stale index entries were never removed): such
+a store is restored in full.
 
 A table is written only with committed data (after the Kafka transaction that carried the same
 changelog records committed) and in one atomic batch with its checkpoint, so the store never
@@ -17,6 +22,7 @@ it up to date. Decoded states live in the stage's bounded cache (`StateCache`), 
 from __future__ import annotations
 
 import json
+import struct
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator
@@ -26,7 +32,8 @@ from streams.state.store import KeyValueStore
 STATE, INDEX, REVERSE, META = b"s", b"i", b"r", b"m"
 CHECKPOINT = b"\x00ckpt"
 META_PREFIX = "\x00"  # changelog keys starting with it are stage metadata, not states
-_SEP = b"\x00"
+FORMAT = 2
+_LEN = struct.Struct(">I")
 
 IndexFn = Callable[[str, Any], Iterable[bytes]]
 
@@ -73,27 +80,46 @@ class PartitionTable:
     def apply(self, changes: Iterable[tuple[str, bytes | None, Iterable[bytes] | None]],
               next_offset: int | None) -> None:
         """Writes (key, changelog value or None, index keys or None) and the checkpoint, all or
-        nothing. Keys starting with META_PREFIX are metadata records."""
+        nothing. Keys starting with META_PREFIX are metadata records. A key changed more than
+        once in `changes` (a restore slice can hold several versions) ends as its last version:
+        the index entries of the earlier ones were never written, so none is left behind."""
         writes: list[tuple[bytes, bytes | None]] = []
+        latest: dict[str, tuple[bytes | None, Iterable[bytes] | None]] = {}
         for key, value, index_keys in changes:
             if key.startswith(META_PREFIX):
                 writes.append((META + key[1:].encode(), value))
-                continue
-            k = key.encode()
-            old = self.store.get(REVERSE + k)
-            stale = set(old.split(_SEP)) if old else set()
+            else:
+                latest[key] = (value, index_keys)
+        keys = [key.encode() for key in latest]
+        olds = self.store.get_many([REVERSE + k for k in keys]) if keys else []
+        for k, (value, index_keys), old in zip(keys, latest.values(), olds):
+            stale = _unpack(old) if old else set()
             fresh = set(index_keys or ()) if value is not None else set()
-            writes += [(INDEX + ik, None) for ik in stale - fresh]
-            writes += [(INDEX + ik, b"") for ik in fresh - stale]
-            writes.append((REVERSE + k, _SEP.join(sorted(fresh)) if fresh else None))
+            if stale != fresh:
+                writes += [(INDEX + ik, None) for ik in stale - fresh]
+                writes += [(INDEX + ik, b"") for ik in fresh - stale]
+                writes.append((REVERSE + k, _pack(fresh) if fresh else None))
             writes.append((STATE + k, value))
         if next_offset is not None:
-            writes.append((CHECKPOINT, json.dumps({"offset": next_offset,
-                                                   "written_ms": int(time.time() * 1000)}).encode()))
+            writes.append((CHECKPOINT, json.dumps({"offset": next_offset, "written_ms": int(time.time() * 1000),
+                                                   "format": FORMAT}).encode()))
         self.store.write(writes)
 
     def wipe(self) -> None:
         self.store.wipe()
+
+
+def _pack(index_keys: set[bytes]) -> bytes:
+    return b"".join(_LEN.pack(len(ik)) + ik for ik in sorted(index_keys))
+
+
+def _unpack(raw: bytes) -> set[bytes]:
+    out, at = set(), 0
+    while at < len(raw):
+        (n,), at = _LEN.unpack_from(raw, at), at + _LEN.size
+        out.add(raw[at:at + n])
+        at += n
+    return out
 
 
 class StateCache:
