@@ -60,6 +60,15 @@ class LocalKafkaSettings(BaseSettings):
     start_timeout_s: float = 90.0
     stop_timeout_s: float = 30.0
     fetch_timeout_s: float = 600.0
+    # An optional SASL_SSL listener beside the plain one, for trying secured-cluster settings
+    # on one machine. Off while `sasl_ssl_port` is 0. Users are SCRAM credentials created when
+    # the data dir is first formatted (KRaft keeps them in its metadata log); the certificate
+    # and its unencrypted PKCS#8 key are PEM files, written into the broker's config.
+    sasl_ssl_port: int = 0
+    sasl_mechanism: str = "SCRAM-SHA-256"  # SCRAM-SHA-256 | SCRAM-SHA-512
+    scram_users: dict[str, SecretStr] = {}  # JSON {"name": "password"}
+    ssl_certificate: Path | None = None  # the broker's own certificate (clients hold the CA)
+    ssl_key: Path | None = None
 
 
 class RegistrySettings(BaseSettings):

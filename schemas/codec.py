@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from geoflux.errors import PermanentError, TransientError, ValidationError
+from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
 from geoflux.settings import RegistrySettings
 from schemas.avro_dir import AVRO_DIR, AvroDir
 
@@ -130,8 +130,16 @@ class HttpSchemaRegistry:
             detail = exc.read()[:300].decode(errors="replace")
             if exc.code >= 500 or exc.code == 429:
                 raise TransientError(f"schema registry {exc.code}: {detail}") from exc
+            if exc.code in (401, 403):  # no record is at fault: never dead-letter for this
+                raise ConfigurationError(f"schema registry {self.url} refused our credentials "
+                                         f"({exc.code}): check GEOFLUX_SCHEMA_REGISTRY_USERNAME "
+                                         "and _PASSWORD") from exc
             raise PermanentError(f"schema registry {exc.code}: {detail}") from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if isinstance(getattr(exc, "reason", None), ssl.SSLCertVerificationError):
+                raise ConfigurationError(f"schema registry {self.url}: TLS certificate not "
+                                         f"trusted ({exc.reason.verify_message}): check "
+                                         "GEOFLUX_SCHEMA_REGISTRY_CA_LOCATION") from exc
             raise TransientError(f"schema registry {self.url} unreachable: {exc}") from exc
 
     def register(self, subject: str, schema: str) -> int:

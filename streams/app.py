@@ -12,6 +12,7 @@ import importlib.util
 
 import faust
 
+from connectors.aiokafka_config import faust_credentials
 from geoflux.settings import KafkaSettings, StreamSettings
 
 
@@ -26,6 +27,7 @@ def create_app(kafka: KafkaSettings | None = None, stream: StreamSettings | None
     return faust.App(
         kafka.topic_prefix + stream.app_id,
         broker=[f"kafka://{b}" for b in kafka.bootstrap.split(",")],
+        broker_credentials=faust_credentials(kafka),  # the same GEOFLUX_KAFKA_* security settings
         store=store_url(stream),
         datadir=str(stream.data_dir),
         processing_guarantee=stream.processing_guarantee,
