@@ -80,6 +80,7 @@ class RegistrySettings(BaseSettings):
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: float = 10.0
+    retry_s: float = 30.0  # 5xx, 429 and unreachable are retried with backoff this long
     ca_location: Path | None = None  # PEM CA for an https registry with a private CA
     certificate_location: Path | None = None  # client certificate (mutual TLS)
     key_location: Path | None = None

@@ -209,6 +209,10 @@ def test_the_stack_runs_with_every_client_on_sasl_ssl(secured, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: port_is_open("127.0.0.1", port), 90, what="API port")
+        # readiness checks the broker over SASL_SSL and the registry over TLS with our CA
+        ready = wait_for(lambda: (r := http("GET", f"{base}/readyz"))[0] == 200 and r[1], 60,
+                         what="/readyz")
+        assert ready["checks"]["kafka"]["ok"] and ready["checks"]["registry"]["ok"], ready
         channel = {"name": "hook", "kind": "webhook", "tenant_id": "t",
                    "settings": {"url": receiver.url + "/hook", "secret": "s"}}
         assert http("POST", f"{base}/api/v1/alerts/channels", channel)[0] == 201
