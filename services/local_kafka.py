@@ -210,7 +210,10 @@ class LocalKafka:
         elif (self.data / "kraft").exists() and any((self.data / "kraft").iterdir()):
             raise ConfigurationError(f"{self.data / 'kraft'} is not an empty Kafka data dir and "
                                      "has no meta.properties: remove it or choose another data dir")
-        (self.data / "server.properties").write_text(self._properties())
+        props = self.data / "server.properties"
+        props.touch(mode=0o600)  # with a SASL_SSL listener it holds the broker's private key
+        props.chmod(0o600)
+        props.write_text(self._properties())
         (self.data / "log4j2.properties").write_text(LOG4J2)
         proc = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "--config",

@@ -10,8 +10,13 @@ offset so the record can be inspected and redriven:
 - agents call `DeadLetters.send` for a record they decoded but could not process (they catch
   per message, so one bad record never stops the stream).
 
-Ordering: Faust flushes its producer before it commits offsets, so a dead letter sent while
-its record is being handled is durable before the offset that skips the record is committed.
+Ordering: Faust flushes its producer before it commits offsets. An agent sends its dead
+letter before it lets go of the event, so the letter is durable before the offset that skips
+the record is committed. A record that fails to decode is different: Faust acknowledges it
+just before it calls the topic's handler, whose send may first wait for the DLQ topic's
+metadata. A commit in that moment followed by a crash before the producer sends would lose
+that one dead letter (a known limit, docs/ARCHITECTURE.md); apps declare the DLQ topic at
+start to keep the moment short.
 """
 
 from __future__ import annotations

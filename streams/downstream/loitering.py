@@ -4,11 +4,12 @@ event id (`loitering_state.py`). Run it with
 
     python -m streams.downstream.loitering worker --without-web
 
-(`GEOFLUX_KAFKA_*` says where the cluster is and how to authenticate, `GEOFLUX_SCHEMA_REGISTRY_*`
-where the schemas are; without a registry the ids are our stable ones). Counts live in the
-table `loitering-counts` (changelog `<app id>-loitering-counts-changelog`, JSON values, keyed by
-`tenant/geofence_id`, as Faust writes every changelog). Records that do not decode and events the agent cannot count go to
-`<app id>.dlq` as `DlqRecord`s; the agent catches per event, so the stream goes on.
+(`GEOFLUX_KAFKA_*` says where the cluster is and how to authenticate,
+`GEOFLUX_SCHEMA_REGISTRY_*` where the schemas are; without a registry the ids are our stable
+ones). Counts live in the table `loitering-counts` (changelog
+`<app id>-loitering-counts-changelog`; JSON keys `"tenant/geofence_id"` and JSON values, as
+Faust writes every changelog). Records that do not decode and events the agent cannot count
+go to `<app id>.dlq` as `DlqRecord`s; the agent catches per event, so the stream goes on.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ def build(kafka: KafkaSettings | None = None, stream: StreamSettings | None = No
     events = DeadLetterTopic(app, topics=[topic("geo.geofence-events", kafka)], key_type=str,
                              value_type=GeofenceEvent, key_serializer="raw",
                              value_serializer=serializers["geo.geofence-events"], dead_letters=dead)
-    # Faust writes table changelogs with JSON keys and values: keys '"tenant/geofence_id"'
     counts = app.Table("loitering-counts", partitions=kafka.partitions, key_type=str,
                        options=rocksdb_options(stream or StreamSettings()))
 

@@ -170,6 +170,8 @@ def secured(tmp_path_factory) -> Secured:
         ssl_key=pki.key))
     try:
         broker.start()
+        # the broker's config holds its private key inline: for its owner only
+        assert (d / "kafka" / "server.properties").stat().st_mode & 0o777 == 0o600
         registry.wait()
         yield Secured(f"127.0.0.1:{sasl_port}", pki, registry, broker)
     finally:

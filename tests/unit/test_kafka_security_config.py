@@ -238,3 +238,4 @@ def test_local_broker_refuses_an_encrypted_key(tmp_path):
     key.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nR0hJ\n-----END ENCRYPTED PRIVATE KEY-----\n")
     with pytest.raises(ConfigurationError, match="unencrypted PKCS#8"):
         broker._properties()
+
