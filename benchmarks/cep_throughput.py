@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 
 from connectors.kafka_admin import apply  # noqa: E402
+from connectors.kafka_config import client_config  # noqa: E402
 from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
@@ -60,8 +61,9 @@ def patterns(n: int, fences: int) -> list[dict]:
 def changelog_size(settings: KafkaSettings, logical: str, distinct=None) -> tuple[int, int]:
     """(keys, bytes of the latest value per key); with `distinct`, keys are distinct(value)."""
     t = topic(logical, settings)
-    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": uuid.uuid4().hex,
-                  "isolation.level": "read_committed", "enable.partition.eof": True})
+    c = Consumer(client_config(settings, **{"group.id": uuid.uuid4().hex,
+                                            "isolation.level": "read_committed",
+                                            "enable.partition.eof": True}))
     latest: dict[bytes, int] = {}
     c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
     eof: set[int] = set()
@@ -97,8 +99,8 @@ def main() -> None:
             store.put(p)
         store.close()
         t_ev = topic("geo.geofence-events", settings)
-        producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5,
-                             "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000})
+        producer = Producer(client_config(settings, **{"linger.ms": 5, "partitioner": "murmur2_random",
+                                                       "queue.buffering.max.messages": 1_000_000}))
         rnd = random.Random(9)
         inside: dict[int, str | None] = {}
         t0 = int(time.time() * 1000) - args.events * 5

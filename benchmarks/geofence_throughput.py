@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
 from connectors.kafka_admin import apply  # noqa: E402
+from connectors.kafka_config import client_config  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
@@ -87,12 +88,11 @@ def _zigzag(n: int) -> bytes:
     return bytes(out)
 
 
-def produce(settings_json: str, n: int, rate: float, n_entities: int, ext: float, seed: int) -> None:
-    settings = KafkaSettings.model_validate_json(settings_json)
+def produce(settings: KafkaSettings, n: int, rate: float, n_entities: int, ext: float, seed: int) -> None:
     codec, t = AvroCodec(), topic("geo.locations", settings)
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 2,
-                         "enable.idempotence": True, "acks": "all", "compression.type": "lz4",
-                         "queue.buffering.max.messages": 1_000_000})
+    producer = Producer(client_config(settings, **{
+        "linger.ms": 2, "enable.idempotence": True, "acks": "all", "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000}))
     fleet = Fleet(n_entities, ext, seed)
     start = time.perf_counter()
     for i in range(n):
@@ -116,8 +116,7 @@ def produce(settings_json: str, n: int, rate: float, n_entities: int, ext: float
 
 
 def committed_total(settings: KafkaSettings) -> int:
-    c = Consumer({"bootstrap.servers": settings.bootstrap,
-                  "group.id": settings.topic_prefix + GeofenceSettings().group_id})
+    c = Consumer(client_config(settings, **{"group.id": settings.topic_prefix + GeofenceSettings().group_id}))
     try:
         parts = [TopicPartition(topic("geo.locations", settings), p) for p in range(settings.partitions)]
         return sum(max(tp.offset, 0) for tp in c.committed(parts, timeout=10))
@@ -142,15 +141,15 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
                 ext: float, seed: int) -> dict:
     events_topic = topic("geo.geofence-events", settings)
     codec = AvroCodec()
-    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": uuid.uuid4().hex,
-                  "isolation.level": "read_committed", "auto.offset.reset": "latest",
-                  "fetch.wait.max.ms": 5})
+    c = Consumer(client_config(settings, **{"group.id": uuid.uuid4().hex,
+                                            "isolation.level": "read_committed",
+                                            "auto.offset.reset": "latest", "fetch.wait.max.ms": 5}))
     c.subscribe([events_topic])
     wait(lambda: (c.consume(100, 0.2), bool(c.assignment()))[1], 30, "event consumer assignment")
     run_start_ms = int(time.time() * 1000)  # only events caused by this run's updates count
     n = int(rate * seconds)
     base = committed_total(settings)
-    proc = mp.Process(target=produce, args=(settings.model_dump_json(), n, rate, n_entities, ext, seed))
+    proc = mp.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed))
     t0 = time.monotonic()
     proc.start()
     lat: list[int] = []
@@ -184,7 +183,7 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
     for i in range(0, len(feats), 5000):
         reg.put_many(feats[i:i + 5000])
     reg.close()
-    produce(settings.model_dump_json(), backlog, 0, n_entities, ext, 1)
+    produce(settings, backlog, 0, n_entities, ext, 1)
     worker = start_worker(settings, "0", workdir)
     try:
         wait(lambda: committed_total(settings) > 0, 300, "the evaluator to start")

@@ -27,19 +27,41 @@ class Drift:
 
 
 def admin_client(settings: KafkaSettings) -> AdminClient:
-    return AdminClient(admin_config(settings))
+    # errors reach the caller as exceptions with the reason; librdkafka's own log lines would
+    # only repeat them around a command's one-line error
+    return AdminClient(admin_config(settings, log_level=0))
 
 
 def wait_for_cluster(admin: AdminClient, settings: KafkaSettings) -> None:
-    try:
-        md = admin.list_topics(timeout=settings.request_timeout_s)
-    except KafkaException as exc:
-        raise TransientError(
-            f"no Kafka broker answered at {settings.bootstrap} within "
-            f"{settings.request_timeout_s:.0f}s; start one with `geoflux kafka start` or set "
-            f"GEOFLUX_KAFKA_BOOTSTRAP") from exc
+    """Returns once a broker answers; refused credentials or certificates raise
+    `KafkaAuthenticationError` within a second or so. librdkafka retries those silently and
+    reports them only to the error callback, which runs in poll(): so ask in short slices."""
+    deadline = time.monotonic() + settings.request_timeout_s
+    while True:
+        admin.poll(0)  # serves the error callback (raises on an authentication failure)
+        try:
+            md = admin.list_topics(timeout=min(0.5, settings.request_timeout_s))
+            break
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                admin.poll(0)
+                raise TransientError(
+                    f"no Kafka broker answered at {settings.bootstrap} within "
+                    f"{settings.request_timeout_s:.0f}s; start one with `geoflux kafka start` or set "
+                    f"GEOFLUX_KAFKA_BOOTSTRAP") from exc
     if not md.brokers:
         raise TransientError(f"Kafka at {settings.bootstrap} reports no brokers")
+
+
+def check_credentials(settings: KafkaSettings) -> bool:
+    """A worker's first step: raises `KafkaAuthenticationError` when the cluster refuses our
+    settings (before a transactional producer would wait for its coordinator for ever); True
+    when a broker answered, False when none did yet (the worker then waits as it always does)."""
+    try:
+        wait_for_cluster(admin_client(settings), settings)
+        return True
+    except TransientError:
+        return False
 
 
 def _result(futures: dict, ignore: tuple[str, ...] = ()) -> None:

@@ -9,6 +9,8 @@ nobody writes `bootstrap.servers` by hand, so a secured cluster is one set of va
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaError
+
 from geoflux.errors import ConfigurationError
 from geoflux.settings import KafkaSettings
 
@@ -61,11 +63,48 @@ def _secret(value) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
+class KafkaAuthenticationError(ConfigurationError):
+    """The cluster refused our credentials or we refused its certificate. librdkafka retries
+    these for ever and only reports them to the error callback; no retry can fix them."""
+
+    error_class = "authentication"
+
+
+# librdkafka codes that mean "the operator must fix a setting", not "the broker is away"
+_AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
+
+
+def auth_failure(err: KafkaError, bootstrap: str) -> KafkaAuthenticationError | None:
+    """The error to stop on for `err`, or None when retrying may help. librdkafka reports a
+    connection lost or timed out during the SASL exchange with the same `_AUTHENTICATION` code
+    as a refusal ("SaslAuthenticateRequest failed: Local: Broker transport failure", seen on a
+    loaded machine); only the broker's own refusal is final, and its text has no "Local:". A
+    TLS handshake fails with the generic `_SSL` code; only a certificate verification failure
+    is final."""
+    text = err.str()
+    refused = err.code() in _AUTH_CODES and "Local:" not in text
+    if refused or (err.code() == KafkaError._SSL and "certificate verify failed" in text):
+        what = "TLS" if err.code() == KafkaError._SSL else "authentication"
+        return KafkaAuthenticationError(f"Kafka {what} failed at {bootstrap}: {err.str()} (check "
+                                        "GEOFLUX_KAFKA_SECURITY_PROTOCOL, _SASL_* and _SSL_* settings)")
+    return None
+
+
+def raise_on_auth_failure(bootstrap: str):
+    """An `error_cb`: raised from the client's poll/consume/flush, so a worker whose
+    credentials are refused stops with the reason instead of retrying silently."""
+    def error_cb(err: KafkaError) -> None:
+        failure = auth_failure(err, bootstrap)
+        if failure is not None:
+            raise failure
+    return error_cb
+
+
 def client_config(s: KafkaSettings, **overrides) -> dict:
     """What every client shares: where the cluster is and how to authenticate to it."""
     cfg = {"bootstrap.servers": s.bootstrap, "socket.connection.setup.timeout.ms": 5000,
            # warnings and errors only: informational lines would break one-line CLI errors
-           "log_level": 4, **security_config(s)}
+           "log_level": 4, "error_cb": raise_on_auth_failure(s.bootstrap), **security_config(s)}
     cfg.update(overrides)
     return cfg
 

@@ -60,6 +60,15 @@ class LocalKafkaSettings(BaseSettings):
     start_timeout_s: float = 120.0  # a loaded 2-core machine can take a minute
     stop_timeout_s: float = 30.0
     fetch_timeout_s: float = 600.0
+    # An optional SASL_SSL listener beside the plain one, for trying secured-cluster settings
+    # on one machine. Off while `sasl_ssl_port` is 0. Users are SCRAM credentials created when
+    # the data dir is first formatted (KRaft keeps them in its metadata log); the certificate
+    # and its unencrypted PKCS#8 key are PEM files, written into the broker's config.
+    sasl_ssl_port: int = 0
+    sasl_mechanism: str = "SCRAM-SHA-256"  # SCRAM-SHA-256 | SCRAM-SHA-512
+    scram_users: dict[str, SecretStr] = {}  # JSON {"name": "password"}
+    ssl_certificate: Path | None = None  # the broker's own certificate (clients hold the CA)
+    ssl_key: Path | None = None
 
 
 class RegistrySettings(BaseSettings):
@@ -71,6 +80,7 @@ class RegistrySettings(BaseSettings):
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: float = 10.0
+    retry_s: float = 30.0  # 5xx, 429 and unreachable are retried with backoff this long
     ca_location: Path | None = None  # PEM CA for an https registry with a private CA
     certificate_location: Path | None = None  # client certificate (mutual TLS)
     key_location: Path | None = None

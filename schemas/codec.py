@@ -20,9 +20,10 @@ import urllib.request
 from typing import Any, Protocol
 
 import fastavro
+import tenacity
 from fastavro.schema import to_parsing_canonical_form
 
-from geoflux.errors import PermanentError, TransientError, ValidationError
+from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
 from geoflux.settings import RegistrySettings
 from schemas.avro_dir import AVRO_DIR, AvroDir
 
@@ -97,19 +98,28 @@ class LocalSchemaRegistry:
                                   "version this release knows)") from None
 
 
+def tls_context(url: str, ca_location=None, certificate_location=None,
+                key_location=None) -> ssl.SSLContext | None:
+    """The TLS context for an https registry with a private CA or a client certificate
+    (None: the system's trust store, or plain http)."""
+    if not (url.startswith("https") and (ca_location or certificate_location)):
+        return None
+    ctx = ssl.create_default_context(cafile=str(ca_location) if ca_location else None)
+    if certificate_location:
+        ctx.load_cert_chain(str(certificate_location), str(key_location) if key_location else None)
+    return ctx
+
+
 class HttpSchemaRegistry:
     """A Confluent-compatible registry (Confluent, Apicurio `/apis/ccompat/v7`, Karapace)."""
 
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
                  timeout_s: float = 10.0, ca_location: str | None = None,
-                 certificate_location: str | None = None, key_location: str | None = None) -> None:
+                 certificate_location: str | None = None, key_location: str | None = None,
+                 retry_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
-        self._ssl = None
-        if url.startswith("https") and (ca_location or certificate_location):
-            self._ssl = ssl.create_default_context(cafile=ca_location)
-            if certificate_location:
-                self._ssl.load_cert_chain(certificate_location, key_location)
+        self.timeout_s, self.retry_s = timeout_s, retry_s
+        self._ssl = tls_context(url, ca_location, certificate_location, key_location)
         self._auth = None
         if username:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
@@ -118,6 +128,16 @@ class HttpSchemaRegistry:
         self._schemas: dict[int, str] = {}
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One registry request; a transient failure (5xx, 429, unreachable) is retried with
+        backoff for up to `retry_s`, since the caller is mid-record: a stage whose encode
+        raised would set the record aside, and one registry restart must not do that."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),
+            stop=tenacity.stop_after_delay(self.retry_s), reraise=True)
+        return retrying(self._call_once, method, path, body)
+
+    def _call_once(self, method: str, path: str, body: dict | None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
@@ -130,8 +150,16 @@ class HttpSchemaRegistry:
             detail = exc.read()[:300].decode(errors="replace")
             if exc.code >= 500 or exc.code == 429:
                 raise TransientError(f"schema registry {exc.code}: {detail}") from exc
+            if exc.code in (401, 403):  # no record is at fault: never dead-letter for this
+                raise ConfigurationError(f"schema registry {self.url} refused our credentials "
+                                         f"({exc.code}): check GEOFLUX_SCHEMA_REGISTRY_USERNAME "
+                                         "and _PASSWORD") from exc
             raise PermanentError(f"schema registry {exc.code}: {detail}") from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if isinstance(getattr(exc, "reason", None), ssl.SSLCertVerificationError):
+                raise ConfigurationError(f"schema registry {self.url}: TLS certificate not "
+                                         f"trusted ({exc.reason.verify_message}): check "
+                                         "GEOFLUX_SCHEMA_REGISTRY_CA_LOCATION") from exc
             raise TransientError(f"schema registry {self.url} unreachable: {exc}") from exc
 
     def register(self, subject: str, schema: str) -> int:
@@ -205,7 +233,7 @@ def codec_from_settings(reg: RegistrySettings | None = None) -> AvroCodec:
         return AvroCodec(HttpSchemaRegistry(
             reg.url, username=reg.username,
             password=reg.password.get_secret_value() if reg.password else None,
-            timeout_s=reg.timeout_s,
+            timeout_s=reg.timeout_s, retry_s=reg.retry_s,
             ca_location=str(reg.ca_location) if reg.ca_location else None,
             certificate_location=str(reg.certificate_location) if reg.certificate_location else None,
             key_location=str(reg.key_location) if reg.key_location else None))

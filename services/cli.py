@@ -32,6 +32,19 @@ def one_line_errors(fn):
     return wrapper
 
 
+def checks_credentials(fn):
+    """Before a long-running command starts its clients: credentials or certificates the
+    cluster refuses end it with that reason (exit 1), instead of a transactional producer
+    waiting for its coordinator for ever. An unreachable cluster is waited for as before."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from connectors.kafka_admin import check_credentials
+
+        check_credentials(KafkaSettings())
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 def codec():
     from schemas.codec import codec_from_settings
 
@@ -122,6 +135,7 @@ METRICS_PORT = click.option("--metrics-port", default=0, show_default=True,
 @click.option("--instance", default="0", show_default=True, help="Stable id: the transactional id suffix.")
 @METRICS_PORT
 @one_line_errors
+@checks_credentials
 def worker_evaluator(instance: str, metrics_port: int) -> None:
     from services.logging import configure_logging
     from services.metrics import PrometheusEvaluatorSensor, PrometheusStageSensor, serve_metrics
@@ -138,6 +152,7 @@ def worker_evaluator(instance: str, metrics_port: int) -> None:
 @METRICS_PORT
 @click.option("--interval", default=15.0, show_default=True, help="Seconds between lag collections.")
 @one_line_errors
+@checks_credentials
 def worker_metrics(metrics_port: int, interval: float) -> None:
     import signal
     import threading
@@ -182,6 +197,7 @@ def _run_stage(stage) -> None:
 @worker.command("alert-router", help="Match geofence events, CEP matches and job ends against alert rules.")
 @click.option("--instance", default="0", show_default=True)
 @one_line_errors
+@checks_credentials
 def worker_alert_router(instance: str) -> None:
     from services.logging import configure_logging
     from streams.alerting.stages import AlertRouter
@@ -194,6 +210,7 @@ def worker_alert_router(instance: str) -> None:
 @click.option("--instance", default="0", show_default=True)
 @METRICS_PORT
 @one_line_errors
+@checks_credentials
 def worker_alert_gate(instance: str, metrics_port: int) -> None:
     from geoflux.settings import AlertSettings
     from services.logging import configure_logging
@@ -207,6 +224,7 @@ def worker_alert_gate(instance: str, metrics_port: int) -> None:
 @worker.command("sla-monitor", help="Measure delivery SLA attainment; alert when it drops below target.")
 @METRICS_PORT
 @one_line_errors
+@checks_credentials
 def worker_sla_monitor(metrics_port: int) -> None:
     import signal
     import threading
@@ -227,6 +245,7 @@ def worker_sla_monitor(metrics_port: int) -> None:
                                      "fire escalation levels.")
 @click.option("--instance", default="0", show_default=True)
 @one_line_errors
+@checks_credentials
 def worker_alert_status(instance: str) -> None:
     from services.logging import configure_logging
     from streams.alerting.stages import AlertStatusStage
@@ -238,6 +257,7 @@ def worker_alert_status(instance: str) -> None:
 @worker.command("delivery", help="Deliver alerts through their channels, with retries, breaker and DLQ.")
 @METRICS_PORT
 @one_line_errors
+@checks_credentials
 def worker_delivery(metrics_port: int) -> None:
     from geoflux.settings import AlertSettings
     from services.logging import configure_logging
@@ -249,6 +269,7 @@ def worker_delivery(metrics_port: int) -> None:
 
 @main.command("api", help="Serve the HTTP API (GEOFLUX_API_HOST/PORT).")
 @one_line_errors
+@checks_credentials
 def api() -> None:
     from services.api import serve
     from services.logging import configure_logging
@@ -300,6 +321,7 @@ def geofences_import(file: Path, tenant: str | None, id_property: str | None,
 @click.option("--mode", type=click.Choice(["rekey", "entity", "geofence"]), required=True)
 @click.option("--instance", default="0", show_default=True)
 @one_line_errors
+@checks_credentials
 def worker_cep(mode: str, instance: str) -> None:
     from services.logging import configure_logging
     from streams.cep.stage import CepProcessor, CepRekey
@@ -313,6 +335,7 @@ def worker_cep(mode: str, instance: str) -> None:
 @worker.command("jobs", help="Run geoprocessing jobs (in-process tier; PostGIS tier with GEOFLUX_PG_DSN).")
 @click.option("--no-postgis", is_flag=True, help="Run without the PostGIS tier.")
 @one_line_errors
+@checks_credentials
 def worker_jobs(no_postgis: bool) -> None:
     from geoflux.settings import JobSettings, PostgresSettings
     from services.logging import configure_logging
@@ -326,6 +349,7 @@ def worker_jobs(no_postgis: bool) -> None:
                                    "past their SLA (GEOFLUX_JOB_ALERTS_*).")
 @click.option("--instance", default="0", show_default=True)
 @one_line_errors
+@checks_credentials
 def worker_job_alerts(instance: str) -> None:
     from geoflux.settings import JobAlertSettings
     from services.logging import configure_logging
@@ -351,6 +375,7 @@ def batch_run(job_id: str, attempt: int, bucket: str | None, prefix: str | None)
 @worker.command("audit", help="Write events, CEP matches and status changes to the PostgreSQL "
                               "audit table (GEOFLUX_AUDIT_*, GEOFLUX_PG_DSN).")
 @one_line_errors
+@checks_credentials
 def worker_audit() -> None:
     from connectors.audit_sink import run_audit
     from geoflux.settings import AuditSettings, PostgresSettings

@@ -10,6 +10,7 @@ import urllib.request
 
 from connectors.kafka_admin import admin_client
 from geoflux.settings import KafkaSettings, RegistrySettings
+from schemas.codec import tls_context
 
 TIMEOUT_S = 3.0
 
@@ -28,7 +29,8 @@ def check_registry(reg: RegistrySettings) -> str | None:
         secret = reg.password.get_secret_value() if reg.password else ""
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{reg.username}:{secret}".encode()).decode())
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+        ctx = tls_context(reg.url, reg.ca_location, reg.certificate_location, reg.key_location)
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S, context=ctx) as resp:
             return None if resp.status == 200 else f"HTTP {resp.status}"
     except Exception as exc:  # refused, timed out, 5xx: all mean not ready
         return str(exc)

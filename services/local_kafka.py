@@ -41,6 +41,21 @@ logger.apache.level = WARN
 """
 
 
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _read_pem(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _inline(pem: str) -> str:
+    """A multi-line PEM as one properties value: each line ends with a continuation."""
+    return " \\\n".join(line.strip() for line in pem.splitlines() if line.strip())
+
+
 @dataclass
 class BrokerStatus:
     running: bool
@@ -100,13 +115,19 @@ class LocalKafka:
     # -- storage ------------------------------------------------------------------------------
     def _properties(self) -> str:
         s = self.s
+        listeners = f"PLAINTEXT://{s.host}:{s.port}"
+        advertised = listeners
+        if s.sasl_ssl_port:
+            listeners += f",SASL_SSL://{s.host}:{s.sasl_ssl_port}"
+            advertised += f",SASL_SSL://{s.host}:{s.sasl_ssl_port}"
         return "\n".join([
             "process.roles=broker,controller", "node.id=1",
             f"controller.quorum.voters=1@{s.host}:{s.controller_port}",
-            f"listeners=PLAINTEXT://{s.host}:{s.port},CONTROLLER://{s.host}:{s.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{s.host}:{s.port}",
+            f"listeners={listeners},CONTROLLER://{s.host}:{s.controller_port}",
+            f"advertised.listeners={advertised}",
             "inter.broker.listener.name=PLAINTEXT", "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+            *self._sasl_ssl_properties(),
             f"log.dirs={self.data / 'kraft'}",
             "offsets.topic.replication.factor=1", "offsets.topic.num.partitions=6",
             "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
@@ -118,6 +139,47 @@ class LocalKafka:
             "log.cleaner.backoff.ms=5000", "transaction.remove.expired.transaction.cleanup.interval.ms=60000",
             "",
         ])
+
+    def _sasl_ssl_properties(self) -> list[str]:
+        """The SASL_SSL listener: SCRAM over TLS, the PEM certificate and key written inline
+        (a Java properties value continued over lines), so no keystore file is needed."""
+        s = self.s
+        if not s.sasl_ssl_port:
+            return []
+        mech = s.sasl_mechanism.upper()
+        if mech not in SCRAM_MECHANISMS:
+            raise ConfigurationError(f"GEOFLUX_LOCAL_KAFKA_SASL_MECHANISM {s.sasl_mechanism!r}: the "
+                                     f"local broker offers {' or '.join(SCRAM_MECHANISMS)}")
+        if not (s.ssl_certificate and s.ssl_key):
+            raise ConfigurationError("the SASL_SSL listener needs GEOFLUX_LOCAL_KAFKA_SSL_CERTIFICATE "
+                                     "and GEOFLUX_LOCAL_KAFKA_SSL_KEY (PEM files)")
+        chain, key = _read_pem(s.ssl_certificate), _read_pem(s.ssl_key)
+        if "ENCRYPTED" in key or "BEGIN PRIVATE KEY" not in key:
+            raise ConfigurationError(f"{s.ssl_key}: the broker takes an unencrypted PKCS#8 key "
+                                     "(-----BEGIN PRIVATE KEY-----)")
+        prefix = "listener.name.sasl_ssl."
+        return [
+            f"{prefix}sasl.enabled.mechanisms={mech}",
+            f"{prefix}{mech.lower()}.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            f"{prefix}ssl.keystore.type=PEM",
+            f"{prefix}ssl.keystore.certificate.chain={_inline(chain)}",
+            f"{prefix}ssl.keystore.key={_inline(key)}",
+        ]
+
+    def _scram_args(self) -> list[str]:
+        """`--add-scram` per user: KRaft takes SCRAM credentials into its metadata at format
+        time (a data dir formatted earlier keeps the users it was formatted with)."""
+        if not self.s.sasl_ssl_port:
+            return []
+        args = []
+        for name, password in self.s.scram_users.items():
+            secret = password.get_secret_value()
+            if any(c in name + secret for c in ',[]="\\ '):
+                raise ConfigurationError(f"SCRAM user {name!r}: names and passwords of the local "
+                                         "broker cannot hold , [ ] = \" \\ or spaces")
+            args.append(f"--add-scram={self.s.sasl_mechanism.upper()}=[name={name},password={secret}]")
+        return args
 
     def _cluster_id(self) -> str:
         path = self.data / "cluster.id"
@@ -148,12 +210,15 @@ class LocalKafka:
         elif (self.data / "kraft").exists() and any((self.data / "kraft").iterdir()):
             raise ConfigurationError(f"{self.data / 'kraft'} is not an empty Kafka data dir and "
                                      "has no meta.properties: remove it or choose another data dir")
-        (self.data / "server.properties").write_text(self._properties())
+        props = self.data / "server.properties"
+        props.touch(mode=0o600)  # with a SASL_SSL listener it holds the broker's private key
+        props.chmod(0o600)
+        props.write_text(self._properties())
         (self.data / "log4j2.properties").write_text(LOG4J2)
         proc = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "--config",
                        str(self.data / "server.properties"), f"--cluster-id={cid}",
-                       "--ignore-formatted"),
+                       "--ignore-formatted", *self._scram_args()),
             capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-2:]

@@ -1,4 +1,4 @@
-"""The import rules of STYLE.md, enforced: a pure core, and one import direction."""
+"""The import rules of docs/CONTRIBUTING.md, enforced: a pure core, and one import direction."""
 
 import ast
 from pathlib import Path
