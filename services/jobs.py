@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import threading
 import time
@@ -16,7 +15,8 @@ from geoflux.settings import JobSettings, KafkaSettings, QuotaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.geofence_registry import NotFound
-from streams.jobs.processes import PROCESSES, canonical_inputs, input_size, validate_inputs
+from streams.jobs import idempotency
+from streams.jobs.processes import PROCESSES, input_size, validate_inputs
 from streams.jobs.quotas import Decision, decide, parse_quotas, quota_for, usage
 
 FINAL = ("successful", "failed", "dismissed")
@@ -36,12 +36,6 @@ class QuotaExceeded(GeofluxError):
     def __init__(self, decision: Decision) -> None:
         super().__init__(decision.reason or "quota exceeded", reason=decision.rule)
         self.decision = decision
-
-
-def idempotency_key(process_id: str, inputs: object, header: str | None) -> str:
-    if header:
-        return f"client:{header}"
-    return "auto:" + hashlib.sha256(f"{process_id}\x1f{canonical_inputs(inputs)}".encode()).hexdigest()
 
 
 class JobsService:
@@ -75,7 +69,12 @@ class JobsService:
         if rec is not None:
             self.statuses[job_id] = rec
             if rec["idempotency_key"]:
-                self.by_key[rec["idempotency_key"]] = job_id
+                index = idempotency.index_key(rec["tenant_id"], rec["idempotency_header"],
+                                              rec["idempotency_key"])
+                indexed = self.statuses.get(self.by_key.get(index, ""))
+                # partitions are read in any interleaving: the newest job of a key wins
+                if indexed is None or indexed["created_ms"] <= rec["created_ms"]:
+                    self.by_key[index] = job_id
         return rec is not None
 
     def _apply_result(self, job_id: str, rec: dict | None, _msg) -> bool:
@@ -127,8 +126,9 @@ class JobsService:
     def submit(self, process_id: str, inputs: object, *, tenant_id: str = "default",
                priority: int = 5, subscriber: dict | None = None, timeout_s: float | None = None,
                idempotency_header: str | None = None) -> tuple[dict, bool]:
-        """Returns (status, created). An identical request within the TTL returns the existing
-        job (unless it failed or was dismissed: then asking again runs it again)."""
+        """Returns (status, created). An identical request of the same tenant within the TTL
+        returns the existing job (unless it failed or was dismissed: then asking again runs it
+        again); an Idempotency-Key header already used for another request is refused."""
         process = PROCESSES.get(process_id)
         if process is None:
             raise NoSuchProcess(f"no process {process_id!r}")
@@ -143,15 +143,18 @@ class JobsService:
         if timeout_s is not None and not (self.s.min_timeout_s <= timeout_s <= self.s.max_timeout_s):
             raise ValidationError(f"timeout_s must be between {self.s.min_timeout_s:g} and "
                                   f"{self.s.max_timeout_s:g} seconds")
-        key = idempotency_key(process_id, inputs, idempotency_header)
-        ttl_ms = self.s.idempotency_ttl_days * 86_400_000
+        header = idempotency.check_header(idempotency_header)
+        key = idempotency.request_key(tenant_id, process_id, inputs, header)
+        index = idempotency.index_key(tenant_id, header, key)
+        ttl_ms = int(self.s.idempotency_ttl_days * 86_400_000)
         now = int(time.time() * 1000)
         with self._submit_lock:
-            existing = self.by_key.get(key)
-            if existing:
-                st = self.statuses.get(existing)
-                if st and st["status"] not in ("failed", "dismissed") and now - st["created_ms"] < ttl_ms:
-                    return st, False
+            with self._status_reader.lock:
+                earlier = self.statuses.get(self.by_key.get(index, ""))
+            reuse = idempotency.decide(earlier, key=key, process_id=process_id, header=header,
+                                       now_ms=now, ttl_ms=ttl_ms)
+            if reuse.job_id is not None:
+                return earlier, False
             raw_inputs = json.dumps(inputs)
             with self._status_reader.lock:  # usage from the followed status view (every instance)
                 use = usage(list(self.statuses.values()), tenant_id, now)
@@ -164,17 +167,18 @@ class JobsService:
                    "process_id": process_id, "priority": priority, "inputs": raw_inputs,
                    "subscriber": subscriber, "attempt": 0, "timeout_s": timeout_s,
                    "created_ms": now, "not_before_ms": 0, "first_failure_ms": None,
-                   "last_error": None}
+                   "last_error": None, "idempotency_header": header}
             status = {"job_id": job_id, "tenant_id": tenant_id, "process_id": process_id,
                       "status": "accepted", "progress": 0, "message": "queued", "tier": None,
                       "attempt": 0, "created_ms": now, "started_ms": None, "finished_ms": None,
-                      "updated_ms": now, "idempotency_key": key, "priority": priority}
+                      "updated_ms": now, "idempotency_key": key, "priority": priority,
+                      "idempotency_header": header}
             # status first: a worker that finishes fast must not be overwritten by "accepted"
             self.producer.deliver([(self.t_status, self.codec.encode(self.t_status, "JobStatus", status), job_id)])
             self.producer.deliver([(self.t_requests, self.codec.encode(self.t_requests, "JobRequest", req), job_id)])
             with self._status_reader.lock:
                 self.statuses.setdefault(job_id, status)
-                self.by_key[key] = job_id
+                self.by_key[index] = job_id
         return status, True
 
     def small(self, process_id: str, inputs: object) -> bool:

@@ -12,6 +12,7 @@ from services import routes_batch
 from services.auth import check_visible, principal, tenant_filter, write_tenant
 from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded
 from services.problems import json_body, page, problem
+from streams.jobs.idempotency import IdempotencyConflict
 from streams.jobs.processes import PROCESSES
 
 JOBS = web.AppKey("jobs_service", JobsService)
@@ -67,6 +68,8 @@ async def execute(request: web.Request) -> web.Response:
             tenant_id=write_tenant(request, request.headers.get("X-Geoflux-Tenant")) or "default",
             priority=body.get("priority", 5), subscriber=body.get("subscriber"),
             timeout_s=body.get("timeout_s"), idempotency_header=request.headers.get("Idempotency-Key"))
+    except IdempotencyConflict as exc:  # a key names one request (Stripe's semantics)
+        return problem(422, "Unprocessable Content", str(exc), "urn:geoflux:problem:idempotency-key-reused")
     except ValidationError as exc:  # OGC: invalid inputs are a 400
         return problem(400, "Bad Request", str(exc), EXC + "invalid-parameter-value")
     except QuotaExceeded as exc:

@@ -122,7 +122,7 @@ class JobWorker(AtLeastOnceWorker):
                "tier": prev.get("tier"), "attempt": req["attempt"],
                "created_ms": req["created_ms"], "started_ms": prev.get("started_ms"),
                "finished_ms": None, "updated_ms": now, "idempotency_key": req["idempotency_key"],
-               "priority": req["priority"]}
+               "priority": req["priority"], "idempotency_header": req["idempotency_header"]}
         rec.update(fields)
         if status in FINAL:
             rec["finished_ms"] = now
