@@ -153,6 +153,12 @@ class JobSettings(BaseSettings):
     sync_max_vertices: int = 2000
     buffer: int = 64  # requests read ahead; priority orders them
     batch_threshold_bytes: int = 10_000_000  # inputs larger than this run on AWS Batch (if configured)
+    # inputs (compact JSON) above this are staged in the object store (GEOFLUX_OBJECT_STORE_URL)
+    # and the request on Kafka carries their key: a Kafka record stays far below its ~1 MB limit
+    inline_input_bytes: int = 262_144
+    # the largest input anyone may send (compact JSON); a tenant's max_input_bytes quota can only
+    # lower it. The API's body limit is this plus room for the rest of the execute request.
+    max_input_bytes: int = 16 * 1024 * 1024
 
 
 class BatchSettings(BaseSettings):
@@ -321,3 +327,15 @@ class GeofenceSettings(BaseSettings):
     poll_timeout_s: float = 0.005  # consume() waits this long to fill a batch: it is latency
     tick_interval_s: float = 0.2
     group_id: str = "geoflux-evaluator"
+
+
+class ObjectStoreSettings(BaseSettings):
+    """Where objects too large for a Kafka record live (`GEOFLUX_OBJECT_STORE_*`,
+    connectors/object_store.py): staged job inputs and job results. `s3://bucket/prefix` in
+    production (every API and worker must reach the same store), `file:///dir` on one node."""
+
+    model_config = _section("GEOFLUX_OBJECT_STORE_")
+
+    url: str = (Path.home() / ".local" / "share" / "geoflux" / "objects").as_uri()
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # another S3 endpoint (moto in tests, MinIO)

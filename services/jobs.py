@@ -7,19 +7,33 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import replace
+
+import structlog
 
 from connectors.kafka_producer import ReliableProducer
+from connectors.object_store import ObjectStore, open_object_store
 from connectors.topic_reader import TopicReader
 from geoflux.errors import GeofluxError, ValidationError
 from geoflux.settings import JobSettings, KafkaSettings, QuotaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.geofence_registry import NotFound
+from services.job_writer import AtomicWriter
 from streams.jobs import idempotency
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
-from streams.jobs.quotas import Decision, decide, parse_quotas, quota_for, usage
+from streams.jobs.quotas import Decision, Quota, decide, parse_quotas, quota_for, usage
 
+log = structlog.get_logger("geoflux.jobs")
 FINAL = ("successful", "failed", "dismissed")
+# room in a request body for what surrounds the inputs (subscriber, options, whitespace): an
+# input at GEOFLUX_JOBS_MAX_INPUT_BYTES always reaches the quota check, which answers 413 with
+# the reason, instead of being cut off by the body limit
+EXECUTE_ENVELOPE_BYTES = 1024 * 1024
+
+
+def body_limit(settings: JobSettings) -> int:
+    return max(16 * 1024 * 1024, settings.max_input_bytes + EXECUTE_ENVELOPE_BYTES)
 
 
 class NoSuchProcess(NotFound):
@@ -40,7 +54,8 @@ class QuotaExceeded(GeofluxError):
 
 class JobsService:
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
-                 producer: ReliableProducer | None = None, quotas: QuotaSettings | None = None) -> None:
+                 producer: ReliableProducer | None = None, quotas: QuotaSettings | None = None,
+                 objects: ObjectStore | None = None) -> None:
         self.kafka, self.codec, self.s = kafka, codec, settings
         self.quota_settings = quotas or QuotaSettings()
         self.quotas = parse_quotas(self.quota_settings.tenants)
@@ -52,6 +67,10 @@ class JobsService:
         self.results: dict[str, dict] = {}
         self.by_key: dict[str, str] = {}
         self._submit_lock = threading.Lock()
+        self._pending: dict[str, threading.Event] = {}  # index key -> its submission being written
+        self._in_flight: dict[str, int] = {}  # tenant -> submissions being written
+        self.objects = objects or open_object_store()
+        self.writer = AtomicWriter(kafka, "api-jobs")
         self._status_reader = TopicReader(kafka, self.t_status, "JobStatus", codec, self._apply_status)
         self._results_reader = TopicReader(kafka, topic("jobs.results", kafka), "JobResult", codec,
                                            self._apply_result)
@@ -62,6 +81,7 @@ class JobsService:
         return self
 
     def close(self) -> None:
+        self.writer.close()
         self._status_reader.close()
         self._results_reader.close()
 
@@ -119,7 +139,7 @@ class JobsService:
         now = int(time.time() * 1000)
         with self._status_reader.lock:
             use = usage(list(self.statuses.values()), tenant_id, now)
-        return {"tenant_id": tenant_id, "limits": quota_for(self.quotas, tenant_id).to_json(),
+        return {"tenant_id": tenant_id, "limits": self._quota(tenant_id).to_json(),
                 "usage": {k: v for k, v in use.items() if k != "oldest_recent_ms"}}
 
     # -- writes -------------------------------------------------------------------------------
@@ -132,6 +152,11 @@ class JobsService:
         process = PROCESSES.get(process_id)
         if process is None:
             raise NoSuchProcess(f"no process {process_id!r}")
+        raw = json.dumps(inputs, separators=(",", ":")).encode()
+        too_big = decide(self._quota(tenant_id), {"concurrent_jobs": 0, "submissions_last_minute": 0},
+                         len(raw), 0, 0)
+        if not too_big.allowed:  # before parsing megabytes of geometry only to refuse them
+            raise QuotaExceeded(too_big)
         validate_inputs(process, inputs)
         if not isinstance(priority, int) or not 0 <= priority <= 9:
             raise ValidationError("priority must be an integer 0-9 (9 runs first)")
@@ -146,25 +171,16 @@ class JobsService:
         header = idempotency.check_header(idempotency_header)
         key = idempotency.request_key(tenant_id, process_id, inputs, header)
         index = idempotency.index_key(tenant_id, header, key)
-        ttl_ms = int(self.s.idempotency_ttl_days * 86_400_000)
         now = int(time.time() * 1000)
-        with self._submit_lock:
-            with self._status_reader.lock:
-                earlier = self.statuses.get(self.by_key.get(index, ""))
-            reuse = idempotency.decide(earlier, key=key, process_id=process_id, header=header,
-                                       now_ms=now, ttl_ms=ttl_ms)
-            if reuse.job_id is not None:
-                return earlier, False
-            raw_inputs = json.dumps(inputs)
-            with self._status_reader.lock:  # usage from the followed status view (every instance)
-                use = usage(list(self.statuses.values()), tenant_id, now)
-            verdict = decide(quota_for(self.quotas, tenant_id), use, len(raw_inputs.encode()), now,
-                             self.quota_settings.concurrent_retry_after_s)
-            if not verdict.allowed:
-                raise QuotaExceeded(verdict)
+        earlier = self._reserve(index, tenant_id, process_id, key, header, len(raw), now)
+        if earlier is not None:
+            return earlier, False
+        try:
             job_id = str(uuid.uuid4())
+            staged = f"inputs/{job_id}.json" if len(raw) > self.s.inline_input_bytes else None
             req = {"job_id": job_id, "idempotency_key": key, "tenant_id": tenant_id,
-                   "process_id": process_id, "priority": priority, "inputs": raw_inputs,
+                   "process_id": process_id, "priority": priority,
+                   "inputs": "" if staged else raw.decode(), "inputs_ref": staged,
                    "subscriber": subscriber, "attempt": 0, "timeout_s": timeout_s,
                    "created_ms": now, "not_before_ms": 0, "first_failure_ms": None,
                    "last_error": None, "idempotency_header": header}
@@ -173,13 +189,78 @@ class JobsService:
                       "attempt": 0, "created_ms": now, "started_ms": None, "finished_ms": None,
                       "updated_ms": now, "idempotency_key": key, "priority": priority,
                       "idempotency_header": header}
-            # status first: a worker that finishes fast must not be overwritten by "accepted"
-            self.producer.deliver([(self.t_status, self.codec.encode(self.t_status, "JobStatus", status), job_id)])
-            self.producer.deliver([(self.t_requests, self.codec.encode(self.t_requests, "JobRequest", req), job_id)])
+            if staged:
+                self.objects.put(staged, raw)
+            try:
+                # request and status in one transaction: see services/job_writer.py
+                self.writer.write([
+                    (self.t_requests, self.codec.encode(self.t_requests, "JobRequest", req), job_id),
+                    (self.t_status, self.codec.encode(self.t_status, "JobStatus", status), job_id)])
+            except Exception:
+                if staged:
+                    self._discard(staged)
+                raise
             with self._status_reader.lock:
                 self.statuses.setdefault(job_id, status)
                 self.by_key[index] = job_id
-        return status, True
+            return status, True
+        finally:
+            self._release(index, tenant_id)
+
+    def _reserve(self, index: str, tenant_id: str, process_id: str, key: str, header: str | None,
+                 input_bytes: int, now: int) -> dict | None:
+        """The earlier job to answer with, or None after reserving room for a new one (under
+        the tenant's quota, counting submissions still being written). A request whose twin is
+        being written waits for that write: it then answers with the twin's job."""
+        ttl_ms = int(self.s.idempotency_ttl_days * 86_400_000)
+        while True:
+            with self._submit_lock:
+                twin = self._pending.get(index)
+                if twin is None:
+                    with self._status_reader.lock:
+                        earlier = self.statuses.get(self.by_key.get(index, ""))
+                    if idempotency.decide(earlier, key=key, process_id=process_id, header=header,
+                                          now_ms=now, ttl_ms=ttl_ms).job_id is not None:
+                        return earlier
+                    verdict = decide(self._quota(tenant_id), self._usage(tenant_id, now), input_bytes,
+                                     now, self.quota_settings.concurrent_retry_after_s)
+                    if not verdict.allowed:
+                        raise QuotaExceeded(verdict)
+                    self._pending[index] = threading.Event()
+                    self._in_flight[tenant_id] = self._in_flight.get(tenant_id, 0) + 1
+                    return None
+            twin.wait(self.writer.timeout_s * 4)
+
+    def _release(self, index: str, tenant_id: str) -> None:
+        with self._submit_lock:
+            self._pending.pop(index).set()
+            self._in_flight[tenant_id] -= 1
+            if not self._in_flight[tenant_id]:
+                del self._in_flight[tenant_id]
+
+    def _discard(self, staged: str) -> None:
+        """A submission that failed leaves no object behind; if even the delete fails, the
+        expiry sweep (or the bucket's lifecycle rule) removes it with the other old inputs."""
+        try:
+            self.objects.delete(staged)
+        except Exception as exc:
+            log.warning("staged inputs of a failed submission not deleted; they expire",
+                        key=staged, error=str(exc))
+
+    def _quota(self, tenant_id: str) -> Quota:
+        """The tenant's quota, its input limit never above the install's (GEOFLUX_JOBS_MAX_INPUT_BYTES,
+        which the API's body limit is sized for)."""
+        q = quota_for(self.quotas, tenant_id)
+        limit = self.s.max_input_bytes if q.max_input_bytes is None else min(q.max_input_bytes,
+                                                                           self.s.max_input_bytes)
+        return replace(q, max_input_bytes=limit)
+
+    def _usage(self, tenant_id: str, now: int) -> dict:
+        with self._status_reader.lock:  # usage from the followed status view (every instance)
+            use = usage(list(self.statuses.values()), tenant_id, now)
+        writing = self._in_flight.get(tenant_id, 0)
+        return dict(use, concurrent_jobs=use["concurrent_jobs"] + writing,
+                    submissions_last_minute=use["submissions_last_minute"] + writing)
 
     def small(self, process_id: str, inputs: object) -> bool:
         return input_size(validate_inputs(PROCESSES[process_id], inputs)) <= self.s.sync_max_vertices
@@ -198,5 +279,5 @@ class JobsService:
             records.append((self.t_status, self.codec.encode(self.t_status, "JobStatus", done), job_id))
             with self._status_reader.lock:
                 self.statuses[job_id] = done
-        self.producer.deliver(records)
+        self.writer.write(records)
         return self.get(job_id)

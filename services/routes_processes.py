@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from geoflux.errors import ValidationError
+from geoflux.errors import TransientError, ValidationError
 from services import routes_batch
 from services.auth import check_visible, principal, tenant_filter, write_tenant
+from services.job_writer import RecordTooLarge
 from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded
 from services.problems import json_body, page, problem
 from streams.jobs.idempotency import IdempotencyConflict
@@ -74,6 +75,13 @@ async def execute(request: web.Request) -> web.Response:
         return problem(400, "Bad Request", str(exc), EXC + "invalid-parameter-value")
     except QuotaExceeded as exc:
         return quota_problem(exc)
+    except RecordTooLarge as exc:
+        return problem(413, "Payload Too Large", str(exc), "urn:geoflux:problem:record-too-large")
+    except TransientError as exc:  # nothing was written: the same request may simply be sent again
+        resp = problem(503, "Service Unavailable", f"job not accepted: {exc}",
+                       "urn:geoflux:problem:not-accepted")
+        resp.headers["Retry-After"] = "5"
+        return resp
     location = {"Location": f"/jobs/{st['job_id']}"}
     if not prefer_async and svc.small(pid, body["inputs"]):
         done = await svc.wait(st["job_id"], svc.s.sync_wait_s)

@@ -28,6 +28,7 @@ import uuid
 import structlog
 
 from connectors.compute.base import ComputeTier, JobCancelled, JobContext, JobTimedOut
+from connectors.object_store import ObjectStore, open_object_store
 from connectors.topic_reader import TopicReader
 from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import BatchSettings, JobSettings, KafkaSettings
@@ -62,11 +63,12 @@ def timeout_for(process_id: str, requested: float | None, settings: JobSettings)
 
 class JobWorker(AtLeastOnceWorker):
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
-                 tiers: dict[str, ComputeTier]) -> None:
+                 tiers: dict[str, ComputeTier], objects: ObjectStore | None = None) -> None:
         self.t_requests = topic("jobs.requests", kafka)
         self.t_retry = topic("jobs.retry", kafka)
         super().__init__(kafka, codec, "geoflux-jobs", [self.t_requests, self.t_retry])
         self.s, self.tiers = settings, tiers
+        self.objects = objects or open_object_store()
         self.t_status = topic("jobs.status", kafka)
         self.t_results = topic("jobs.results", kafka)
         self.t_dlq = topic("jobs.dlq", kafka)
@@ -170,9 +172,13 @@ class JobWorker(AtLeastOnceWorker):
             process = PROCESSES.get(req["process_id"])
             if process is None:
                 raise PermanentError(f"no process {req['process_id']!r}")
-            raw = json.loads(req["inputs"])
+            data = await asyncio.to_thread(self._inputs, req)
+            try:
+                raw = json.loads(data)
+            except ValueError as exc:
+                raise ValidationError(f"inputs are not JSON: {exc}") from None
             tier_name = choose_tier(req["process_id"], validate_inputs(process, raw), self.s, self.tiers,
-                                    len(req["inputs"].encode()))
+                                    len(data))
             tier = self.tiers.get(tier_name)
             if tier is None:
                 raise PermanentError(f"tier {tier_name!r} is not configured on this worker")
@@ -202,8 +208,10 @@ class JobWorker(AtLeastOnceWorker):
                 "outputs": json.dumps(outputs), "tier": tier_name, "finished_ms": now_ms()})
             self._status(req, "successful", progress=100, message="done")
             self._callback(req, "successUri", self.statuses[req["job_id"]])
+            await self._unstage(req)
         except JobCancelled as exc:
             self._status(req, "dismissed", message=str(exc))
+            await self._unstage(req)
         except JobTimedOut as exc:
             self._fail(job, req, "timeout", str(exc))
         except TransientError as exc:
@@ -216,6 +224,24 @@ class JobWorker(AtLeastOnceWorker):
         finally:
             self.running_jobs -= 1
             self.tracker.done(job.tp, job.offset)
+
+    def _inputs(self, req: dict) -> bytes:
+        if not req["inputs_ref"]:
+            return req["inputs"].encode()
+        data = self.objects.get(req["inputs_ref"])  # TransientError while the store is unreachable
+        if data is None:
+            raise PermanentError(f"staged inputs {req['inputs_ref']} are gone from {self.objects.url} "
+                                 "(staged inputs expire with the idempotency window)")
+        return data
+
+    async def _unstage(self, req: dict) -> None:
+        """Staged inputs of a finished job are not needed again (a failed job keeps them for a
+        redrive until they expire)."""
+        if req["inputs_ref"]:
+            try:
+                await asyncio.to_thread(self.objects.delete, req["inputs_ref"])
+            except Exception as exc:  # it expires with the others
+                log.warning("staged inputs not deleted", key=req["inputs_ref"], error=str(exc))
 
     def _fail(self, job: Job, req: dict, error_class: str, message: str) -> None:
         req = dict(req, first_failure_ms=req["first_failure_ms"] or now_ms())
