@@ -6,7 +6,7 @@ object store; topics carry a key into it. One small interface, two backends, pic
 
 Keys are relative ("inputs/{job_id}.json"); a backend refuses keys that could leave its root.
 Objects expire: the file backend's `sweep` deletes what is older than a cutoff; on S3 a bucket
-lifecycle rule does it (docs/OPERATIONS.md), and `sweep` there does nothing.
+lifecycle rule does it (docs/ARCHITECTURE.md, "Job objects expire") and `sweep` does nothing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The object store on Amazon S3 (boto3). Objects live under `s3://bucket/prefix/`; expiry is
-the bucket's lifecycle rule (an Expiration on the prefix, docs/OPERATIONS.md), so `sweep`
+the bucket's lifecycle rule (an Expiration on the prefix, docs/ARCHITECTURE.md), so `sweep`
 does nothing here."""
 
 from __future__ import annotations

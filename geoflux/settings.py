@@ -159,6 +159,9 @@ class JobSettings(BaseSettings):
     # the largest input anyone may send (compact JSON); a tenant's max_input_bytes quota can only
     # lower it. The API's body limit is this plus room for the rest of the execute request.
     max_input_bytes: int = 16 * 1024 * 1024
+    # how often the API forgets expired idempotency entries and the worker deletes staged
+    # inputs and results older than the idempotency window (file object store; S3: lifecycle)
+    sweep_interval_s: float = 300.0
 
 
 class BatchSettings(BaseSettings):

@@ -1,4 +1,9 @@
-"""Jobs as the API and CLI see them: submit with idempotency, status, results, dismissal."""
+"""Jobs as the API and CLI see them: submit with idempotency, status, results, dismissal.
+
+Statuses come from the followed `jobs.status` topic in a local store
+(streams/jobs/status_view.py), results from the object store, both read on demand: an API
+process holds neither every job's status nor every result in memory.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,17 @@ import structlog
 
 from connectors.kafka_producer import ReliableProducer
 from connectors.object_store import ObjectStore, open_object_store
-from connectors.topic_reader import TopicReader
 from geoflux.errors import GeofluxError, ValidationError
-from geoflux.settings import JobSettings, KafkaSettings, QuotaSettings
+from geoflux.settings import JobSettings, KafkaSettings, QuotaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.geofence_registry import NotFound
 from services.job_writer import AtomicWriter
 from streams.jobs import idempotency
+from streams.jobs.object_keys import inputs_key, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
 from streams.jobs.quotas import Decision, Quota, decide, parse_quotas, quota_for, usage
+from streams.jobs.status_view import StatusView, open_private_store
 
 log = structlog.get_logger("geoflux.jobs")
 FINAL = ("successful", "failed", "dismissed")
@@ -44,6 +50,10 @@ class NoSuchJob(NotFound):
     error_class = "no-such-job"
 
 
+class ResultsGone(GeofluxError):
+    error_class = "results-expired"
+
+
 class QuotaExceeded(GeofluxError):
     error_class = "quota-exceeded"
 
@@ -55,7 +65,7 @@ class QuotaExceeded(GeofluxError):
 class JobsService:
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
                  producer: ReliableProducer | None = None, quotas: QuotaSettings | None = None,
-                 objects: ObjectStore | None = None) -> None:
+                 objects: ObjectStore | None = None, stream: StreamSettings | None = None) -> None:
         self.kafka, self.codec, self.s = kafka, codec, settings
         self.quota_settings = quotas or QuotaSettings()
         self.quotas = parse_quotas(self.quota_settings.tenants)
@@ -63,84 +73,75 @@ class JobsService:
         self.t_requests = topic("jobs.requests", kafka)
         self.t_status = topic("jobs.status", kafka)
         self.t_control = topic("jobs.control", kafka)
-        self.statuses: dict[str, dict] = {}
-        self.results: dict[str, dict] = {}
-        self.by_key: dict[str, str] = {}
+        self.ttl_ms = int(settings.idempotency_ttl_days * 86_400_000)
+        store, path = open_private_store("api-jobs", stream)
+        self.view = StatusView(kafka, codec, store, private_dir=path)
+        self.objects = objects or open_object_store()
+        self.writer = AtomicWriter(kafka, "api-jobs")
         self._submit_lock = threading.Lock()
         self._pending: dict[str, threading.Event] = {}  # index key -> its submission being written
         self._in_flight: dict[str, int] = {}  # tenant -> submissions being written
-        self.objects = objects or open_object_store()
-        self.writer = AtomicWriter(kafka, "api-jobs")
-        self._status_reader = TopicReader(kafka, self.t_status, "JobStatus", codec, self._apply_status)
-        self._results_reader = TopicReader(kafka, topic("jobs.results", kafka), "JobResult", codec,
-                                           self._apply_result)
+        self._stop = threading.Event()
+        self._expiry = threading.Thread(target=self._expire, name="jobs-index-expiry", daemon=True)
 
     def start(self) -> "JobsService":
-        self._status_reader.load().follow()
-        self._results_reader.load().follow()
+        self.view.start()
+        self._expiry.start()
         return self
 
     def close(self) -> None:
+        self._stop.set()
         self.writer.close()
-        self._status_reader.close()
-        self._results_reader.close()
+        self.view.close()
 
-    def _apply_status(self, job_id: str, rec: dict | None, _msg) -> bool:
-        if rec is not None:
-            self.statuses[job_id] = rec
-            if rec["idempotency_key"]:
-                index = idempotency.index_key(rec["tenant_id"], rec["idempotency_header"],
-                                              rec["idempotency_key"])
-                indexed = self.statuses.get(self.by_key.get(index, ""))
-                # partitions are read in any interleaving: the newest job of a key wins
-                if indexed is None or indexed["created_ms"] <= rec["created_ms"]:
-                    self.by_key[index] = job_id
-        return rec is not None
-
-    def _apply_result(self, job_id: str, rec: dict | None, _msg) -> bool:
-        if rec is not None:
-            self.results[job_id] = rec
-        return rec is not None
+    def _expire(self) -> None:
+        while not self._stop.wait(min(self.s.sweep_interval_s, max(1.0, self.ttl_ms / 4000))):
+            try:
+                self.view.expire_index(int(time.time() * 1000) - self.ttl_ms)
+            except Exception as exc:  # the next round tries again; lookups check the age anyway
+                log.warning("idempotency index expiry failed", error=str(exc))
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, job_id: str, tenant_id: str | None = None) -> dict:
-        with self._status_reader.lock:
-            st = self.statuses.get(job_id)
+        st = self.view.get(job_id)
         if st is None or (tenant_id is not None and st["tenant_id"] != tenant_id):
             raise NoSuchJob(f"no job {job_id}")
         return st
 
-    def list(self, tenant_id: str | None = None, status: str | None = None,
-             process_id: str | None = None) -> list[dict]:
-        with self._status_reader.lock:
-            items = list(self.statuses.values())
-        return sorted((s for s in items if (tenant_id is None or s["tenant_id"] == tenant_id)
-                       and (status is None or s["status"] == status)
-                       and (process_id is None or s["process_id"] == process_id)),
-                      key=lambda s: s["created_ms"], reverse=True)
+    def page(self, tenant_id: str | None = None, status: str | None = None,
+             process_id: str | None = None, offset: int = 0, limit: int = 100) -> tuple[list[dict], int]:
+        """Jobs newest first, and how many match in all."""
+        return self.view.page(tenant_id, status, process_id, offset, limit)
 
     def result(self, job_id: str) -> dict | None:
-        with self._results_reader.lock:
-            rec = self.results.get(job_id)
-        return json.loads(rec["outputs"]) if rec else None
+        """A successful job's outputs; None while it has none. ResultsGone once they expired."""
+        st = self.get(job_id)
+        if st["status"] != "successful":
+            return None
+        if time.time() * 1000 - (st["finished_ms"] or st["updated_ms"]) >= self.ttl_ms:
+            raise ResultsGone(f"the results of job {job_id} expired "
+                              f"{self.s.idempotency_ttl_days:g} days after it finished")
+        data = self.objects.get(results_key(job_id))
+        if data is None:  # the worker writes them before the status says successful
+            raise ResultsGone(f"the results of job {job_id} are no longer in the object store")
+        return json.loads(data)
 
     async def wait(self, job_id: str, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
         while True:
             st = self.get(job_id)
-            if st["status"] in FINAL and (st["status"] != "successful" or self.result(job_id) is not None):
-                return st
-            if time.monotonic() > deadline:
+            if st["status"] in FINAL or time.monotonic() > deadline:
                 return st
             await asyncio.sleep(0.05)  # polling the followed status view
 
     def quota(self, tenant_id: str) -> dict:
         """A tenant's limits and what it uses now (GET /api/v1/tenants/{id}/quotas)."""
-        now = int(time.time() * 1000)
-        with self._status_reader.lock:
-            use = usage(list(self.statuses.values()), tenant_id, now)
+        use = self._usage(tenant_id, int(time.time() * 1000))
         return {"tenant_id": tenant_id, "limits": self._quota(tenant_id).to_json(),
                 "usage": {k: v for k, v in use.items() if k != "oldest_recent_ms"}}
+
+    def small(self, process_id: str, inputs: object) -> bool:
+        return input_size(validate_inputs(PROCESSES[process_id], inputs)) <= self.s.sync_max_vertices
 
     # -- writes -------------------------------------------------------------------------------
     def submit(self, process_id: str, inputs: object, *, tenant_id: str = "default",
@@ -153,8 +154,7 @@ class JobsService:
         if process is None:
             raise NoSuchProcess(f"no process {process_id!r}")
         raw = json.dumps(inputs, separators=(",", ":")).encode()
-        too_big = decide(self._quota(tenant_id), {"concurrent_jobs": 0, "submissions_last_minute": 0},
-                         len(raw), 0, 0)
+        too_big = decide(self._quota(tenant_id), usage(0, (), 0), len(raw), 0, 0)
         if not too_big.allowed:  # before parsing megabytes of geometry only to refuse them
             raise QuotaExceeded(too_big)
         validate_inputs(process, inputs)
@@ -177,7 +177,7 @@ class JobsService:
             return earlier, False
         try:
             job_id = str(uuid.uuid4())
-            staged = f"inputs/{job_id}.json" if len(raw) > self.s.inline_input_bytes else None
+            staged = inputs_key(job_id) if len(raw) > self.s.inline_input_bytes else None
             req = {"job_id": job_id, "idempotency_key": key, "tenant_id": tenant_id,
                    "process_id": process_id, "priority": priority,
                    "inputs": "" if staged else raw.decode(), "inputs_ref": staged,
@@ -200,9 +200,7 @@ class JobsService:
                 if staged:
                     self._discard(staged)
                 raise
-            with self._status_reader.lock:
-                self.statuses.setdefault(job_id, status)
-                self.by_key[index] = job_id
+            self.view.record_own(status)
             return status, True
         finally:
             self._release(index, tenant_id)
@@ -212,15 +210,13 @@ class JobsService:
         """The earlier job to answer with, or None after reserving room for a new one (under
         the tenant's quota, counting submissions still being written). A request whose twin is
         being written waits for that write: it then answers with the twin's job."""
-        ttl_ms = int(self.s.idempotency_ttl_days * 86_400_000)
         while True:
             with self._submit_lock:
                 twin = self._pending.get(index)
                 if twin is None:
-                    with self._status_reader.lock:
-                        earlier = self.statuses.get(self.by_key.get(index, ""))
+                    earlier = self.view.indexed_job(index)
                     if idempotency.decide(earlier, key=key, process_id=process_id, header=header,
-                                          now_ms=now, ttl_ms=ttl_ms).job_id is not None:
+                                          now_ms=now, ttl_ms=self.ttl_ms).job_id is not None:
                         return earlier
                     verdict = decide(self._quota(tenant_id), self._usage(tenant_id, now), input_bytes,
                                      now, self.quota_settings.concurrent_retry_after_s)
@@ -256,14 +252,9 @@ class JobsService:
         return replace(q, max_input_bytes=limit)
 
     def _usage(self, tenant_id: str, now: int) -> dict:
-        with self._status_reader.lock:  # usage from the followed status view (every instance)
-            use = usage(list(self.statuses.values()), tenant_id, now)
-        writing = self._in_flight.get(tenant_id, 0)
-        return dict(use, concurrent_jobs=use["concurrent_jobs"] + writing,
-                    submissions_last_minute=use["submissions_last_minute"] + writing)
-
-    def small(self, process_id: str, inputs: object) -> bool:
-        return input_size(validate_inputs(PROCESSES[process_id], inputs)) <= self.s.sync_max_vertices
+        active, recent = self.view.usage(tenant_id, now)
+        writing = self._in_flight.get(tenant_id, 0)  # counted here until the view has them
+        return usage(active + writing, recent + [now] * writing, now)
 
     def dismiss(self, job_id: str, tenant_id: str | None = None) -> dict:
         st = self.get(job_id, tenant_id)
@@ -273,11 +264,12 @@ class JobsService:
         marker = {"kind": "dismiss", "id": job_id, "tenant_id": st["tenant_id"], "version": 1,
                   "body": json.dumps({"at_ms": now}), "updated_ms": now, "deleted": False}
         records = [(self.t_control, self.codec.encode(self.t_control, "ConfigRecord", marker), job_id)]
+        done = None
         if st["status"] == "accepted":  # not running anywhere yet: dismissed now
             done = dict(st, status="dismissed", message="dismissed before it started",
                         finished_ms=now, updated_ms=now)
             records.append((self.t_status, self.codec.encode(self.t_status, "JobStatus", done), job_id))
-            with self._status_reader.lock:
-                self.statuses[job_id] = done
         self.writer.write(records)
+        if done is not None:
+            self.view.record_own(done, replacing="accepted")
         return self.get(job_id)

@@ -11,7 +11,7 @@ from geoflux.errors import TransientError, ValidationError
 from services import routes_batch
 from services.auth import check_visible, principal, tenant_filter, write_tenant
 from services.job_writer import RecordTooLarge
-from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded
+from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded, ResultsGone
 from services.problems import json_body, page, problem
 from streams.jobs.idempotency import IdempotencyConflict
 from streams.jobs.processes import PROCESSES
@@ -86,7 +86,11 @@ async def execute(request: web.Request) -> web.Response:
     if not prefer_async and svc.small(pid, body["inputs"]):
         done = await svc.wait(st["job_id"], svc.s.sync_wait_s)
         if done["status"] == "successful":
-            return web.json_response(svc.result(st["job_id"]), headers=location)
+            try:
+                return web.json_response(await asyncio.to_thread(svc.result, st["job_id"]),
+                                         headers=location)
+            except ResultsGone as exc:  # a reused job older than its results
+                return problem(410, "Results expired", str(exc), "urn:geoflux:problem:results-expired")
         if done["status"] in FINAL:
             return problem(500, "Job failed", done["message"] or done["status"], EXC + "job-failed")
     headers = {**location, "Preference-Applied": "respond-async"} if prefer_async else location
@@ -115,11 +119,11 @@ async def tenant_quotas(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     svc = request.app[JOBS]
     offset, limit = page(request)
-    items = svc.list(tenant_filter(request), request.query.get("status"),
-                     request.query.get("processID"))
-    body = {"jobs": [status_info(s) for s in items[offset:offset + limit]], "total": len(items),
+    items, total = await asyncio.to_thread(svc.page, tenant_filter(request), request.query.get("status"),
+                                           request.query.get("processID"), offset, limit)
+    body = {"jobs": [status_info(s) for s in items], "total": total,
             "links": [{"href": f"/jobs?offset={offset}&limit={limit}", "rel": "self"}]}
-    if offset + limit < len(items):
+    if offset + limit < total:
         body["links"].append({"href": f"/jobs?offset={offset + limit}&limit={limit}", "rel": "next"})
     return web.json_response(body)
 
@@ -136,18 +140,12 @@ async def job_results(request: web.Request) -> web.Response:
     svc = request.app[JOBS]
     try:
         st = svc.get(request.match_info["id"], principal(request).tenant)
+        if st["status"] == "successful":
+            return web.json_response(await asyncio.to_thread(svc.result, st["job_id"]))
     except NoSuchJob as exc:
         return _ogc_problem(404, "no-such-job", str(exc))
-    if st["status"] == "successful" and svc.result(st["job_id"]) is None:
-        # the status and the results are followed by two readers: the status can arrive first
-        await svc.wait(st["job_id"], 5.0)
-        if svc.result(st["job_id"]) is None:
-            resp = problem(503, "Service Unavailable", f"job {st['job_id']} succeeded; its results "
-                           "are not readable here yet")
-            resp.headers["Retry-After"] = "1"
-            return resp
-    if st["status"] == "successful":
-        return web.json_response(svc.result(st["job_id"]))
+    except ResultsGone as exc:
+        return problem(410, "Results expired", str(exc), "urn:geoflux:problem:results-expired")
     if st["status"] == "failed":
         return problem(500, "Job failed", st["message"] or "failed", EXC + "job-failed")
     if st["status"] == "dismissed":

@@ -4,8 +4,9 @@
   job, belongs to one worker at a time. Read-ahead requests (`buffer`) run in priority
   order, so higher-priority jobs overtake lower ones under load.
 - Status (compacted `jobs.status`) moves accepted -> running (with progress) -> successful /
-  failed / dismissed; results go to `jobs.results`. A finished job is never run again (the
-  worker follows `jobs.status`), and PostGIS side effects are tied to the idempotency key.
+  failed / dismissed; outputs go to the object store (read there by the API) and
+  `jobs.results`. A finished job is never run again (the worker follows `jobs.status` into a
+  local store), and PostGIS side effects are tied to the idempotency key.
 - Transient failures retry through `jobs.retry` with exponential backoff up to
   `max_attempts`; then, like permanent failures and timeouts, the job lands in `jobs.dlq`
   with its full context and is FAILED with the reason and attempt count.
@@ -35,7 +36,9 @@ from geoflux.settings import BatchSettings, JobSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from streams.jobs.object_keys import INPUTS, RESULTS, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
+from streams.jobs.status_view import StatusView, open_private_store
 from streams.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.jobs")
@@ -73,13 +76,15 @@ class JobWorker(AtLeastOnceWorker):
         self.t_results = topic("jobs.results", kafka)
         self.t_dlq = topic("jobs.dlq", kafka)
         self.t_deliveries = topic("alerts.deliveries", kafka)
-        self.statuses: dict[str, dict] = {}
-        self.dismissed: set[str] = set()
+        # every job's status (to skip finished ones) and dismissal on local disk, not in memory;
+        # in memory only the statuses of jobs this worker is running (read-your-writes)
+        store, path = open_private_store("jobs-worker")
+        self.view = StatusView(kafka, codec, store, indexed=False, private_dir=path)
+        self.live: dict[str, dict] = {}
         self.waiting: list[tuple[float, int, Job]] = []  # not due yet
         self.ready: list[tuple[int, int, int, Job]] = []  # (-priority, created, seq, job)
         self._seq = itertools.count()
         self.running_jobs = 0
-        self.status_reader = TopicReader(kafka, self.t_status, "JobStatus", codec, self._apply_status)
         self.control_reader = TopicReader(kafka, topic("jobs.control", kafka), "ConfigRecord", codec,
                                           self._apply_control)
         self.t_batch = topic("jobs.batch", kafka)
@@ -91,33 +96,28 @@ class JobWorker(AtLeastOnceWorker):
                                             lambda _k, rec, _m: bool(rec and batch.notify(rec) is None))
 
     # -- views --------------------------------------------------------------------------------
-    def _apply_status(self, job_id: str, rec: dict | None, _msg) -> bool:
-        if rec is not None:
-            self.statuses[job_id] = rec
-        return rec is not None
-
     def _apply_control(self, job_id: str, rec: dict | None, _msg) -> bool:
         if rec is not None and not rec["deleted"]:
-            self.dismissed.add(job_id)
+            self.view.store.write([(b"d" + job_id.encode(), b"")])
         return rec is not None
 
     def is_dismissed(self, job_id: str) -> bool:
-        with self.control_reader.lock:
-            return job_id in self.dismissed
+        return self.view.store.get(b"d" + job_id.encode()) is not None
+
+    def _known(self, job_id: str) -> dict | None:
+        return self.live.get(job_id) or self.view.get(job_id)
 
     def _done(self, job_id: str) -> bool:
         """Succeeded or dismissed: never run again. A failed job runs again when it is
         redriven from the DLQ (a person decided so)."""
-        with self.status_reader.lock:
-            st = self.statuses.get(job_id)
+        st = self._known(job_id)
         return bool(st and st["status"] in ("successful", "dismissed"))
 
     # -- producing ----------------------------------------------------------------------------
     _produce = AtLeastOnceWorker.produce
 
-    def _status(self, req: dict, status: str, **fields) -> None:
-        with self.status_reader.lock:
-            prev = self.statuses.get(req["job_id"]) or {}
+    def _status(self, req: dict, status: str, **fields) -> dict:
+        prev = self._known(req["job_id"]) or {}
         now = now_ms()
         rec = {"job_id": req["job_id"], "tenant_id": req["tenant_id"], "process_id": req["process_id"],
                "status": status, "progress": prev.get("progress", 0), "message": None,
@@ -128,9 +128,9 @@ class JobWorker(AtLeastOnceWorker):
         rec.update(fields)
         if status in FINAL:
             rec["finished_ms"] = now
-        with self.status_reader.lock:
-            self.statuses[req["job_id"]] = rec  # read-your-writes for this worker
+        self.live[req["job_id"]] = rec  # read-your-writes while this worker runs the job
         self._produce(self.t_status, req["job_id"], "JobStatus", rec)
+        return rec
 
     def _callback(self, req: dict, kind: str, status: dict) -> None:
         url = req["subscriber"].get(kind)
@@ -183,10 +183,10 @@ class JobWorker(AtLeastOnceWorker):
             if tier is None:
                 raise PermanentError(f"tier {tier_name!r} is not configured on this worker")
             timeout = timeout_for(req["process_id"], req["timeout_s"], self.s)
-            self._status(req, "running", tier=tier_name, started_ms=now_ms(), progress=0,
-                         message=f"attempt {req['attempt']} on {tier_name}")
+            running = self._status(req, "running", tier=tier_name, started_ms=now_ms(), progress=0,
+                                   message=f"attempt {req['attempt']} on {tier_name}")
             if req["attempt"] == 1:
-                self._callback(req, "inProgressUri", self.statuses[req["job_id"]])
+                self._callback(req, "inProgressUri", running)
             last = [0, 0.0]
             note = [f"attempt {req['attempt']} on {tier_name}"]
 
@@ -203,11 +203,9 @@ class JobWorker(AtLeastOnceWorker):
             ctx = JobContext(req["job_id"], req["idempotency_key"], req["process_id"],
                              req["attempt"], timeout, req["tenant_id"], report)
             outputs = await tier.run(ctx, raw, progress, lambda: self.is_dismissed(req["job_id"]))
-            self._produce(self.t_results, req["job_id"], "JobResult", {
-                "job_id": req["job_id"], "idempotency_key": req["idempotency_key"],
-                "outputs": json.dumps(outputs), "tier": tier_name, "finished_ms": now_ms()})
-            self._status(req, "successful", progress=100, message="done")
-            self._callback(req, "successUri", self.statuses[req["job_id"]])
+            await self._keep_results(req, outputs, tier_name)
+            done = self._status(req, "successful", progress=100, message="done")
+            self._callback(req, "successUri", done)
             await self._unstage(req)
         except JobCancelled as exc:
             self._status(req, "dismissed", message=str(exc))
@@ -222,8 +220,31 @@ class JobWorker(AtLeastOnceWorker):
             log.exception("unexpected job error", job_id=req["job_id"])
             self._fail(job, req, "unexpected", f"{type(exc).__name__}: {exc}")
         finally:
+            self.live.pop(req["job_id"], None)
             self.running_jobs -= 1
             self.tracker.done(job.tp, job.offset)
+
+    async def _keep_results(self, req: dict, outputs: dict, tier_name: str) -> None:
+        """The outputs go to the object store (where the API reads them) before the job is
+        successful; `jobs.results` carries their key, and the outputs themselves when small."""
+        data = json.dumps(outputs).encode()
+        await asyncio.to_thread(self.objects.put, results_key(req["job_id"]), data)
+        self._produce(self.t_results, req["job_id"], "JobResult", {
+            "job_id": req["job_id"], "idempotency_key": req["idempotency_key"],
+            "outputs": data.decode() if len(data) <= self.s.inline_input_bytes else "",
+            "outputs_ref": results_key(req["job_id"]), "tier": tier_name, "finished_ms": now_ms()})
+
+    def _sweep(self) -> None:
+        """Staged inputs and results older than the idempotency window go (the file object
+        store; an S3 bucket's lifecycle rule does this there)."""
+        age_s = self.s.idempotency_ttl_days * 86_400
+        try:
+            removed = sum(self.objects.sweep(prefix, age_s) for prefix in (INPUTS, RESULTS))
+        except Exception as exc:  # the next sweep tries again
+            log.warning("sweeping expired job objects failed", store=self.objects.url, error=str(exc))
+            return
+        if removed:
+            log.info("expired job objects removed", count=removed, store=self.objects.url)
 
     def _inputs(self, req: dict) -> bytes:
         if not req["inputs_ref"]:
@@ -246,9 +267,9 @@ class JobWorker(AtLeastOnceWorker):
     def _fail(self, job: Job, req: dict, error_class: str, message: str) -> None:
         req = dict(req, first_failure_ms=req["first_failure_ms"] or now_ms())
         self._dead_letter(job, req, error_class, message)
-        self._status(req, "failed", message=f"{error_class}: {message} (after {req['attempt']} "
-                                            f"attempt(s); in the DLQ)")
-        self._callback(req, "failedUri", self.statuses[req["job_id"]])
+        failed = self._status(req, "failed", message=f"{error_class}: {message} (after "
+                                                     f"{req['attempt']} attempt(s); in the DLQ)")
+        self._callback(req, "failedUri", failed)
 
     def _retry(self, job: Job, req: dict, exc: Exception) -> None:
         now = now_ms()
@@ -280,7 +301,7 @@ class JobWorker(AtLeastOnceWorker):
         heapq.heapify(self.ready)
 
     async def run(self, max_seconds: float | None = None) -> None:
-        self.status_reader.load().follow()
+        self.view.start()
         self.control_reader.load().follow()
         if self.batch_reader is not None:
             self.batch_reader.load().follow()
@@ -293,6 +314,7 @@ class JobWorker(AtLeastOnceWorker):
         self.subscribe()
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
+        next_sweep, sweeping = time.monotonic(), None
         tasks: set[asyncio.Task] = set()
         try:
             while self.running and (stop_at is None or time.monotonic() < stop_at):
@@ -315,14 +337,17 @@ class JobWorker(AtLeastOnceWorker):
                     await asyncio.to_thread(self.commit)
                     self.flow_control(len(self.waiting) + len(self.ready), self.s.buffer)
                     last_commit = time.monotonic()
+                if time.monotonic() >= next_sweep and (sweeping is None or sweeping.done()):
+                    sweeping = asyncio.ensure_future(asyncio.to_thread(self._sweep))
+                    next_sweep = time.monotonic() + self.s.sweep_interval_s
                 await asyncio.sleep(0.005 if not msgs else 0)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.consumer.close()
-            self.status_reader.close()
             self.control_reader.close()
+            self.view.close()
             if self.batch_reader is not None:
                 self.batch_reader.close()
             self.producer.flush(10)
