@@ -146,6 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--statuses", type=int, default=1_000_000)
     ap.add_argument("--baseline-commit", default="b2e7947")
+    ap.add_argument("--baseline-tree", type=Path, help="the baseline already extracted (instead of git archive)")
     ap.add_argument("--smoke", action="store_true", help="2,000 statuses, this tree only, no floor")
     args = ap.parse_args()
     n = 2000 if args.smoke else args.statuses
@@ -153,7 +154,8 @@ def main() -> None:
     with benchmark_broker(work) as bootstrap:
         trees = [("this tree", ROOT)]
         if not args.smoke:
-            trees.append((f"baseline {args.baseline_commit}", baseline_tree(args.baseline_commit, work)))
+            trees.append((f"baseline {args.baseline_commit}",
+                          args.baseline_tree or baseline_tree(args.baseline_commit, work)))
         rows = []
         for k, (name, tree) in enumerate(trees):
             full = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"jm{os.getpid()}-{k}.")
