@@ -37,6 +37,7 @@ from streams.jobs.quotas import WINDOW_MS
 from streams.state import KeyValueStore, open_store
 
 ACTIVE = ("accepted", "running")
+FLUSH_AT = 20_000  # pending writes
 _MAX_MS = (1 << 63) - 1
 
 
@@ -84,16 +85,38 @@ class StatusView:
         self.kafka, self.t_status = kafka, topic("jobs.status", kafka)
         self.reader: TopicReader | None = None
         self.lock = threading.RLock()
+        # writes not in the store yet: applied a poll's worth at a time (one RocksDB write per
+        # few thousand records instead of one per record: the view is rebuilt at every start)
+        self._pending: dict[bytes, bytes | None] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.counts: Counter[tuple[str, str, str]] = Counter()  # (tenant, process, status)
         self.active: Counter[str] = Counter()  # tenant -> jobs accepted or running
         self.recent: dict[str, deque[int]] = {}  # tenant -> created_ms of the last minute's jobs
 
-    def start(self, timeout_s: float = 900.0) -> "StatusView":
+    def start(self, timeout_s: float = 1800.0) -> "StatusView":
         self.reader = TopicReader(self.kafka, self.t_status, "JobStatus", self.codec, self._apply)
-        self.reader.load(timeout_s).follow()
+        self.reader.load(timeout_s)
+        self.flush()
+        self._thread = threading.Thread(target=self._follow, name="jobs-status-view", daemon=True)
+        self._thread.start()
         return self
 
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            self.reader.poll(0.2)
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            if self._pending:
+                self.store.write(list(self._pending.items()))
+                self._pending.clear()
+
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
         if self.reader is not None:
             self.reader.close()
         self.store.close()
@@ -116,25 +139,30 @@ class StatusView:
             current = self.get(rec["job_id"])
             if (current["status"] if current else None) == replacing:
                 self._record(rec, self.codec.encode(self.t_status, "JobStatus", rec))
+                self.flush()  # listed at once
 
     def _record(self, rec: dict, value: bytes) -> None:
         job_id = rec["job_id"]
         skey = b"s" + job_id.encode()
-        prev_value = self.store.get(skey)
+        prev_value = self._raw(skey)
         if prev_value == value:
             return  # our own write coming back
-        writes: list[tuple[bytes, bytes | None]] = [(skey, value)]
-        if not self.indexed:
-            self.store.write(writes)
-            return
+        pending = self._pending
+        pending[skey] = value
+        if self.indexed:
+            self._index_and_count(rec, prev_value)
+        if len(pending) >= FLUSH_AT:
+            self.flush()
+
+    def _index_and_count(self, rec: dict, prev_value: bytes | None) -> None:
+        pending = self._pending
         prev = self.codec.decode(prev_value, "JobStatus") if prev_value else None
-        tenant, ident = rec["tenant_id"].encode(), job_id.encode()
         if prev is None:
-            newest = _newest_first(rec["created_ms"])
-            writes += [(b"t" + tenant + b"\x00" + newest + ident, b""), (b"a" + newest + ident, b"")]
+            newest, tenant, ident = _newest_first(rec["created_ms"]), rec["tenant_id"].encode(), rec["job_id"].encode()
+            pending[b"t" + tenant + b"\x00" + newest + ident] = b""
+            pending[b"a" + newest + ident] = b""
         if rec["idempotency_key"]:
-            writes += self._index_writes(rec)
-        self.store.write(writes)
+            pending.update(self._index_writes(rec))
         if prev is not None:
             self.counts[(prev["tenant_id"], prev["process_id"], prev["status"])] -= 1
             self.active[prev["tenant_id"]] -= prev["status"] in ACTIVE
@@ -146,7 +174,7 @@ class StatusView:
     def _index_writes(self, rec: dict) -> list[tuple[bytes, bytes | None]]:
         index = idempotency.index_key(rec["tenant_id"], rec["idempotency_header"],
                                       rec["idempotency_key"]).encode()
-        held = self.store.get(b"k" + index)
+        held = self._raw(b"k" + index)
         if held is not None and int(held.split(b"\x00")[1]) > rec["created_ms"]:
             return []  # partitions are read in any interleaving: the newest job of a key wins
         if held is not None and held.split(b"\x00")[0] == rec["job_id"].encode():
@@ -155,18 +183,24 @@ class StatusView:
                 (b"e" + _ms(rec["created_ms"]) + index, b"")]
 
     # -- reading --------------------------------------------------------------------------------
+    def _raw(self, key: bytes) -> bytes | None:
+        if key in self._pending:
+            return self._pending[key]
+        return self.store.get(key)
+
     def get(self, job_id: str) -> dict | None:
-        value = self.store.get(b"s" + job_id.encode())
+        value = self._raw(b"s" + job_id.encode())
         return self.codec.decode(value, "JobStatus") if value else None
 
     def indexed_job(self, index: str) -> dict | None:
-        held = self.store.get(b"k" + index.encode())
+        held = self._raw(b"k" + index.encode())
         return self.get(held.split(b"\x00")[0].decode()) if held else None
 
     def page(self, tenant_id: str | None, status: str | None, process_id: str | None,
              offset: int, limit: int) -> tuple[list[dict], int]:
         """Jobs newest first, filtered; and how many match in all (from the counters)."""
         with self.lock:
+            self.flush()
             total = sum(n for (t, p, s), n in self.counts.items()
                         if (tenant_id is None or t == tenant_id) and (status is None or s == status)
                         and (process_id is None or p == process_id))
@@ -200,6 +234,7 @@ class StatusView:
         while True:
             batch: list[tuple[bytes, bytes | None]] = []
             with self.lock:
+                self.flush()
                 for ekey, _ in self.store.items(b"e"):
                     created = int(ekey[1:17], 16)
                     if created >= before_ms or len(batch) >= 10_000:

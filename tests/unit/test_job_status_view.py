@@ -13,7 +13,16 @@ from streams.jobs.status_view import StatusView
 from streams.state import open_store
 
 CODEC = AvroCodec()
-NOW = int(time.time() * 1000)
+
+
+NOW = 0
+
+
+@pytest.fixture(autouse=True)
+def now():
+    """The view counts the last minute's jobs by the wall clock: times relative to this test's now."""
+    global NOW
+    NOW = int(time.time() * 1000)
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -23,7 +32,8 @@ def view(request, tmp_path):
     v.store.close()
 
 
-def st(job, tenant="acme", status="accepted", created=NOW, process="buffer", key=None, header=None):
+def st(job, tenant="acme", status="accepted", created=None, process="buffer", key=None, header=None):
+    created = created or NOW
     return {"job_id": job, "tenant_id": tenant, "process_id": process, "status": status, "progress": 0,
             "message": None, "tier": None, "attempt": 0, "created_ms": created, "started_ms": None,
             "finished_ms": None, "updated_ms": created, "idempotency_key": key or f"auto:{job}",
