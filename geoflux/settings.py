@@ -162,6 +162,9 @@ class JobSettings(BaseSettings):
     # how often the API forgets expired idempotency entries and the worker deletes staged
     # inputs and results older than the idempotency window (file object store; S3: lifecycle)
     sweep_interval_s: float = 300.0
+    # the in-process tier's children are long-lived (one per slot); each is replaced after this
+    # many jobs, so memory a process leaks does not pile up
+    child_max_jobs: int = 1000
 
 
 class BatchSettings(BaseSettings):

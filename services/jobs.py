@@ -12,6 +12,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import structlog
@@ -32,6 +33,8 @@ from streams.jobs.status_view import StatusView, open_private_store
 
 log = structlog.get_logger("geoflux.jobs")
 FINAL = ("successful", "failed", "dismissed")
+URIS = ("successUri", "inProgressUri", "failedUri")
+SUBMIT_THREADS = 64
 # room in a request body for what surrounds the inputs (subscriber, options, whitespace): an
 # input at GEOFLUX_JOBS_MAX_INPUT_BYTES always reaches the quota check, which answers 413 with
 # the reason, instead of being cut off by the body limit
@@ -78,6 +81,9 @@ class JobsService:
         self.view = StatusView(kafka, codec, store, private_dir=path)
         self.objects = objects or open_object_store()
         self.writer = AtomicWriter(kafka, "api-jobs")
+        # a submission mostly waits for its transaction; many waiting at once share one
+        # (group commit), so they get threads of their own, not the loop's few default ones
+        self.submissions = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="job-submit")
         self._submit_lock = threading.Lock()
         self._pending: dict[str, threading.Event] = {}  # index key -> its submission being written
         self._in_flight: dict[str, int] = {}  # tenant -> submissions being written
@@ -91,6 +97,7 @@ class JobsService:
 
     def close(self) -> None:
         self._stop.set()
+        self.submissions.shutdown(wait=False, cancel_futures=True)
         self.writer.close()
         self.view.close()
 

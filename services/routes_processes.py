@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from functools import partial
 
 from aiohttp import web
 
@@ -64,11 +65,11 @@ async def execute(request: web.Request) -> web.Response:
         return problem(400, "Bad Request", 'expected an execute request: {"inputs": {...}}')
     prefer_async = "respond-async" in request.headers.get("Prefer", "")
     try:
-        st, created = await asyncio.to_thread(
+        st, created = await asyncio.get_running_loop().run_in_executor(svc.submissions, partial(
             svc.submit, pid, body["inputs"],
             tenant_id=write_tenant(request, request.headers.get("X-Geoflux-Tenant")) or "default",
             priority=body.get("priority", 5), subscriber=body.get("subscriber"),
-            timeout_s=body.get("timeout_s"), idempotency_header=request.headers.get("Idempotency-Key"))
+            timeout_s=body.get("timeout_s"), idempotency_header=request.headers.get("Idempotency-Key")))
     except IdempotencyConflict as exc:  # a key names one request (Stripe's semantics)
         return problem(422, "Unprocessable Content", str(exc), "urn:geoflux:problem:idempotency-key-reused")
     except ValidationError as exc:  # OGC: invalid inputs are a 400

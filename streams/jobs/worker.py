@@ -346,6 +346,9 @@ class JobWorker(AtLeastOnceWorker):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.consumer.close()
+            for tier in self.tiers.values():
+                if hasattr(tier, "close"):
+                    tier.close()
             self.control_reader.close()
             self.view.close()
             if self.batch_reader is not None:
@@ -358,7 +361,11 @@ def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_d
     from connectors.compute.postgis import PostgisTier
     from streams.jobs.runner import run_process
 
-    tiers: dict[str, ComputeTier] = {"inprocess": InProcessTier(run_process)}
+    tiers: dict[str, ComputeTier] = {"inprocess": InProcessTier(run_process, settings.concurrency,
+                                                                settings.child_max_jobs)}
+    if "noop" in settings.tiers.values():
+        from connectors.compute.noop import NoopTier
+        tiers["noop"] = NoopTier()
     if pg_dsn:
         tiers["postgis"] = PostgisTier(pg_dsn)
     batch = BatchSettings()
