@@ -116,7 +116,9 @@ class AlertSettings(BaseSettings):
     dedup_s: dict[str, int] = {"critical": 300, "high": 600, "warning": 900, "info": 1800}
     rate_per_hour: dict[str, int] = {"critical": 20, "high": 10, "warning": 5, "info": 3}
     rules_file: Path | None = None
-    callback_secret: SecretStr = SecretStr("geoflux-callbacks")  # signs job callbacks
+    # signs job callbacks (a subscriber may bring its own); no public default: with none set,
+    # callbacks are refused with the reason. `geoflux up` generates one into its directory.
+    callback_secret: SecretStr = SecretStr("")
     # delivery SLA: created-to-delivered within `within_s` for `target` of alerts (seed Part 7)
     sla_targets: dict[str, dict[str, float]] = {
         "critical": {"within_s": 30, "target": 0.999}, "high": {"within_s": 120, "target": 0.99},
@@ -130,6 +132,7 @@ class AlertSettings(BaseSettings):
     # Opsgenie's outgoing webhooks carry this token in X-Geoflux-Token (Opsgenie cannot sign)
     pagerduty_webhook_secret: SecretStr = SecretStr("")
     opsgenie_webhook_token: SecretStr = SecretStr("")
+    callback_secret_file: Path | None = None  # the callback secret in a file (wins over callback_secret)
 
 
 class JobSettings(BaseSettings):

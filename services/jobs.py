@@ -17,10 +17,12 @@ from dataclasses import replace
 
 import structlog
 
+from connectors.channels.http import (CallbackSecretMissing, check_subscriber_secret,
+                                      install_callback_secret, seal_secret)
 from connectors.kafka_producer import ReliableProducer
 from connectors.object_store import ObjectStore, open_object_store
 from geoflux.errors import GeofluxError, ValidationError
-from geoflux.settings import JobSettings, KafkaSettings, QuotaSettings, StreamSettings
+from geoflux.settings import AlertSettings, JobSettings, KafkaSettings, QuotaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.geofence_registry import NotFound
@@ -71,6 +73,7 @@ class JobsService:
                  objects: ObjectStore | None = None, stream: StreamSettings | None = None) -> None:
         self.kafka, self.codec, self.s = kafka, codec, settings
         self.quota_settings = quotas or QuotaSettings()
+        self.callbacks = AlertSettings()  # the install's callback secret seals subscribers' own
         self.quotas = parse_quotas(self.quota_settings.tenants)
         self.producer = producer or ReliableProducer(kafka)
         self.t_requests = topic("jobs.requests", kafka)
@@ -167,11 +170,7 @@ class JobsService:
         validate_inputs(process, inputs)
         if not isinstance(priority, int) or not 0 <= priority <= 9:
             raise ValidationError("priority must be an integer 0-9 (9 runs first)")
-        subscriber = subscriber or {}
-        if not isinstance(subscriber, dict) or not all(
-                k in ("successUri", "inProgressUri", "failedUri") and isinstance(v, str)
-                and v.startswith(("http://", "https://")) for k, v in subscriber.items()):
-            raise ValidationError("subscriber takes successUri, inProgressUri, failedUri as http(s) URLs")
+        subscriber = self._subscriber(subscriber)
         if timeout_s is not None and not (self.s.min_timeout_s <= timeout_s <= self.s.max_timeout_s):
             raise ValidationError(f"timeout_s must be between {self.s.min_timeout_s:g} and "
                                   f"{self.s.max_timeout_s:g} seconds")
@@ -211,6 +210,28 @@ class JobsService:
             return status, True
         finally:
             self._release(index, tenant_id)
+
+    def _subscriber(self, subscriber: object) -> dict:
+        """The callbacks as the request will carry them: the URIs, and the subscriber's own
+        signing secret sealed (never stored or echoed in clear)."""
+        subscriber = dict(subscriber or {}) if isinstance(subscriber, dict) or not subscriber else None
+        if subscriber is None or not all(
+                (k in URIS and isinstance(v, str) and v.startswith(("http://", "https://")))
+                or k == "secret" for k, v in subscriber.items()):
+            raise ValidationError("subscriber takes successUri, inProgressUri, failedUri as http(s) URLs, "
+                                  "and optionally its own signing secret")
+        if not subscriber:
+            return {}
+        if not any(k in URIS for k in subscriber):
+            raise ValidationError("subscriber.secret without a callback URI")
+        try:
+            install = install_callback_secret(self.callbacks.callback_secret.get_secret_value(),
+                                              self.callbacks.callback_secret_file)
+        except CallbackSecretMissing as exc:  # we could not sign its callbacks: say so now
+            raise ValidationError(f"job callbacks are not available here: {exc}") from None
+        if "secret" in subscriber:
+            subscriber["secret"] = seal_secret(install, check_subscriber_secret(subscriber["secret"]))
+        return subscriber
 
     def _reserve(self, index: str, tenant_id: str, process_id: str, key: str, header: str | None,
                  input_bytes: int, now: int) -> dict | None:

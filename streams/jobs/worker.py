@@ -133,7 +133,7 @@ class JobWorker(AtLeastOnceWorker):
         return rec
 
     def _callback(self, req: dict, kind: str, status: dict) -> None:
-        url = req["subscriber"].get(kind)
+        url = req["subscriber"].get(kind)  # subscriber: the three URIs and a sealed "secret"
         if not url:
             return
         now = now_ms()
@@ -144,7 +144,10 @@ class JobWorker(AtLeastOnceWorker):
             "title": f"job {req['job_id']} {status['status']}",
             "body": "", "labels": {"callback_url": url, "job_id": req["job_id"],
                                    "status": status["status"], "progress": str(status["progress"]),
-                                   "message": status["message"] or ""},
+                                   "message": status["message"] or "",
+                                   # sealed by the API; only the delivery worker opens it
+                                   **({"callback_secret": req["subscriber"]["secret"]}
+                                      if req["subscriber"].get("secret") else {})},
             "alert_created_ms": now, "attempt": 1, "outcome": None, "error_class": None,
             "error_message": None, "first_failure_ms": None, "not_before_ms": now, "created_ms": now})
 
