@@ -36,6 +36,14 @@ def record_sla(rows: list[dict]) -> None:
 
 
 DLQ_DEPTH = Gauge("geoflux_dlq_depth", "Open (not redriven, not resolved) DLQ records", ["dlq"])
+DLQ_RECORDS = Counter("geoflux_dlq_records_total",
+                      "Records written to a DLQ, by the stage that wrote them and error class",
+                      ["stage", "error_class"])
+
+
+class PrometheusDlqSensor:
+    def dead_lettered(self, stage: str, error_class: str) -> None:
+        DLQ_RECORDS.labels(stage, error_class).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -38,11 +38,14 @@ from schemas.codec import AvroCodec
 from streams.at_least_once import AtLeastOnceWorker, Work as Job
 from streams.jobs.object_keys import INPUTS, RESULTS, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
+from streams.jobs.sensor import DlqSensor, NullDlqSensor
 from streams.jobs.status_view import StatusView, open_private_store
 from streams.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.jobs")
 FINAL = {"successful", "failed", "dismissed"}
+STAGE = "jobs"  # in DLQ records and metrics
+UNREAD_RETRY_S = 2.0
 
 
 def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
@@ -66,12 +69,14 @@ def timeout_for(process_id: str, requested: float | None, settings: JobSettings)
 
 class JobWorker(AtLeastOnceWorker):
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
-                 tiers: dict[str, ComputeTier], objects: ObjectStore | None = None) -> None:
+                 tiers: dict[str, ComputeTier], objects: ObjectStore | None = None,
+                 sensor: DlqSensor | None = None) -> None:
         self.t_requests = topic("jobs.requests", kafka)
         self.t_retry = topic("jobs.retry", kafka)
         super().__init__(kafka, codec, "geoflux-jobs", [self.t_requests, self.t_retry])
         self.s, self.tiers = settings, tiers
         self.objects = objects or open_object_store()
+        self.sensor = sensor or NullDlqSensor()
         self.t_status = topic("jobs.status", kafka)
         self.t_results = topic("jobs.results", kafka)
         self.t_dlq = topic("jobs.dlq", kafka)
@@ -82,6 +87,7 @@ class JobWorker(AtLeastOnceWorker):
         self.view = StatusView(kafka, codec, store, indexed=False, private_dir=path)
         self.live: dict[str, dict] = {}
         self.waiting: list[tuple[float, int, Job]] = []  # not due yet
+        self.unread: list[tuple[float, int, object]] = []  # records to decode again (registry down)
         self.ready: list[tuple[int, int, int, Job]] = []  # (-priority, created, seq, job)
         self._seq = itertools.count()
         self.running_jobs = 0
@@ -161,7 +167,8 @@ class JobWorker(AtLeastOnceWorker):
                                                 dict(req, attempt=0, not_before_ms=0)),
             "error_class": error_class, "error_message": message[:2000], "attempts": req["attempt"],
             "first_failure_ms": req["first_failure_ms"] or now, "last_failure_ms": now,
-            "redrive_topic": self.t_requests})
+            "redrive_topic": self.t_requests, "stage": STAGE})
+        self.sensor.dead_lettered(STAGE, error_class)
 
     # -- running a job --------------------------------------------------------------------------
     async def _run(self, job: Job) -> None:
@@ -287,19 +294,47 @@ class JobWorker(AtLeastOnceWorker):
 
     # -- the loop -----------------------------------------------------------------------------
     def _intake(self, msg) -> None:
+        self.tracker.add((msg.topic(), msg.partition()), msg.offset())
+        self._read(msg)
+
+    def _read(self, msg) -> None:
+        """A request into the queue; what cannot be read goes to the DLQ (never a crash, never
+        a silent skip), except while the schema registry is unreachable: read again later."""
         tp = (msg.topic(), msg.partition())
-        self.tracker.add(tp, msg.offset())
         try:
             req = self.codec.decode(msg.value(), "JobRequest")
-        except ValidationError as exc:
-            log.error("undecodable job request skipped", offset=msg.offset(), error=str(exc))
+            if not req["job_id"]:
+                raise ValidationError("a job request without a job id")
+        except TransientError as exc:
+            log.warning("job request not readable yet; trying again", offset=msg.offset(), error=str(exc))
+            heapq.heappush(self.unread, (time.time() + UNREAD_RETRY_S, next(self._seq), msg))
+            return
+        except Exception as exc:
+            error_class = "undecodable" if isinstance(exc, PermanentError) else "unexpected"
+            log.error("unreadable job request dead-lettered", topic=tp[0], partition=tp[1],
+                      offset=msg.offset(), error=str(exc)[:300])
+            self._dead_letter_raw(msg, error_class, f"{type(exc).__name__}: {exc}")
             self.tracker.done(tp, msg.offset())
             return
         heapq.heappush(self.waiting, (req["not_before_ms"] / 1000, next(self._seq), Job(tp, msg.offset(), req)))
 
+    def _dead_letter_raw(self, msg, error_class: str, message: str) -> None:
+        """The record as it was read, bytes and key, for a person to see and redrive."""
+        now = now_ms()
+        dlq_id = f"{msg.topic()}-{msg.partition()}-{msg.offset()}"
+        self._produce(self.t_dlq, (msg.key() or b"").decode(errors="replace") or dlq_id, "DlqRecord", {
+            "dlq_id": dlq_id, "original_topic": msg.topic(), "original_partition": msg.partition(),
+            "original_offset": msg.offset(), "original_key": msg.key(), "original_value": msg.value(),
+            "error_class": error_class, "error_message": message[:2000], "attempts": 0,
+            "first_failure_ms": now, "last_failure_ms": now, "redrive_topic": msg.topic(),
+            "stage": STAGE})
+        self.sensor.dead_lettered(STAGE, error_class)
+
     def forget(self, revoked: set[tuple[str, int]]) -> None:
         self.waiting = [w for w in self.waiting if w[2].tp not in revoked]
         self.ready = [r for r in self.ready if r[3].tp not in revoked]
+        self.unread = [u for u in self.unread if (u[2].topic(), u[2].partition()) not in revoked]
+        heapq.heapify(self.unread)
         heapq.heapify(self.waiting)
         heapq.heapify(self.ready)
 
@@ -326,6 +361,8 @@ class JobWorker(AtLeastOnceWorker):
                     if not msg.error():
                         self._intake(msg)
                 now_s = time.time()
+                while self.unread and self.unread[0][0] <= now_s:
+                    self._read(heapq.heappop(self.unread)[2])
                 while self.waiting and self.waiting[0][0] <= now_s:
                     _, _, job = heapq.heappop(self.waiting)
                     heapq.heappush(self.ready, (-job.record["priority"], job.record["created_ms"],
@@ -338,7 +375,7 @@ class JobWorker(AtLeastOnceWorker):
                     task.add_done_callback(tasks.discard)
                 if time.monotonic() - last_commit > 0.2:
                     await asyncio.to_thread(self.commit)
-                    self.flow_control(len(self.waiting) + len(self.ready), self.s.buffer)
+                    self.flow_control(len(self.waiting) + len(self.ready) + len(self.unread), self.s.buffer)
                     last_commit = time.monotonic()
                 if time.monotonic() >= next_sweep and (sweeping is None or sweeping.done()):
                     sweeping = asyncio.ensure_future(asyncio.to_thread(self._sweep))
@@ -359,7 +396,8 @@ class JobWorker(AtLeastOnceWorker):
             self.producer.flush(10)
 
 
-def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_dsn: str | None) -> None:
+def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_dsn: str | None,
+             sensor: DlqSensor | None = None) -> None:
     from connectors.compute.inprocess import InProcessTier
     from connectors.compute.postgis import PostgisTier
     from streams.jobs.runner import run_process
@@ -375,7 +413,7 @@ def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_d
     if batch.job_queue:
         from connectors.compute.batch import BatchTier
         tiers["batch"] = BatchTier(batch)
-    worker = JobWorker(kafka, codec, settings, tiers)
+    worker = JobWorker(kafka, codec, settings, tiers, sensor=sensor)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     asyncio.run(worker.run())
