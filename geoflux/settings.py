@@ -126,7 +126,9 @@ class AlertSettings(BaseSettings):
     dedup_s: dict[str, int] = {"critical": 300, "high": 600, "warning": 900, "info": 1800}
     rate_per_hour: dict[str, int] = {"critical": 20, "high": 10, "warning": 5, "info": 3}
     rules_file: Path | None = None
-    callback_secret: SecretStr = SecretStr("geoflux-callbacks")  # signs job callbacks
+    # signs job callbacks (a subscriber may bring its own); no public default: with none set,
+    # callbacks are refused with the reason. `geoflux up` generates one into its directory.
+    callback_secret: SecretStr = SecretStr("")
     # delivery SLA: created-to-delivered within `within_s` for `target` of alerts (seed Part 7)
     sla_targets: dict[str, dict[str, float]] = {
         "critical": {"within_s": 30, "target": 0.999}, "high": {"within_s": 120, "target": 0.99},
@@ -140,6 +142,7 @@ class AlertSettings(BaseSettings):
     # Opsgenie's outgoing webhooks carry this token in X-Geoflux-Token (Opsgenie cannot sign)
     pagerduty_webhook_secret: SecretStr = SecretStr("")
     opsgenie_webhook_token: SecretStr = SecretStr("")
+    callback_secret_file: Path | None = None  # the callback secret in a file (wins over callback_secret)
 
 
 class JobSettings(BaseSettings):
@@ -163,6 +166,18 @@ class JobSettings(BaseSettings):
     sync_max_vertices: int = 2000
     buffer: int = 64  # requests read ahead; priority orders them
     batch_threshold_bytes: int = 10_000_000  # inputs larger than this run on AWS Batch (if configured)
+    # inputs (compact JSON) above this are staged in the object store (GEOFLUX_OBJECT_STORE_URL)
+    # and the request on Kafka carries their key: a Kafka record stays far below its ~1 MB limit
+    inline_input_bytes: int = 262_144
+    # the largest input anyone may send (compact JSON); a tenant's max_input_bytes quota can only
+    # lower it. The API's body limit is this plus room for the rest of the execute request.
+    max_input_bytes: int = 16 * 1024 * 1024
+    # how often the API forgets expired idempotency entries and the worker deletes staged
+    # inputs and results older than the idempotency window (file object store; S3: lifecycle)
+    sweep_interval_s: float = 300.0
+    # the in-process tier's children are long-lived (one per slot); each is replaced after this
+    # many jobs, so memory a process leaks does not pile up
+    child_max_jobs: int = 1000
 
 
 class BatchSettings(BaseSettings):
@@ -345,3 +360,14 @@ class GeofenceSettings(BaseSettings):
         if isinstance(data, dict) and data.get("history_per_entity") is not None:
             data.setdefault("history_max_points", data["history_per_entity"])
         return data
+
+class ObjectStoreSettings(BaseSettings):
+    """Where objects too large for a Kafka record live (`GEOFLUX_OBJECT_STORE_*`,
+    connectors/object_store.py): staged job inputs and job results. `s3://bucket/prefix` in
+    production (every API and worker must reach the same store), `file:///dir` on one node."""
+
+    model_config = _section("GEOFLUX_OBJECT_STORE_")
+
+    url: str = (Path.home() / ".local" / "share" / "geoflux" / "objects").as_uri()
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # another S3 endpoint (moto in tests, MinIO)

@@ -18,7 +18,7 @@ from services.auth import auth_middleware, load_api_keys
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
 from services.health import readiness
-from services.jobs import JobsService
+from services.jobs import JobsService, body_limit
 from services.metrics import PrometheusStageSensor
 from services.views import AttributesView, MembershipView
 from services.problems import problem, problem_middleware
@@ -47,7 +47,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     if not keys:
         log.warning("no API keys configured: every request will be refused (set GEOFLUX_API_KEYS)")
     app = web.Application(middlewares=[problem_middleware, auth_middleware(keys)],
-                          client_max_size=16 * 1024 * 1024)
+                          client_max_size=body_limit(JobSettings()))
     app[SETTINGS] = kafka
     producer = ReliableProducer(kafka)
     registry = GeofenceRegistry(kafka, geo, codec, producer)

@@ -334,15 +334,19 @@ def worker_cep(mode: str, instance: str) -> None:
 
 @worker.command("jobs", help="Run geoprocessing jobs (in-process tier; PostGIS tier with GEOFLUX_PG_DSN).")
 @click.option("--no-postgis", is_flag=True, help="Run without the PostGIS tier.")
+@METRICS_PORT
 @one_line_errors
 @checks_credentials
-def worker_jobs(no_postgis: bool) -> None:
+def worker_jobs(no_postgis: bool, metrics_port: int) -> None:
     from geoflux.settings import JobSettings, PostgresSettings
     from services.logging import configure_logging
+    from services.metrics import PrometheusStageSensor, serve_metrics
     from streams.jobs.worker import run_jobs
 
     configure_logging()
-    run_jobs(KafkaSettings(), codec(), JobSettings(), None if no_postgis else PostgresSettings().dsn)
+    serve_metrics(metrics_port)
+    run_jobs(KafkaSettings(), codec(), JobSettings(), None if no_postgis else PostgresSettings().dsn,
+             PrometheusStageSensor())
 
 
 @worker.command("job-alerts", help="Jobs raise alerts: failed, timed out, retries exhausted, queued "

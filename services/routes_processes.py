@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from functools import partial
 
 from aiohttp import web
 
-from geoflux.errors import ValidationError
+from geoflux.errors import TransientError, ValidationError
 from services import routes_batch
 from services.auth import check_visible, principal, tenant_filter, write_tenant
-from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded
+from services.job_writer import RecordTooLarge
+from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded, ResultsGone
 from services.problems import json_body, page, problem
+from streams.jobs.idempotency import IdempotencyConflict
 from streams.jobs.processes import PROCESSES
 
 JOBS = web.AppKey("jobs_service", JobsService)
@@ -62,20 +65,33 @@ async def execute(request: web.Request) -> web.Response:
         return problem(400, "Bad Request", 'expected an execute request: {"inputs": {...}}')
     prefer_async = "respond-async" in request.headers.get("Prefer", "")
     try:
-        st, created = await asyncio.to_thread(
+        st, created = await asyncio.get_running_loop().run_in_executor(svc.submissions, partial(
             svc.submit, pid, body["inputs"],
             tenant_id=write_tenant(request, request.headers.get("X-Geoflux-Tenant")) or "default",
             priority=body.get("priority", 5), subscriber=body.get("subscriber"),
-            timeout_s=body.get("timeout_s"), idempotency_header=request.headers.get("Idempotency-Key"))
+            timeout_s=body.get("timeout_s"), idempotency_header=request.headers.get("Idempotency-Key")))
+    except IdempotencyConflict as exc:  # a key names one request (Stripe's semantics)
+        return problem(422, "Unprocessable Content", str(exc), "urn:geoflux:problem:idempotency-key-reused")
     except ValidationError as exc:  # OGC: invalid inputs are a 400
         return problem(400, "Bad Request", str(exc), EXC + "invalid-parameter-value")
     except QuotaExceeded as exc:
         return quota_problem(exc)
+    except RecordTooLarge as exc:
+        return problem(413, "Payload Too Large", str(exc), "urn:geoflux:problem:record-too-large")
+    except TransientError as exc:  # nothing was written: the same request may simply be sent again
+        resp = problem(503, "Service Unavailable", f"job not accepted: {exc}",
+                       "urn:geoflux:problem:not-accepted")
+        resp.headers["Retry-After"] = "5"
+        return resp
     location = {"Location": f"/jobs/{st['job_id']}"}
     if not prefer_async and svc.small(pid, body["inputs"]):
         done = await svc.wait(st["job_id"], svc.s.sync_wait_s)
         if done["status"] == "successful":
-            return web.json_response(svc.result(st["job_id"]), headers=location)
+            try:
+                return web.json_response(await asyncio.to_thread(svc.result, st["job_id"]),
+                                         headers=location)
+            except ResultsGone as exc:  # a reused job older than its results
+                return problem(410, "Results expired", str(exc), "urn:geoflux:problem:results-expired")
         if done["status"] in FINAL:
             return problem(500, "Job failed", done["message"] or done["status"], EXC + "job-failed")
     headers = {**location, "Preference-Applied": "respond-async"} if prefer_async else location
@@ -104,11 +120,11 @@ async def tenant_quotas(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     svc = request.app[JOBS]
     offset, limit = page(request)
-    items = svc.list(tenant_filter(request), request.query.get("status"),
-                     request.query.get("processID"))
-    body = {"jobs": [status_info(s) for s in items[offset:offset + limit]], "total": len(items),
+    items, total = await asyncio.to_thread(svc.page, tenant_filter(request), request.query.get("status"),
+                                           request.query.get("processID"), offset, limit)
+    body = {"jobs": [status_info(s) for s in items], "total": total,
             "links": [{"href": f"/jobs?offset={offset}&limit={limit}", "rel": "self"}]}
-    if offset + limit < len(items):
+    if offset + limit < total:
         body["links"].append({"href": f"/jobs?offset={offset + limit}&limit={limit}", "rel": "next"})
     return web.json_response(body)
 
@@ -125,18 +141,12 @@ async def job_results(request: web.Request) -> web.Response:
     svc = request.app[JOBS]
     try:
         st = svc.get(request.match_info["id"], principal(request).tenant)
+        if st["status"] == "successful":
+            return web.json_response(await asyncio.to_thread(svc.result, st["job_id"]))
     except NoSuchJob as exc:
         return _ogc_problem(404, "no-such-job", str(exc))
-    if st["status"] == "successful" and svc.result(st["job_id"]) is None:
-        # the status and the results are followed by two readers: the status can arrive first
-        await svc.wait(st["job_id"], 5.0)
-        if svc.result(st["job_id"]) is None:
-            resp = problem(503, "Service Unavailable", f"job {st['job_id']} succeeded; its results "
-                           "are not readable here yet")
-            resp.headers["Retry-After"] = "1"
-            return resp
-    if st["status"] == "successful":
-        return web.json_response(svc.result(st["job_id"]))
+    except ResultsGone as exc:
+        return problem(410, "Results expired", str(exc), "urn:geoflux:problem:results-expired")
     if st["status"] == "failed":
         return problem(500, "Job failed", st["message"] or "failed", EXC + "job-failed")
     if st["status"] == "dismissed":

@@ -57,6 +57,19 @@ class Stack:
             click.echo(f"api key    {key}  ({'operator' if tenant == '*' else 'tenant ' + tenant})")
         return {"GEOFLUX_API_KEYS_FILE": str(path)}
 
+    def _callback_secret(self) -> None:
+        """Job callbacks are signed with a secret of this install: none configured, one is
+        generated once into the stack directory (readable only by this user) and given to
+        every child through GEOFLUX_ALERT_CALLBACK_SECRET_FILE."""
+        if os.environ.get("GEOFLUX_ALERT_CALLBACK_SECRET") or os.environ.get("GEOFLUX_ALERT_CALLBACK_SECRET_FILE"):
+            return
+        path = self.dir / "callback-secret"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        os.environ["GEOFLUX_ALERT_CALLBACK_SECRET_FILE"] = str(path)
+        click.echo(f"callbacks  signed with the secret in {path}")
+
     def _postgres_ready(self) -> bool:
         """The audit sink needs PostgreSQL/PostGIS: it runs only when GEOFLUX_PG_DSN is set and
         the audit table can be created there; otherwise `up` says why and goes on without it."""
@@ -94,6 +107,7 @@ class Stack:
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
         try:
             apply(self.kafka)
+            self._callback_secret()
             children.append(self._spawn("evaluator", "worker", "evaluator", "--instance", "0"))
             for stage in ("alert-router", "alert-gate", "alert-status", "delivery", "sla-monitor",
                           "job-alerts"):

@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import aiohttp
+from cryptography.fernet import Fernet, InvalidToken
 
 from connectors.channels.base import ChannelConfig, Notification, classify_http
-from geoflux.errors import TransientError, ValidationError
+from geoflux.errors import PermanentError, TransientError, ValidationError
 
 PD_SEVERITY = {"critical": "critical", "high": "error", "warning": "warning", "info": "info"}
 OG_PRIORITY = {"critical": "P1", "high": "P2", "warning": "P3", "info": "P5"}
@@ -249,3 +250,74 @@ class EventGridChannel(HttpChannel):
             ctype = "application/json"
         return self.s["url"], json.dumps(events).encode(), {"Content-Type": ctype,
                                                             "aeg-sas-key": self.s["sas_key"]}
+
+
+# -- job callbacks (OGC API - Processes subscribers) ----------------------------------------------
+# Signed as Standard Webhooks (WebhookChannel): `webhook-signature: v1,<base64 HMAC-SHA256(secret,
+# "{webhook-id}.{webhook-timestamp}.{body}")>`. The secret is the subscriber's own when its execute
+# request gave one, else the install's. A subscriber's secret never travels in clear: the API seals
+# it with a key derived from the install secret, and only the delivery worker opens it.
+PUBLIC_DEFAULT_SECRETS = {"geoflux-callbacks"}  # what earlier versions shipped: it signs nothing
+MIN_SECRET_CHARS = 16
+MAX_SECRET_CHARS = 1024
+SEALED = "sealed:v1:"
+
+
+class CallbackSecretMissing(PermanentError):
+    error_class = "no-callback-secret"
+
+
+def install_callback_secret(secret: str | None, secret_file: str | None) -> str:
+    """The install's callback secret (the file wins), or CallbackSecretMissing with the reason."""
+    value, where = (secret or "", "GEOFLUX_ALERT_CALLBACK_SECRET")
+    if secret_file:
+        where = f"GEOFLUX_ALERT_CALLBACK_SECRET_FILE ({secret_file})"
+        try:
+            with open(secret_file, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as exc:
+            raise CallbackSecretMissing(f"job callback secret unreadable: {where}: {exc}") from None
+    if not value:
+        raise CallbackSecretMissing("no job callback secret is configured: set GEOFLUX_ALERT_CALLBACK_SECRET_FILE "
+                                    "or GEOFLUX_ALERT_CALLBACK_SECRET (`geoflux up` generates one)")
+    if value in PUBLIC_DEFAULT_SECRETS:
+        raise CallbackSecretMissing(f"{where} is the public default of earlier versions: anyone could sign "
+                                    "with it; set a secret of your own")
+    if len(value) < MIN_SECRET_CHARS:
+        raise CallbackSecretMissing(f"{where} is shorter than {MIN_SECRET_CHARS} characters")
+    return value
+
+
+def check_subscriber_secret(secret: object) -> str:
+    if (not isinstance(secret, str) or not MIN_SECRET_CHARS <= len(secret) <= MAX_SECRET_CHARS
+            or not secret.isprintable()):
+        raise ValidationError(f"subscriber.secret must be {MIN_SECRET_CHARS}-{MAX_SECRET_CHARS} printable "
+                              "characters")
+    return secret
+
+
+def _sealer(install_secret: str) -> Fernet:
+    key = hmac.new(install_secret.encode(), b"geoflux job callback secret sealing v1", hashlib.sha256)
+    return Fernet(base64.urlsafe_b64encode(key.digest()))
+
+
+def seal_secret(install_secret: str, secret: str) -> str:
+    return SEALED + _sealer(install_secret).encrypt(secret.encode()).decode()
+
+
+def unseal_secret(install_secret: str, sealed: str) -> str:
+    if not sealed.startswith(SEALED):
+        raise PermanentError("a job callback's subscriber secret is not sealed; refusing to sign with it")
+    try:
+        return _sealer(install_secret).decrypt(sealed[len(SEALED):].encode()).decode()
+    except InvalidToken:
+        raise PermanentError("the subscriber's callback secret was sealed with another install secret "
+                             "(was GEOFLUX_ALERT_CALLBACK_SECRET rotated?)") from None
+
+
+def job_callback_config(tenant_id: str, url: str, install_secret: str, sealed: str | None) -> ChannelConfig:
+    """The ad-hoc webhook channel of one job callback, signing with the subscriber's secret when
+    it has one, else the install's."""
+    secret = unseal_secret(install_secret, sealed) if sealed else install_secret
+    return ChannelConfig("job-callback", "webhook", tenant_id,
+                         {"url": url, "secret": secret, "payload": "ogc-job-status"})

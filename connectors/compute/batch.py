@@ -13,8 +13,8 @@ One attempt of a geoflux job is one Batch job named `geoflux-{job_id}-a{attempt}
    fallback when no event comes;
 5. on SUCCEEDED the result manifest and outputs are read from S3.
 
-boto3 errors are converted here: throttling, 5xx and connection failures are transient;
-other client errors (a queue that does not exist) are permanent.
+boto3 errors are converted by `connectors/aws.py`: throttling, 5xx and connection failures
+are transient; other client errors (a queue that does not exist) are permanent.
 """
 
 from __future__ import annotations
@@ -25,65 +25,35 @@ import threading
 import time
 from typing import Callable
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from connectors.aws import client, convert
 from connectors.compute import batch_policy as bp
 from connectors.compute.base import JobCancelled, JobContext, JobTimedOut
+from connectors.object_store_s3 import S3ObjectStore
 from geoflux.errors import PermanentError, TransientError
 from geoflux.settings import BatchSettings
 
-TRANSIENT_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException", "SlowDown",
-                   "InternalError", "InternalFailure", "ServiceUnavailable", "RequestTimeout",
-                   "ServerException"}
 QUEUE_ALLOWANCE_S = 3600.0  # time a job may wait for capacity on top of its attempts
 
 
-def convert(exc: Exception, what: str) -> Exception:
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in TRANSIENT_CODES or status >= 500 or status == 429:
-            return TransientError(f"{what}: {code} {exc}")
-        return PermanentError(f"{what}: {code} {exc}")
-    if isinstance(exc, BotoCoreError):
-        return TransientError(f"{what}: {exc}")
-    return exc
-
-
-def _client(service: str, s: BatchSettings):
-    return boto3.client(service, region_name=s.region, endpoint_url=s.endpoint_url,
-                        config=Config(retries={"max_attempts": 2, "mode": "standard"},
-                                      connect_timeout=5, read_timeout=30))
-
-
 class S3Staging:
-    """The S3 layout both sides share (the worker and the container)."""
+    """The S3 layout both sides share (the worker and the container), on the object store's
+    S3 backend."""
 
     def __init__(self, s: BatchSettings) -> None:
-        self.s, self.s3 = s, _client("s3", s)
+        self.s = s
+        self.store = S3ObjectStore(s.bucket, "", region=s.region, endpoint_url=s.endpoint_url)
 
     def keys(self, job_id: str) -> dict[str, str]:
         return bp.s3_keys(self.s.prefix, job_id)
 
     def put_json(self, key: str, body: object) -> None:
-        try:
-            self.s3.put_object(Bucket=self.s.bucket, Key=key, Body=json.dumps(body).encode(),
-                               ContentType="application/json")
-        except (ClientError, BotoCoreError) as exc:
-            raise convert(exc, f"S3 put {key}") from exc
+        self.store.put(key, json.dumps(body).encode())
 
     def get_json(self, key: str) -> object | None:
-        try:
-            body = self.s3.get_object(Bucket=self.s.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise convert(exc, f"S3 get {key}") from exc
-        except BotoCoreError as exc:
-            raise convert(exc, f"S3 get {key}") from exc
-        return json.loads(body)
+        data = self.store.get(key)
+        return None if data is None else json.loads(data)
 
 
 class BatchTier:
@@ -95,7 +65,7 @@ class BatchTier:
             raise PermanentError("the batch tier needs GEOFLUX_BATCH_JOB_QUEUE")
         self.s = settings
         self.staging = S3Staging(settings)
-        self.batch = _client("batch", settings)
+        self.batch = client("batch", settings.region, settings.endpoint_url)
         self.record = record or (lambda _event: None)  # -> jobs.batch
         self._events: dict[str, dict] = {}
         self._lock = threading.Lock()

@@ -29,6 +29,7 @@ import uuid
 import structlog
 
 from connectors.channels.base import Channel, ChannelConfig, EndpointGone, Notification, build_channel
+from connectors.channels.http import install_callback_secret, job_callback_config
 from connectors.topic_reader import TopicReader
 from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import AlertSettings, KafkaSettings
@@ -82,13 +83,14 @@ class DeliveryWorker(AtLeastOnceWorker):
         return True
 
     def _callback_channel(self, req: dict) -> tuple[int, Channel]:
-        """Job subscriber callbacks: an ad-hoc signed webhook to the URL the job was given."""
-        url = req["labels"].get("callback_url", "")
-        key = f"job-callback:{url}"
+        """Job subscriber callbacks: an ad-hoc signed webhook to the URL the job was given, signed
+        with the subscriber's sealed secret or the install's (connectors/channels/http.py)."""
+        url, sealed = req["labels"].get("callback_url", ""), req["labels"].get("callback_secret")
+        key = f"job-callback:{url}:{sealed or ''}"
         if key not in self.channels:
-            config = ChannelConfig("job-callback", "webhook", req["tenant_id"],
-                                   {"url": url, "secret": self.s.callback_secret.get_secret_value(),
-                                    "payload": "ogc-job-status"})
+            install = install_callback_secret(self.s.callback_secret.get_secret_value(),
+                                              self.s.callback_secret_file)
+            config = job_callback_config(req["tenant_id"], url, install, sealed)
             self.channels[key] = (0, build_channel(config))
         return self.channels[key]
 

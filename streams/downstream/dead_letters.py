@@ -3,7 +3,7 @@
 Faust's own handling of a record it cannot decode is to log it and move on (the offset is
 committed past it), and an exception raised in an agent body still acknowledges the event.
 Here both end in a DLQ topic instead, as `DlqRecord`s (the envelope every geoflux stage
-writes, `streams/dead_letter.py`), keeping the original bytes, key, topic, partition and
+writes, `schemas/dlq.py`), keeping the original bytes, key, topic, partition and
 offset so the record can be inspected and redriven:
 
 - `DeadLetterTopic` sends a record that fails to decode (key or value) to the DLQ;
@@ -26,7 +26,7 @@ from typing import Any
 import faust
 
 from schemas.codec import AvroCodec
-from streams.dead_letter import dlq_record
+from schemas.dlq import dlq_record
 
 
 class DeadLetters:

@@ -85,6 +85,8 @@ class AlertStatus(PublicRecord):
     resolution: Dict[str, str] = {}
     body: str = ""
     labels: Dict[str, str] = {}
+    repeats: int = 0  # suppressed repeats of the alert (never a new state of it)
+    last_repeat_ms: Optional[int] = None
 
 
 class JobStatus(PublicRecord):
@@ -104,6 +106,7 @@ class JobStatus(PublicRecord):
     updated_ms: int = 0
     idempotency_key: str = ""
     priority: int = 5
+    idempotency_header: Optional[str] = None
 
 
 RECORDS = {"GeofenceEvent": GeofenceEvent, "CepMatch": CepMatch, "AlertStatus": AlertStatus,

@@ -1,13 +1,14 @@
 """Per-tenant job quotas: limits from settings, and the decision for one submission. Pure.
 
-Usage is counted from the followed `jobs.status` view, so every API instance sees the same
-numbers: jobs not finished (accepted or running) for the concurrency limit, jobs created in
-the last 60 s for the rate. A limit of None is unlimited.
+Usage is counted from the followed `jobs.status` view (streams/jobs/status_view.py), so every
+API instance sees the same numbers: jobs not finished (accepted or running) for the
+concurrency limit, jobs created in the last 60 s for the rate. A limit of None is unlimited.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from geoflux.errors import ValidationError
 
@@ -50,12 +51,11 @@ def quota_for(quotas: dict[str, Quota], tenant: str) -> Quota:
     return quotas.get(tenant) or quotas.get("*") or Quota()
 
 
-def usage(statuses: list[dict], tenant: str, now_ms: int) -> dict:
-    """`statuses`: the job status records (any tenants)."""
-    mine = [s for s in statuses if s["tenant_id"] == tenant]
-    active = [s for s in mine if s["status"] in ("accepted", "running")]
-    recent = sorted(s["created_ms"] for s in mine if now_ms - s["created_ms"] < WINDOW_MS)
-    return {"concurrent_jobs": len(active), "submissions_last_minute": len(recent),
+def usage(active: int, created_ms: Iterable[int], now_ms: int) -> dict:
+    """A tenant's usage: `active`, its jobs accepted or running; `created_ms`, creation times
+    of its recent jobs (those older than the window are ignored)."""
+    recent = sorted(c for c in created_ms if now_ms - c < WINDOW_MS)
+    return {"concurrent_jobs": active, "submissions_last_minute": len(recent),
             "oldest_recent_ms": recent[0] if recent else None}
 
 

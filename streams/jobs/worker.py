@@ -4,8 +4,9 @@
   job, belongs to one worker at a time. Read-ahead requests (`buffer`) run in priority
   order, so higher-priority jobs overtake lower ones under load.
 - Status (compacted `jobs.status`) moves accepted -> running (with progress) -> successful /
-  failed / dismissed; results go to `jobs.results`. A finished job is never run again (the
-  worker follows `jobs.status`), and PostGIS side effects are tied to the idempotency key.
+  failed / dismissed; outputs go to the object store (read there by the API) and
+  `jobs.results`. A finished job is never run again (the worker follows `jobs.status` into a
+  local store), and PostGIS side effects are tied to the idempotency key.
 - Transient failures retry through `jobs.retry` with exponential backoff up to
   `max_attempts`; then, like permanent failures and timeouts, the job lands in `jobs.dlq`
   with its full context and is FAILED with the reason and attempt count.
@@ -28,17 +29,23 @@ import uuid
 import structlog
 
 from connectors.compute.base import ComputeTier, JobCancelled, JobContext, JobTimedOut
+from connectors.object_store import ObjectStore, open_object_store
 from connectors.topic_reader import TopicReader
 from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import BatchSettings, JobSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from streams.jobs.object_keys import INPUTS, RESULTS, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
+from streams.sensor import NullStageSensor, StageSensor
+from streams.jobs.status_view import StatusView, open_private_store
 from streams.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.jobs")
 FINAL = {"successful", "failed", "dismissed"}
+STAGE = "jobs"  # in DLQ records and metrics
+UNREAD_RETRY_S = 2.0
 
 
 def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
@@ -62,22 +69,28 @@ def timeout_for(process_id: str, requested: float | None, settings: JobSettings)
 
 class JobWorker(AtLeastOnceWorker):
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
-                 tiers: dict[str, ComputeTier]) -> None:
+                 tiers: dict[str, ComputeTier], objects: ObjectStore | None = None,
+                 sensor: StageSensor | None = None) -> None:
         self.t_requests = topic("jobs.requests", kafka)
         self.t_retry = topic("jobs.retry", kafka)
         super().__init__(kafka, codec, "geoflux-jobs", [self.t_requests, self.t_retry])
         self.s, self.tiers = settings, tiers
+        self.objects = objects or open_object_store()
+        self.sensor = sensor or NullStageSensor()
         self.t_status = topic("jobs.status", kafka)
         self.t_results = topic("jobs.results", kafka)
         self.t_dlq = topic("jobs.dlq", kafka)
         self.t_deliveries = topic("alerts.deliveries", kafka)
-        self.statuses: dict[str, dict] = {}
-        self.dismissed: set[str] = set()
+        # every job's status (to skip finished ones) and dismissal on local disk, not in memory;
+        # in memory only the statuses of jobs this worker is running (read-your-writes)
+        store, path = open_private_store("jobs-worker")
+        self.view = StatusView(kafka, codec, store, indexed=False, private_dir=path)
+        self.live: dict[str, dict] = {}
         self.waiting: list[tuple[float, int, Job]] = []  # not due yet
+        self.unread: list[tuple[float, int, object]] = []  # records to decode again (registry down)
         self.ready: list[tuple[int, int, int, Job]] = []  # (-priority, created, seq, job)
         self._seq = itertools.count()
         self.running_jobs = 0
-        self.status_reader = TopicReader(kafka, self.t_status, "JobStatus", codec, self._apply_status)
         self.control_reader = TopicReader(kafka, topic("jobs.control", kafka), "ConfigRecord", codec,
                                           self._apply_control)
         self.t_batch = topic("jobs.batch", kafka)
@@ -89,49 +102,44 @@ class JobWorker(AtLeastOnceWorker):
                                             lambda _k, rec, _m: bool(rec and batch.notify(rec) is None))
 
     # -- views --------------------------------------------------------------------------------
-    def _apply_status(self, job_id: str, rec: dict | None, _msg) -> bool:
-        if rec is not None:
-            self.statuses[job_id] = rec
-        return rec is not None
-
     def _apply_control(self, job_id: str, rec: dict | None, _msg) -> bool:
         if rec is not None and not rec["deleted"]:
-            self.dismissed.add(job_id)
+            self.view.store.write([(b"d" + job_id.encode(), b"")])
         return rec is not None
 
     def is_dismissed(self, job_id: str) -> bool:
-        with self.control_reader.lock:
-            return job_id in self.dismissed
+        return self.view.store.get(b"d" + job_id.encode()) is not None
+
+    def _known(self, job_id: str) -> dict | None:
+        return self.live.get(job_id) or self.view.get(job_id)
 
     def _done(self, job_id: str) -> bool:
         """Succeeded or dismissed: never run again. A failed job runs again when it is
         redriven from the DLQ (a person decided so)."""
-        with self.status_reader.lock:
-            st = self.statuses.get(job_id)
+        st = self._known(job_id)
         return bool(st and st["status"] in ("successful", "dismissed"))
 
     # -- producing ----------------------------------------------------------------------------
     _produce = AtLeastOnceWorker.produce
 
-    def _status(self, req: dict, status: str, **fields) -> None:
-        with self.status_reader.lock:
-            prev = self.statuses.get(req["job_id"]) or {}
+    def _status(self, req: dict, status: str, **fields) -> dict:
+        prev = self._known(req["job_id"]) or {}
         now = now_ms()
         rec = {"job_id": req["job_id"], "tenant_id": req["tenant_id"], "process_id": req["process_id"],
                "status": status, "progress": prev.get("progress", 0), "message": None,
                "tier": prev.get("tier"), "attempt": req["attempt"],
                "created_ms": req["created_ms"], "started_ms": prev.get("started_ms"),
                "finished_ms": None, "updated_ms": now, "idempotency_key": req["idempotency_key"],
-               "priority": req["priority"]}
+               "priority": req["priority"], "idempotency_header": req["idempotency_header"]}
         rec.update(fields)
         if status in FINAL:
             rec["finished_ms"] = now
-        with self.status_reader.lock:
-            self.statuses[req["job_id"]] = rec  # read-your-writes for this worker
+        self.live[req["job_id"]] = rec  # read-your-writes while this worker runs the job
         self._produce(self.t_status, req["job_id"], "JobStatus", rec)
+        return rec
 
     def _callback(self, req: dict, kind: str, status: dict) -> None:
-        url = req["subscriber"].get(kind)
+        url = req["subscriber"].get(kind)  # subscriber: the three URIs and a sealed "secret"
         if not url:
             return
         now = now_ms()
@@ -142,7 +150,10 @@ class JobWorker(AtLeastOnceWorker):
             "title": f"job {req['job_id']} {status['status']}",
             "body": "", "labels": {"callback_url": url, "job_id": req["job_id"],
                                    "status": status["status"], "progress": str(status["progress"]),
-                                   "message": status["message"] or ""},
+                                   "message": status["message"] or "",
+                                   # sealed by the API; only the delivery worker opens it
+                                   **({"callback_secret": req["subscriber"]["secret"]}
+                                      if req["subscriber"].get("secret") else {})},
             "alert_created_ms": now, "attempt": 1, "outcome": None, "error_class": None,
             "error_message": None, "first_failure_ms": None, "not_before_ms": now, "created_ms": now})
 
@@ -156,7 +167,8 @@ class JobWorker(AtLeastOnceWorker):
                                                 dict(req, attempt=0, not_before_ms=0)),
             "error_class": error_class, "error_message": message[:2000], "attempts": req["attempt"],
             "first_failure_ms": req["first_failure_ms"] or now, "last_failure_ms": now,
-            "redrive_topic": self.t_requests})
+            "redrive_topic": self.t_requests, "stage": STAGE})
+        self.sensor.dead_lettered(STAGE, error_class)
 
     # -- running a job --------------------------------------------------------------------------
     async def _run(self, job: Job) -> None:
@@ -170,17 +182,21 @@ class JobWorker(AtLeastOnceWorker):
             process = PROCESSES.get(req["process_id"])
             if process is None:
                 raise PermanentError(f"no process {req['process_id']!r}")
-            raw = json.loads(req["inputs"])
+            data = await asyncio.to_thread(self._inputs, req)
+            try:
+                raw = json.loads(data)
+            except ValueError as exc:
+                raise ValidationError(f"inputs are not JSON: {exc}") from None
             tier_name = choose_tier(req["process_id"], validate_inputs(process, raw), self.s, self.tiers,
-                                    len(req["inputs"].encode()))
+                                    len(data))
             tier = self.tiers.get(tier_name)
             if tier is None:
                 raise PermanentError(f"tier {tier_name!r} is not configured on this worker")
             timeout = timeout_for(req["process_id"], req["timeout_s"], self.s)
-            self._status(req, "running", tier=tier_name, started_ms=now_ms(), progress=0,
-                         message=f"attempt {req['attempt']} on {tier_name}")
+            running = self._status(req, "running", tier=tier_name, started_ms=now_ms(), progress=0,
+                                   message=f"attempt {req['attempt']} on {tier_name}")
             if req["attempt"] == 1:
-                self._callback(req, "inProgressUri", self.statuses[req["job_id"]])
+                self._callback(req, "inProgressUri", running)
             last = [0, 0.0]
             note = [f"attempt {req['attempt']} on {tier_name}"]
 
@@ -197,13 +213,13 @@ class JobWorker(AtLeastOnceWorker):
             ctx = JobContext(req["job_id"], req["idempotency_key"], req["process_id"],
                              req["attempt"], timeout, req["tenant_id"], report)
             outputs = await tier.run(ctx, raw, progress, lambda: self.is_dismissed(req["job_id"]))
-            self._produce(self.t_results, req["job_id"], "JobResult", {
-                "job_id": req["job_id"], "idempotency_key": req["idempotency_key"],
-                "outputs": json.dumps(outputs), "tier": tier_name, "finished_ms": now_ms()})
-            self._status(req, "successful", progress=100, message="done")
-            self._callback(req, "successUri", self.statuses[req["job_id"]])
+            await self._keep_results(req, outputs, tier_name)
+            done = self._status(req, "successful", progress=100, message="done")
+            self._callback(req, "successUri", done)
+            await self._unstage(req)
         except JobCancelled as exc:
             self._status(req, "dismissed", message=str(exc))
+            await self._unstage(req)
         except JobTimedOut as exc:
             self._fail(job, req, "timeout", str(exc))
         except TransientError as exc:
@@ -214,15 +230,56 @@ class JobWorker(AtLeastOnceWorker):
             log.exception("unexpected job error", job_id=req["job_id"])
             self._fail(job, req, "unexpected", f"{type(exc).__name__}: {exc}")
         finally:
+            self.live.pop(req["job_id"], None)
             self.running_jobs -= 1
             self.tracker.done(job.tp, job.offset)
+
+    async def _keep_results(self, req: dict, outputs: dict, tier_name: str) -> None:
+        """The outputs go to the object store (where the API reads them) before the job is
+        successful; `jobs.results` carries their key, and the outputs themselves when small."""
+        data = json.dumps(outputs).encode()
+        await asyncio.to_thread(self.objects.put, results_key(req["job_id"]), data)
+        self._produce(self.t_results, req["job_id"], "JobResult", {
+            "job_id": req["job_id"], "idempotency_key": req["idempotency_key"],
+            "outputs": data.decode() if len(data) <= self.s.inline_input_bytes else "",
+            "outputs_ref": results_key(req["job_id"]), "tier": tier_name, "finished_ms": now_ms()})
+
+    def _sweep(self) -> None:
+        """Staged inputs and results older than the idempotency window go (the file object
+        store; an S3 bucket's lifecycle rule does this there)."""
+        age_s = self.s.idempotency_ttl_days * 86_400
+        try:
+            removed = sum(self.objects.sweep(prefix, age_s) for prefix in (INPUTS, RESULTS))
+        except Exception as exc:  # the next sweep tries again
+            log.warning("sweeping expired job objects failed", store=self.objects.url, error=str(exc))
+            return
+        if removed:
+            log.info("expired job objects removed", count=removed, store=self.objects.url)
+
+    def _inputs(self, req: dict) -> bytes:
+        if not req["inputs_ref"]:
+            return req["inputs"].encode()
+        data = self.objects.get(req["inputs_ref"])  # TransientError while the store is unreachable
+        if data is None:
+            raise PermanentError(f"staged inputs {req['inputs_ref']} are gone from {self.objects.url} "
+                                 "(staged inputs expire with the idempotency window)")
+        return data
+
+    async def _unstage(self, req: dict) -> None:
+        """Staged inputs of a finished job are not needed again (a failed job keeps them for a
+        redrive until they expire)."""
+        if req["inputs_ref"]:
+            try:
+                await asyncio.to_thread(self.objects.delete, req["inputs_ref"])
+            except Exception as exc:  # it expires with the others
+                log.warning("staged inputs not deleted", key=req["inputs_ref"], error=str(exc))
 
     def _fail(self, job: Job, req: dict, error_class: str, message: str) -> None:
         req = dict(req, first_failure_ms=req["first_failure_ms"] or now_ms())
         self._dead_letter(job, req, error_class, message)
-        self._status(req, "failed", message=f"{error_class}: {message} (after {req['attempt']} "
-                                            f"attempt(s); in the DLQ)")
-        self._callback(req, "failedUri", self.statuses[req["job_id"]])
+        failed = self._status(req, "failed", message=f"{error_class}: {message} (after "
+                                                     f"{req['attempt']} attempt(s); in the DLQ)")
+        self._callback(req, "failedUri", failed)
 
     def _retry(self, job: Job, req: dict, exc: Exception) -> None:
         now = now_ms()
@@ -237,24 +294,52 @@ class JobWorker(AtLeastOnceWorker):
 
     # -- the loop -----------------------------------------------------------------------------
     def _intake(self, msg) -> None:
+        self.tracker.add((msg.topic(), msg.partition()), msg.offset())
+        self._read(msg)
+
+    def _read(self, msg) -> None:
+        """A request into the queue; what cannot be read goes to the DLQ (never a crash, never
+        a silent skip), except while the schema registry is unreachable: read again later."""
         tp = (msg.topic(), msg.partition())
-        self.tracker.add(tp, msg.offset())
         try:
             req = self.codec.decode(msg.value(), "JobRequest")
-        except ValidationError as exc:
-            log.error("undecodable job request skipped", offset=msg.offset(), error=str(exc))
+            if not req["job_id"]:
+                raise ValidationError("a job request without a job id")
+        except TransientError as exc:
+            log.warning("job request not readable yet; trying again", offset=msg.offset(), error=str(exc))
+            heapq.heappush(self.unread, (time.time() + UNREAD_RETRY_S, next(self._seq), msg))
+            return
+        except Exception as exc:
+            error_class = "undecodable" if isinstance(exc, PermanentError) else "unexpected"
+            log.error("unreadable job request dead-lettered", topic=tp[0], partition=tp[1],
+                      offset=msg.offset(), error=str(exc)[:300])
+            self._dead_letter_raw(msg, error_class, f"{type(exc).__name__}: {exc}")
             self.tracker.done(tp, msg.offset())
             return
         heapq.heappush(self.waiting, (req["not_before_ms"] / 1000, next(self._seq), Job(tp, msg.offset(), req)))
 
+    def _dead_letter_raw(self, msg, error_class: str, message: str) -> None:
+        """The record as it was read, bytes and key, for a person to see and redrive."""
+        now = now_ms()
+        dlq_id = f"{msg.topic()}-{msg.partition()}-{msg.offset()}"
+        self._produce(self.t_dlq, (msg.key() or b"").decode(errors="replace") or dlq_id, "DlqRecord", {
+            "dlq_id": dlq_id, "original_topic": msg.topic(), "original_partition": msg.partition(),
+            "original_offset": msg.offset(), "original_key": msg.key(), "original_value": msg.value(),
+            "error_class": error_class, "error_message": message[:2000], "attempts": 0,
+            "first_failure_ms": now, "last_failure_ms": now, "redrive_topic": msg.topic(),
+            "stage": STAGE})
+        self.sensor.dead_lettered(STAGE, error_class)
+
     def forget(self, revoked: set[tuple[str, int]]) -> None:
         self.waiting = [w for w in self.waiting if w[2].tp not in revoked]
         self.ready = [r for r in self.ready if r[3].tp not in revoked]
+        self.unread = [u for u in self.unread if (u[2].topic(), u[2].partition()) not in revoked]
+        heapq.heapify(self.unread)
         heapq.heapify(self.waiting)
         heapq.heapify(self.ready)
 
     async def run(self, max_seconds: float | None = None) -> None:
-        self.status_reader.load().follow()
+        self.view.start()
         self.control_reader.load().follow()
         if self.batch_reader is not None:
             self.batch_reader.load().follow()
@@ -267,6 +352,7 @@ class JobWorker(AtLeastOnceWorker):
         self.subscribe()
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
+        next_sweep, sweeping = time.monotonic(), None
         tasks: set[asyncio.Task] = set()
         try:
             while self.running and (stop_at is None or time.monotonic() < stop_at):
@@ -275,6 +361,8 @@ class JobWorker(AtLeastOnceWorker):
                     if not msg.error():
                         self._intake(msg)
                 now_s = time.time()
+                while self.unread and self.unread[0][0] <= now_s:
+                    self._read(heapq.heappop(self.unread)[2])
                 while self.waiting and self.waiting[0][0] <= now_s:
                     _, _, job = heapq.heappop(self.waiting)
                     heapq.heappush(self.ready, (-job.record["priority"], job.record["created_ms"],
@@ -287,34 +375,45 @@ class JobWorker(AtLeastOnceWorker):
                     task.add_done_callback(tasks.discard)
                 if time.monotonic() - last_commit > 0.2:
                     await asyncio.to_thread(self.commit)
-                    self.flow_control(len(self.waiting) + len(self.ready), self.s.buffer)
+                    self.flow_control(len(self.waiting) + len(self.ready) + len(self.unread), self.s.buffer)
                     last_commit = time.monotonic()
+                if time.monotonic() >= next_sweep and (sweeping is None or sweeping.done()):
+                    sweeping = asyncio.ensure_future(asyncio.to_thread(self._sweep))
+                    next_sweep = time.monotonic() + self.s.sweep_interval_s
                 await asyncio.sleep(0.005 if not msgs else 0)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.consumer.close()
-            self.status_reader.close()
+            for tier in self.tiers.values():
+                if hasattr(tier, "close"):
+                    tier.close()
             self.control_reader.close()
+            self.view.close()
             if self.batch_reader is not None:
                 self.batch_reader.close()
             self.producer.flush(10)
 
 
-def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_dsn: str | None) -> None:
+def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_dsn: str | None,
+             sensor: StageSensor | None = None) -> None:
     from connectors.compute.inprocess import InProcessTier
     from connectors.compute.postgis import PostgisTier
     from streams.jobs.runner import run_process
 
-    tiers: dict[str, ComputeTier] = {"inprocess": InProcessTier(run_process)}
+    tiers: dict[str, ComputeTier] = {"inprocess": InProcessTier(run_process, settings.concurrency,
+                                                                settings.child_max_jobs)}
+    if "noop" in settings.tiers.values():
+        from connectors.compute.noop import NoopTier
+        tiers["noop"] = NoopTier()
     if pg_dsn:
         tiers["postgis"] = PostgisTier(pg_dsn)
     batch = BatchSettings()
     if batch.job_queue:
         from connectors.compute.batch import BatchTier
         tiers["batch"] = BatchTier(batch)
-    worker = JobWorker(kafka, codec, settings, tiers)
+    worker = JobWorker(kafka, codec, settings, tiers, sensor=sensor)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     asyncio.run(worker.run())

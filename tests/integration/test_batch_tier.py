@@ -93,7 +93,7 @@ def sns_message(key, cert_url, detail):
 def env_for(endpoint, res, signer_server, **extra):
     return {**AWS, "GEOFLUX_BATCH_JOB_QUEUE": res["queue"], "GEOFLUX_BATCH_JOB_DEFINITION": res["definition"],
             "GEOFLUX_BATCH_BUCKET": res["bucket"], "GEOFLUX_BATCH_ENDPOINT_URL": endpoint,
-            "GEOFLUX_JOBS_BATCH_THRESHOLD_BYTES": "100",  # every input here is "large"
+            "GEOFLUX_JOBS_BATCH_THRESHOLD_BYTES": "10",  # every input here is "large"
             "GEOFLUX_JOBS_MIN_TIMEOUT_S": "1",
             "GEOFLUX_BATCH_SNS_CERT_URL_PATTERN": f"^{signer_server.url}/.*\\.pem$", **extra}
 
@@ -212,6 +212,52 @@ def test_batch_failure_found_by_describe_jobs_polling_retries_then_dead_letters(
         entries = http("GET", f"{base}/api/v1/dlq?queue=jobs")[1]
         mine = [e for e in entries.get("items", entries.get("entries", [])) if job_id in json.dumps(e)]
         assert mine and mine[0]["error_class"] == "transient"
+    finally:
+        stop(worker)
+        stop(api)
+
+
+def test_large_inputs_staged_in_s3_complete_on_batch(kafka_settings, tmp_path, moto_endpoint, signer):
+    """2.5 MB and 15 MB inputs: the API stages them in the object store (S3 here), the topic
+    carries the key, the worker hands them to Batch; DescribeJobs polling sees the end."""
+    from tests.integration.job_inputs import line_of_size
+
+    _key, cert_server = signer
+    res = batch_resources(moto_endpoint)
+    env = env_for(moto_endpoint, res, cert_server, GEOFLUX_BATCH_POLL_INTERVAL_S="0.5",
+                  GEOFLUX_OBJECT_STORE_URL=f"s3://{res['bucket']}/objects",
+                  GEOFLUX_OBJECT_STORE_ENDPOINT_URL=moto_endpoint)
+    port = free_port()
+    api = start_api(kafka_settings, port, tmp_path, **env)
+    worker = start_cli(kafka_settings, ["worker", "jobs", "--no-postgis"], "jobs", tmp_path, **env)
+    base = f"http://127.0.0.1:{port}"
+    s3 = aws(moto_endpoint, "s3")
+    try:
+        wait_for(lambda: port_is_open("127.0.0.1", port), 90, what="API port")
+        jobs = []
+        for size in (2_500_000, 15_000_000):
+            status, st = http("POST", f"{base}/processes/area-length/execution",
+                              {"inputs": line_of_size(size)}, timeout=120, headers={"Prefer": "respond-async"})
+            assert status == 201, st
+            jobs.append(st["jobID"])
+            # staged by the API under the object store's prefix, before the job was accepted
+            assert s3.head_object(Bucket=res["bucket"], Key=f"objects/inputs/{st['jobID']}.json")[
+                "ContentLength"] == size
+        for job_id in jobs:
+            found = wait_for(lambda: batch_jobs(moto_endpoint, res, job_id), 120, what="a Batch job submitted")
+            run = subprocess.run([sys.executable, "-m", "services.cli", "batch-run", "--job-id", job_id,
+                                  "--attempt", "1"], env={**worker_env(kafka_settings, **env),
+                                                          "AWS_BATCH_JOB_ID": found[0]["jobId"]},
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, run.stderr[-2000:]
+        for job_id in jobs:
+            done = wait_for(lambda: (s := http("GET", f"{base}/jobs/{job_id}")[1])["status"]
+                            in ("successful", "failed") and s, 120, what="job finished")
+            assert done["status"] == "successful" and done["tier"] == "batch", done
+            assert http("GET", f"{base}/jobs/{job_id}/results")[1]["length_m"] > 1e10
+        # staged inputs of finished jobs are deleted (Batch's own staging stays with its job)
+        wait_for(lambda: "Contents" not in s3.list_objects_v2(Bucket=res["bucket"], Prefix="objects/inputs/"),
+                 30, what="staged inputs deleted")
     finally:
         stop(worker)
         stop(api)

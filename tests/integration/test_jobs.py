@@ -23,7 +23,8 @@ JOB_ENV = {"GEOFLUX_JOBS_MIN_TIMEOUT_S": "0.5",
            # area-length keeps the default 3 attempts and is forced onto PostGIS
            "GEOFLUX_JOBS_BACKOFF_S": "[1, 2, 4, 8, 16, 16, 16]",
            "GEOFLUX_JOBS_MAX_ATTEMPTS_BY_PROCESS": '{"union": 8}',
-           "GEOFLUX_JOBS_TIERS": '{"area-length": "postgis"}'}
+           "GEOFLUX_JOBS_TIERS": '{"area-length": "postgis"}',
+           "GEOFLUX_ALERT_CALLBACK_SECRET": "install-secret-of-this-test"}
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def stack(kafka_settings, tmp_path, postgres_dsn):
     env = {**JOB_ENV, "GEOFLUX_PG_DSN": postgres_dsn}
     procs = {"api": start_api(kafka_settings, port, tmp_path, **env),
              "jobs": start_cli(kafka_settings, ["worker", "jobs"], "jobs", tmp_path, **env),
-             "delivery": start_cli(kafka_settings, ["worker", "delivery"], "delivery", tmp_path, **FAST)}
+             "delivery": start_cli(kafka_settings, ["worker", "delivery"], "delivery", tmp_path, **FAST,
+                                   GEOFLUX_ALERT_CALLBACK_SECRET=JOB_ENV["GEOFLUX_ALERT_CALLBACK_SECRET"])}
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: port_is_open("127.0.0.1", port), 60, what="API port")
     ctx = {"base": base, "procs": procs, "settings": kafka_settings, "tmp": tmp_path, "env": env,

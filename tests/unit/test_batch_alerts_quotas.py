@@ -189,23 +189,18 @@ def test_job_alert_carries_the_seed_annotations():
 
 
 # -- quotas -------------------------------------------------------------------------------------
-def _st(tenant, status, created):
-    return {"tenant_id": tenant, "status": status, "created_ms": created}
-
-
 def test_quota_rules_one_by_one():
     q = Quota(concurrent_jobs=2, submissions_per_minute=3, max_input_bytes=100)
     now = 1_000_000
-    use = usage([_st("a", "running", now - 90_000), _st("a", "successful", now - 20_000),
-                 _st("b", "accepted", now)], "a", now)
+    use = usage(1, [now - 90_000, now - 20_000], now)  # one job running; one created recently
     assert use == {"concurrent_jobs": 1, "submissions_last_minute": 1, "oldest_recent_ms": now - 20_000}
     assert decide(q, use, 50, now, 5).allowed
     d = decide(q, use, 101, now, 5)
     assert (d.allowed, d.status, d.rule) == (False, 413, "max_input_bytes")
-    busy = usage([_st("a", "running", now - 90_000), _st("a", "accepted", now - 90_000)], "a", now)
+    busy = usage(2, [], now)
     d = decide(q, busy, 10, now, 5)
     assert (d.status, d.rule, d.retry_after_s) == (429, "concurrent_jobs", 5)
-    fast = usage([_st("a", "successful", now - 45_000 + i) for i in range(3)], "a", now)
+    fast = usage(0, [now - 45_000 + i for i in range(3)], now)
     d = decide(q, fast, 10, now, 5)
     assert (d.status, d.rule, d.retry_after_s) == (429, "submissions_per_minute", 15)
     assert decide(Quota(), busy, 10**9, now, 5).allowed  # None: unlimited

@@ -170,11 +170,11 @@ def test_breaks_must_be_real_and_explained(staged):
     assert problems and all(p.startswith("EvaluationResult v2 vs v1") for p in problems)
     breaks_file.write_text(json.dumps({"EvaluationResult": [{"version": 2, "why": ""}],
                                        "Alert": [{"version": 3, "why": "because"}],
-                                       "JobResult": [{"version": 2, "why": "no such version"}]}))
+                                       "CepState": [{"version": 9, "why": "no such version"}]}))
     assert sorted(history_problems(AvroDir(staged.root))) == [
         "breaks.json: Alert v3 is compatible with every earlier version: not a break, remove the entry",
-        "breaks.json: EvaluationResult v2 says no why",
-        "breaks.json: JobResult has no v2 that could break"]
+        "breaks.json: CepState has no v9 that could break",
+        "breaks.json: EvaluationResult v2 says no why"]
 
 
 def test_an_edited_history_file_is_caught_against_git(staged):

@@ -1,0 +1,114 @@
+"""The in-process tier's warm pool: children are reused; a stopped, timed-out or crashed job's
+child is killed and replaced; errors are classified; the slots bound the concurrency."""
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from connectors.compute.base import JobCancelled, JobContext, JobTimedOut
+from connectors.compute.pool import ProcessPool
+from geoflux.errors import PermanentError, TransientError
+from tests.unit.pool_targets import target
+
+
+def ctx(pid="pid", timeout_s=30.0):
+    return JobContext(f"job-{pid}", "k", pid, 1, timeout_s)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a killed child that was not reaped yet is a zombie: dead for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+@pytest.fixture
+def run():
+    pool = ProcessPool(target, size=2, max_jobs=5)
+    loop = asyncio.new_event_loop()
+
+    def go(*coros):
+        async def together():
+            return await asyncio.gather(*coros, return_exceptions=True)
+        return loop.run_until_complete(together())
+
+    yield pool, go
+    pool.close()
+    loop.close()
+
+
+def job(pool, name="pid", inputs=None, timeout_s=30.0, cancelled=lambda: False, progress=None):
+    return pool.run(ctx(name, timeout_s), inputs or {}, progress or (lambda p: None), cancelled)
+
+
+def test_children_are_reused_and_bounded_by_the_slots(run):
+    pool, go = run
+    first = go(*(job(pool) for _ in range(6)))
+    pids = {r["pid"] for r in first}
+    assert len(pids) <= 2 and os.getpid() not in pids  # two slots, never the worker itself
+    started = time.monotonic()
+    go(*(job(pool, "sleep", {"s": 0.5}) for _ in range(4)))
+    assert time.monotonic() - started >= 0.95  # four half-second jobs on two slots
+
+
+def test_a_child_is_replaced_after_max_jobs(run):
+    pool, go = run
+    pids = [go(job(pool))[0]["pid"] for _ in range(7)]
+    assert len(set(pids)) == 2 and pids[:5] == [pids[0]] * 5  # recycled after 5 jobs
+
+
+def test_errors_are_classified_and_the_child_stays(run):
+    pool, go = run
+    before = go(job(pool))[0]["pid"]
+    transient, bug = go(job(pool, "transient")), go(job(pool, "bug"))
+    assert isinstance(transient[0], TransientError) and "blinked" in str(transient[0])
+    assert isinstance(bug[0], PermanentError) and "ValueError: bad input" in str(bug[0])
+    assert go(job(pool))[0]["pid"] == before
+
+
+def test_timeout_and_dismissal_kill_the_child(run):
+    pool, go = run
+    seen = []
+    started = time.monotonic()
+    [timed_out] = go(job(pool, "sleep", {"s": 30}, timeout_s=0.5, progress=seen.append))
+    assert isinstance(timed_out, JobTimedOut) and time.monotonic() - started < 3
+    assert seen and not alive(seen[0])  # progress came through; the child is dead
+    stop_at = time.monotonic() + 0.5
+    seen.clear()
+    [dismissed] = go(job(pool, "sleep", {"s": 30}, cancelled=lambda: time.monotonic() > stop_at,
+                         progress=seen.append))
+    assert isinstance(dismissed, JobCancelled) and time.monotonic() - started < 5
+    assert not alive(seen[0]) and not pool._idle
+    assert go(job(pool))[0]["pid"] and all(alive(c.proc.pid) for c in pool._idle)
+
+
+def test_a_crash_in_native_code_is_transient_and_the_pool_goes_on(run):
+    pool, go = run
+    [crash] = go(job(pool, "segfault"))
+    assert isinstance(crash, TransientError) and "died" in str(crash)
+    assert go(job(pool, "echo", {"blob": "x" * 5_000_000}))[0] == {"n": 5_000_000}  # big inputs too
+
+
+def test_a_cancelled_task_kills_its_child(run):
+    pool, go = run
+
+    seen = []
+
+    async def cancel_midway():
+        task = asyncio.ensure_future(job(pool, "sleep", {"s": 30}, progress=seen.append))
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert go(cancel_midway()) == ["cancelled"]
+    assert not alive(seen[0]) and not pool._idle  # killed, not returned to the pool
