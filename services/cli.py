@@ -591,13 +591,32 @@ def demo(vehicles: int, interval: float, duration: float) -> None:
     run_demo(KafkaSettings(), GeofenceSettings(), codec(), vehicles, interval, duration)
 
 
-@main.command("up", help="Start the local stack: broker, topics, evaluator, API, demo feed. Ctrl-C stops it.")
+@main.command("up", help="Start the local stack: broker, PostgreSQL + PostGIS, schema registry, "
+                         "topics, every worker, the API, the demo feed; restart what exits. "
+                         "Ctrl-C stops it.")
 @click.option("--demo/--no-demo", default=True, show_default=True)
+@click.option("--no-postgres", is_flag=True,
+              help="No PostgreSQL (no audit trail, PostGIS tier or inbox); GEOFLUX_PG_DSN uses an existing one.")
+@click.option("--no-registry", is_flag=True,
+              help="Registry-less schema ids; GEOFLUX_SCHEMA_REGISTRY_URL uses an existing registry.")
 @one_line_errors
-def up(demo: bool) -> None:
+def up(demo: bool, no_postgres: bool, no_registry: bool) -> None:
     from services.stack import Stack
 
-    Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).up(with_demo=demo)
+    Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).up(
+        with_demo=demo, with_postgres=not no_postgres, with_registry=not no_registry)
+
+
+@main.command("status", help="Each part of the running `geoflux up`: state (running, restarting, "
+                             "given-up, down), pid, restarts, last error. Exit 1 if none runs.")
+@one_line_errors
+def status() -> None:
+    from services.stack import Stack
+
+    running, lines = Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).status()
+    click.echo("\n".join(lines))
+    if not running:
+        sys.exit(1)
 
 
 @main.command("replay", help="Reset a stopped consumer group's offsets so its stage reprocesses "

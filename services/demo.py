@@ -1,5 +1,10 @@
 """`geoflux demo`: simulated vehicles driving loops through a handful of sample geofences
-around Berlin's centre, published to `geo.locations` like any real producer would."""
+around Berlin's centre, published to `geo.locations` like any real producer would.
+
+A broker outage does not end the feed: it waits for the broker with its own backoff (1 s to
+30 s), saying so in its log, and goes on where it was. Positions the broker never acknowledged
+within the producer's delivery timeout are counted and logged, not resent: the next report of
+the same vehicle supersedes them."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import time
 import structlog
 
 from connectors.kafka_producer import ReliableProducer
+from geoflux.errors import TransientError, ValidationError
 from geoflux.keys import scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
@@ -58,20 +64,72 @@ def _route(rnd: random.Random) -> list[tuple[float, float]]:
              CENTRE[1] + r * math.sin(phase + k * math.pi / 6)) for k in range(12)]
 
 
+WAIT_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # between tries while the broker is away; the last repeats
+
+
+def _waiting(attempt: int, what: str, exc: Exception, stopping: list) -> None:
+    delay = WAIT_S[min(attempt, len(WAIT_S) - 1)]
+    log.warning("waiting for the broker", what=what, error=str(exc).splitlines()[0][:200],
+                retry_in_s=delay, attempt=attempt + 1)
+    deadline = time.monotonic() + delay
+    while not stopping and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _with_broker(what: str, setup, stopping: list) -> None:
+    """Runs `setup()` until it succeeds, waiting out a broker that is away or not ready."""
+    attempt = 0
+    while not stopping:
+        try:
+            setup()
+            return
+        except ValidationError:
+            raise  # our own objects refused: no wait makes them valid
+        except Exception as exc:  # the broker away or not ready (librdkafka's or ours): wait
+            _waiting(attempt, what, exc, stopping)
+            attempt += 1
+
+
+def _setup_fences(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec) -> None:
+    registry = GeofenceRegistry(kafka, geo, codec)
+    try:
+        registry.start()
+        ensure_sample_fences(registry)
+    finally:
+        try:
+            registry.close()
+        except Exception:  # a registry that never started has nothing to close
+            pass
+
+
+def _flush(producer: ReliableProducer, stopping: list) -> int:
+    """Every queued position acknowledged (the count), waiting out a broker outage."""
+    delivered, attempt = 0, 0
+    while True:
+        try:
+            return delivered + producer.flush_or_raise(5.0)
+        except TransientError as exc:
+            if stopping:
+                return delivered
+            if "not acknowledged" in str(exc):  # timed out in the producer: dropped, said so
+                log.warning("positions dropped: not acknowledged within the delivery timeout",
+                            error=str(exc)[:200])
+                return delivered
+            _waiting(attempt, "positions", exc, stopping)
+            attempt += 1
+
+
 def run_demo(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec, vehicles: int,
              interval_s: float, duration_s: float = 0.0) -> int:
-    registry = GeofenceRegistry(kafka, geo, codec)
-    registry.start()
-    ensure_sample_fences(registry)
-    registry.close()
+    stopping: list = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    _with_broker("sample geofences", lambda: _setup_fences(kafka, geo, codec), stopping)
     rnd = random.Random(42)
     routes = {f"vehicle-{i:03d}": _route(rnd) for i in range(vehicles)}
     progress = {v: rnd.uniform(0, 12) for v in routes}
     speed = {v: rnd.uniform(0.05, 0.2) for v in routes}  # waypoints per report
     producer = ReliableProducer(kafka)
     t = topic("geo.locations", kafka)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     sent, start = 0, time.monotonic()
     try:
         while not stopping and (not duration_s or time.monotonic() - start < duration_s):
@@ -84,7 +142,7 @@ def run_demo(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec, vehi
                        "lat": y0 + (y1 - y0) * frac, "ts_ms": now, "attributes": {"kind": "truck"},
                        "produced_ms": now}
                 producer.send(t, codec.encode(t, "LocationUpdate", rec), key=scoped(TENANT, v))
-            sent += producer.flush_or_raise()
+            sent += _flush(producer, stopping)
             time.sleep(interval_s)  # the feed's pace: one report per vehicle per interval
     except KeyboardInterrupt:
         pass
