@@ -31,7 +31,7 @@ from connectors.kafka_admin import apply  # noqa: E402
 from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
 from services.local_kafka import LocalKafka  # noqa: E402
 from services.local_process import free_port, port_is_open  # noqa: E402
-from tests.conftest import PgCluster  # noqa: E402
+from services.local_postgres import LocalPostgres  # noqa: E402
 from tests.integration.geo_helpers import start_api, start_cli, stop  # noqa: E402
 
 
@@ -92,13 +92,13 @@ def main() -> None:
                                            controller_port=free_port(), heap="1g"))
     pg_root = Path(f"/tmp/geoflux-jbench-pg-{uuid.uuid4().hex[:6]}")
     pg_root.mkdir()
-    pg = PgCluster(pg_root)
+    pg = LocalPostgres(pg_root, free_port())
     pg.start()
     bootstrap = broker.start()
     settings = KafkaSettings(bootstrap=bootstrap, topic_prefix="jb.")
     apply(settings)
     port = free_port()
-    env = {"GEOFLUX_PG_DSN": pg.dsn, "GEOFLUX_JOBS_TIERS": json.dumps({"area-length": "postgis"}),
+    env = {"GEOFLUX_PG_DSN": pg.dsn(), "GEOFLUX_JOBS_TIERS": json.dumps({"area-length": "postgis"}),
            "GEOFLUX_JOBS_CONCURRENCY": str(args.concurrency)}
     procs = [start_api(settings, port, work, **env),
              start_cli(settings, ["worker", "jobs"], "jobs", work, **env)]

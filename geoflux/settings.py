@@ -372,3 +372,6 @@ class StackSettings(BaseSettings):
     part_env: dict[str, dict[str, str]] = {}
     # the status file `up` keeps (set by `up` for the API it starts: GET /api/v1/stack)
     status_file: Path | None = None
+    # how long `up` waits for its API to answer before it gives up starting (a busy machine
+    # with a long backlog in the configuration topics takes a while)
+    api_start_timeout_s: float = 300.0

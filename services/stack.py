@@ -152,7 +152,8 @@ class Stack:
         marker.write_text("registry-less\n")
         return False
 
-    def _wait_for_api(self, sup: Supervisor, api: WorkerPart, timeout_s: float = 120.0) -> None:
+    def _wait_for_api(self, sup: Supervisor, api: WorkerPart) -> None:
+        timeout_s = self.s.api_start_timeout_s
         deadline = time.monotonic() + timeout_s
         while not self._api_answers():
             self._check(sup)
@@ -173,24 +174,30 @@ class Stack:
                                self.s.crash_loop_window_s)
         sup = Supervisor(policy, self.state_file, self.say, lambda: {"broker": self.started_broker})
         signal.signal(signal.SIGTERM, lambda *_: self._stopping.append(1))
+        t0 = time.monotonic()
         try:
             base = self._start_services(sup, with_postgres, with_registry)
+            timings = {"services": time.monotonic() - t0}
             sup.write_status()
             self._check(sup)
             apply(self.kafka)
-            pg = "GEOFLUX_PG_DSN" in base
-            jobs = ["worker", "jobs"] if pg else ["worker", "jobs", "--no-postgis"]
-            audit = [("audit", ["worker", "audit"])] if pg else []
-            for name, argv in [*WORKERS, ("jobs", jobs), *audit]:
-                sup.launch(sup.add(WorkerPart(name, argv, self._env(name, base), self.dir)))
+            # the API first, on its own: on a small machine a dozen Python workers starting at
+            # once would share the cores with it, and the API is what says the stack is up
             api = sup.add(WorkerPart("api", ["api"], self._env("api", {
                 **base, **self._api_keys(), "GEOFLUX_STACK_STATUS_FILE": str(self.state_file)}), self.dir))
             sup.launch(api)
             self._wait_for_api(sup, api)
-            if with_demo:
-                sup.launch(sup.add(WorkerPart("demo", ["demo"], self._env("demo", base), self.dir)))
+            timings["api"] = time.monotonic() - t0 - timings["services"]
+            pg = "GEOFLUX_PG_DSN" in base
+            jobs = ["worker", "jobs"] if pg else ["worker", "jobs", "--no-postgis"]
+            audit = [("audit", ["worker", "audit"])] if pg else []
+            demo = [("demo", ["demo"])] if with_demo else []
+            for name, argv in [*WORKERS, ("jobs", jobs), *audit, *demo]:
+                sup.launch(sup.add(WorkerPart(name, argv, self._env(name, base), self.dir)))
             sup.write_status()
             self._print_parts(sup)
+            click.echo(f"{'started':<10} in {time.monotonic() - t0:.1f}s (services {timings['services']:.1f}s, "
+                       f"then the API {timings['api']:.1f}s; the workers are starting)")
             click.echo("Ctrl-C (or `geoflux down`) stops everything; `geoflux status` shows each part.")
             while not self._stopping:
                 sup.tick()
@@ -205,7 +212,9 @@ class Stack:
         base = f"http://{self.api.host}:{self.api.port}"
         for part in sup.parts:
             if part.kind == "service":
-                click.echo(f"{part.name:<10} {part.where}{'' if part.owned else '  (not started by up)'}")
+                ready = sup.states[part.name].ready_s
+                note = "  (not started by up)" if not part.owned else f"  (ready in {ready:.1f}s)" if ready else ""
+                click.echo(f"{part.name:<10} {part.where}{note}")
         names = {p.name for p in sup.parts}
         if "postgres" not in names:
             click.echo(f"{'postgres':<10} off: no audit trail, PostGIS tier or inbox (GEOFLUX_PG_DSN names one)")

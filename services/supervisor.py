@@ -155,6 +155,7 @@ class PartState:
     last_exit: str | None = None
     last_error: str | None = None
     hung: str | None = None  # why we killed it, when we did: it was blocked, not exiting
+    ready_s: float | None = None  # how long its last start took (services: until it answered)
     since_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
@@ -198,8 +199,10 @@ class Supervisor:
             return
 
         def run() -> None:
+            started = self.clock()
             try:
                 part.launch()
+                self.states[part.name].ready_s = self.clock() - started
             except Exception as exc:  # the cause goes to the loop, which backs off or gives up
                 with self._lock:
                     self._failed_launch[part.name] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
@@ -305,7 +308,8 @@ class Supervisor:
             pid = part.pid() if st.state in ("running", "starting", "down") else None
             parts.append({"name": part.name, "kind": part.kind, "owned": part.owned, "state": st.state,
                           "pid": pid, "where": part.where, "restarts": st.restarts,
-                          "last_exit": st.last_exit, "last_error": st.last_error, "since_ms": st.since_ms})
+                          "last_exit": st.last_exit, "last_error": st.last_error, "since_ms": st.since_ms,
+                          "ready_s": None if st.ready_s is None else round(st.ready_s, 1)})
         return {"up": os.getpid(), "started_ms": self.started_ms, "updated_ms": int(time.time() * 1000),
                 "heartbeat_s": HEARTBEAT_S, "parts": parts,
                 "pids": [p["pid"] for p in parts if p["owned"] and p["pid"]], **self.extra()}
