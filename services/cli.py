@@ -580,15 +580,20 @@ def dlq_redrive(queue: str, dlq_id: str) -> None:
     click.echo(f"redriven {result['dlq_id']} -> {result['redriven_to']}")
 
 
-@main.command("demo", help="Publish simulated vehicles moving through sample geofences.")
+@main.command("demo", help="Publish simulated vehicles moving through sample geofences, with the demo "
+                           "tenant's alert rules, inbox, silence, CEP patterns, a sample job a minute "
+                           "and a vehicle with a broken GPS.")
 @click.option("--vehicles", default=20, show_default=True)
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between position reports.")
 @click.option("--duration", default=0.0, show_default=True, help="Seconds to run; 0 runs until stopped.")
+@click.option("--feed-only", is_flag=True, help="Only the vehicles and their geofences: no rules, "
+              "channel, silence, patterns, jobs or broken GPS.")
 @one_line_errors
-def demo(vehicles: int, interval: float, duration: float) -> None:
+def demo(vehicles: int, interval: float, duration: float, feed_only: bool) -> None:
     from services.demo import run_demo
 
-    run_demo(KafkaSettings(), GeofenceSettings(), codec(), vehicles, interval, duration)
+    run_demo(KafkaSettings(), GeofenceSettings(), codec(), vehicles, interval, duration,
+             feed_only=feed_only)
 
 
 @main.command("up", help="Start the local stack: broker, PostgreSQL + PostGIS, schema registry, "

@@ -30,7 +30,8 @@ from services.local_postgres import LocalPostgres
 from services.local_process import pid_alive
 from services.local_registry import LocalRegistry
 from services.restart_policy import RestartPolicy
-from services.supervisor import ExternalPart, ServicePart, Supervisor, WorkerPart
+from services.stack_parts import ExternalPart, ServicePart, WorkerPart
+from services.supervisor import Supervisor
 
 WORKERS = [("evaluator", ["worker", "evaluator", "--instance", "0"]),
            *((stage, ["worker", stage]) for stage in ("alert-router", "alert-gate", "alert-status",
@@ -90,7 +91,7 @@ class Stack:
     def _env(self, name: str, base: dict[str, str]) -> dict[str, str]:
         return {**os.environ, **base, **self.s.part_env.get(name, {})}
 
-    def _check(self, sup: Supervisor) -> None:
+    def _check(self) -> None:
         """Between startup steps: a SIGTERM (`geoflux down`) stops a starting stack too."""
         if self._stopping:
             raise KeyboardInterrupt
@@ -156,7 +157,7 @@ class Stack:
         timeout_s = self.s.api_start_timeout_s
         deadline = time.monotonic() + timeout_s
         while not self._api_answers():
-            self._check(sup)
+            self._check()
             sup.tick()
             if sup.states[api.name].state == "given-up":
                 raise ConfigurationError(f"the API did not start: {sup.states[api.name].last_error} "
@@ -179,7 +180,7 @@ class Stack:
             base = self._start_services(sup, with_postgres, with_registry)
             timings = {"services": time.monotonic() - t0}
             sup.write_status()
-            self._check(sup)
+            self._check()
             apply(self.kafka)
             # the API first, on its own: on a small machine a dozen Python workers starting at
             # once would share the cores with it, and the API is what says the stack is up

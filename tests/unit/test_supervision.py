@@ -6,7 +6,8 @@ import json
 import pytest
 
 from services.restart_policy import RestartPolicy, RestartTracker
-from services.supervisor import ExternalPart, Supervisor
+from services.stack_parts import ExternalPart
+from services.supervisor import Supervisor
 from tests.unit.test_architecture import IO_LIBRARIES, transitive_imports
 
 
@@ -171,7 +172,7 @@ def test_worker_exits_during_a_service_outage_are_not_a_crash_loop(world):
 
 def test_a_hung_worker_is_killed_and_started_again(world, tmp_path):
     """A real log: the worker's librdkafka says its loop stopped polling (blocked in a call)."""
-    from services.supervisor import HUNG_MARK, WorkerPart
+    from services.stack_parts import HUNG_MARK, WorkerPart
 
     sup, clock, said, _ = world
     part = WorkerPart("evaluator", ["worker", "evaluator"], {}, tmp_path)
