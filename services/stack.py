@@ -99,6 +99,10 @@ class Stack:
     def _start_services(self, sup: Supervisor, with_postgres: bool, with_registry: bool) -> dict[str, str]:
         """The broker, PostgreSQL + PostGIS and the schema registry, started together (or the
         existing ones the settings name); the environment that points the workers at them."""
+        if not with_registry and self._marker() == "registry" and not RegistrySettings().url:
+            raise ConfigurationError(f"the topics of the stack in {self.dir} carry its registry's schema "
+                                     "ids: it cannot run without the registry (drop --no-registry, or "
+                                     "remove the state directory for a fresh stack)")
         env = {"GEOFLUX_KAFKA_BOOTSTRAP": self.kafka.bootstrap}
         starting = []
         if self.uses_local_broker:
@@ -143,15 +147,19 @@ class Stack:
     def _registry_ids_fit(self) -> bool:
         """A broker whose topics an older `up` wrote without a registry holds registry-less
         schema ids, which a registry does not know: that stack stays registry-less."""
-        marker = self.dir / "schema-ids"
-        if marker.exists():
-            return marker.read_text().strip() == "registry"
+        if self._marker():
+            return self._marker() == "registry"
         if not self.uses_local_broker or not any((self.local.data_dir / "kraft").glob("*geo.locations-0")):
             return True  # no catalogue there yet: its records will carry the registry's ids
         click.echo(f"registry   off: the broker's topics in {self.local.data_dir} were written with "
                    "registry-less schema ids (remove that directory for a fresh stack with a registry)")
-        marker.write_text("registry-less\n")
+        (self.dir / "schema-ids").write_text("registry-less\n")
         return False
+
+    def _marker(self) -> str:
+        """Which schema ids this stack's topics carry: `registry`, `registry-less`, or '' (new)."""
+        path = self.dir / "schema-ids"
+        return path.read_text().strip() if path.exists() else ""
 
     def _wait_for_api(self, sup: Supervisor, api: WorkerPart) -> None:
         timeout_s = self.s.api_start_timeout_s

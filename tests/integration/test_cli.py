@@ -122,6 +122,23 @@ def test_up_prints_urls_and_down_stops_everything(tmp_path, postgres_dsn):
         stack.kill()
 
 
+def test_up_without_the_registry_its_topics_need_is_refused(tmp_path):
+    """A stack whose records carry its registry's schema ids cannot run registry-less: refused
+    in one line before anything starts."""
+    from services.local_process import free_port
+
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "schema-ids").write_text("registry\n")
+    port = free_port()
+    proc = geoflux("up", "--no-registry", env={"GEOFLUX_LOCAL_KAFKA_DATA_DIR": str(tmp_path / "kafka"),
+                                               "GEOFLUX_LOCAL_KAFKA_PORT": str(port),
+                                               "GEOFLUX_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "Error: the topics of the stack in") and "cannot run without the registry" in proc.stderr
+    assert not (tmp_path / "kafka").exists() and not port_open(port)
+
+
 def port_open(port: int) -> bool:
     from services.local_process import port_is_open
     return port_is_open("127.0.0.1", port)

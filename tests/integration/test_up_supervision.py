@@ -11,6 +11,7 @@ import pytest
 
 from services.local_process import pid_alive
 from tests.conftest import wait_for
+from tests.integration.geo_helpers import http
 from tests.integration.up_helpers import UpStack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -70,7 +71,6 @@ def test_a_killed_worker_is_restarted_and_a_broken_one_is_given_up(stack):
     others = [p for p in stack.status()["parts"] if p["name"] not in ("sla-monitor",)]
     assert all(p["state"] in ("running", "external") for p in others), others
     # the console's view of the same: GET /api/v1/stack, operators only
-    from tests.integration.geo_helpers import http
     status, body = http("GET", stack.base + "/api/v1/stack", key=stack.keys["operator"])
     assert status == 200 and not body["stale"]
     assert {p["name"]: p["state"] for p in body["parts"]}["sla-monitor"] == "given-up"
@@ -93,6 +93,12 @@ def test_a_broker_outage_of_40s_is_waited_out(stack):
     wait_for(lambda: stack.part("kafka")["state"] == "running", 30, interval_s=0.5,
              what="up seeing the broker back")
     assert events_flow(stack, back_ms, 240)  # the demo feed, the evaluator and the API: all resumed
+    # the API's own producer and its followed views work again: a geofence written now is read back
+    fence = {"type": "Feature", "id": "after-outage", "properties": {"name": "after", "tenant_id": "demo"},
+             "geometry": {"type": "Polygon", "coordinates": [[[1, 1], [2, 1], [2, 2], [1, 2], [1, 1]]]}}
+    assert http("POST", stack.base + "/api/v1/geofences", fence, key=stack.keys["operator"])[0] == 201
+    assert http("GET", stack.base + "/api/v1/geofences/after-outage?tenant_id=demo",
+                key=stack.keys["operator"])[0] == 200
     after = {p["name"]: p for p in stack.status()["parts"]}
     # the producers waited instead of exiting: neither the demo feed nor the API was restarted
     for name in ("demo", "api"):

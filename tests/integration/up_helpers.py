@@ -35,6 +35,10 @@ class UpStack:
         # reach (pytest's own are private), removed at the end
         self.pg_dir = Path(f"/tmp/geoflux-up-pg-{uuid.uuid4().hex[:8]}")
         self.env.setdefault("GEOFLUX_LOCAL_PG_DATA_DIR", str(self.pg_dir))
+        # a shared test machine can be slow: a broker recovering 200 partitions after a SIGKILL
+        # took over the default 90 s there
+        for part in ("KAFKA", "REGISTRY", "PG"):
+            self.env.setdefault(f"GEOFLUX_LOCAL_{part}_START_TIMEOUT_S", "300")
         self.args = list(args)
         self.dir = root / "stack"
         self.out_path = root / "up.out"
