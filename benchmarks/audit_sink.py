@@ -31,7 +31,7 @@ from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from services.local_kafka import LocalKafka  # noqa: E402
 from services.local_process import free_port  # noqa: E402
-from tests.conftest import PgCluster  # noqa: E402
+from services.local_postgres import LocalPostgres  # noqa: E402
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
 
 BASE_MS = 1_735_689_600_000
@@ -104,7 +104,7 @@ def main() -> None:
                                            controller_port=free_port(), heap="1g"))
     pg_root = Path(f"/tmp/geoflux-abench-pg-{uuid.uuid4().hex[:6]}")
     pg_root.mkdir()
-    pg = PgCluster(pg_root)
+    pg = LocalPostgres(pg_root, free_port())
     pg.start()
     results = []
     try:
@@ -112,7 +112,7 @@ def main() -> None:
         apply(settings)
         t_pub = publish(settings, args.events)
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            results.append(drain(settings, pg.dsn, args.events, batch, work))
+            results.append(drain(settings, pg.dsn(), args.events, batch, work))
     finally:
         broker.stop()
         pg.stop()

@@ -247,6 +247,10 @@ class LocalRegistrySettings(BaseSettings):
     heap: str = "384m"
     java_home: Path | None = None
     start_timeout_s: float = 300.0  # a JVM app: 10-20 s on a quiet machine, minutes on a loaded one
+    # where schemas are kept: unset, in memory (tests: a registry per session); a directory, an
+    # H2 database file there, so schema ids survive a restart (`geoflux up` sets it: records on
+    # the topics carry those ids)
+    storage_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -361,6 +365,7 @@ class GeofenceSettings(BaseSettings):
             data.setdefault("history_max_points", data["history_per_entity"])
         return data
 
+
 class ObjectStoreSettings(BaseSettings):
     """Where objects too large for a Kafka record live (`GEOFLUX_OBJECT_STORE_*`,
     connectors/object_store.py): staged job inputs and job results. `s3://bucket/prefix` in
@@ -371,3 +376,38 @@ class ObjectStoreSettings(BaseSettings):
     url: str = (Path.home() / ".local" / "share" / "geoflux" / "objects").as_uri()
     region: str = "us-east-1"
     endpoint_url: str | None = None  # another S3 endpoint (moto in tests, MinIO)
+
+class LocalPostgresSettings(BaseSettings):
+    """The PostgreSQL + PostGIS cluster `geoflux up` runs (`GEOFLUX_LOCAL_PG_*`,
+    services/local_postgres.py) unless GEOFLUX_PG_DSN names another or `--no-postgres`.
+    `data_dir` unset: `postgres/` in the stack's state directory."""
+
+    model_config = _section("GEOFLUX_LOCAL_PG_")
+
+    data_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 55432  # not 5432: the machine's own cluster may be there
+    database: str = "geoflux"
+    start_timeout_s: float = 60.0
+
+
+class StackSettings(BaseSettings):
+    """`geoflux up` (`GEOFLUX_STACK_*`): how it restarts the parts it runs. A part that exits is
+    started again after 1 s, 2 s, 4 s ... up to `restart_max_s`; after `restart_reset_after_s`
+    of healthy running the backoff starts from 1 s again; `crash_loop_exits` exits within
+    `crash_loop_window_s` and `up` gives up on that part (the others go on)."""
+
+    model_config = _section("GEOFLUX_STACK_")
+
+    restart_initial_s: float = 1.0
+    restart_max_s: float = 30.0
+    restart_reset_after_s: float = 60.0
+    crash_loop_exits: int = 5
+    crash_loop_window_s: float = 120.0
+    # extra environment for one part, e.g. {"jobs": {"GEOFLUX_JOBS_CONCURRENCY": "8"}}
+    part_env: dict[str, dict[str, str]] = {}
+    # the status file `up` keeps (set by `up` for the API it starts: GET /api/v1/stack)
+    status_file: Path | None = None
+    # how long `up` waits for its API to answer before it gives up starting (a busy machine
+    # with a long backlog in the configuration topics takes a while)
+    api_start_timeout_s: float = 300.0

@@ -12,8 +12,8 @@ from geoflux.settings import (AlertSettings, ApiSettings, GeofenceSettings, JobS
                               KafkaSettings, PostgresSettings, StreamSettings)
 from schemas.codec import AvroCodec
 from services import (gateway, routes_alerts, routes_audit, routes_cep, routes_console,
-                      routes_geoevent, routes_geofences, routes_entities, routes_processes,
-                      routes_twilio)
+                      routes_entities, routes_geoevent, routes_geofences, routes_inbox,
+                      routes_processes, routes_stack, routes_twilio)
 from services.auth import auth_middleware, load_api_keys
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
@@ -70,6 +70,8 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
                                              AttributesView(kafka, codec, state, name), codec, producer)
     from services import routes_replay  # replay by time or offset, NDJSON
     routes_replay.add_routes(app, kafka, codec)
+    routes_stack.add_routes(app)  # /api/v1/stack: the parts of the `geoflux up` that started us
+    routes_inbox.add_routes(app)  # /api/v1/inbox: what `inbox` channels received
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     # the API definition and OGC discovery; every route above is described in openapi_paths.py

@@ -609,24 +609,48 @@ def dlq_redrive(queue: str, dlq_id: str) -> None:
     click.echo(f"redriven {result['dlq_id']} -> {result['redriven_to']}")
 
 
-@main.command("demo", help="Publish simulated vehicles moving through sample geofences.")
+@main.command("demo", help="Publish simulated vehicles moving through sample geofences, with the demo "
+                           "tenant's alert rules, inbox, silence, CEP patterns, a sample job a minute "
+                           "and a vehicle with a broken GPS.")
 @click.option("--vehicles", default=20, show_default=True)
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between position reports.")
 @click.option("--duration", default=0.0, show_default=True, help="Seconds to run; 0 runs until stopped.")
+@click.option("--feed-only", is_flag=True, help="Only the vehicles and their geofences: no rules, "
+              "channel, silence, patterns, jobs or broken GPS.")
 @one_line_errors
-def demo(vehicles: int, interval: float, duration: float) -> None:
+def demo(vehicles: int, interval: float, duration: float, feed_only: bool) -> None:
     from services.demo import run_demo
 
-    run_demo(KafkaSettings(), GeofenceSettings(), codec(), vehicles, interval, duration)
+    run_demo(KafkaSettings(), GeofenceSettings(), codec(), vehicles, interval, duration,
+             feed_only=feed_only)
 
 
-@main.command("up", help="Start the local stack: broker, topics, evaluator, API, demo feed. Ctrl-C stops it.")
+@main.command("up", help="Start the local stack: broker, PostgreSQL + PostGIS, schema registry, "
+                         "topics, every worker, the API, the demo feed; restart what exits. "
+                         "Ctrl-C stops it.")
 @click.option("--demo/--no-demo", default=True, show_default=True)
+@click.option("--no-postgres", is_flag=True,
+              help="No PostgreSQL (no audit trail, PostGIS tier or inbox); GEOFLUX_PG_DSN uses an existing one.")
+@click.option("--no-registry", is_flag=True,
+              help="Registry-less schema ids; GEOFLUX_SCHEMA_REGISTRY_URL uses an existing registry.")
 @one_line_errors
-def up(demo: bool) -> None:
+def up(demo: bool, no_postgres: bool, no_registry: bool) -> None:
     from services.stack import Stack
 
-    Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).up(with_demo=demo)
+    Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).up(
+        with_demo=demo, with_postgres=not no_postgres, with_registry=not no_registry)
+
+
+@main.command("status", help="Each part of the running `geoflux up`: state (running, restarting, "
+                             "given-up, down), pid, restarts, last error. Exit 1 if none runs.")
+@one_line_errors
+def status() -> None:
+    from services.stack import Stack
+
+    running, lines = Stack(KafkaSettings(), LocalKafkaSettings(), ApiSettings()).status()
+    click.echo("\n".join(lines))
+    if not running:
+        sys.exit(1)
 
 
 @main.command("replay", help="Reset a stopped consumer group's offsets so its stage reprocesses "

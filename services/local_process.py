@@ -60,18 +60,47 @@ def pid_alive(pid: int) -> bool:
         return True
     try:  # a zombie is dead for our purposes
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped between the signal and the read: gone
+        return False
     except OSError:
         return True
 
 
-def last_error_line(*logs: Path) -> str:
+# what marks a line as an error in the logs we read: our workers' JSON lines (structlog),
+# click's one-line failures, Python tracebacks, the JVMs' log4j lines, PostgreSQL's FATAL
+_ERROR_MARKS = ('"level": "error"', '"level": "critical"', "ERROR", "FATAL", "Exception", "Error")
+_TAIL_BYTES = 256 * 1024
+
+
+def last_error_line(*logs: Path, since: dict[Path, int] | None = None) -> str:
+    """The last error line of the first log that has one; `since` (log -> byte offset) reads
+    only what a process wrote after that offset, so an old run's error is not reported as
+    this run's. Only the log's tail is read: logs grow for as long as the stack runs."""
     for path in logs:
-        if path.exists():
-            lines = [ln for ln in path.read_text(errors="replace").splitlines()
-                     if "ERROR" in ln or "Exception" in ln or "Error" in ln]
-            if lines:
-                return lines[-1][:300]
+        try:
+            size = path.stat().st_size
+            start = max((since or {}).get(path, 0), size - _TAIL_BYTES)
+            with open(path, "rb") as f:
+                f.seek(start)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        lines = [ln.strip() for ln in text.splitlines() if any(m in ln for m in _ERROR_MARKS)]
+        if lines:
+            return lines[-1][:300]
     return "no error logged"
+
+
+def exit_cause(returncode: int | None) -> str:
+    """A child's end in words: `exit code 1`, `killed by SIGKILL`, or unknown (not our child)."""
+    if returncode is None:
+        return "exited (not our child: no exit status)"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 class ManagedProcess:
@@ -80,6 +109,7 @@ class ManagedProcess:
     def __init__(self, name: str, pid_file: Path, logs: list[Path]) -> None:
         self.name, self.pid_file, self.logs = name, pid_file, logs
         self._proc: subprocess.Popen | None = None
+        self._log_offsets: dict[Path, int] = {}  # where each log stood when we last spawned
 
     def pid(self) -> int | None:
         try:
@@ -90,6 +120,7 @@ class ManagedProcess:
 
     def spawn(self, cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_offsets = {p: p.stat().st_size if p.exists() else 0 for p in self.logs}
         with open(log, "ab") as out:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True,
@@ -98,13 +129,22 @@ class ManagedProcess:
         self.pid_file.write_text(str(self._proc.pid))
         return self._proc.pid
 
+    def exit_code(self) -> int | None:
+        """The exit status of the process we spawned, once it has ended (None while it runs,
+        or when we did not spawn it)."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def last_error(self) -> str:
+        """The last error line this process logged since we spawned it."""
+        return last_error_line(*self.logs, since=self._log_offsets)
+
     def wait_until(self, ready, timeout_s: float, what: str) -> None:
         pid = self.pid()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None or pid is None or not pid_alive(pid):
                 raise ConfigurationError(f"{self.name} exited before {what}: "
-                                         f"{last_error_line(*self.logs)} (logs: {self.logs[0].parent})")
+                                         f"{self.last_error()} (logs: {self.logs[0].parent})")
             if ready():
                 return
             time.sleep(0.2)

@@ -1,5 +1,7 @@
-"""Apicurio Registry (in-memory storage) from Maven Central, serving the Confluent API at
-`/apis/ccompat/v7`. Used by tests and `geoflux up`; any Confluent-compatible URL works too."""
+"""Apicurio Registry from Maven Central, serving the Confluent API at `/apis/ccompat/v7`.
+Used by tests (in-memory storage: a registry per session) and `geoflux up` (an H2 database file
+in `storage_dir`: the ids on the topics' records must mean the same schemas after a restart).
+Any Confluent-compatible URL works too."""
 
 from __future__ import annotations
 
@@ -79,6 +81,26 @@ class LocalRegistry:
         except OSError:
             return False
 
+    def _storage(self) -> list[str]:
+        if self.s.storage_dir is None:
+            return []  # the distribution's default: H2 in memory
+        self.s.storage_dir.mkdir(parents=True, exist_ok=True)
+        # a kept registry starts often: a class-data archive made on the first run and the
+        # quick JIT tier shorten the later starts; its traffic is tiny, so is the pool
+        return [f"-XX:SharedArchiveFile={self.s.storage_dir / 'registry.jsa'}",
+                "-XX:+AutoCreateSharedArchive", "-XX:TieredStopAtLevel=1",
+                f"-Dapicurio.datasource.url=jdbc:h2:file:{self.s.storage_dir / 'registry'}",
+                "-Dapicurio.datasource.jdbc.initial-size=2", "-Dapicurio.datasource.jdbc.min-size=2",
+                "-Dapicurio.datasource.jdbc.max-size=10"]
+
+    @property
+    def where(self) -> str:
+        kept = f"schemas in {self.s.storage_dir}" if self.s.storage_dir else "schemas in memory"
+        return f"{self.url} ({kept})"
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
     def start(self) -> str:
         if self.process.pid() is None:
             if port_is_open(self.s.host, self.s.port):
@@ -89,13 +111,13 @@ class LocalRegistry:
             self.process.spawn([str(java), f"-Xmx{self.s.heap}",
                                 f"-Dquarkus.http.port={self.s.port}",
                                 f"-Dquarkus.http.host={self.s.host}",
-                                # the management interface is on in Apicurio's build (a build-time
-                                # switch) and listens on 0.0.0.0:9000 unless moved: two registries
-                                # on one host would collide, so it gets a free loopback port
-                                "-Dquarkus.management.enabled=false",
+                                # the management interface is built in (port 9000 on every
+                                # address by default): loopback, and a free port, so two
+                                # registries on one machine do not collide
+                                "-Dquarkus.management.host=127.0.0.1",
                                 f"-Dquarkus.management.port={free_port()}",
-                                f"-Dquarkus.management.host={self.s.host}",
-                                "-Dquarkus.otel.sdk.disabled=true", "-jar", str(runner)],
+                                "-Dquarkus.otel.sdk.disabled=true", *self._storage(),
+                                "-jar", str(runner)],
                                self.s.data_dir / "registry.log", cwd=self.home)
         self.process.wait_until(self._ready, self.s.start_timeout_s, f"{self.url} answering")
         return self.url

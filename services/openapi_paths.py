@@ -164,6 +164,11 @@ OPERATIONS: list[Op] = [
        errors=(403, 404)),
     Op("POST", "/api/v1/dlq/{id}/redrive", "send a dead letter back to its topic (operators)", O,
        {202: ANY_OBJ}, errors=(400, 403, 404, 422)),
+    Op("GET", "/api/v1/stack", "the parts of the `geoflux up` that started this API: state, pid, "
+       "restarts, last error (operators; 404 when not started by `up`)", O, {200: ANY_OBJ},
+       errors=(403, 404)),
+    Op("GET", "/api/v1/inbox", "notifications `inbox` channels received, newest first (404 without "
+       "PostgreSQL)", A, {200: ITEMS}, params=(LIMIT, OFFSET, TENANT), errors=(400, 403, 404, 503)),
     *crud("/api/v1/cep/patterns", "CEP pattern", C, PATTERN, "pattern_id"),
     Op("GET", "/api/v1/cep/matches", "recent CEP matches", C, {200: ITEMS},
        params=(Param("pattern_id"), TENANT), errors=(400, 403)),

@@ -24,6 +24,7 @@ os.environ.setdefault("GEOFLUX_STREAM_DATA_DIR", f"/tmp/geoflux-state-{os.getpid
 
 from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings  # noqa: E402
 from services.local_kafka import LocalKafka
+from services.local_postgres import LocalPostgres
 from services.local_process import free_port, port_is_open
 from services.local_registry import LocalRegistry
 
@@ -104,58 +105,21 @@ def schema_registry(tmp_path_factory) -> str:
     reg.stop()
 
 
-def _pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    if not found:
-        raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql "
-                           "postgresql-15-postgis-3 (bash .ci/run does it)")
-    return found[0].parent
-
-
-class PgCluster:
-    """A throwaway PostgreSQL cluster (PostGIS available) on a free port; tests can stop and
-    start it to prove that work survives a database outage."""
-
-    def __init__(self, root: Path) -> None:
-        self.bin = _pg_bin()
-        self.root, self.data, self.port = root, root / "data", free_port()
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            shutil.chown(root, "postgres", "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        subprocess.run([*self.as_user, str(self.bin / "initdb"), "-D", str(self.data), "-U", "geoflux",
-                        "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
-        self.dsn = f"postgresql://geoflux@127.0.0.1:{self.port}/postgres"
-
-    def _ctl(self, *args: str) -> None:
-        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), *args],
-                       check=True, capture_output=True)
-
-    def start(self) -> None:
-        self._ctl("-l", str(self.root / "log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
-
-    def stop(self) -> None:
-        self._ctl("-m", "fast", "-w", "stop")
-
-
 @pytest.fixture(scope="session")
-def postgres() -> PgCluster:
-    root = Path(f"/tmp/geoflux-pg-{uuid.uuid4().hex[:8]}")
-    root.mkdir()
-    cluster = PgCluster(root)
+def postgres() -> LocalPostgres:
+    """A throwaway PostgreSQL cluster (PostGIS available) on a free port, the same code `geoflux
+    up` runs its own with; tests stop and start it to prove that work survives an outage."""
+    cluster = LocalPostgres(Path(f"/tmp/geoflux-pg-{uuid.uuid4().hex[:8]}"), free_port())
     cluster.start()
     try:
         yield cluster
     finally:
-        subprocess.run([*cluster.as_user, str(cluster.bin / "pg_ctl"), "-D", str(cluster.data),
-                        "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
 
 
 @pytest.fixture(scope="session")
 def postgres_dsn(postgres) -> str:
-    return os.environ.get("GEOFLUX_PG_DSN") or postgres.dsn
+    return os.environ.get("GEOFLUX_PG_DSN") or postgres.dsn()
 
 
 @pytest.fixture(scope="session")

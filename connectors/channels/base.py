@@ -116,6 +116,7 @@ _KINDS = {
     "sns": "connectors.channels.sns:SnsChannel",
     "sms": "connectors.channels.sms:SmsChannel",
     "voice": "connectors.channels.voice:VoiceChannel",
+    "inbox": "connectors.channels.inbox:InboxChannel",
 }
 
 

@@ -3,12 +3,14 @@ import "./style.css";
 import { api, apiKey, setApiKey } from "./api.js";
 import { el, flash } from "./dom.js";
 import { LiveMap } from "./map.js";
+import { CepPanel, InboxPanel, StackPanel } from "./live.js";
 import { AlertsPanel, ChannelsPanel, DlqPanel, JobsPanel, RulesPanel, SilencesPanel, SlaPanel } from "./panels.js";
 
 const VIEWS = [
-  ["map", "Map", LiveMap], ["alerts", "Alerts", AlertsPanel], ["rules", "Rules", RulesPanel],
-  ["channels", "Channels", ChannelsPanel], ["silences", "Silences", SilencesPanel],
-  ["dlq", "Dead letters", DlqPanel], ["jobs", "Jobs", JobsPanel], ["sla", "SLA", SlaPanel],
+  ["map", "Map", LiveMap], ["alerts", "Alerts", AlertsPanel], ["inbox", "Inbox", InboxPanel],
+  ["rules", "Rules", RulesPanel], ["channels", "Channels", ChannelsPanel], ["silences", "Silences", SilencesPanel],
+  ["cep", "CEP", CepPanel], ["dlq", "Dead letters", DlqPanel], ["jobs", "Jobs", JobsPanel], ["sla", "SLA", SlaPanel],
+  ["stack", "Stack", StackPanel],
 ];
 const REFRESH_MS = { map: 2000, jobs: 1000 };
 

@@ -10,6 +10,7 @@ import { el, errorBox, flash, when } from "./dom.js";
 const TILES = "geoflux.tiles";
 const EVENT_COLOURS = { ENTER: "#1a9850", EXIT: "#d73027", DWELL: "#fdae61" };
 const MAX_EVENTS = 200;
+const FENCES_MS = 15000;
 
 export class LiveMap {
   constructor(root) {
@@ -88,6 +89,7 @@ export class LiveMap {
       all.push(...page.features);
       if (!page.next) break;
     }
+    this.fencesAt = Date.now();
     this.fenceLayer.clearLayers();
     this.fences.clear();
     this.fenceList.replaceChildren();
@@ -273,7 +275,10 @@ export class LiveMap {
     if (!this.ws || this.ws.readyState > 1) this.connect();
   }
 
-  tick() {
+  // fences change elsewhere too (another operator, an import, the demo starting up): reloaded
+  // every FENCES_MS, but never under a shape being drawn or edited
+  async tick() {
+    if (!this.drawing && !this.selected && Date.now() - (this.fencesAt || 0) > FENCES_MS) await this.refreshFences();
     return this.refreshEntities();
   }
 }

@@ -8,7 +8,7 @@ function pct(x) {
   return x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)}%`;
 }
 
-class Panel {
+export class Panel {
   // slug names the test ids (class names do not survive minification)
   constructor(root, title, slug) {
     this.root = root;
@@ -71,7 +71,7 @@ export class AlertsPanel extends Panel {
 }
 
 // A JSON editor over one /api/v1 config collection: list, edit, create, delete.
-class ConfigPanel extends Panel {
+export class ConfigPanel extends Panel {
   constructor(root, title, slug, base, idField, template) {
     super(root, title, slug);
     this.base = base;

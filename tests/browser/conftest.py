@@ -40,7 +40,8 @@ def console_stack(bootstrap, tmp_path_factory):
     port = free_port()
     procs = {"api": start_api(settings, port, tmp), "evaluator": start_worker(settings, "0", tmp),
              "jobs": start_cli(settings, ["worker", "jobs", "--no-postgis"], "jobs", tmp),
-             "demo": start_cli(settings, ["demo", "--vehicles", "20", "--interval", "0.3"], "demo", tmp),
+             "demo": start_cli(settings, ["demo", "--feed-only", "--vehicles", "20", "--interval", "0.3"],
+                               "demo", tmp),
              **start_pipeline(settings, tmp)}
     base = f"http://127.0.0.1:{port}"
     try:

@@ -10,7 +10,7 @@ import pytest
 
 COMMANDS = [[], ["kafka"], ["kafka", "start"], ["kafka", "stop"], ["kafka", "status"],
             ["topics"], ["topics", "apply"], ["topics", "describe"], ["worker", "evaluator"],
-            ["api"], ["geofences", "import"], ["demo"], ["up"], ["down"]]
+            ["api"], ["geofences", "import"], ["demo"], ["up"], ["down"], ["status"]]
 
 
 def geoflux(*args, env=None, timeout=120):
@@ -81,47 +81,62 @@ def test_topics_apply_twice_and_geofence_import(kafka_settings, tmp_path):
 
 
 @pytest.mark.slow
-def test_up_prints_urls_and_down_stops_everything(tmp_path):
-    """`geoflux up` on its own broker and ports; `geoflux down` from "another terminal"."""
-    import urllib.request
-
-    from services.local_process import free_port, pid_alive
+def test_up_prints_urls_and_down_stops_everything(tmp_path, postgres_dsn):
+    """`geoflux up` on its own broker and ports, pointed at an existing PostgreSQL by its
+    setting and without a registry by its flag; `geoflux down` from "another terminal"."""
+    from services.local_process import pid_alive
     from tests.conftest import wait_for
     from tests.integration.geo_helpers import http
+    from tests.integration.up_helpers import UpStack
 
-    kport, api_port = free_port(), free_port()
-    env = dict(os.environ, GEOFLUX_LOCAL_KAFKA_DATA_DIR=str(tmp_path / "kafka"),
-               GEOFLUX_LOCAL_KAFKA_PORT=str(kport), GEOFLUX_LOCAL_KAFKA_CONTROLLER_PORT=str(free_port()),
-               GEOFLUX_KAFKA_BOOTSTRAP=f"127.0.0.1:{kport}", GEOFLUX_API_PORT=str(api_port),
-               GEOFLUX_LOG_LEVEL="WARNING")
-    out = open(tmp_path / "up.out", "w")
-    up = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], env=env, stdout=out,
-                          stderr=subprocess.STDOUT, start_new_session=True)
+    import uuid
+
+    stack = UpStack(tmp_path, "--no-registry", GEOFLUX_PG_DSN=postgres_dsn,
+                    GEOFLUX_AUDIT_TABLE=f"audit_{uuid.uuid4().hex[:8]}")
     try:
-        wait_for(lambda: "Ctrl-C" in (tmp_path / "up.out").read_text(), 180, interval_s=0.2,
-                 what="geoflux up ready")
-        printed = (tmp_path / "up.out").read_text()
-        assert f"http://127.0.0.1:{api_port}/api/v1/geofences" in printed
-        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5) as r:
-            assert r.status == 200
-        # the demo feed produces events through the evaluator: the demo fences are registered
+        stack.start().wait_ready(300)
+        printed = stack.output()
+        assert f"{stack.base}/api/v1/geofences" in printed
+        assert "registry   off: registry-less schema ids" in printed
+        assert f"postgres   {postgres_dsn.split('@')[-1]}  (not started by up)" in printed
+        assert http("GET", stack.base + "/healthz", key=None)[0] == 200
         # `up` generated an operator key and a demo tenant key, printed them, and the API takes them
-        keys = dict(line.split()[2:4] for line in printed.splitlines() if line.startswith("api key"))
-        operator = next(k for k, who in keys.items() if who == "(operator)")
-        assert http("GET", f"http://127.0.0.1:{api_port}/api/v1/geofences", key=None)[0] == 401
-        wait_for(lambda: http("GET", f"http://127.0.0.1:{api_port}/api/v1/geofences",
-                              key=operator)[1].get("total") == 5, 60, what="demo geofences")
-        state = json.loads((tmp_path / "stack" / "stack.json").read_text())
-        down = subprocess.run([sys.executable, "-m", "services.cli", "down"], env=env,
-                              capture_output=True, text=True, timeout=120)
+        operator = stack.keys["operator"]
+        assert http("GET", stack.base + "/api/v1/geofences", key=None)[0] == 401
+        # the demo feed's fences are registered
+        wait_for(lambda: http("GET", stack.base + "/api/v1/geofences", key=operator)[1].get("total") == 5,
+                 60, what="demo geofences")
+        ready = http("GET", stack.base + "/readyz", key=None)[1]
+        assert set(ready["checks"]) == {"kafka", "database"} and ready["checks"]["database"]["ok"]
+        state = stack.status()
+        shown = stack.geoflux("status")
+        assert shown.returncode == 0 and "evaluator" in shown.stdout and "running" in shown.stdout
+        down = stack.geoflux("down", timeout=150)
         assert down.returncode == 0 and down.stdout.strip() == "stopped"
-        up.wait(30)
-        assert up.returncode == 0
-        assert not any(pid_alive(p) for p in state["pids"])
-        assert not port_open(kport) and not port_open(api_port)
+        stack.proc.wait(60)
+        assert stack.proc.returncode == 0
+        assert state["pids"] and not any(pid_alive(p) for p in state["pids"])
+        assert not port_open(stack.kafka_port) and not port_open(stack.api_port)
+        assert stack.geoflux("status").returncode == 1
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, 9)
+        stack.kill()
+
+
+def test_up_without_the_registry_its_topics_need_is_refused(tmp_path):
+    """A stack whose records carry its registry's schema ids cannot run registry-less: refused
+    in one line before anything starts."""
+    from services.local_process import free_port
+
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "schema-ids").write_text("registry\n")
+    port = free_port()
+    proc = geoflux("up", "--no-registry", env={"GEOFLUX_LOCAL_KAFKA_DATA_DIR": str(tmp_path / "kafka"),
+                                               "GEOFLUX_LOCAL_KAFKA_PORT": str(port),
+                                               "GEOFLUX_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "Error: the topics of the stack in") and "cannot run without the registry" in proc.stderr
+    assert not (tmp_path / "kafka").exists() and not port_open(port)
 
 
 def port_open(port: int) -> bool:
