@@ -41,8 +41,9 @@ class Match:
 
     @property
     def match_id(self) -> str:
-        raw = "\x1f".join([self.pattern.pattern_id, str(self.pattern.version), self.key,
-                           str(self.start_ms), *self.event_ids])
+        # the tenant is part of it: two tenants' patterns, keys and event ids may all be alike
+        raw = "\x1f".join([self.pattern.tenant_id, self.pattern.pattern_id, str(self.pattern.version),
+                           self.key, str(self.start_ms), *self.event_ids])
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def record(self, tenant_id: str) -> dict:
@@ -100,14 +101,20 @@ def on_event(p: Pattern, st: dict, ev: dict, key: str) -> list:
         st["pending"] = pending[-MAX_PARTIALS:]
     elif p.kind == "count":
         if p.steps[0].matches(ev):
-            sub = ev["geofence_id"] if p.per == "entity" else "*"  # per entity and geofence
-            window = [w for w in st.setdefault(sub, []) if ts - w[0] < p.within_ms] + [[ts, eid]]
+            # windows live in their own namespace: a geofence may be called "max" or "held"
+            sub = ev["geofence_id"] if p.per == "entity" else ""  # per entity and geofence
+            windows = st.setdefault("by", {})
+            window = [w for w in windows.get(sub, []) if ts - w[0] < p.within_ms] + [[ts, eid]]
             if len(window) >= p.at_least:
-                out.append(Match(p, key if sub == "*" else f"{key}|{sub}", tuple(w[1] for w in window),
-                                 window[0][0], ts, {"count": str(len(window))}))
+                detail = {"count": str(len(window)), "geofence_id": ev["geofence_id"]}
+                out.append(Match(p, key if p.per == "geofence" else f"{key}|{sub}",
+                                 tuple(w[1] for w in window), window[0][0], ts, detail))
                 if p.overlap == "skip_past_last":
                     window = []
-            st[sub] = window[-max(p.at_least, 1) * 4:]
+            if window:
+                windows[sub] = window[-max(p.at_least, 1) * 4:]
+            else:
+                windows.pop(sub, None)
     elif p.kind == "time_of_day":
         if ev["geofence_id"] == p.geofence_id:
             if ev["event_type"] == "ENTER":
@@ -237,7 +244,9 @@ class Aggregate:
 
     @property
     def key(self) -> str:
-        return f"{self.pattern.pattern_id}|{self.geofence_id}|{self.window['start']}"
+        # tenant/pattern|geofence|start: tenants may share pattern and geofence ids; pattern ids
+        # and starts hold no `|`, so a `|` inside the geofence id cannot make two keys alike
+        return f"{self.pattern.tenant_id}/{self.pattern.pattern_id}|{self.geofence_id}|{self.window['start']}"
 
 
 def _window_starts(p: Pattern, ts: int, st: dict) -> list[int]:

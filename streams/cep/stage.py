@@ -17,6 +17,7 @@ import time
 
 import structlog
 
+from geoflux.keys import scoped, unscoped
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -53,12 +54,18 @@ class CepRekey(TransactionalProcessor):
         self.moved_at[partition] = time.monotonic()
         self.paused.discard(partition)
 
+    def _decode(self, msg) -> dict:
+        return self.codec.decode(msg.value(), "GeofenceEvent")
+
     def process(self, msgs: list, batch: Batch) -> None:
         now = time.monotonic()
         for msg in msgs:
-            ev = self.codec.decode(msg.value(), "GeofenceEvent")
+            ev = self._decode(msg)
             p = msg.partition()
-            self.held.setdefault(p, []).append((ev["ts_ms"], msg.offset(), ev["entity_id"], msg.value()))
+            # keyed from the record's own fields (never msg.key()): an entity id is unique only
+            # within its tenant, and geo.locations is keyed the same way (co-partitioned)
+            key = scoped(ev["tenant_id"], ev["entity_id"])
+            self.held.setdefault(p, []).append((ev["ts_ms"], msg.offset(), key, msg.value()))
             if ev["ts_ms"] > self.seen.get(p, -1):
                 self.seen[p], self.moved_at[p] = ev["ts_ms"], now
         self._write(batch)
@@ -119,11 +126,14 @@ class CepProcessor(TransactionalProcessor):
         self.t_matches = topic("geo.cep-matches", kafka)
         self.t_aggregates = topic("geo.cep-aggregates", kafka)
         self.t_dlq = topic("geo.cep.dlq", kafka)
-        self.patterns: dict[str, Pattern] = {}
+        self.patterns: dict[str, Pattern] = {}  # side-input key (opaque) -> pattern
+        self._by_tenant: dict[str, list[Pattern]] = {}
+        self._by_id: dict[tuple[str, str], Pattern] = {}
+        self._indexed: dict[str, Pattern] | None = None
         self.partition_clock: dict[tuple[str, int], tuple[int, int]] = {}  # -> (event ts, seen at)
         self.side_inputs.append(ConfigSideInput(
             kafka, topic("geo.cep-patterns", kafka), codec, self.patterns,
-            lambda body, pid, rec: parse_pattern(body, pid, rec["version"]),
+            lambda body, _key, rec: parse_pattern(body, None, rec["version"]),
             keep=lambda p: p.keyed_by == self.mode))
 
     def state_from_record(self, rec: dict) -> dict:
@@ -149,6 +159,17 @@ class CepProcessor(TransactionalProcessor):
             entry = st["p"][p.pattern_id] = {"v": p.version, "s": {}}
         return entry["s"]
 
+    def _index(self) -> None:
+        """Patterns by (tenant, pattern_id) and by tenant: a pattern only sees its own tenant's
+        events, and a pattern id is unique only within its tenant."""
+        if self._indexed == self.patterns:
+            return
+        self._indexed = dict(self.patterns)
+        self._by_id = {(p.tenant_id, p.pattern_id): p for p in self.patterns.values()}
+        self._by_tenant = {}
+        for p in self._by_id.values():
+            self._by_tenant.setdefault(p.tenant_id, []).append(p)
+
     def _key_state(self, partition: int, key: str, tenant: str) -> dict:
         st = self.state(key)
         if st is None:
@@ -161,31 +182,37 @@ class CepProcessor(TransactionalProcessor):
             if isinstance(out, Aggregate):
                 self.emit(batch, self.t_aggregates, out.key, "CepAggregate", out.record(tenant))
             else:
-                self.emit(batch, self.t_matches, out.key, "CepMatch", out.record(tenant))
+                self.emit(batch, self.t_matches, scoped(tenant, out.key), "CepMatch", out.record(tenant))
 
     def _clock(self, msg, ts: int, wall: int) -> None:
         part = (msg.topic(), msg.partition())
         prev = self.partition_clock.get(part, (ts, wall))[0]
         self.partition_clock[part] = (max(prev, ts), wall)
 
+    def _decode(self, msg) -> dict:
+        """The one place a stage input is decoded (the shell may hand over decoded values)."""
+        schema = "LocationUpdate" if msg.topic() == self.t_locations else "GeofenceEvent"
+        return self.codec.decode(msg.value(), schema)
+
     def process(self, msgs: list, batch: Batch) -> None:
         wall = now_ms()
+        self._index()
         for msg in msgs:
+            rec = self._decode(msg)
+            self._clock(msg, rec["ts_ms"], wall)
+            mine = self._by_tenant.get(rec["tenant_id"], ())
             if msg.topic() == self.t_locations:
-                loc = self.codec.decode(msg.value(), "LocationUpdate")
-                self._clock(msg, loc["ts_ms"], wall)
-                tracking = [p for p in self.patterns.values()
-                            if needs_locations(p) and p.tenant_id == loc["tenant_id"]]
+                tracking = [p for p in mine if needs_locations(p)]
                 if tracking:
-                    st = self._key_state(msg.partition(), loc["entity_id"], loc["tenant_id"])
+                    key = scoped(rec["tenant_id"], rec["entity_id"])
+                    st = self._key_state(msg.partition(), key, rec["tenant_id"])
                     for p in tracking:
-                        on_location(p, self._pattern_state(st, p), loc["ts_ms"])
-                    self.mark_dirty(batch, loc["entity_id"], st)
+                        on_location(p, self._pattern_state(st, p), rec["ts_ms"])
+                    self.mark_dirty(batch, key, st)
                 continue
-            ev = self.codec.decode(msg.value(), "GeofenceEvent")
-            self._clock(msg, ev["ts_ms"], wall)
-            key = ev["entity_id"] if self.mode == "entity" else ev["geofence_id"]
-            mine = [p for p in self.patterns.values() if p.tenant_id == ev["tenant_id"]]
+            ev = rec
+            subject = ev["entity_id"] if self.mode == "entity" else ev["geofence_id"]
+            key = scoped(ev["tenant_id"], subject)
             if not mine:
                 continue
             st = self._key_state(msg.partition(), key, ev["tenant_id"])
@@ -193,7 +220,7 @@ class CepProcessor(TransactionalProcessor):
             for p in mine:
                 if p.pattern_id not in st["p"] and not concerns(p, ev):
                     continue  # nothing in flight for this key, and nothing this event could start
-                outputs, late = feed(p, self._pattern_state(st, p), ev, key)
+                outputs, late = feed(p, self._pattern_state(st, p), ev, subject)
                 self._emit(batch, outputs, ev["tenant_id"])
                 if late:
                     missed.append(f"{p.pattern_id} (lateness {p.lateness_ms} ms)")
@@ -218,13 +245,15 @@ class CepProcessor(TransactionalProcessor):
 
     def tick(self, batch: Batch) -> None:
         now = self.input_clock(now_ms())
+        self._index()
         for states in self.states.values():
             for key, st in states.items():
                 fired = []
+                subject = unscoped(st["key"])[1]
                 for pid in list(st["p"]):  # only the patterns mid-match for this key
-                    p = self.patterns.get(pid)
-                    if p is not None and needs_ticks(p) and p.tenant_id == st["tenant"]:
-                        fired += on_tick(p, self._pattern_state(st, p), now, key)
+                    p = self._by_id.get((st["tenant"], pid))
+                    if p is not None and needs_ticks(p):
+                        fired += on_tick(p, self._pattern_state(st, p), now, subject)
                 if fired:
                     self._emit(batch, fired, st["tenant"])
                     self._compact(st)
