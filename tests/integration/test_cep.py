@@ -119,11 +119,16 @@ def test_cep_scenarios_survive_sigkill(kafka_settings, tmp_path):
         assert convoy["detail"]["entities"] == "v4,v5,v6" and len(convoy["event_ids"]) == 3
         loiter = next(m for m in by_id.values() if m["pattern_id"] == "loitering")
         assert loiter["detail"]["count"] == "3"
-        # v3's six crossings of G, in 10 s tumbling windows closed by v7's later ENTER (event time)
+        # v3's six crossings of G, in 10 s tumbling windows closed by v7's later ENTER (event
+        # time); and v7's own window, which no later event at G closes: the input clock does
+        # (the wall clock once every input is idle), so a quiet fence's window closes on time
         def closed_windows():
             return http("GET", f"{base}/api/v1/cep/aggregates/traffic?closed=true")[1]["items"]
-        wait_for(lambda: sum(w["entries"] for w in closed_windows()) == 3, 30, what="closed windows")
+        wait_for(lambda: sum(w["entries"] for w in closed_windows()) == 4, 30, what="closed windows")
         assert sum(w["exits"] for w in closed_windows()) == 3
+        v7_window = max(closed_windows(), key=lambda w: w["start_ms"])
+        assert (v7_window["entries"], v7_window["exits"]) == (1, 0)
+        assert v7_window["start_ms"] <= t0 + 30_000 < v7_window["end_ms"]
         assert all(w["end_ms"] - w["start_ms"] == 10_000 for w in closed_windows())
         assert http("GET", f"{base}/api/v1/cep/matches?pattern_id=convoy")[1]["total"] == 1
         # the pattern's own alert: one candidate per a-then-b match, from rule cep-a-then-b

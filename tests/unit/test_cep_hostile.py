@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from streams.cep.operators import feed, on_tick
+from streams.cep.engine import Engine
+from streams.cep.index import PatternTable
+from streams.cep.keystate import KeyState
 from streams.cep.patterns import parse_pattern
 
 HOSTILE = ["max", "held", "wm", "late", "by", "w", "occ", "pending", "partials", "*", "",
@@ -15,23 +17,19 @@ HOSTILE = [h for h in HOSTILE if h]  # a geofence id is never empty
 
 def ev(i, etype, gid, ts, entity="e1", tenant="t"):
     return {"event_id": f"ev{i}", "event_type": etype, "geofence_id": gid, "ts_ms": ts,
-            "entity_id": entity, "tenant_id": tenant}
+            "entity_id": entity, "tenant_id": tenant, "lon": 0.0, "lat": 0.0, "attributes": {}}
 
 
-def restart(st: dict) -> dict:
-    """What a changelog round trip does to a key's state (JSON, as the stage writes it)."""
-    return json.loads(json.dumps(st))
-
-
-def run(pattern, events, key, restart_every=1):
-    st, out = {}, []
-    for n, e in enumerate(events):
-        got, _late = feed(pattern, st, e, key)
+def run(pattern, events, key):
+    """Through the engine, with a changelog round trip (JSON, as the stage writes it) after
+    every event: what a restart would read back."""
+    tenant = pattern.tenant_id
+    engine, ks, out = Engine(PatternTable([pattern])), KeyState(tenant, key), []
+    for e in events:
+        got, _late = engine.on_event(ks, e)
         out += got
-        if n % restart_every == 0:
-            st = restart(st)
-    out += on_tick(pattern, st, 10**13, key)
-    return out
+        ks = KeyState.from_json(tenant, key, ks.to_json())
+    return out + engine.on_tick(ks, 10**13)
 
 
 @pytest.mark.parametrize("per", ["entity", "geofence"])
@@ -71,6 +69,15 @@ def test_every_kind_takes_hostile_geofence_ids(body):
         assert out, (body["kind"], gid)
 
 
+@pytest.mark.parametrize("entity", HOSTILE)
+def test_hostile_entity_ids_as_keys(entity):
+    p = parse_pattern({"pattern_id": "p", "tenant_id": "t", "severity": "info", "kind": "sequence",
+                       "within_s": 60, "steps": [{"event_type": "ENTER", "geofence_id": "max"},
+                                                 {"event_type": "EXIT", "geofence_id": "max"}]})
+    out = run(p, [ev(0, "ENTER", "max", 0, entity), ev(1, "EXIT", "max", 10, entity)], entity)
+    assert [(m.key, m.event_ids) for m in out] == [(entity, ("ev0", "ev1"))]
+
+
 def test_match_ids_differ_across_tenants_with_the_same_ids():
     body = {"pattern_id": "p", "severity": "info", "kind": "sequence", "within_s": 60,
             "steps": [{"event_type": "ENTER", "geofence_id": "depot"},
@@ -82,5 +89,5 @@ def test_match_ids_differ_across_tenants_with_the_same_ids():
                   "truck-1")
         assert len(out) == 1
         ids.append(out[0].match_id)
-        assert out[0].record(tenant)["tenant_id"] == tenant
+        assert out[0].record()["tenant_id"] == tenant
     assert ids[0] != ids[1]
