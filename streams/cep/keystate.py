@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # one, not one per call
 TYPES = ("ENTER", "EXIT", "DWELL")
 TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 FORMAT = 2  # CepState.format: 1 was {pattern_id: {v, s}} (before kinds were classes)
@@ -39,11 +40,11 @@ class KeyState:
     def to_json(self) -> str:
         holder: dict[int, str] = {}
         patterns = {}
-        for pid, (shape, st) in self.patterns.items():
-            first = holder.setdefault(id(st), pid)
-            patterns[pid] = [shape, st] if first == pid else [shape, None, first]
-        return json.dumps({"m": self.max, "b": [[late, wm, held] for late, (wm, held) in self.buffers.items()],
-                           "p": patterns}, separators=(",", ":"), ensure_ascii=False)
+        for pid, entry in self.patterns.items():
+            first = holder.setdefault(id(entry[1]), pid)
+            patterns[pid] = entry if first is pid else [entry[0], None, first]
+        return _ENCODER.encode({"m": self.max, "b": [[late, buf[0], buf[1]] for late, buf in self.buffers.items()],
+                                "p": patterns})
 
     @classmethod
     def from_json(cls, tenant: str, subject: str, text: str) -> "KeyState":

@@ -9,7 +9,8 @@ Patterns (`geo.cep-patterns`) are a side input: an edit or a new pattern applies
 restart (what an edit keeps: `streams/cep/patterns.py`). State is keyed by tenant/entity or
 tenant/geofence. An event that arrives later than a pattern's allowed lateness goes to
 `geo.cep.dlq` (class `late`) with the patterns it missed. Open aggregate windows are
-published at most once a second (the latest counts; closing always publishes at once).
+published at most once a second (the latest counts), and not while the stage drains a backlog
+(its input clock more than 5 s behind the wall clock); closing always publishes at once.
 """
 
 from __future__ import annotations
@@ -304,7 +305,8 @@ class CepProcessor(TransactionalProcessor):
                 continue  # revoked, or dropped since
             self._emit(batch, self.engine.on_tick(ks, now))
             self._touched(batch, key, ks)
-        if self.to_publish and time.monotonic() - self._published_at >= self.AGGREGATE_EVERY_S:
+        draining = now_ms() - now > self.IDLE_MS  # the input clock far behind: counts would be stale at once
+        if self.to_publish and not draining and time.monotonic() - self._published_at >= self.AGGREGATE_EVERY_S:
             # open windows, as they are now (a closed one was published when it closed, and
             # is no longer among them)
             self._published_at = time.monotonic()
