@@ -183,6 +183,7 @@ class CepProcessor(TransactionalProcessor):
         self.to_publish: set[str] = set()  # keys whose open aggregates changed since published
         self._published_at = 0.0
         self.partition_clock: dict[tuple[str, int], tuple[int, int]] = {}  # -> (event ts, seen at)
+        self.assigned_at: dict[int, int] = {}
         self.side_inputs.append(ConfigSideInput(
             kafka, topic("geo.cep-patterns", kafka), codec, self.patterns,
             # the side-input key is opaque (it may be tenant-scoped): the id is the body's
@@ -206,6 +207,9 @@ class CepProcessor(TransactionalProcessor):
                 "format": FORMAT}
 
     def on_restored(self, partition: int, states: dict) -> None:
+        self.assigned_at[partition] = now_ms()
+        for t in self.inputs:
+            self.partition_clock.pop((t, partition), None)
         self._refresh()
         for key, ks in states.items():
             self.timers.set(key, self.engine.due(ks))
@@ -289,15 +293,33 @@ class CepProcessor(TransactionalProcessor):
     def wants_tick(self) -> bool:
         return bool(self.timers) or bool(self.to_publish)
 
-    def input_clock(self, wall_ms: int) -> int:
+    def input_clock(self, wall_ms: int) -> int | None:
         """The event time every busy input partition has reached (the slowest one's newest
         record); the wall clock when all are idle. Timers run on this clock, so draining a
-        backlog (upstream or here) never fires one ahead of the events that decide it."""
-        busy = [ts for ts, seen in self.partition_clock.values() if wall_ms - seen < self.IDLE_MS]
-        return min(busy) if busy else wall_ms
+        backlog (upstream or here) never fires one ahead of the events that decide it. A
+        partition is busy while it has unread records, or has delivered a record (or been
+        assigned) within IDLE_MS; a busy one that has delivered nothing yet — just assigned,
+        after a restart — leaves the clock unknown (None: no timers until it has)."""
+        assignment = self.consumer.assignment()
+        backlog = set()
+        for tp in self.consumer.position(assignment) if assignment else ():
+            _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+            if tp.offset >= 0 and hi > tp.offset + 1:  # more than a transaction marker unread
+                backlog.add((tp.topic, tp.partition))
+        holds = []
+        for tp in assignment:
+            part = (tp.topic, tp.partition)
+            ts, seen = self.partition_clock.get(part, (None, self.assigned_at.get(tp.partition, 0)))
+            if part in backlog or wall_ms - seen < self.IDLE_MS:
+                if ts is None:
+                    return None
+                holds.append(ts)
+        return min(holds) if holds else wall_ms
 
     def tick(self, batch: Batch) -> None:
         now = self.input_clock(now_ms())
+        if now is None:
+            return
         self._refresh()
         for key in self.timers.pop_due(now):
             ks = self.state(key)
