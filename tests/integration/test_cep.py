@@ -54,6 +54,22 @@ def test_cep_scenarios_survive_sigkill(kafka_settings, tmp_path):
                                                                     "within_s": -1})
     assert status == 422 and "within_s" in problem["detail"]
     assert http("GET", f"{base}/api/v1/cep/patterns")[1]["total"] == len(PATTERNS)
+    # the newer kinds through the API: valid ones accepted, bad ones a 422 with the reason
+    other = {"tenant_id": "acme", "severity": "info"}
+    for body in ({"kind": "join", "within_s": 60, "left": {"event_type": "ENTER", "entity_prefix": "truck-"},
+                  "right": {"event_type": "ENTER", "entity_glob": "car-*"}},
+                 {"kind": "speed", "max_speed_kmh": 250}, {"kind": "dwell_outlier"},
+                 {"kind": "rate_outlier", "window_s": 300}):
+        status, doc = http("POST", f"{base}/api/v1/cep/patterns", {**other, **body, "pattern_id": f"new-{body['kind']}"})
+        assert status == 201, doc
+    for body, reason in (({"kind": "join", "within_s": 60, "left": {"event_type": "ENTER"}}, "right"),
+                         ({"kind": "join", "within_s": 60, "left": {"event_type": "ENTER", "entity_regex": "(a+)+$"},
+                           "right": {"event_type": "ENTER"}}, "unknown field"),
+                         ({"kind": "speed"}, "max_speed_kmh"),
+                         ({"kind": "dwell_outlier", "direction": "up"}, "direction"),
+                         ({"kind": "rate_outlier", "window_s": 60, "min_count": 0}, "min_count")):
+        status, problem = http("POST", f"{base}/api/v1/cep/patterns", {**other, **body, "pattern_id": "bad"})
+        assert status == 422 and reason in problem["detail"], (body, problem)
     matches = EventCollector(kafka_settings, codec, "geo.cep-matches", "CepMatch")
     events = EventCollector(kafka_settings, codec)
     procs["evaluator"] = start_worker(kafka_settings, "0", tmp_path)
