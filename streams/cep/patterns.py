@@ -24,7 +24,7 @@ Kinds (one class each in `streams.cep.kinds`) and their parameters:
   geofence_id (optional) — a dwell far outside the fence's own history.
 - rate_outlier: window_s, z (4), min_windows (12), min_count (5), baseline_windows (24),
   geofence_id (optional) — entries per window far above the fence's rolling baseline.
-(`streams/cep/kinds/join.py` and `anomaly.py` explain those four and their false-positive guards.)
+(`streams/cep/kinds/join.py`, `speed.py` and `outliers.py` explain those four and their guards against false positives.)
 
 Every kind takes `lateness_s` (0-86400): how far out of event-time order an event may arrive
 and still be applied in order. Default 5 s (covers the re-key's interleaving of an entity's

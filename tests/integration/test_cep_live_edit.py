@@ -50,7 +50,8 @@ def test_live_edits_keep_or_restart_partial_matches(kafka_settings, tmp_path):
             probe = f"probe-{attempt}"
             send(probe, "A"), send(probe, "B"), send(probe, "C")
             try:
-                wait_for(lambda: found("louder", probe, 2) and found("rerouted", probe, 2), 8, what="edits applied")
+                wait_for(lambda probe=probe: found("louder", probe, 2) and found("rerouted", probe, 2), 8,
+                         what="edits applied")
                 break
             except AssertionError:
                 continue

@@ -11,7 +11,8 @@ PURE = ["geoflux/errors.py", "streams/geofence.py", "streams/fence_index.py",
         *(f"streams/cep/{m}.py" for m in ("patterns", "specs", "outputs", "index", "keystate", "engine",
                                           "timers", "alignment")),
         *(f"streams/cep/kinds/{m}.py" for m in ("__init__", "base", "sequence", "count", "presence",
-                                                "comovement", "aggregate", "join", "anomaly", "stats"))]
+                                                "comovement", "aggregate", "join", "speed", "outliers",
+                                                "stats"))]
 IO_LIBRARIES = {"confluent_kafka", "aiokafka", "faust", "psycopg", "aiohttp", "boto3",
                 "botocore", "socket", "urllib", "requests", "http", "subprocess", "asyncio"}
 

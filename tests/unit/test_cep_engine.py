@@ -9,7 +9,7 @@ from streams.cep.engine import Engine
 from streams.cep.index import PatternTable
 from streams.cep.keystate import KeyState
 from streams.cep.kinds import KINDS
-from streams.cep.outputs import Aggregate, AggregateGone, Match
+from streams.cep.outputs import AggregateGone, Match
 from streams.cep.patterns import parse_pattern
 from streams.cep.timers import TimerIndex
 

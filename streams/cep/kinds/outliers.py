@@ -1,26 +1,23 @@
-"""Anomaly kinds, on event time, with durable baselines and the evidence in each match:
+"""Outliers against a geofence's own history, on event time, with durable baselines and the
+evidence in each match:
 
-- speed (per entity, from geo.locations): the speed implied by two consecutive location
-  updates (by event time) over `max_speed_kmh` — teleports and GPS faults. Guard: a jump
-  shorter than `min_distance_m` (default 100 m) never fires, so GPS jitter between updates a
-  fraction of a second apart is not an "infinite speed".
-- dwell_outlier (per geofence): an ENTER -> EXIT dwell far outside the fence's own history.
-  Baseline: Welford mean and variance of log(1 + dwell seconds) (dwells are skewed; on a log
-  scale "3 sigma" means "this many times longer", not "this many minutes"). Guards: no match
-  before `min_samples` dwells (default 30); |z| over `z` (default 4: one false alarm in about
-  30,000 dwells of a log-normal fence, 3 would be one in 740) AND at least `min_ratio`
-  (default 2) times longer (or shorter) than the typical dwell, so a fence whose dwells barely
-  vary does not fire on a dwell of 61 s against 60 s; flagged dwells stay out of the baseline,
-  so a run of anomalies does not teach it that anomalies are normal (the price: a lasting
-  change of behaviour keeps firing until the pattern is edited, which restarts the baseline).
-- rate_outlier (per geofence): entries in a tumbling window far above the fence's rolling
-  baseline (exponentially weighted mean and variance over about `baseline_windows` windows,
-  quiet windows counted as 0). Guards: `min_windows` closed windows of history (default 12);
-  at least `min_count` entries (default 5); the spread used is at least the Poisson noise
-  sqrt(mean) and 1, so a fence with 0-1 entries per window does not fire on 3. It fires as
-  soon as the open window crosses the threshold (once per window); surge windows stay out of
-  the baseline. Default `z` 4: a Poisson fence at 20 entries per window passes it about once
-  in 10,000 windows.
+- dwell_outlier: an ENTER -> EXIT dwell far outside the fence's own history. Baseline: Welford
+  mean and variance of log(1 + dwell seconds) (dwells are skewed; on a log scale "4 sigma"
+  means "this many times longer", not "this many minutes"). Guards: no match before
+  `min_samples` dwells (default 30); |z| over `z` (default 4: one false alarm in about 30,000
+  dwells of a log-normal fence, 3 would be one in 740) AND at least `min_ratio` (default 2)
+  times longer (or shorter) than the typical dwell, so a fence whose dwells barely vary does
+  not fire on a dwell of 61 s against 60 s; flagged dwells stay out of the baseline, so a run
+  of anomalies does not teach it that anomalies are normal (the price: a lasting change of
+  behaviour keeps firing until the pattern is edited, which restarts the baseline).
+- rate_outlier: entries in a tumbling window far above the fence's rolling baseline
+  (exponentially weighted mean and variance over about `baseline_windows` windows, quiet
+  windows counted as 0). Guards: `min_windows` closed windows of history (default 12); at
+  least `min_count` entries (default 5); the spread used is at least the Poisson noise
+  sqrt(mean) and 1, so a fence with 0-1 entries per window does not fire on 3. It fires as soon
+  as the open window crosses the threshold (once per window); surge windows stay out of the
+  baseline. Default `z` 4: a Poisson fence at 20 entries per window passes it about once in
+  10,000 windows.
 """
 
 from __future__ import annotations
@@ -30,81 +27,11 @@ from dataclasses import dataclass
 
 from geoflux.errors import ValidationError
 from streams.cep.kinds.base import Kind
-from streams.cep.kinds.stats import distance_m, ewma_add, welford_add, welford_std
+from streams.cep.kinds.stats import ewma_add, welford_add, welford_std
 from streams.cep.outputs import LATE, Match
 from streams.cep.specs import MAX_WITHIN_S, EventSpec, number, optional_geofence
 
 MAX_OPEN = 10_000  # entities inside one fence whose ENTER is remembered (dwell_outlier)
-
-
-@dataclass(frozen=True, slots=True)
-class SpeedParams:
-    max_speed_kmh: float
-    min_distance_m: float
-
-
-class Speed(Kind):
-    """State: [newest time, watermark, held points [[ts, lon, lat]], last applied point]. It
-    orders its own input (locations, not geofence events) with the pattern's lateness."""
-
-    name, ordered, timer, locations = "speed", False, "event", True
-
-    def parse(self, body: dict) -> SpeedParams:
-        return SpeedParams(number(body, "max_speed_kmh", 0, 1e6),
-                           number(body, "min_distance_m", 0, 1e7, default=100, lo_open=False))
-
-    def initialize(self, p):
-        return [0, 0, [], []]
-
-    def on_location(self, p, st, loc, key):
-        ts = loc["ts_ms"]
-        if ts < st[1]:
-            return [LATE]
-        held, at = st[2], len(st[2])
-        while at and held[at - 1][0] > ts:
-            at -= 1
-        held.insert(at, [ts, loc["lon"], loc["lat"]])
-        st[0] = max(st[0], ts)
-        return self._release(p, st, st[0] - p.lateness_ms, key)
-
-    def tick(self, p, st, now, settled, key):
-        return self._release(p, st, min(settled, st[0]), key)
-
-    def due(self, p, st):
-        return st[2][0][0] if st[2] else None
-
-    def _release(self, p, st, upto: int, key: str) -> list:
-        out, held = [], st[2]
-        n = 0
-        while n < len(held) and held[n][0] <= upto:
-            point, last = held[n], st[3]
-            if last and point != last:
-                out += self._check(p, last, point, key)
-            st[3] = point
-            n += 1
-        del held[:n]
-        st[1] = max(st[1], upto)
-        return out
-
-    @staticmethod
-    def _check(p, a: list, b: list, key: str) -> list:
-        metres = distance_m(a[1], a[2], b[1], b[2])
-        if not metres >= p.params.min_distance_m:
-            return []  # jitter (or an impossible coordinate: NaN never fires)
-        seconds = (b[0] - a[0]) / 1000
-        kmh = math.inf if seconds <= 0 else metres / seconds * 3.6
-        if kmh <= p.params.max_speed_kmh:
-            return []
-        return [Match(p, key, (f"loc:{a[0]}", f"loc:{b[0]}"), a[0], b[0],
-                      {"entity_id": key, "speed_kmh": f"{kmh:.1f}", "limit_kmh": f"{p.params.max_speed_kmh:g}",
-                       "distance_m": f"{metres:.1f}", "seconds": f"{seconds:g}",
-                       "from": f"{a[1]:.6f},{a[2]:.6f}", "to": f"{b[1]:.6f},{b[2]:.6f}"})]
-
-    def empty(self, st):
-        return not st[3] and not st[2]
-
-    def result(self, p, st):
-        return {"last_point": st[3], "held": len(st[2])}
 
 
 @dataclass(frozen=True, slots=True)
