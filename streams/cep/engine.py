@@ -48,7 +48,7 @@ class Engine:
         out: list = []
         late: list[str] = []
         if route.direct:
-            out += self._offer(ks, ev, route.direct, (), late)
+            out += self._offer(ks, ev, route.direct_offers, late)
         ts = ev["ts_ms"]
         row = None
         for lateness, (starters, continuers) in route.groups.items():
@@ -82,7 +82,7 @@ class Engine:
         self._prune(ks)
         out: list = []
         late: list[str] = []
-        out += self._offer(ks, loc, self.table.locations(ks.tenant), (), late, locations=True)
+        out += self._offer(ks, loc, self.table.location_offers(ks.tenant), late, locations=True)
         return out, late
 
     def on_tick(self, ks: KeyState, now: int) -> list:
@@ -159,52 +159,52 @@ class Engine:
         while n < len(held) and held[n][0] <= upto:
             ev = expand_event(held[n])
             route = self.table.route(ks.tenant, ev["event_type"], ev["geofence_id"])
-            starters, continuers = route.groups.get(lateness, ((), ()))
-            out += self._offer(ks, ev, starters, continuers, [])
+            offers = route.offers.get(lateness)
+            if offers:
+                out += self._offer(ks, ev, offers, [])
             n += 1
         if n:
             del held[:n]
         buf[0] = upto if buf[0] is None else max(buf[0], upto)
         return out
 
-    def _offer(self, ks: KeyState, item: dict, starters, continuers, late: list, locations: bool = False) -> list:
-        """Feeds an event (or a location) to the starters, creating their state, and to the
-        continuers that have state; each distinct state object once (see shared state)."""
+    @staticmethod
+    def _offer(ks: KeyState, item: dict, offers, late: list, locations: bool = False) -> list:
+        """Feeds an event (or a location) to the patterns in `offers` ((pattern, starts)
+        pairs): a starter gets state if it has none, a continuer only counts where it has
+        state. Each distinct state object is fed once and its outputs copied to the patterns
+        that share it (see shared state). The hot loop: written out, not factored."""
         out: list = []
-        patterns, done, fresh = ks.patterns, {}, None
-        for p in starters:
+        patterns, subject, done, fresh = ks.patterns, ks.subject, {}, None
+        for p, starts in offers:
             entry = patterns.get(p.pattern_id)
             if entry is None or entry[0] != p.shape:
+                if not starts:
+                    continue
                 fresh = fresh if fresh is not None else {}  # shape -> state created for this item
                 st = fresh.get(p.shape)
                 if st is None:
                     st = fresh[p.shape] = p.impl.initialize(p)
                 entry = patterns[p.pattern_id] = [p.shape, st]
-            self._apply(ks, p, entry[1], item, done, out, late, locations)
-        for p in continuers:
-            entry = patterns.get(p.pattern_id)
-            if entry is not None and entry[0] == p.shape:
-                self._apply(ks, p, entry[1], item, done, out, late, locations)
+            st = entry[1]
+            res = done.get(id(st))
+            if res is None:
+                impl = p.impl
+                got = impl.on_location(p, st, item, subject) if locations else impl.feed(p, st, item, subject)
+                res = done[id(st)] = (got, impl.empty(st), bool(got) and LATE in got)
+                mine = got
+            elif res[0]:
+                mine = [o.for_pattern(p) for o in res[0] if o is not LATE]
+            else:
+                mine = res[0]
+            if res[2]:
+                late.append(p.pattern_id)
+                mine = [o for o in mine if o is not LATE]
+            if mine:
+                out += mine
+            if res[1]:
+                del patterns[p.pattern_id]
         return out
-
-    @staticmethod
-    def _apply(ks: KeyState, p: Pattern, st, item: dict, done: dict, out: list, late: list, locations: bool) -> None:
-        """One pattern's share of an item: fed once per state object, outputs copied after."""
-        res = done.get(id(st))
-        if res is None:
-            impl = p.impl
-            got = impl.on_location(p, st, item, ks.subject) if locations else impl.feed(p, st, item, ks.subject)
-            res = done[id(st)] = (got, impl.empty(st), bool(got) and LATE in got)
-            mine = got
-        else:
-            mine = [o.for_pattern(p) for o in res[0] if o is not LATE] if res[0] else res[0]
-        if res[2]:
-            late.append(p.pattern_id)
-            mine = [o for o in mine if o is not LATE]
-        if mine:
-            out += mine
-        if res[1]:
-            ks.patterns.pop(p.pattern_id, None)
 
     @staticmethod
     def _settle(ks: KeyState, p: Pattern, st, got: list, late: list) -> list:

@@ -24,6 +24,9 @@ class Route:
 
     direct: tuple[Pattern, ...] = ()
     groups: dict[int, tuple[tuple[Pattern, ...], tuple[Pattern, ...]]] = field(default_factory=dict)
+    # the same, as the engine walks them: (pattern, starts) pairs, starters first
+    offers: dict[int, tuple[tuple[Pattern, bool], ...]] = field(default_factory=dict)
+    direct_offers: tuple[tuple[Pattern, bool], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.direct or self.groups)
@@ -37,6 +40,7 @@ class PatternTable:
         self.by_id: dict[tuple[str, str], Pattern] = {}
         self._specs: dict[str, dict[tuple[str | None, str | None], list[tuple[Pattern, bool]]]] = {}
         self._locations: dict[str, tuple[Pattern, ...]] = {}
+        self._location_offers: dict[str, tuple[tuple[Pattern, bool], ...]] = {}
         self._lateness: dict[str, frozenset[int]] = {}
         self._attributes: dict[str, frozenset[str]] = {}
         self._timed: dict[str, frozenset[str]] = {}
@@ -68,6 +72,12 @@ class PatternTable:
 
     def locations(self, tenant: str) -> tuple[Pattern, ...]:
         return self._locations.get(tenant, ())
+
+    def location_offers(self, tenant: str) -> tuple[tuple[Pattern, bool], ...]:
+        offers = self._location_offers.get(tenant)
+        if offers is None:
+            offers = self._location_offers[tenant] = tuple((p, True) for p in self.locations(tenant))
+        return offers
 
     def latenesses(self, tenant: str) -> frozenset[int]:
         return self._lateness.get(tenant, frozenset())
@@ -108,7 +118,10 @@ class PatternTable:
         for p, s in starts.items():
             if p.impl.ordered:
                 groups.setdefault(p.lateness_ms, ([], []))[0 if s else 1].append(p)
-        return Route(direct, {late: (tuple(a), tuple(b)) for late, (a, b) in groups.items()})
+        return Route(direct, {late: (tuple(a), tuple(b)) for late, (a, b) in groups.items()},
+                     {late: tuple((p, True) for p in a) + tuple((p, False) for p in b)
+                      for late, (a, b) in groups.items()},
+                     tuple((p, True) for p in direct))
 
 
 def _attribute_keys(params: object) -> frozenset[str]:
