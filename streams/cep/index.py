@@ -132,3 +132,38 @@ def _attribute_keys(params: object) -> frozenset[str]:
             if isinstance(spec, EventSpec):
                 found |= {k for k, _ in spec.attributes}
     return frozenset(found)
+
+
+class PatternSet(dict):
+    """The patterns side input's target (side-input key, opaque -> pattern). Counts changes,
+    so the pattern index is rebuilt only when a pattern changed."""
+
+    version = 0
+
+    def __setitem__(self, key, value) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, key, *default):
+        self.version += 1
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def update(self, *args, **kw) -> None:
+        self.version += 1
+        super().update(*args, **kw)
+
+    def setdefault(self, key, default=None):
+        self.version += 1
+        return super().setdefault(key, default)
+
+    def popitem(self):
+        self.version += 1
+        return super().popitem()

@@ -25,7 +25,7 @@ from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.cep.engine import Engine
-from streams.cep.index import PatternTable
+from streams.cep.index import PatternSet, PatternTable
 from streams.cep.keystate import FORMAT, KeyState
 from streams.cep.outputs import AggregateGone, Match
 from streams.cep.patterns import parse_pattern
@@ -34,41 +34,6 @@ from streams.cep.timers import TimerIndex
 from streams.txn_processor import Batch, ConfigSideInput, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.cep")
-
-
-class PatternSet(dict):
-    """The patterns side input's target (side-input key, opaque -> pattern). Counts changes,
-    so the pattern index is rebuilt only when a pattern changed."""
-
-    version = 0
-
-    def __setitem__(self, key, value) -> None:
-        self.version += 1
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key) -> None:
-        self.version += 1
-        super().__delitem__(key)
-
-    def pop(self, key, *default):
-        self.version += 1
-        return super().pop(key, *default)
-
-    def clear(self) -> None:
-        self.version += 1
-        super().clear()
-
-    def update(self, *args, **kw) -> None:
-        self.version += 1
-        super().update(*args, **kw)
-
-    def setdefault(self, key, default=None):
-        self.version += 1
-        return super().setdefault(key, default)
-
-    def popitem(self):
-        self.version += 1
-        return super().popitem()
 
 
 class CepProcessor(TransactionalProcessor):

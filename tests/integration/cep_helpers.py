@@ -27,7 +27,7 @@ def put_patterns(settings: KafkaSettings, codec: AvroCodec, docs: list[dict], ve
         rec = {"kind": "pattern", "id": p.pattern_id, "tenant_id": p.tenant_id, "version": version,
                "body": json.dumps(p.to_json()), "updated_ms": int(time.time() * 1000), "deleted": False}
         producer.send(t, codec.encode(t, "ConfigRecord", rec), key=scoped(p.tenant_id, p.pattern_id))
-    producer.flush_or_raise()
+    producer.flush_or_raise(120)  # a broker just started under load can take a while to take writes
 
 
 def start_cep(settings: KafkaSettings, log_dir: Path, modes=MODES, suffix: str = "") -> dict:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from streams.cep.engine import Engine
-from streams.cep.index import PatternTable
+from streams.cep.index import PatternSet, PatternTable
 from streams.cep.keystate import KeyState
 from streams.cep.kinds import KINDS
 from streams.cep.outputs import AggregateGone, Match
@@ -219,3 +219,12 @@ def test_matches_know_their_pattern_and_tenant():
     engine.on_event(ks, ev(1, "ENTER", "A", 0, "truck/1|x"))
     (m,) = engine.on_event(ks, ev(2, "ENTER", "B", 1, "truck/1|x"))[0]
     assert isinstance(m, Match) and m.record()["tenant_id"] == "acme" and m.key == "truck/1|x"
+
+
+def test_the_pattern_set_counts_every_kind_of_change():
+    patterns, versions = PatternSet(), []
+    for change in (lambda d: d.__setitem__("a", 1), lambda d: d.update(b=2), lambda d: d.setdefault("c", 3),
+                   lambda d: d.pop("a"), lambda d: d.__delitem__("b"), lambda d: d.popitem(), lambda d: d.clear()):
+        change(patterns)
+        versions.append(patterns.version)
+    assert versions == [1, 2, 3, 4, 5, 6, 7] and patterns == {}
