@@ -31,7 +31,7 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 KINDS = frozenset(kind for kind, _ in SOURCES.values())
 # CEP pattern kinds whose state (and match key) is per geofence (streams/cep/patterns.py)
-_GEOFENCE_KEYED_CEP = {"comovement", "aggregate"}
+_GEOFENCE_KEYED_CEP = {"comovement", "aggregate", "join", "dwell_outlier", "rate_outlier"}
 # Python's datetime range, which is narrower than PostgreSQL's: a record outside it is corrupt
 _MAX_MS = 253_402_300_799_999
 _PARTITION_SUFFIX = re.compile(r"_p(\d{8})$")

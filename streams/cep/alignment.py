@@ -8,28 +8,35 @@ therefore holds records back and writes them in merged event-time order: a recor
 once every partition that can still deliver something has reached its time (less `align_ms`).
 Held records are not committed, so a crash re-reads them.
 
-A partition constrains the merge while it has unread or held records, or has not delivered
-anything yet, and keeps moving; one whose event time has not advanced for `max_stall_s`
+A partition with unread records always constrains the merge: draining a backlog, a fetch
+serves some partitions for seconds while others wait their turn, and a waiting partition may
+hold the oldest records. A partition that has held records or has delivered nothing yet
+constrains it while it keeps moving; one whose event time has not advanced for `max_stall_s`
 (stalled, empty, or its lag is only transaction markers) no longer holds the others.
 """
 
 from __future__ import annotations
 
+from typing import Iterable
 
-def releasable(held: dict[int, list[int]], seen: dict[int, int], backlog: set[int],
-               assigned: set[int], moved_at: dict[int, float], now_s: float, align_ms: int,
-               max_stall_s: float) -> dict[int, int]:
-    """held: partition -> event times of its held records, in offset order; seen: partition ->
-    newest event time read from it; backlog: partitions with unread records. Returns
-    partition -> how many of its held records (a prefix, so offsets stay a prefix) to write."""
-    waiting = backlog | {p for p, t in held.items() if t} | {p for p in assigned if p not in seen}
-    constraining = [seen.get(p, -1) for p in waiting & assigned
-                    if now_s - moved_at.get(p, now_s) < max_stall_s]
-    frontier = min(constraining) + align_ms if constraining else None
-    out = {}
-    for p, times in held.items():
-        n = 0
-        while n < len(times) and (frontier is None or times[n] <= frontier):
-            n += 1
-        out[p] = n
-    return out
+
+def frontier(seen: dict[int, int], backlog: set[int], held: set[int], assigned: set[int],
+             moved_at: dict[int, float], now_s: float, align_ms: int, max_stall_s: float) -> int | None:
+    """The event time up to which held records may be written (None: no partition constrains).
+    seen: partition -> newest event time read from it; backlog: partitions with unread records;
+    held: partitions with held records."""
+    moving = (held | {p for p in assigned if p not in seen}) - backlog
+    constraining = [seen.get(p, -1) for p in backlog & assigned] + [
+        seen.get(p, -1) for p in moving & assigned if now_s - moved_at.get(p, now_s) < max_stall_s]
+    return min(constraining) + align_ms if constraining else None
+
+
+def releasable(times: Iterable[int], upto: int | None) -> int:
+    """How many of a partition's held records (event times in offset order) to write: the
+    prefix at or before `upto`, so committed offsets stay a prefix."""
+    n = 0
+    for t in times:
+        if upto is not None and t > upto:
+            break
+        n += 1
+    return n

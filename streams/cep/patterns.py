@@ -6,7 +6,7 @@
                {"event_type": "ENTER", "geofence_id": "port"}],
      "not_between": [{"event_type": "ENTER", "geofence_id": "checkpoint"}]}
 
-Kinds and their parameters:
+Kinds (one class each in `streams.cep.kinds`) and their parameters:
 - sequence: steps (2+), within_s, optional not_between — per entity.
 - absence: trigger, expected, within_s — "ENTER A and no ENTER B within T" (route
   deviation); with expected = EXIT of the trigger's fence it is "dwell over a threshold".
@@ -15,39 +15,47 @@ Kinds and their parameters:
 - time_of_day: geofence_id, from_hour, to_hour (UTC) — inside G between the hours.
 - comovement: geofence_id (optional: any), at_least entities, within_s — convoy.
 - aggregate: window {type: tumbling|hopping|session, size_s, hop_s (hopping), gap_s
-  (session)}, geofence_id (optional: every fence of the tenant), lateness_s — entries,
-  exits, dwells and occupancy per geofence and window, closed on event time.
+  (session)}, geofence_id (optional: every fence of the tenant) — entries, exits, dwells and
+  occupancy per geofence and window, closed on event time.
+- join: left, right (event_type + entity_prefix / entity_glob / attributes), within_s,
+  geofence_id (optional), max_distance_m (optional) — two different entities at one fence.
+- speed: max_speed_kmh, min_distance_m (default 100) — per entity, from location updates.
+- dwell_outlier: z (4), min_samples (30), min_ratio (2), direction long|short|both,
+  geofence_id (optional) — a dwell far outside the fence's own history.
+- rate_outlier: window_s, z (4), min_windows (12), min_count (5), baseline_windows (24),
+  geofence_id (optional) — entries per window far above the fence's rolling baseline.
+(`streams/cep/kinds/join.py`, `speed.py` and `outliers.py` explain those four and their guards against false positives.)
 
 Every kind takes `lateness_s` (0-86400): how far out of event-time order an event may arrive
 and still be applied in order. Default 5 s (covers the re-key's interleaving of an entity's
 events from several partitions; a match is held back that long), 0 for aggregates (a window
 closes at its end). And every kind takes an optional `alert`: {channels, fallback_channel,
 title, body, dedup_window_s} — the alert its matches raise, as rule `cep-<pattern_id>`.
+
+Editing a pattern while events flow. A pattern's `shape` is everything that decides what
+matches: its kind, the kind's parameters, `lateness_s` and `overlap` (as parsed: writing a
+default out does not change it). An edit that keeps the shape — `severity`, `alert`, or
+`description` — keeps every partial match, pending timer, window and baseline: matches
+completed after the edit carry the new version and severity, and keep the match ids they
+would have had. An edit that changes the shape (steps, window, within_s, thresholds,
+lateness, ...) restarts the pattern's state at every key, as a new pattern would start: a
+half-finished sequence under the old steps cannot be finished under the new ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from geoflux.errors import ValidationError
 from streams.alerting.rules import AlertRule, parse_rule
+from streams.cep.kinds import KINDS, Kind
+from streams.cep.specs import number
 from streams.config_validation import object_id_and_tenant
 
-KINDS = ("sequence", "absence", "track_gap", "count", "time_of_day", "comovement", "aggregate")
 SEVERITIES = ("critical", "high", "warning", "info")
-EVENT_TYPES = ("ENTER", "EXIT", "DWELL")
-MAX_WITHIN_S = 7 * 86_400
 DEFAULT_LATENESS_S = 5
-
-
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    event_type: str
-    geofence_id: str | None = None  # None: any geofence
-
-    def matches(self, ev: dict) -> bool:
-        return ev["event_type"] == self.event_type and (
-            self.geofence_id is None or ev["geofence_id"] == self.geofence_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,47 +64,27 @@ class Pattern:
     tenant_id: str
     severity: str
     kind: str
-    within_ms: int
+    params: Any  # the kind's own frozen dataclass
+    lateness_ms: int
     overlap: str = "skip_past_last"
-    steps: tuple[EventSpec, ...] = ()
-    not_between: tuple[EventSpec, ...] = ()
-    at_least: int = 0
-    per: str = "entity"
-    geofence_id: str | None = None
-    from_hour: int = 0
-    to_hour: int = 24
-    window: str = ""
-    size_ms: int = 0
-    hop_ms: int = 0
-    lateness_ms: int = 0
     version: int = 1
+    shape: str = ""
     body: dict = field(default_factory=dict, compare=False)
+    impl: Kind = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     @property
     def keyed_by(self) -> str:
         """Where its state lives: per entity, or per geofence."""
-        if self.kind in ("comovement", "aggregate") or (self.kind == "count" and self.per == "geofence"):
-            return "geofence"
-        return "entity"
+        return self.impl.keyed_by(self.params)
 
     def to_json(self) -> dict:
         return dict(self.body, pattern_id=self.pattern_id)
 
 
-def _event(spec: object, where: str) -> EventSpec:
-    if not isinstance(spec, dict) or spec.get("event_type") not in EVENT_TYPES:
-        raise ValidationError(f"{where}: needs event_type one of {', '.join(EVENT_TYPES)}")
-    gid = spec.get("geofence_id")
-    if gid is not None and (not isinstance(gid, str) or not gid):
-        raise ValidationError(f"{where}: geofence_id must be a non-empty string")
-    return EventSpec(spec["event_type"], gid)
-
-
-def _positive(body: dict, key: str, maximum: float) -> float:
-    v = body.get(key)
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= maximum:
-        raise ValidationError(f"{key} must be a number in (0, {maximum:g}]")
-    return float(v)
+def shape_of(kind: str, params: Any, lateness_ms: int, overlap: str) -> str:
+    """Fingerprint of what decides matches (the parsed parameters' repr is deterministic:
+    frozen dataclasses of strings, numbers and tuples)."""
+    return hashlib.sha256(repr((kind, params, lateness_ms, overlap)).encode()).hexdigest()[:12]
 
 
 def parse_pattern(body: object, pattern_id: str | None = None, version: int = 1) -> Pattern:
@@ -106,74 +94,19 @@ def parse_pattern(body: object, pattern_id: str | None = None, version: int = 1)
     kind = body.get("kind")
     if kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
+    impl = KINDS[kind]
     overlap = body.get("overlap", "skip_past_last")
     if overlap not in ("skip_past_last", "allow"):
         raise ValidationError("overlap must be skip_past_last or allow")
-    kw: dict = {}
-    if kind == "aggregate":
-        kw["within_ms"] = 0
-    elif kind != "time_of_day":
-        kw["within_ms"] = int(_positive(body, "within_s", MAX_WITHIN_S) * 1000)
-    else:
-        kw["within_ms"] = 0
-    if kind == "sequence":
-        steps = body.get("steps")
-        if not isinstance(steps, list) or len(steps) < 2:
-            raise ValidationError("a sequence needs steps: a list of 2 or more events")
-        kw["steps"] = tuple(_event(s, f"steps[{i}]") for i, s in enumerate(steps))
-        nb = body.get("not_between") or []
-        if not isinstance(nb, list):
-            raise ValidationError("not_between must be a list of events")
-        kw["not_between"] = tuple(_event(s, f"not_between[{i}]") for i, s in enumerate(nb))
-    elif kind == "absence":
-        kw["steps"] = (_event(body.get("trigger"), "trigger"), _event(body.get("expected"), "expected"))
-    elif kind == "count":
-        kw["steps"] = (_event(body.get("event"), "event"),)
-        kw["at_least"] = int(_positive(body, "at_least", 10_000))
-        kw["per"] = body.get("per", "entity")
-        if kw["per"] not in ("entity", "geofence"):
-            raise ValidationError("per must be entity or geofence")
-    elif kind == "time_of_day":
-        gid = body.get("geofence_id")
-        if not isinstance(gid, str) or not gid:
-            raise ValidationError("geofence_id is required")
-        fh, th = body.get("from_hour"), body.get("to_hour")
-        if not all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 24 for h in (fh, th)) or fh == th:
-            raise ValidationError("from_hour and to_hour must be different integers 0-24 (UTC)")
-        kw.update(geofence_id=gid, from_hour=fh, to_hour=th)
-    elif kind == "comovement":
-        kw["at_least"] = int(_positive(body, "at_least", 10_000))
-        if kw["at_least"] < 2:
-            raise ValidationError("a convoy needs at_least 2 entities")
-        gid = body.get("geofence_id")
-        if gid is not None and not isinstance(gid, str):
-            raise ValidationError("geofence_id must be a string")
-        kw["geofence_id"] = gid
-    elif kind == "aggregate":
-        w = body.get("window")
-        if not isinstance(w, dict) or w.get("type") not in ("tumbling", "hopping", "session"):
-            raise ValidationError("window must be {type: tumbling | hopping | session, ...}")
-        kw["window"] = w["type"]
-        if w["type"] == "session":
-            kw["size_ms"] = int(_positive(w, "gap_s", MAX_WITHIN_S) * 1000)
-        else:
-            kw["size_ms"] = int(_positive(w, "size_s", MAX_WITHIN_S) * 1000)
-        if w["type"] == "hopping":
-            kw["hop_ms"] = int(_positive(w, "hop_s", MAX_WITHIN_S) * 1000)
-            if kw["hop_ms"] > kw["size_ms"] or kw["size_ms"] // kw["hop_ms"] > 100:
-                raise ValidationError("hop_s must be at most size_s, and size_s / hop_s at most 100")
-        gid = body.get("geofence_id")
-        if gid is not None and not isinstance(gid, str):
-            raise ValidationError("geofence_id must be a string")
-        kw["geofence_id"] = gid
-    late = body.get("lateness_s", 0 if kind == "aggregate" else DEFAULT_LATENESS_S)
-    if not isinstance(late, (int, float)) or isinstance(late, bool) or not 0 <= late <= 86_400:
-        raise ValidationError("lateness_s must be a number in [0, 86400]")
-    kw["lateness_ms"] = int(late * 1000)
+    params = impl.parse(body)
+    late = number(body, "lateness_s", 0, 86_400, default=impl.default_lateness_s, lo_open=False)
+    lateness_ms = int(late * 1000)
+    overlap = overlap if impl.overlaps else "skip_past_last"
     doc = {**body, "pattern_id": pid}
     if body.get("alert") is not None:
         alert_rule(doc, tenant)  # validated now, so a bad alert is a 422, not a silent no-op
-    return Pattern(pid, tenant, body["severity"], kind, overlap=overlap, version=version, body=doc, **kw)
+    return Pattern(pid, tenant, body["severity"], kind, params, lateness_ms, overlap, version,
+                   shape_of(kind, params, lateness_ms, overlap), doc, impl)
 
 
 def alert_rule(doc: dict, tenant: str) -> AlertRule:

@@ -55,6 +55,9 @@ def test_the_same_record_maps_to_the_same_key_wherever_it_is_read():
     ("truck-1", {"kind": "sequence"}, ("truck-1", None)),
     ("zone-7", {"kind": "comovement"}, (None, "zone-7")),
     ("zone-7|truck-1", {"kind": "aggregate"}, ("truck-1", "zone-7")),
+    ("depot", {"kind": "join", "geofence_id": "depot"}, (None, "depot")),  # two entities: neither
+    ("gate", {"kind": "rate_outlier", "geofence_id": "gate"}, (None, "gate")),
+    ("dock|1", {"kind": "dwell_outlier", "geofence_id": "dock|1", "entity_id": "lorry-3"}, ("lorry-3", "dock|1")),
 ])
 def test_cep_match_subjects(key, detail, expected):
     row = to_row("cep_match", {**MATCH, "key": key, "detail": detail}, "t", 0, 0)
