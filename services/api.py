@@ -13,8 +13,9 @@ from geoflux.settings import (AlertSettings, ApiSettings, GeofenceSettings, JobS
 from schemas.codec import AvroCodec
 from services import (gateway, routes_alerts, routes_audit, routes_cep, routes_console,
                       routes_entities, routes_geoevent, routes_geofences, routes_inbox,
-                      routes_processes, routes_stack, routes_twilio)
+                      routes_processes, routes_stack, routes_twilio, stream_tickets)
 from services.auth import auth_middleware, load_api_keys
+from services.stream_tickets import TicketBook
 from services.evaluation_waiter import EvaluationWaiter
 from services.geofence_registry import GeofenceRegistry
 from services.health import readiness
@@ -46,7 +47,8 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     keys = load_api_keys(api.keys, api.keys_file)
     if not keys:
         log.warning("no API keys configured: every request will be refused (set GEOFLUX_API_KEYS)")
-    app = web.Application(middlewares=[problem_middleware, auth_middleware(keys)],
+    tickets = TicketBook()  # single-use WebSocket tickets for browsers (no key in a URL)
+    app = web.Application(middlewares=[problem_middleware, auth_middleware(keys, tickets)],
                           client_max_size=body_limit(JobSettings()))
     app[SETTINGS] = kafka
     producer = ReliableProducer(kafka)
@@ -64,6 +66,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     closeables += routes_cep.add_routes(app, kafka, codec, producer)
     routes_audit.add_routes(app, PostgresSettings().dsn)  # the audit trail in PostgreSQL
     gateway.add_routes(app, kafka, codec)
+    stream_tickets.add_routes(app, tickets)
     closeables += routes_console.add_routes(app, kafka, codec)  # /console and /api/v1/entities
     state, name = StreamSettings(), f"api-{api.port}"  # occupancy and entity attributes: local views
     closeables += routes_entities.add_routes(app, MembershipView(kafka, codec, state, name),

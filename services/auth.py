@@ -83,10 +83,7 @@ def presented_key(request: web.Request) -> str | None:
         return auth[7:].strip()
     if request.headers.get("X-API-Key"):
         return request.headers["X-API-Key"]
-    # a browser cannot set headers on a WebSocket: the gateway alone takes the key in the URL
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        return request.query.get("api_key")
-    return None
+    return None  # never from the URL, where proxies log it (browsers use a stream ticket)
 
 
 def authenticate(keys: dict[str, Principal], presented: str | None) -> Principal | None:
@@ -98,12 +95,17 @@ def authenticate(keys: dict[str, Principal], presented: str | None) -> Principal
     return None
 
 
-def auth_middleware(keys: dict[str, Principal]):
+def auth_middleware(keys: dict[str, Principal], tickets=None):
+    """`tickets` (services.stream_tickets.TicketBook): a WebSocket upgrade may present a
+    single-use `?ticket=` instead of a key."""
     @web.middleware
     async def middleware(request: web.Request, handler):
         if request.path in OPEN_PATHS or request.path.startswith(("/console", SIGNED_PREFIX)):
             return await handler(request)
         principal = authenticate(keys, presented_key(request))
+        if (principal is None and tickets is not None and "ticket" in request.query
+                and request.headers.get("Upgrade", "").lower() == "websocket"):
+            principal = tickets.redeem(request.query["ticket"])
         if principal is None:
             detail = ("no API keys are configured (GEOFLUX_API_KEYS)" if not keys else
                       "missing or unknown API key: send Authorization: Bearer <key> or X-API-Key")

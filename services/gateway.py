@@ -1,7 +1,7 @@
 """The WebSocket gateway: geofence events to clients, at least once, resumable, in per-geofence
 order, with backpressure that never reaches the pipeline or other clients.
 
-    GET /api/v1/stream (WebSocket; API key in Authorization/X-API-Key, or ?api_key= for browsers)
+    GET /api/v1/stream (WebSocket; API key in Authorization/X-API-Key, or a single-use ?ticket= for browsers)
     -> {"type": "subscribe", "client_id": "c1", "filter": {"geofence_id": "g1"},
         "cursor": "v1:0=15,1=7" | omitted, "from": "latest" | "earliest"}
     <- {"type": "subscribed", "cursor": ..., "resumed": true|false}

@@ -185,8 +185,12 @@ OPERATIONS: list[Op] = [
     Op("POST", "/api/v1/replay", "replay events or matches by event time or offsets, as NDJSON", O,
        {200: ("application/x-ndjson", STR)}, REPLAY, errors=(400, 403, 422, 503)),
     Op("GET", "/api/v1/stream", "live geofence events over a WebSocket (services/gateway.py)", G,
-       {101: ("application/json", ANY_OBJ)}, params=(Param("api_key", description="browsers only"),),
+       {101: ("application/json", ANY_OBJ)},
+       params=(Param("ticket", description="browsers: a single-use ticket from POST /api/v1/stream/tickets "
+                     "(programs send their key in a header)"),),
        errors=(400, 401)),
+    Op("POST", "/api/v1/stream/tickets", "a single-use ticket for the WebSocket (30 s)", G,
+       {201: obj(["ticket", "expires_in_s", "url"], ticket=STR, expires_in_s={"type": "number"}, url=STR)}),
     Op("GET", "/processes", "the processes offered", J,
        {200: obj(["processes", "links"], processes=arr(ANY_OBJ), links=LINKS)}),
     Op("GET", "/processes/{id}", "a process description (inputs, outputs)", J,

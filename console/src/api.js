@@ -1,5 +1,6 @@
 // The one way the console talks to the API: the key from the header box, as a Bearer token on
-// fetch and as ?api_key= on the WebSocket (a browser cannot set headers there).
+// fetch; the WebSocket (where a browser cannot set headers) opens with a single-use ticket
+// asked for with the key, so the key never appears in a URL.
 const KEY = "geoflux.apiKey";
 
 export function apiKey() {
@@ -37,7 +38,8 @@ export async function api(method, path, body, headers = {}) {
   return data;
 }
 
-export function streamUrl() {
+export async function streamUrl() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${location.host}/api/v1/stream?api_key=${encodeURIComponent(apiKey())}`;
+  const { ticket } = await api("POST", "/api/v1/stream/tickets");
+  return `${scheme}://${location.host}/api/v1/stream?ticket=${encodeURIComponent(ticket)}`;
 }

@@ -248,9 +248,17 @@ export class LiveMap {
     while (this.eventList.children.length > MAX_EVENTS) this.eventList.lastChild.remove();
   }
 
-  connect() {
+  async connect() {
     this.ws?.close();
-    const ws = new WebSocket(streamUrl());
+    let url;
+    try {
+      url = await streamUrl();
+    } catch (e) {
+      this.streamState.textContent = `stream: ${e.message}`;
+      if (e.status !== 401 && e.status !== 403) setTimeout(() => this.connect(), 3000);
+      return;
+    }
+    const ws = new WebSocket(url);
     this.ws = ws;
     const clientId = `console-${Math.random().toString(36).slice(2, 10)}`;
     ws.onopen = () => ws.send(JSON.stringify({ type: "subscribe", client_id: clientId, filter: {}, from: "latest" }));

@@ -149,8 +149,20 @@ def test_tenant_keys_only_receive_their_tenant(gw):
             await other.send_str(json.dumps({"type": "subscribe", "filter": {"tenant_id": "acme"}}))
             msg = await other.receive(timeout=10)
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4003 and "forbidden" in msg.extra
-            # the key in the URL (browsers cannot set WebSocket headers) works the same
-            acme = await connect(session, f"{gw['url']}?api_key={TENANT_KEYS['acme']}", key=None)
+            # a key in the URL is refused (proxies log URLs); a browser's single-use ticket works once
+            with pytest.raises(aiohttp.WSServerHandshakeError) as in_url:
+                await session.ws_connect(f"{gw['url']}?api_key={TENANT_KEYS['acme']}")
+            assert in_url.value.status == 401
+            tickets = gw["url"].replace("ws://", "http://") + "/tickets"
+            async with session.post(tickets, headers={"X-API-Key": TENANT_KEYS["acme"]}) as resp:
+                assert resp.status == 201
+                ticket = (await resp.json())["ticket"]
+            async with session.post(tickets) as resp:
+                assert resp.status == 401  # a ticket needs a key
+            acme = await connect(session, f"{gw['url']}?ticket={ticket}", key=None)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as reused:
+                await session.ws_connect(f"{gw['url']}?ticket={ticket}")
+            assert reused.value.status == 401
             publisher = publish_in_chunks(gw, mixed)
             got = []
             while len(got) < 200:
