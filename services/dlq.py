@@ -80,7 +80,9 @@ class DlqView:
         """A delivery or a job retried from its DLQ and failing again replaces its older entry
         (they are keyed by delivery / job id); a record a stage could not read is its own
         entry, whatever its key (garbage on several topics may share one)."""
-        return key if rec.get("stage") in (None, "delivery", "jobs") else rec["dlq_id"]
+        if rec.get("error_class") == "undecodable" or rec.get("stage") not in (None, "delivery", "jobs"):
+            return rec["dlq_id"]
+        return key
 
     def _apply_redrive(self, key: str, rec: dict | None, _msg) -> bool:
         if rec is not None:

@@ -148,7 +148,7 @@ def test_every_record_lands_exactly_once_through_sigkill_and_a_pg_outage(
         TopicReader(kafka_settings, topic("audit.dlq", kafka_settings), "DlqRecord", codec,
                     lambda _k, rec, _m: dead.update({rec["dlq_id"]: rec}) or True).load().close()
         assert {(d["original_topic"], d["error_class"]) for d in dead.values()} == \
-            {(bad_topic, "validation"), (topic("jobs.status", kafka_settings), "validation")}
+            {(bad_topic, "undecodable"), (topic("jobs.status", kafka_settings), "undecodable")}
         assert all(d["error_message"] and d["original_value"] for d in dead.values())
     finally:
         stop(sink)

@@ -209,9 +209,12 @@ def test_batch_failure_found_by_describe_jobs_polling_retries_then_dead_letters(
         found = batch_jobs(failing_moto, res, job_id)  # one Batch job per geoflux attempt
         assert sorted(j["jobName"] for j in found) == [f"geoflux-{job_id}-a1", f"geoflux-{job_id}-a2"]
         assert {j["status"] for j in found} == {"FAILED"}
-        entries = http("GET", f"{base}/api/v1/dlq?queue=jobs")[1]
-        mine = [e for e in entries.get("items", entries.get("entries", [])) if job_id in json.dumps(e)]
-        assert mine and mine[0]["error_class"] == "transient"
+        def mine() -> list:  # the API's DLQ view follows jobs.dlq: it shows the record a moment later
+            entries = http("GET", f"{base}/api/v1/dlq?queue=jobs")[1]
+            return [e for e in entries.get("items", []) if job_id in json.dumps(e)]
+
+        dead = wait_for(mine, 60, what="the job's DLQ record in /api/v1/dlq")
+        assert dead[0]["error_class"] == "transient"
     finally:
         stop(worker)
         stop(api)
