@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -82,6 +83,10 @@ def start_worker(settings, tmp_path, n: int) -> subprocess.Popen:
     env = worker_env(settings, GEOFLUX_STREAM_DATA_DIR=str(tmp_path / "state"),
                      # offsets are committed rarely, so a SIGKILL leaves records to read again
                      GEOFLUX_STREAM_COMMIT_INTERVAL_S="600")
+    # run from tmp_path (Faust keeps its data directory in the working directory): the
+    # project's packages come from PYTHONPATH
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     log = open(tmp_path / f"faust-{n}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "streams.downstream.loitering", "--loglevel", "warn",
                              "worker", "--without-web"],
