@@ -71,9 +71,9 @@ def table(rows: list[dict], commit: str) -> str:
     return "\n".join(lines)
 
 
-def write(rows: list[dict]) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+def write(rows: list[dict], commit: str | None = None) -> None:
+    commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                      text=True).stdout.strip() or "unknown"
     text = SLA.read_text()
     block = table(rows, commit)
     if BEGIN in text:
@@ -86,13 +86,14 @@ def write(rows: list[dict]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, help="a results file (JSON lines) already measured")
+    parser.add_argument("--commit", help="the commit the results file was measured at (default: HEAD)")
     args = parser.parse_args()
     code = 0
     if args.source is None:
         args.source = Path(tempfile.mkstemp(prefix="fault-matrix-", suffix=".jsonl")[1])
         code = run(args.source)
     rows = [json.loads(line) for line in args.source.read_text().splitlines() if line.strip()]
-    write(rows)
+    write(rows, args.commit)
     print(f"docs/SLA.md: {len(rows)} cells written from {args.source}")
     return code
 
