@@ -3,7 +3,11 @@
     GeofluxError
     ├── TransientError      retry with backoff (network, 5xx, 429, broker unavailable)
     ├── PermanentError      never retried: straight to a DLQ with the reason
-    │   └── ValidationError bad input: HTTP 4xx / DLQ record with `error_class`
+    │   ├── ValidationError bad input: HTTP 4xx / DLQ record with `error_class`
+    │   ├── NotFound        no such object (for this tenant): HTTP 404
+    │   └── BadSignature    a signed request (webhook, SNS message) that does not verify: 401/403
+    ├── QuotaExceeded       a tenant's quota refuses the request now: 429 with Retry-After
+    ├── ResultsGone         a job's results expired with the idempotency window: 410
     └── ConfigurationError  the operator must act (missing Java, port taken, foreign data dir)
 
 `error_class` is the stable string written into DLQ records and HTTP problem documents.
@@ -30,6 +34,28 @@ class PermanentError(GeofluxError):
 
 class ValidationError(PermanentError):
     error_class = "validation"
+
+
+class NotFound(PermanentError):
+    error_class = "not_found"
+
+
+class BadSignature(PermanentError):
+    error_class = "bad_signature"
+
+
+class QuotaExceeded(GeofluxError):
+    """`decision`: the quota decision that refused (its rule, reason and retry delay)."""
+
+    error_class = "quota_exceeded"
+
+    def __init__(self, decision) -> None:
+        super().__init__(decision.reason or "quota exceeded", reason=decision.rule)
+        self.decision = decision
+
+
+class ResultsGone(GeofluxError):
+    error_class = "results_expired"
 
 
 class ConfigurationError(GeofluxError):

@@ -18,7 +18,7 @@ from geoflux.errors import ValidationError
 from geoflux.keys import check_tenant, scoped
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
-from services.geofence_registry import NotFound
+from geoflux.errors import NotFound
 
 
 class ConfigStore:

@@ -26,7 +26,8 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.demo_config import ensure_demo_config
 from services.demo_jobs import SampleJobs
-from services.geofence_registry import GeofenceRegistry, NotFound
+from geoflux.errors import NotFound
+from services.geofence_registry import GeofenceRegistry
 
 log = structlog.get_logger("geoflux.demo")
 TENANT = "demo"

@@ -19,7 +19,7 @@ from connectors.topic_reader import TopicReader
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.geofence_registry import NotFound
+from geoflux.errors import NotFound
 
 # DLQ topics by the name people use
 DLQS = {"alerts": "alerts.dlq", "jobs": "jobs.dlq", "locations": "geo.locations.dlq", "cep": "geo.cep.dlq",

@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 from connectors.kafka_config import producer_config
 from connectors.kafka_producer import ReliableProducer
 from connectors.topic_reader import TopicReader
-from geoflux.errors import PermanentError, ValidationError
+from geoflux.errors import NotFound, PermanentError, ValidationError
 from geoflux.keys import check_tenant, scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.geofence import FenceSpec, geometry_json, import_feature, parse_feature
-
-
-class NotFound(PermanentError):
-    error_class = "not_found"
 
 
 @dataclass(frozen=True, slots=True)

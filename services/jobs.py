@@ -21,16 +21,15 @@ from connectors.channels.http import (CallbackSecretMissing, check_subscriber_se
                                       install_callback_secret, seal_secret)
 from connectors.kafka_producer import ReliableProducer
 from connectors.object_store import ObjectStore, open_object_store
-from geoflux.errors import GeofluxError, ValidationError
+from geoflux.errors import NotFound, QuotaExceeded, ResultsGone, ValidationError
 from geoflux.settings import AlertSettings, JobSettings, KafkaSettings, QuotaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.geofence_registry import NotFound
 from services.job_writer import AtomicWriter
 from streams.jobs import idempotency
 from streams.jobs.object_keys import inputs_key, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
-from streams.jobs.quotas import Decision, Quota, decide, parse_quotas, quota_for, usage
+from streams.jobs.quotas import Quota, decide, parse_quotas, quota_for, usage
 from streams.jobs.status_view import StatusView, open_private_store
 
 log = structlog.get_logger("geoflux.jobs")
@@ -55,16 +54,6 @@ class NoSuchJob(NotFound):
     error_class = "no-such-job"
 
 
-class ResultsGone(GeofluxError):
-    error_class = "results-expired"
-
-
-class QuotaExceeded(GeofluxError):
-    error_class = "quota-exceeded"
-
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(decision.reason or "quota exceeded", reason=decision.rule)
-        self.decision = decision
 
 
 class JobsService:

@@ -8,7 +8,7 @@ import uuid
 import structlog
 from aiohttp import web
 
-from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
+from geoflux.errors import ConfigurationError, NotFound, PermanentError, TransientError, ValidationError
 
 log = structlog.get_logger("geoflux.api")
 
@@ -26,8 +26,6 @@ def problem(status: int, title: str, detail: str, type_: str = "about:blank", **
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler):
-    from services.geofence_registry import NotFound
-
     try:
         return await handler(request)
     except HTTPProblem as exc:

@@ -17,7 +17,7 @@ from services import routes_config, routes_lifecycle
 from services.alert_config import AlertConfig
 from services.auth import check_visible, require_operator, tenant_filter
 from services.dlq import DLQ_VALUE_SCHEMAS, DlqView, fresh_delivery
-from services.geofence_registry import NotFound
+from geoflux.errors import NotFound
 from services.problems import HTTPProblem, page
 
 ALERTS = web.AppKey("alerts_context", dict)

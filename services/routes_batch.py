@@ -19,7 +19,8 @@ import structlog
 from aiohttp import web
 
 from connectors.compute import batch_policy as bp
-from connectors.compute.sns_signature import BadSignature, cert_url_allowed, verify
+from connectors.compute.sns_signature import cert_url_allowed, verify
+from geoflux.errors import BadSignature
 from geoflux.settings import BatchSettings
 from schemas.catalogue import topic
 from services.jobs import JobsService

@@ -13,14 +13,14 @@ import asyncio
 import structlog
 from aiohttp import web
 
-from connectors.channels.inbound import (BadSignature, parse_opsgenie, parse_pagerduty,
+from connectors.channels.inbound import (parse_opsgenie, parse_pagerduty,
                                          verify_pagerduty, verify_token)
 from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import AlertSettings, KafkaSettings
 from schemas.codec import AvroCodec
 from services.alert_lifecycle import record_action
 from services.auth import check_visible, principal, tenant_filter
-from services.geofence_registry import NotFound
+from geoflux.errors import BadSignature, NotFound
 from services.problems import HTTPProblem, json_body
 from services.sla import SlaView
 

@@ -12,7 +12,8 @@ from geoflux.errors import TransientError, ValidationError
 from services import routes_batch
 from services.auth import check_visible, principal, tenant_filter, write_tenant
 from services.job_writer import RecordTooLarge
-from services.jobs import FINAL, JobsService, NoSuchJob, QuotaExceeded, ResultsGone
+from geoflux.errors import QuotaExceeded, ResultsGone
+from services.jobs import FINAL, JobsService, NoSuchJob
 from services.problems import json_body, page, problem
 from streams.jobs.idempotency import IdempotencyConflict
 from streams.jobs.processes import PROCESSES

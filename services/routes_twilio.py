@@ -26,7 +26,7 @@ from aiohttp import web
 from connectors.channels.twilio import valid_signature
 from connectors.channels.voice import ACK_DIGIT, ACK_PATH, answer, twiml
 from services.alert_lifecycle import record_action
-from services.geofence_registry import NotFound
+from geoflux.errors import NotFound
 from services.problems import HTTPProblem
 from services.routes_alerts import ALERTS
 from services.routes_lifecycle import LIFECYCLE

@@ -11,14 +11,10 @@ import hashlib
 import hmac
 import json
 
-from geoflux.errors import PermanentError, ValidationError
+from geoflux.errors import BadSignature, ValidationError
 
 PD_ACTIONS = {"incident.acknowledged": "ACK", "incident.resolved": "RESOLVE"}
 OG_ACTIONS = {"Acknowledge": "ACK", "Close": "RESOLVE"}
-
-
-class BadSignature(PermanentError):
-    error_class = "bad_signature"
 
 
 def verify_pagerduty(secret: str, body: bytes, header: str | None) -> None:

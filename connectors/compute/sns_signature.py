@@ -19,16 +19,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from geoflux.errors import PermanentError
+from geoflux.errors import BadSignature
 
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 TYPES = {"Notification": NOTIFICATION_FIELDS, "SubscriptionConfirmation": SUBSCRIPTION_FIELDS,
          "UnsubscribeConfirmation": SUBSCRIPTION_FIELDS}
-
-
-class BadSignature(PermanentError):
-    error_class = "bad-signature"
 
 
 def string_to_sign(msg: dict) -> bytes:

@@ -12,7 +12,8 @@ import pytest
 
 from geoflux.settings import GeofenceSettings
 from schemas.codec import AvroCodec
-from services.geofence_registry import GeofenceRegistry, NotFound
+from geoflux.errors import NotFound
+from services.geofence_registry import GeofenceRegistry
 from tests.conftest import wait_for
 from tests.unit.data.natural_earth import countries
 

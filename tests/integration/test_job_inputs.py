@@ -15,7 +15,7 @@ from schemas.codec import AvroCodec
 from services.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import TENANT_KEYS, http, start_api, start_cli, stop
-from tests.integration.job_inputs import compact_size, line_of_size
+from tests.integration.job_inputs import line_of_size
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

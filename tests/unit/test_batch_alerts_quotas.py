@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.compute import batch_policy as bp
-from connectors.compute.sns_signature import BadSignature, cert_url_allowed, string_to_sign, verify
+from connectors.compute.sns_signature import cert_url_allowed, string_to_sign, verify
+from geoflux.errors import BadSignature
 from geoflux.settings import BatchSettings
 from streams.jobs import alert_policy as ap
 from streams.jobs.quotas import Quota, decide, parse_quotas, quota_for, usage
