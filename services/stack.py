@@ -32,11 +32,20 @@ from services.local_registry import LocalRegistry
 from services.restart_policy import RestartPolicy
 from services.stack_parts import ExternalPart, ServicePart, WorkerPart
 from services.supervisor import Supervisor
+from services.workers import WORKERS
 
-WORKERS = [("evaluator", ["worker", "evaluator", "--instance", "0"]),
-           *((stage, ["worker", stage]) for stage in ("alert-router", "alert-gate", "alert-status",
-                                                      "delivery", "sla-monitor", "job-alerts")),
-           *((f"cep-{mode}", ["worker", "cep", "--mode", mode]) for mode in ("rekey", "entity", "geofence"))]
+
+def stack_workers(with_postgres: bool) -> list[tuple[str, list[str]]]:
+    """The workers `up` runs (services/workers.py), one instance each."""
+    out = []
+    for w in WORKERS:
+        if not w.in_stack or (w.needs_postgres and not with_postgres):
+            continue
+        argv = w.command(instance="0")
+        if w.name == "jobs" and not with_postgres:
+            argv.append("--no-postgis")
+        out.append((w.name, argv))
+    return out
 
 
 def stack_dir(local: LocalKafkaSettings) -> Path:
@@ -211,11 +220,8 @@ class Stack:
             sup.launch(api)
             self._wait_for_api(sup, api)
             timings["api"] = time.monotonic() - t0 - timings["services"]
-            pg = "GEOFLUX_PG_DSN" in base
-            jobs = ["worker", "jobs"] if pg else ["worker", "jobs", "--no-postgis"]
-            audit = [("audit", ["worker", "audit"])] if pg else []
             demo = [("demo", ["demo"])] if with_demo else []
-            for name, argv in [*WORKERS, ("jobs", jobs), *audit, *demo]:
+            for name, argv in [*stack_workers("GEOFLUX_PG_DSN" in base), *demo]:
                 sup.launch(sup.add(WorkerPart(name, argv, self._env(name, base), self.dir)))
             sup.write_status()
             self._print_parts(sup)
