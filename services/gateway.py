@@ -110,7 +110,9 @@ class Hub:
                 try:
                     batch.append((msg.partition(), msg.offset(), self.codec.decode(msg.value(), "GeofenceEvent")))
                 except ValidationError as exc:
+                    # the stages that own the topic dead-letter it; the gateway counts and skips it
                     log.error("undecodable event skipped by the gateway", offset=msg.offset(), error=str(exc))
+                    TopicReader.default_on_skip(msg.topic(), "undecodable")
                     batch.append((msg.partition(), msg.offset(), None))
             if batch:
                 self._loop.call_soon_threadsafe(self._append, batch)
