@@ -160,7 +160,7 @@ def test_instances_join_leave_and_die_mid_restore_without_loss_or_duplicates(kaf
         kill(procs.pop("3"))
         began, done = restores(logs["3"])
         assert began - done, f"instance 3 finished restoring {sorted(done)} before it was killed"
-        start("3")  # again, on the store its killed predecessor left half restored
+        start("3")  # again, on whatever store and checkpoint its killed predecessor left
 
         feed.join(180)
         assert not feed.is_alive() and feed.error is None, feed.error
