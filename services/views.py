@@ -140,24 +140,24 @@ class MembershipView(FollowedStore):
         return [{"geofence_id": g, "since": s} for g, s in sorted(inside, key=lambda m: (m[1], m[0]))]
 
     def _writes(self, msgs: list) -> Writes:
-        current: dict[bytes, list] = {}
-        writes: Writes = []
+        changes = []
         for m in msgs:
             key = (m.key() or b"").decode(errors="replace")
             if not key or key.startswith("\x00"):
                 continue  # the evaluator's own metadata, not an entity
             try:
                 tenant, entity = unscoped(key)
-                inside = self._memberships(m.value())
+                changes.append((b"e" + key.encode(), tenant, entity, self._memberships(m.value())))
             except ValidationError as exc:
                 log.error("changelog record skipped", offset=m.offset(), error=str(exc))
-                continue
-            ekey = b"e" + key.encode()
-            before = current.get(ekey)
-            if before is None:
-                raw = self.store.get(ekey)
-                before = json.loads(raw) if raw else []
-            gone = {g for g, _ in before} - {g for g, _ in inside}
+        # the batch's previous memberships in one MultiGet: a lookup per record was 40 % of a
+        # first read of the changelog (py-spy, 300,000 entities), and grew with the store
+        ekeys = list(dict.fromkeys(c[0] for c in changes))
+        current = {k: json.loads(raw) if raw else [] for k, raw in zip(ekeys, self.store.get_many(ekeys))} \
+            if ekeys else {}
+        writes: Writes = []
+        for ekey, tenant, entity, inside in changes:
+            gone = {g for g, _ in current[ekey]} - {g for g, _ in inside}
             writes += [(b"m" + scoped(tenant, g).encode() + SEP + entity.encode(), None) for g in gone]
             writes += [(b"m" + scoped(tenant, g).encode() + SEP + entity.encode(), str(since).encode())
                        for g, since in inside]

@@ -67,6 +67,7 @@ class Restorer:
         self.index_keys, self.batch = index_keys, batch
         self.progress = progress or (lambda _p, _left, _secs: None)
         self.active: dict[int, Restoring] = {}
+        self._unassigned: dict[int, int] = {}  # begun, not yet assigned to the consumer: -> start
         self._last_log = 0.0
         self._progress_at = time.monotonic()
 
@@ -77,8 +78,11 @@ class Restorer:
         job = Restoring(table, start, high, start)
         self.active[partition] = job
         self._progress_at = time.monotonic()
-        self.consumer.incremental_assign([TopicPartition(self.topic, partition,
-                                                         start if start > 0 else OFFSET_BEGINNING)])
+        # assigned at the next step, together with the others begun meanwhile: once a partition
+        # is assigned, the consumer keeps a fetch parked at the broker (fetch.wait.max.ms) and
+        # the broker answers one connection's requests in order, so every watermark query the
+        # stage makes for the next partition would wait behind it (0.5 s per partition measured)
+        self._unassigned[partition] = start
         log.info("restoring", stage=self.stage, partition=partition, start=start, end=high,
                  records=job.remaining, mode="tail" if start > low else "full")
 
@@ -87,7 +91,9 @@ class Restorer:
         checkpoint saying so), so the next owner on this host continues from there."""
         gone = [p for p in partitions if p in self.active]
         if gone:
-            self.consumer.incremental_unassign([TopicPartition(self.topic, p) for p in gone])
+            assigned = [TopicPartition(self.topic, p) for p in gone if self._unassigned.pop(p, None) is None]
+            if assigned:
+                self.consumer.incremental_unassign(assigned)
             for p in gone:
                 log.info("restore cancelled", stage=self.stage, partition=p,
                          restored=self.active[p].restored, remaining=self.active[p].remaining)
@@ -96,6 +102,11 @@ class Restorer:
     def step(self, budget_s: float = 0.1) -> list[int]:
         """Restores for up to `budget_s`; returns the partitions that reached their end."""
         done = [p for p, job in self.active.items() if job.position >= job.end]
+        fetch = [TopicPartition(self.topic, p, start if start > 0 else OFFSET_BEGINNING)
+                 for p, start in self._unassigned.items() if p not in done]
+        self._unassigned = {}
+        if fetch:
+            self.consumer.incremental_assign(fetch)
         deadline = time.monotonic() + budget_s
         while self.active and len(done) < len(self.active) and time.monotonic() < deadline:
             msgs = self.consumer.consume(self.batch, 0.05)
@@ -130,7 +141,8 @@ class Restorer:
         self._report()
         for p in done:
             job = self.active.pop(p)
-            self.consumer.incremental_unassign([TopicPartition(self.topic, p)])
+            if job.start < job.end:  # nothing to read was never assigned
+                self.consumer.incremental_unassign([TopicPartition(self.topic, p)])
             log.info("restored", stage=self.stage, partition=p, records=job.restored,
                      seconds=round(time.monotonic() - job.started, 2))
             self.progress(p, 0, 0.0)
