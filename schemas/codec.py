@@ -186,6 +186,11 @@ class AvroCodec:
         self.registry = registry or LocalSchemaRegistry(self.schemas)
         self._writer_ids: dict[tuple[str, str], int] = {}
         self._writers: dict[int, tuple[dict, str]] = {}
+        # per record, only dict lookups: (header, parsed schema) by (topic, schema name) and
+        # (writer, reader or None) by (schema id, reader name); every stage encodes and decodes
+        # each record it handles, so this overhead is paid hundreds of thousands of times a second
+        self._encoders: dict[tuple[str, str], tuple[bytes, dict]] = {}
+        self._decoders: dict[tuple[int, str], tuple[dict, dict | None]] = {}
 
     def schema_id(self, topic: str, schema_name: str) -> int:
         key = (topic, schema_name)
@@ -194,10 +199,14 @@ class AvroCodec:
         return self._writer_ids[key]
 
     def encode(self, topic: str, schema_name: str, record: dict[str, Any]) -> bytes:
+        plan = self._encoders.get((topic, schema_name))
+        if plan is None:
+            plan = self._encoders[(topic, schema_name)] = (
+                _HEADER.pack(MAGIC, self.schema_id(topic, schema_name)), self.schemas.parsed(schema_name))
         buf = io.BytesIO()
-        buf.write(_HEADER.pack(MAGIC, self.schema_id(topic, schema_name)))
+        buf.write(plan[0])
         try:
-            fastavro.schemaless_writer(buf, self.schemas.parsed(schema_name), record)
+            fastavro.schemaless_writer(buf, plan[1], record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValidationError(f"record does not match {schema_name}: {exc}") from exc
         return buf.getvalue()
@@ -216,11 +225,16 @@ class AvroCodec:
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise ValidationError(f"not Confluent wire format: magic byte {magic}")
-        writer, writer_text = self._writer(schema_id)
-        # Same schema on both sides: skip resolution, the hot path's common case.
-        reader = None if writer_text == self.schemas.text(schema_name) else self.schemas.parsed(schema_name)
+        plan = self._decoders.get((schema_id, schema_name))
+        if plan is None:
+            writer, writer_text = self._writer(schema_id)
+            # Same schema on both sides: skip resolution, the hot path's common case.
+            plan = self._decoders[(schema_id, schema_name)] = (
+                writer, None if writer_text == self.schemas.text(schema_name) else self.schemas.parsed(schema_name))
+        buf = io.BytesIO(data)
+        buf.seek(5)  # no copy of the body: a BytesIO of bytes shares them until written to
         try:
-            return fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, reader)
+            return fastavro.schemaless_reader(buf, plan[0], plan[1])
         except Exception as exc:  # fastavro raises a zoo of types on corrupt input
             raise ValidationError(f"cannot decode as {schema_name}: {exc!r}") from exc
 

@@ -26,6 +26,9 @@ def update_from_record(rec: dict) -> Update:
 
 
 def state_to_record(state: EntityState) -> dict:
+    # once per changed entity per transaction: tuples stand for Avro arrays as they are (the
+    # writer only iterates them), and the newest point is read from the columns directly
+    hist = state.history
     return {
         "entity_id": state.entity_id,
         "tenant_id": state.tenant_id,
@@ -34,9 +37,9 @@ def state_to_record(state: EntityState) -> dict:
              "entered_ms": m.entered_ms, "dwell_due_ms": m.dwell_due_ms,
              "dwell_fired": m.dwell_fired}
             for m in state.memberships.values()],
-        "history": [{"ts_ms": s.ts_ms, "lon": s.lon, "lat": s.lat, "inside": list(s.inside)}
-                    for s in ([state.last] if state.last else [])],
-        "history_columns": state.history.to_columns(),
+        "history": ([{"ts_ms": hist.ts[-1], "lon": hist.lon[-1], "lat": hist.lat[-1],
+                      "inside": hist.inside[-1]}] if len(hist.ts) else []),
+        "history_columns": hist.to_columns(),
         "attributes": state.attributes,
     }
 
