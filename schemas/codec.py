@@ -26,6 +26,7 @@ from fastavro.schema import to_parsing_canonical_form
 from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
 from geoflux.settings import RegistrySettings
 from schemas.avro_dir import AVRO_DIR, AvroDir
+from schemas.compiled_writer import Writer, compile_writer
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -189,7 +190,7 @@ class AvroCodec:
         # per record, only dict lookups: (header, parsed schema) by (topic, schema name) and
         # (writer, reader or None) by (schema id, reader name); every stage encodes and decodes
         # each record it handles, so this overhead is paid hundreds of thousands of times a second
-        self._encoders: dict[tuple[str, str], tuple[bytes, dict]] = {}
+        self._encoders: dict[tuple[str, str], tuple[bytes, dict, Writer | None]] = {}
         self._decoders: dict[tuple[int, str], tuple[dict, dict | None]] = {}
 
     def schema_id(self, topic: str, schema_name: str) -> int:
@@ -201,15 +202,19 @@ class AvroCodec:
     def encode(self, topic: str, schema_name: str, record: dict[str, Any]) -> bytes:
         plan = self._encoders.get((topic, schema_name))
         if plan is None:
+            parsed = self.schemas.parsed(schema_name)
             plan = self._encoders[(topic, schema_name)] = (
-                _HEADER.pack(MAGIC, self.schema_id(topic, schema_name)), self.schemas.parsed(schema_name))
-        buf = io.BytesIO()
-        buf.write(plan[0])
+                _HEADER.pack(MAGIC, self.schema_id(topic, schema_name)), parsed, compile_writer(parsed))
+        header, parsed, compiled = plan
         try:
-            fastavro.schemaless_writer(buf, plan[1], record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if compiled is not None:  # the same bytes as fastavro's, in about half the time
+                return bytes(compiled(bytearray(header), record))
+            buf = io.BytesIO()
+            buf.write(header)
+            fastavro.schemaless_writer(buf, parsed, record)
+            return buf.getvalue()
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
             raise ValidationError(f"record does not match {schema_name}: {exc}") from exc
-        return buf.getvalue()
 
     def _writer(self, schema_id: int) -> tuple[dict, str]:
         if schema_id not in self._writers:

@@ -129,8 +129,11 @@ class MembershipMachine:
     def _own(zones: dict[str, Zone], tenant_id: str) -> dict[str, Zone]:
         """Fences only ever apply to their own tenant's entities. `zones` is keyed by scoped
         fence id (tenant/id); the result by the tenant's own fence ids."""
+        if not zones:
+            return zones  # most points lie in no fence
         prefix = scoped(tenant_id, "")
-        return {key[len(prefix):]: zone for key, zone in zones.items() if key.startswith(prefix)}
+        n = len(prefix)
+        return {key[n:]: zone for key, zone in zones.items() if key.startswith(prefix)}
 
     def _fence(self, state: EntityState, gid: str):
         return self.index.get(scoped(state.tenant_id, gid))
@@ -176,6 +179,10 @@ class MembershipMachine:
     def _advance(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> list[Transition]:
         out: list[Transition] = []
         src = f"loc:{upd.ts_ms}"
+        if not (zones or state.memberships):  # outside every fence before and after: no events
+            state.history.append(upd.ts_ms, upd.lon, upd.lat, ())
+            state.history.trim(self.lateness_ms, self.max_points)
+            return out
         for gid in sorted(state.memberships):
             m = state.memberships[gid]
             if zones.get(gid, Zone.OUTSIDE) == Zone.OUTSIDE:
