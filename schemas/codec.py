@@ -236,10 +236,8 @@ class AvroCodec:
             # Same schema on both sides: skip resolution, the hot path's common case.
             plan = self._decoders[(schema_id, schema_name)] = (
                 writer, None if writer_text == self.schemas.text(schema_name) else self.schemas.parsed(schema_name))
-        buf = io.BytesIO(data)
-        buf.seek(5)  # no copy of the body: a BytesIO of bytes shares them until written to
         try:
-            return fastavro.schemaless_reader(buf, plan[0], plan[1])
+            return fastavro.schemaless_reader(io.BytesIO(data[5:]), plan[0], plan[1])
         except Exception as exc:  # fastavro raises a zoo of types on corrupt input
             raise ValidationError(f"cannot decode as {schema_name}: {exc!r}") from exc
 

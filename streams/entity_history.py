@@ -101,7 +101,7 @@ class History:
         runs, sets = [], []
         for key, group in groupby(self.inside):
             sets.append(key)  # a tuple: the Avro writer takes any sequence for an array
-            runs.append(sum(1 for _ in group))
+            runs.append(len(list(group)))
         return {"ts_ms": _le_bytes(self.ts), "lon": _le_bytes(self.lon), "lat": _le_bytes(self.lat),
                 "inside_runs": runs, "inside_sets": sets, "known_from_ms": self.known_from_ms}
 
