@@ -17,11 +17,14 @@ def update_from_record(rec: dict) -> Update:
     if not entity:
         raise ValidationError("location update has no entity_id")
     lon, lat = rec["lon"], rec["lat"]
-    # the same tolerance as fence geometry: float noise past an edge is snapped onto it
-    x = snap_to_range(lon, 180) if math.isfinite(lon) else None
-    y = snap_to_range(lat, 90) if math.isfinite(lat) else None
-    if x is None or y is None:
-        raise ValidationError(f"position ({lon}, {lat}) out of range")
+    if -180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0:  # every update but a broken one (NaN fails)
+        x, y = float(lon), float(lat)
+    else:
+        # the same tolerance as fence geometry: float noise past an edge is snapped onto it
+        x = snap_to_range(lon, 180) if math.isfinite(lon) else None
+        y = snap_to_range(lat, 90) if math.isfinite(lat) else None
+        if x is None or y is None:
+            raise ValidationError(f"position ({lon}, {lat}) out of range")
     return Update(entity, rec.get("tenant_id") or "default", x, y, int(rec["ts_ms"]))
 
 

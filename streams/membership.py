@@ -118,6 +118,9 @@ class Outcome:
         return self.kind in REJECTED
 
 
+_APPLIED, _DUPLICATE = Outcome("applied"), Outcome("duplicate")  # immutable, so shared
+
+
 class MembershipMachine:
     def __init__(self, index: FenceIndex, lateness_ms: int, max_points: int = 1000) -> None:
         self.index = index
@@ -162,7 +165,7 @@ class MembershipMachine:
         i = hist.find(upd.ts_ms)
         if i < len(hist) and hist.ts[i] == upd.ts_ms:
             if (hist.lon[i], hist.lat[i]) == (upd.lon, upd.lat):
-                return Outcome("duplicate")
+                return _DUPLICATE
             return Outcome("conflict", reason=(
                 f"conflicting duplicate: entity {upd.entity_id} already reported "
                 f"({hist.lon[i]}, {hist.lat[i]}) at ts {upd.ts_ms}"))
@@ -174,7 +177,8 @@ class MembershipMachine:
                     f"late: {behind} ms behind entity {upd.entity_id}'s newest update "
                     f"(allowed lateness {self.lateness_ms} ms)"))
             return self._place_late(state, upd, zones, i)
-        return Outcome("applied", tuple(self._advance(state, upd, zones)))
+        out = self._advance(state, upd, zones)
+        return Outcome("applied", tuple(out)) if out else _APPLIED  # most updates change nothing
 
     def _advance(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> list[Transition]:
         out: list[Transition] = []
