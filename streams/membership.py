@@ -162,8 +162,11 @@ class MembershipMachine:
     # -- location updates ---------------------------------------------------------------------
     def apply(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> Outcome:
         hist = state.history
+        n = len(hist.ts)
+        if not n or upd.ts_ms > hist.ts[-1]:  # in order, the common case: no search, nothing kept to match
+            return self._applied(state, upd, self._own(zones, state.tenant_id))
         i = hist.find(upd.ts_ms)
-        if i < len(hist) and hist.ts[i] == upd.ts_ms:
+        if i < n and hist.ts[i] == upd.ts_ms:
             if (hist.lon[i], hist.lat[i]) == (upd.lon, upd.lat):
                 return _DUPLICATE
             return Outcome("conflict", reason=(
@@ -177,6 +180,9 @@ class MembershipMachine:
                     f"late: {behind} ms behind entity {upd.entity_id}'s newest update "
                     f"(allowed lateness {self.lateness_ms} ms)"))
             return self._place_late(state, upd, zones, i)
+        return self._applied(state, upd, zones)
+
+    def _applied(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> Outcome:
         out = self._advance(state, upd, zones)
         return Outcome("applied", tuple(out)) if out else _APPLIED  # most updates change nothing
 
