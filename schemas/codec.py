@@ -26,7 +26,7 @@ from fastavro.schema import to_parsing_canonical_form
 from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
 from geoflux.settings import RegistrySettings
 from schemas.avro_dir import AVRO_DIR, AvroDir
-from schemas.compiled_writer import Writer, compile_writer
+from schemas.compiled_writer import Unusual, Writer, compile_writer
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -208,7 +208,10 @@ class AvroCodec:
         header, parsed, compiled = plan
         try:
             if compiled is not None:  # the same bytes as fastavro's, in about half the time
-                return bytes(compiled(bytearray(header), record))
+                try:
+                    return bytes(compiled(bytearray(header), record))
+                except Unusual:
+                    pass
             buf = io.BytesIO()
             buf.write(header)
             fastavro.schemaless_writer(buf, parsed, record)

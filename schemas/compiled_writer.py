@@ -9,7 +9,9 @@ compares them on every product schema and on random records).
 
 Only what the product's schemas use is compiled: primitives, records, enums, arrays, maps and
 two-branch unions with null. Anything else (logical types, fixed, wider unions) returns None
-and the codec keeps fastavro for that schema.
+and the codec keeps fastavro for that schema; a union given an unusual Python type raises
+`Unusual` and the codec writes that record with fastavro, so such records fail or pass exactly
+as before.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ _SMALL = [bytes([z]) for z in range(128)]
 
 def encode_long(n: int) -> bytes:
     """Zig-zag varint, as Avro writes int and long."""
+    if type(n) is not int:
+        if isinstance(n, (str, bytes)):
+            raise TypeError(f"an integer is required, not {type(n).__name__}")
+        n = int(n)  # as fastavro does: any number, truncated (2.7 -> 2; NaN raises)
     z = (n << 1) ^ (n >> 63)
     if 0 <= z < 128:
         return _SMALL[z]
@@ -43,9 +49,27 @@ class _Unsupported(Exception):
     pass
 
 
+class Unusual(Exception):
+    """A union's value of another Python type than the one its branch is normally given
+    (a float for a long, a tuple for an array...): fastavro's union matching decides those,
+    so the record is written by fastavro instead."""
+
+
+# the Python type a union branch is normally given; fastavro checks the others (and rejects
+# some that would pass outside a union, e.g. 2.0 for a long), so they are left to it
+_UNION_TYPES = {"string": "str", "bytes": "bytes", "int": "int", "long": "int", "double": "float",
+                "float": "float", "boolean": "bool", "record": "dict", "map": "dict",
+                "array": "list", "enum": "str"}
+
+
+def _unusual() -> None:
+    raise Unusual
+
+
 class _Compiler:
     def __init__(self) -> None:
-        self.ns: dict[str, Any] = {"_long": encode_long, "_double": _DOUBLE, "_float": _FLOAT}
+        self.ns: dict[str, Any] = {"_long": encode_long, "_double": _DOUBLE, "_float": _FLOAT,
+                                   "_unusual": _unusual}
         self.records: dict[str, str] = {}  # full record name -> its function's name
         self.n = 0
 
@@ -60,9 +84,15 @@ class _Compiler:
             if len(t) != 2 or "null" not in t:
                 raise _Unsupported("a union other than [null, X]")
             i = t.index("null")
+            branch = t[1 - i]
+            kind = branch["type"] if isinstance(branch, dict) else branch
+            kind = "record" if kind in self.records else kind
+            if kind not in _UNION_TYPES or (isinstance(branch, dict) and "logicalType" in branch):
+                raise _Unsupported(f"a union with {kind!r}")
             lines += [f"{pad}if {expr} is None:", f"{pad}    o += {encode_long(i)!r}",
+                      f"{pad}elif type({expr}) is not {_UNION_TYPES[kind]}:", f"{pad}    _unusual()",
                       f"{pad}else:", f"{pad}    o += {encode_long(1 - i)!r}"]
-            self.emit(t[1 - i], expr, ind + 1, lines)
+            self.emit(branch, expr, ind + 1, lines)
             return
         if isinstance(t, dict):
             if "logicalType" in t:

@@ -12,7 +12,7 @@ import pytest
 
 from geoflux.errors import ValidationError
 from schemas.codec import AvroCodec, all_schema_names, load_schema
-from schemas.compiled_writer import compile_writer, encode_long
+from schemas.compiled_writer import Unusual, compile_writer, encode_long
 from tests.samples import SAMPLES
 
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
@@ -96,7 +96,32 @@ def test_long_encoding_matches_fastavro_at_the_edges(n):
     assert encode_long(n) == buf.getvalue()
 
 
+@pytest.mark.parametrize("number", [2.0, -2.7, 1.5, True, 2 ** 40])
+def test_a_long_given_another_number_is_truncated_as_fastavro_does(number):
+    rec = {**SAMPLES["LocationUpdate"], "ts_ms": number}
+    assert compiled_bytes("LocationUpdate", rec) == fastavro_bytes("LocationUpdate", rec)
+
+
+@pytest.mark.parametrize("value", [2.0, True, "5"])
+def test_a_union_given_an_unusual_type_is_left_to_fastavro(value):
+    """fastavro's union matching rejects 2.0 for a nullable long (it takes 2.0 for a plain
+    long): the codec then fails, or writes, exactly as fastavro does."""
+    rec = {**SAMPLES["LocationUpdate"], "produced_ms": value}
+    with pytest.raises(Unusual):
+        compiled_bytes("LocationUpdate", rec)
+    try:
+        expected = fastavro_bytes("LocationUpdate", rec)
+    except (ValueError, TypeError, OverflowError):
+        with pytest.raises(ValidationError):
+            AvroCodec().encode("t", "LocationUpdate", rec)
+    else:
+        assert AvroCodec().encode("t", "LocationUpdate", rec)[5:] == expected
+
+
 @pytest.mark.parametrize("bad", [
+    {"ts_ms": float("nan")},
+    {"produced_ms": 2 ** 63},
+    {"ts_ms": 1e30},
     {"ts_ms": 2 ** 63},  # past a 64-bit long
     {"ts_ms": -(2 ** 63) - 1},
     {"ts_ms": "yesterday"},
