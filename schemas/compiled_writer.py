@@ -17,7 +17,8 @@ as before.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Writer = Callable[[bytearray, Any], bytearray]
 

@@ -51,7 +51,7 @@ def _long(rnd: random.Random) -> int:
 
 def _value(rnd: random.Random, t, named: dict):
     if isinstance(t, list):
-        return None if rnd.random() < 0.4 else _value(rnd, [b for b in t if b != "null"][0], named)
+        return None if rnd.random() < 0.4 else _value(rnd, next(b for b in t if b != "null"), named)
     if isinstance(t, str) and t in named:
         return _value(rnd, named[t], named)
     if isinstance(t, dict):
