@@ -1,13 +1,18 @@
 """Geofence evaluation through Kafka, measured: a script that prints a table, not a test.
 
 For each fence count it
-  1. publishes the fences and pre-loads a backlog of location updates, then starts one
-     evaluator process and times how fast it drains the backlog (sustained updates/s);
+  1. publishes the fences and pre-loads a backlog of location updates; measures the ceiling,
+     a transactional pass-through on the same backlog (the evaluator's shell, batch size and
+     decode of every record, the bytes produced on unchanged: a stage minus its work); then
+     starts one evaluator process and times how fast it drains the backlog (sustained
+     updates/s), printed with its ratio to the ceiling;
   2. feeds updates at fixed rates from a separate producer process and measures end-to-end
      latency, update produced -> event readable by a read_committed consumer (P50/P95/P99);
   3. reads the evaluator's peak RSS.
 
     python benchmarks/geofence_throughput.py --fences 1000,10000,100000
+    python benchmarks/geofence_throughput.py --fences 10000 --rates "" --profile /tmp/ev.svg
+        (drain and ceiling only; py-spy samples the evaluator while it drains)
 
 Everything runs on this machine: broker, evaluator, producer and consumer share its cores.
 """
@@ -18,6 +23,8 @@ import argparse
 import multiprocessing as mp
 import os
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,16 +34,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
 from connectors.kafka_admin import apply  # noqa: E402
-from connectors.kafka_config import client_config  # noqa: E402
+from connectors.kafka_config import admin_config, client_config  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from services.geofence_registry import GeofenceRegistry  # noqa: E402
 from services.local_kafka import LocalKafka  # noqa: E402
 from services.local_process import free_port  # noqa: E402
+from streams.txn_processor import Batch, TransactionalProcessor  # noqa: E402
 from tests.integration.geo_helpers import start_worker, stop  # noqa: E402
 
 
@@ -171,8 +180,42 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
             "p95": q(0.95), "p99": q(0.99)}
 
 
+class PassThrough(TransactionalProcessor):
+    """The ceiling: a stage minus its work (same shell, same batch size, same decode of every
+    input record, its bytes produced on unchanged, one transaction per batch)."""
+
+    def __init__(self, settings: KafkaSettings, codec: AvroCodec, out_topic: str, n: int,
+                 max_batch: int) -> None:
+        geo = GeofenceSettings()
+        super().__init__(settings, codec, group=settings.topic_prefix + "bench-passthrough",
+                         instance_id="0", inputs={topic("geo.locations", settings): "LocationUpdate"},
+                         max_batch=max_batch, poll_timeout_s=geo.poll_timeout_s)
+        self.out_topic, self.seen, self.first_at, self.done_at, self.n = out_topic, 0, None, None, n
+
+    def process(self, records: list, batch: Batch) -> None:
+        self.first_at = self.first_at or time.monotonic()
+        for r in records:
+            self.produce(batch, self.out_topic, r.key(), r.raw())
+        self.seen += len(records)
+        if self.seen >= self.n:
+            self.running, self.done_at = False, time.monotonic()
+
+
+def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int, max_batch: int) -> float:
+    out = settings.topic_prefix + "bench.passthrough"
+    admin = AdminClient(admin_config(settings))
+    for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
+        f.result()
+    stage = PassThrough(settings, codec, out, n, max_batch)
+    stage.run(max_seconds=600)  # the stage stops itself once it has passed n records on
+    if stage.done_at is None:
+        raise SystemExit(f"the pass-through stage passed {stage.seen} of {n} updates in 600 s")
+    return n / (stage.done_at - stage.first_at)
+
+
 def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], seconds: float,
-            partitions: int, n_entities: int, workdir: Path) -> dict:
+            partitions: int, n_entities: int, workdir: Path, max_batch: int,
+            profile: str | None) -> dict:
     settings = KafkaSettings(bootstrap=bootstrap, partitions=partitions,
                              topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     apply(settings)
@@ -184,17 +227,39 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
         reg.put_many(feats[i:i + 5000])
     reg.close()
     produce(settings, backlog, 0, n_entities, ext, 1)
-    worker = start_worker(settings, "0", workdir)
+    roof = ceiling(settings, codec, backlog, max_batch)
+    print(f"{n_fences} fences: ceiling {roof:,.0f} updates/s; {load()}", file=sys.stderr, flush=True)
+    worker = start_worker(settings, "0", workdir, GEOFLUX_GEOFENCE_MAX_BATCH=str(max_batch),
+                          GEOFLUX_STREAM_DATA_DIR=str(workdir / f"state-{settings.topic_prefix}"))
+    spy = None
     try:
         wait(lambda: committed_total(settings) > 0, 300, "the evaluator to start")
         t0, c0 = time.monotonic(), committed_total(settings)
+        if profile:
+            fmt = ["-f", "flamegraph" if profile.endswith(".svg") else "raw"]  # raw: collapsed stacks
+            spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "-r", "50", *fmt, "-o", profile,
+                                    "--pid", str(worker.pid)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
         wait(lambda: committed_total(settings) >= backlog, 900, "the backlog to drain")
         drained = (backlog - c0) / (time.monotonic() - t0)
+        print(f"{n_fences} fences: drain {drained:,.0f} updates/s ({drained / roof:.2f} of the "
+              f"ceiling); {load()}", file=sys.stderr, flush=True)
+        if spy is not None:
+            spy.send_signal(2)  # py-spy writes its profile on SIGINT
+            spy.wait(60)
         runs = [latency_run(settings, r, seconds, n_entities, ext, 3 + i) for i, r in enumerate(rates)]
         rss, peak = rss_mb(worker.pid)
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+            spy.wait()
         stop(worker)
-    return {"fences": n_fences, "drain": drained, "runs": runs, "rss": rss, "peak": peak}
+    return {"fences": n_fences, "drain": drained, "ceiling": roof, "runs": runs, "rss": rss,
+            "peak": peak}
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -205,7 +270,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--entities", type=int, default=5000)
+    ap.add_argument("--max-batch", type=int, default=GeofenceSettings().max_batch,
+                    help="records per transaction, evaluator and ceiling alike")
+    ap.add_argument("--profile", help="py-spy profile of the evaluator while it drains: a flame "
+                    "graph if it ends in .svg, collapsed stacks otherwise")
     args = ap.parse_args()
+    rates = [float(r) for r in args.rates.split(",") if r]
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-bench-"))
     broker = None
     bootstrap = os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
@@ -216,14 +286,23 @@ def main() -> None:
     results = []
     try:
         for n in [int(x) for x in args.fences.split(",")]:
-            results.append(run_one(bootstrap, n, args.backlog, [float(r) for r in args.rates.split(",")],
-                                   args.seconds, args.partitions, args.entities, workdir))
+            results.append(run_one(bootstrap, n, args.backlog, rates, args.seconds, args.partitions,
+                                   args.entities, workdir, args.max_batch, args.profile))
             print(f"done: {n} fences", file=sys.stderr, flush=True)
     finally:
         if broker:
             broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"\ngeofence evaluation through Kafka: 1 evaluator, {args.partitions} partitions, "
-          f"{args.entities} entities, {os.cpu_count()} cores shared with broker and load\n")
+          f"{args.entities} entities, batch {args.max_batch}, {os.cpu_count()} cores shared with "
+          f"broker and load; {load()} at the end\n")
+    print("ceiling: transactional pass-through of the same backlog (the shell, its decode, no work)\n")
+    print(f"{'fences':>8} {'ceiling/s':>10} {'drain upd/s':>12} {'ratio':>6}")
+    for r in results:
+        print(f"{r['fences']:>8} {r['ceiling']:>10,.0f} {r['drain']:>12,.0f} {r['drain'] / r['ceiling']:>6.2f}")
+    if not rates:
+        return
+    print()
     print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'achieved/s':>11} {'events':>7} "
           f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'RSS MB':>7} {'peak MB':>8}")
     for r in results:

@@ -26,6 +26,7 @@ from fastavro.schema import to_parsing_canonical_form
 from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
 from geoflux.settings import RegistrySettings
 from schemas.avro_dir import AVRO_DIR, AvroDir
+from schemas.compiled_writer import Unusual, Writer, compile_writer
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -186,6 +187,11 @@ class AvroCodec:
         self.registry = registry or LocalSchemaRegistry(self.schemas)
         self._writer_ids: dict[tuple[str, str], int] = {}
         self._writers: dict[int, tuple[dict, str]] = {}
+        # per record, only dict lookups: (header, parsed schema) by (topic, schema name) and
+        # (writer, reader or None) by (schema id, reader name); every stage encodes and decodes
+        # each record it handles, so this overhead is paid hundreds of thousands of times a second
+        self._encoders: dict[tuple[str, str], tuple[bytes, dict, Writer | None]] = {}
+        self._decoders: dict[tuple[int, str], tuple[dict, dict | None]] = {}
 
     def schema_id(self, topic: str, schema_name: str) -> int:
         key = (topic, schema_name)
@@ -194,13 +200,24 @@ class AvroCodec:
         return self._writer_ids[key]
 
     def encode(self, topic: str, schema_name: str, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(MAGIC, self.schema_id(topic, schema_name)))
+        plan = self._encoders.get((topic, schema_name))
+        if plan is None:
+            parsed = self.schemas.parsed(schema_name)
+            plan = self._encoders[(topic, schema_name)] = (
+                _HEADER.pack(MAGIC, self.schema_id(topic, schema_name)), parsed, compile_writer(parsed))
+        header, parsed, compiled = plan
         try:
-            fastavro.schemaless_writer(buf, self.schemas.parsed(schema_name), record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if compiled is not None:  # the same bytes as fastavro's, in about half the time
+                try:
+                    return bytes(compiled(bytearray(header), record))
+                except Unusual:
+                    pass
+            buf = io.BytesIO()
+            buf.write(header)
+            fastavro.schemaless_writer(buf, parsed, record)
+            return buf.getvalue()
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
             raise ValidationError(f"record does not match {schema_name}: {exc}") from exc
-        return buf.getvalue()
 
     def _writer(self, schema_id: int) -> tuple[dict, str]:
         if schema_id not in self._writers:
@@ -216,11 +233,14 @@ class AvroCodec:
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise ValidationError(f"not Confluent wire format: magic byte {magic}")
-        writer, writer_text = self._writer(schema_id)
-        # Same schema on both sides: skip resolution, the hot path's common case.
-        reader = None if writer_text == self.schemas.text(schema_name) else self.schemas.parsed(schema_name)
+        plan = self._decoders.get((schema_id, schema_name))
+        if plan is None:
+            writer, writer_text = self._writer(schema_id)
+            # Same schema on both sides: skip resolution, the hot path's common case.
+            plan = self._decoders[(schema_id, schema_name)] = (
+                writer, None if writer_text == self.schemas.text(schema_name) else self.schemas.parsed(schema_name))
         try:
-            return fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, reader)
+            return fastavro.schemaless_reader(io.BytesIO(data[5:]), plan[0], plan[1])
         except Exception as exc:  # fastavro raises a zoo of types on corrupt input
             raise ValidationError(f"cannot decode as {schema_name}: {exc!r}") from exc
 

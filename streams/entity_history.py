@@ -98,10 +98,12 @@ class History:
     # Each numeric column travels as one little-endian byte string: written with one copy,
     # where an Avro array costs a call per value (about 5 times more for a 60-point window).
     def to_columns(self) -> dict:
-        runs = [(key, len(list(group))) for key, group in groupby(self.inside)]
+        runs, sets = [], []
+        for key, group in groupby(self.inside):
+            sets.append(key)  # a tuple: the Avro writer takes any sequence for an array
+            runs.append(len(list(group)))
         return {"ts_ms": _le_bytes(self.ts), "lon": _le_bytes(self.lon), "lat": _le_bytes(self.lat),
-                "inside_runs": [n for _, n in runs], "inside_sets": [list(k) for k, _ in runs],
-                "known_from_ms": self.known_from_ms}
+                "inside_runs": runs, "inside_sets": sets, "known_from_ms": self.known_from_ms}
 
     @classmethod
     def from_columns(cls, rec: dict) -> History:

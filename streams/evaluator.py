@@ -195,9 +195,10 @@ class Evaluator(TransactionalProcessor):
         self.mark_dirty(batch, key, state)
 
     def process(self, records: list[Record], batch: Batch) -> None:
+        # per record: one lookup, one machine step, one mark; counts are kept per batch
         decoded = []
         for r in records:
-            if r.topic() == self.t_entities:
+            if r.msg.topic() == self.t_entities:
                 self._attributes(r, batch)
                 continue
             try:
@@ -206,30 +207,38 @@ class Evaluator(TransactionalProcessor):
                 self.stats.dead_lettered += 1
                 self._tally(batch, "dlq", "validation")
                 self.dead_letter(batch, None, r, "validation", str(exc))
+        if not decoded:
+            return
         zones = self.index.zones([u.lon for _, u in decoded], [u.lat for _, u in decoded])
+        self.stats.updates += len(decoded)
+        batch.tally["updates"] = batch.tally.get("updates", 0) + len(decoded)
+        produced = batch.tally.setdefault("produced_ms", [])
+        apply = self.machine.apply
         for (r, upd), z in zip(decoded, zones):
-            self.stats.updates += 1
-            batch.tally["updates"] = batch.tally.get("updates", 0) + 1
-            if r.rec.get("produced_ms"):
-                batch.tally.setdefault("produced_ms", []).append(r.rec["produced_ms"])
+            rec = r.rec
+            produced_ms = rec.get("produced_ms")
+            if produced_ms:
+                produced.append(produced_ms)
             key = scoped(upd.tenant_id, upd.entity_id)
-            state = self.state(key, r.partition())
+            partition = r.msg.partition()
+            state = self.state(key, partition)
             if state is None:
                 state = EntityState(upd.entity_id, upd.tenant_id)
-                self.put_state(r.partition(), key, state)
-            outcome = self.machine.apply(state, upd, z)
-            if outcome.kind == "duplicate":
+                self.put_state(partition, key, state)
+            outcome = apply(state, upd, z)
+            if outcome.kind == "applied":
+                self.mark_dirty(batch, key, state, partition)
+                if outcome.transitions:
+                    self._emit(batch, outcome.transitions, produced_ms, state.attributes)
+            elif outcome.kind == "duplicate":
                 self.stats.duplicates += 1
-            elif outcome.rejected:
+            else:
                 self.stats.dead_lettered += 1
                 self._tally(batch, "dlq", outcome.kind)
                 self.dead_letter(batch, None, r, outcome.kind, outcome.reason)
-            else:
-                self.mark_dirty(batch, key, state)
-                self._emit(batch, outcome.transitions, r.rec.get("produced_ms"), state.attributes)
-            reply_to = (r.rec.get("attributes") or {}).get(REPLY_ATTRIBUTE)
-            if reply_to:
-                self._reply(batch, reply_to, upd, state, outcome)
+            attributes = rec.get("attributes")
+            if attributes and attributes.get(REPLY_ATTRIBUTE):
+                self._reply(batch, attributes[REPLY_ATTRIBUTE], upd, state, outcome)
 
     def _emit(self, batch: Batch, transitions, produced_ms: int | None, attributes: dict) -> None:
         for t in transitions:

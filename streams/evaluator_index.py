@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 
-from geoflux.keys import scoped
+from geoflux.keys import SEPARATOR
 from streams.membership import EntityState
 
 CELL_DEG = 0.01  # about 1.1 km of latitude
 _COLS, _ROWS = int(360 / CELL_DEG), int(180 / CELL_DEG)
 SEP = b"\x00"
 TIMERS, MEMBERS, GRID = b"t", b"m", b"g"
+_SCOPE = SEPARATOR.encode()
 
 
 def cell(lon: float, lat: float) -> tuple[int, int]:
@@ -29,19 +30,22 @@ def cell(lon: float, lat: float) -> tuple[int, int]:
 
 
 def _cell_bytes(x: int, y: int) -> bytes:
-    return f"{x:05d}{y:05d}".encode()
+    return b"%05d%05d" % (x, y)
 
 
 def entity_index_keys(key: str, state: EntityState) -> list[bytes]:
-    k = key.encode()
+    # once per changed entity per transaction: the newest point is read from the columns
+    # without building a `Seen`
+    k = SEP + key.encode()
+    tenant = state.tenant_id.encode()
     out = []
     for m in state.memberships.values():
-        out.append(MEMBERS + scoped(state.tenant_id, m.geofence_id).encode() + SEP + k)
+        out.append(MEMBERS + tenant + _SCOPE + m.geofence_id.encode() + k)
         if m.dwell_due_ms is not None and not m.dwell_fired:
-            out.append(TIMERS + f"{m.dwell_due_ms:016d}".encode() + SEP + k)
-    last = state.last
-    if last is not None:
-        out.append(GRID + state.tenant_id.encode() + SEP + _cell_bytes(*cell(last.lon, last.lat)) + SEP + k)
+            out.append(TIMERS + b"%016d" % m.dwell_due_ms + k)
+    hist = state.history
+    if len(hist.ts):
+        out.append(GRID + tenant + SEP + _cell_bytes(*cell(hist.lon[-1], hist.lat[-1])) + k)
     return out
 
 

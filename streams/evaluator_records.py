@@ -17,15 +17,21 @@ def update_from_record(rec: dict) -> Update:
     if not entity:
         raise ValidationError("location update has no entity_id")
     lon, lat = rec["lon"], rec["lat"]
-    # the same tolerance as fence geometry: float noise past an edge is snapped onto it
-    x = snap_to_range(lon, 180) if math.isfinite(lon) else None
-    y = snap_to_range(lat, 90) if math.isfinite(lat) else None
-    if x is None or y is None:
-        raise ValidationError(f"position ({lon}, {lat}) out of range")
+    if -180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0:  # every update but a broken one (NaN fails)
+        x, y = float(lon), float(lat)
+    else:
+        # the same tolerance as fence geometry: float noise past an edge is snapped onto it
+        x = snap_to_range(lon, 180) if math.isfinite(lon) else None
+        y = snap_to_range(lat, 90) if math.isfinite(lat) else None
+        if x is None or y is None:
+            raise ValidationError(f"position ({lon}, {lat}) out of range")
     return Update(entity, rec.get("tenant_id") or "default", x, y, int(rec["ts_ms"]))
 
 
 def state_to_record(state: EntityState) -> dict:
+    # once per changed entity per transaction: tuples stand for Avro arrays as they are (the
+    # writer only iterates them), and the newest point is read from the columns directly
+    hist = state.history
     return {
         "entity_id": state.entity_id,
         "tenant_id": state.tenant_id,
@@ -34,9 +40,9 @@ def state_to_record(state: EntityState) -> dict:
              "entered_ms": m.entered_ms, "dwell_due_ms": m.dwell_due_ms,
              "dwell_fired": m.dwell_fired}
             for m in state.memberships.values()],
-        "history": [{"ts_ms": s.ts_ms, "lon": s.lon, "lat": s.lat, "inside": list(s.inside)}
-                    for s in ([state.last] if state.last else [])],
-        "history_columns": state.history.to_columns(),
+        "history": ([{"ts_ms": hist.ts[-1], "lon": hist.lon[-1], "lat": hist.lat[-1],
+                      "inside": hist.inside[-1]}] if len(hist.ts) else []),
+        "history_columns": hist.to_columns(),
         "attributes": state.attributes,
     }
 

@@ -118,6 +118,9 @@ class Outcome:
         return self.kind in REJECTED
 
 
+_APPLIED, _DUPLICATE = Outcome("applied"), Outcome("duplicate")  # immutable, so shared
+
+
 class MembershipMachine:
     def __init__(self, index: FenceIndex, lateness_ms: int, max_points: int = 1000) -> None:
         self.index = index
@@ -129,8 +132,11 @@ class MembershipMachine:
     def _own(zones: dict[str, Zone], tenant_id: str) -> dict[str, Zone]:
         """Fences only ever apply to their own tenant's entities. `zones` is keyed by scoped
         fence id (tenant/id); the result by the tenant's own fence ids."""
+        if not zones:
+            return zones  # most points lie in no fence
         prefix = scoped(tenant_id, "")
-        return {key[len(prefix):]: zone for key, zone in zones.items() if key.startswith(prefix)}
+        n = len(prefix)
+        return {key[n:]: zone for key, zone in zones.items() if key.startswith(prefix)}
 
     def _fence(self, state: EntityState, gid: str):
         return self.index.get(scoped(state.tenant_id, gid))
@@ -156,10 +162,13 @@ class MembershipMachine:
     # -- location updates ---------------------------------------------------------------------
     def apply(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> Outcome:
         hist = state.history
+        n = len(hist.ts)
+        if not n or upd.ts_ms > hist.ts[-1]:  # in order, the common case: no search, nothing kept to match
+            return self._applied(state, upd, self._own(zones, state.tenant_id))
         i = hist.find(upd.ts_ms)
-        if i < len(hist) and hist.ts[i] == upd.ts_ms:
+        if i < n and hist.ts[i] == upd.ts_ms:
             if (hist.lon[i], hist.lat[i]) == (upd.lon, upd.lat):
-                return Outcome("duplicate")
+                return _DUPLICATE
             return Outcome("conflict", reason=(
                 f"conflicting duplicate: entity {upd.entity_id} already reported "
                 f"({hist.lon[i]}, {hist.lat[i]}) at ts {upd.ts_ms}"))
@@ -171,11 +180,19 @@ class MembershipMachine:
                     f"late: {behind} ms behind entity {upd.entity_id}'s newest update "
                     f"(allowed lateness {self.lateness_ms} ms)"))
             return self._place_late(state, upd, zones, i)
-        return Outcome("applied", tuple(self._advance(state, upd, zones)))
+        return self._applied(state, upd, zones)
+
+    def _applied(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> Outcome:
+        out = self._advance(state, upd, zones)
+        return Outcome("applied", tuple(out)) if out else _APPLIED  # most updates change nothing
 
     def _advance(self, state: EntityState, upd: Update, zones: dict[str, Zone]) -> list[Transition]:
         out: list[Transition] = []
         src = f"loc:{upd.ts_ms}"
+        if not (zones or state.memberships):  # outside every fence before and after: no events
+            state.history.append(upd.ts_ms, upd.lon, upd.lat, ())
+            state.history.trim(self.lateness_ms, self.max_points)
+            return out
         for gid in sorted(state.memberships):
             m = state.memberships[gid]
             if zones.get(gid, Zone.OUTSIDE) == Zone.OUTSIDE:

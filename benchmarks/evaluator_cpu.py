@@ -1,0 +1,157 @@
+"""The evaluator's own CPU per location update, without a broker: a script, not a test.
+
+What runs is the stage's real code on real Avro records: the shell's decode of each record
+(`TransactionalProcessor._decode`), `Evaluator.process` (fence index, membership machine,
+events encoded) and the commit's local work (each changed state encoded for the changelog, its
+index keys, the RocksDB write of the batch). What is simulated: the producer only counts the
+records it is handed, and there is no transaction, so this is the CPU a stage spends besides
+librdkafka and the broker. CPU time (not wall time) is reported, so a busy machine disturbs
+it less; still, compare figures taken in the same conditions.
+
+The ceiling compared with: the shell's decode of the same records alone (the part of the work
+every stage does and no evaluator change can avoid).
+
+    python benchmarks/evaluator_cpu.py --fences 10000 --updates 60000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.geofence_throughput import Fleet, extent_for, fence_features  # noqa: E402
+from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings  # noqa: E402
+from schemas.codec import AvroCodec  # noqa: E402
+from streams.evaluator import Evaluator  # noqa: E402
+from streams.geofence import build_fence, parse_feature  # noqa: E402
+from streams.txn_processor import Batch  # noqa: E402
+
+PARTITIONS = 6
+
+
+class CountingProducer:
+    """Simulated: takes the records a transaction would carry and only counts them."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def produce(self, *_args, **_kwargs) -> None:
+        self.n += 1
+
+    def poll(self, *_args) -> int:
+        return 0
+
+    def flush(self, *_args) -> int:
+        return 0
+
+
+class Msg:
+    """What confluent-kafka's consume returns, for the fields the shell reads."""
+
+    __slots__ = ("_t", "_p", "_o", "_k", "_v")
+
+    def __init__(self, t: str, p: int, o: int, k: bytes, v: bytes) -> None:
+        self._t, self._p, self._o, self._k, self._v = t, p, o, k, v
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def key(self) -> bytes:
+        return self._k
+
+    def value(self) -> bytes:
+        return self._v
+
+    def error(self) -> None:
+        return None
+
+
+def commit_locally(ev: Evaluator, batch: Batch) -> None:
+    """The local half of the shell's commit: changelog values, index keys, store writes."""
+    changes: dict[int, list] = {}
+    for key, (partition, state) in batch.dirty.items():
+        value = ev.codec.encode(ev.changelog_topic, ev.changelog_schema, ev.state_to_record(state))
+        ev.produce(batch, ev.changelog_topic, key, value, partition)
+        changes.setdefault(partition, []).append((key, value, ev.index_keys(key, state)))
+    ev._open = None
+    for partition, items in changes.items():
+        ev.tables[partition].apply(items, 1)
+        for key, _value, _index in items:
+            ev.cache.put(key, partition, batch.dirty[key][1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fences", type=int, default=10_000)
+    ap.add_argument("--updates", type=int, default=60_000)
+    ap.add_argument("--entities", type=int, default=5000)
+    ap.add_argument("--batch", type=int, default=GeofenceSettings().max_batch)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="geoflux-evcpu-"))
+    codec = AvroCodec()
+    ev = Evaluator(KafkaSettings(bootstrap="127.0.0.1:9", topic_prefix="cpu.", partitions=PARTITIONS),
+                   GeofenceSettings(), codec, state=StreamSettings(data_dir=tmp))
+    try:
+        ev.producer = CountingProducer()
+        for feature, fid in fence_features(args.fences):
+            ev.index.upsert(build_fence(fid, 1, parse_feature(feature, max_vertices=100)))
+        for p in range(PARTITIONS):
+            ev._table_for(p)
+            ev.ready.add(p)
+        fleet, msgs = Fleet(args.entities, extent_for(args.fences), 1), []
+        for i in range(args.updates):
+            entity, lon, lat, ts = fleet.next()
+            value = codec.encode(ev.t_locations, "LocationUpdate", {
+                "entity_id": entity, "tenant_id": "bench", "lon": lon, "lat": lat, "ts_ms": ts,
+                "attributes": {}, "produced_ms": ts})
+            msgs.append(Msg(ev.t_locations, zlib.crc32(entity.encode()) % PARTITIONS, i, entity.encode(), value))
+        warm = min(len(msgs) // 5, args.entities * 2)  # every entity's state exists before timing
+
+        def decode_only(part: list) -> None:
+            for i in range(0, len(part), args.batch):
+                ev._decode(part[i:i + args.batch], Batch())
+
+        def evaluate(part: list) -> None:
+            for i in range(0, len(part), args.batch):
+                batch = ev._open = Batch()
+                ev._touched = {}
+                ev.process(ev._decode(part[i:i + args.batch], batch), batch)
+                commit_locally(ev, batch)
+
+        evaluate(msgs[:warm])
+        timed = msgs[warm:]
+        rows = []
+        for label, fn in (("ceiling: the shell's decode alone", decode_only),
+                          ("evaluator: decode, process, changelog encode, store write", evaluate)):
+            t0 = time.process_time()
+            fn(timed)
+            cpu = time.process_time() - t0
+            rows.append((label, cpu * 1e6 / len(timed), len(timed) / cpu))
+    finally:
+        ev.consumer.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nevaluator CPU per update: {args.fences:,} fences, {args.entities:,} entities, "
+          f"{len(timed):,} updates timed, batch {args.batch}; load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()) + "\n")
+    print(f"{'what':<60} {'us/update':>10} {'updates/CPU-s':>14} {'vs ceiling':>11}")
+    for label, us, rate in rows:
+        print(f"{label:<60} {us:>10.1f} {rate:>14,.0f} {rate / rows[0][2]:>11.2f}")
+    print(f"\nevents emitted: {ev.stats.events:,}; records handed to the (counting) producer: {ev.producer.n:,}")
+
+
+if __name__ == "__main__":
+    main()
