@@ -34,7 +34,14 @@ class RocksDBStore:
         table.set_cache_index_and_filter_blocks(True)
         table.set_bloom_filter(10, False)  # a lookup of an absent key (most restore lookups) skips the files
         self._options.set_block_based_table_factory(table)
-        self._db = Rdict(str(self.path), self._options)
+        try:
+            self._db = Rdict(str(self.path), self._options)
+        except Exception as exc:  # rocksdict raises a bare Exception
+            if "lock" in str(exc).lower():
+                raise ConfigurationError(
+                    f"the state store {self.path} is in use by another process: two workers with the "
+                    "same --instance, or two stacks sharing GEOFLUX_STREAM_DATA_DIR") from exc
+            raise
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)

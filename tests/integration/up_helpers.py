@@ -30,7 +30,9 @@ class UpStack:
                         GEOFLUX_KAFKA_BOOTSTRAP=f"127.0.0.1:{self.kafka_port}",
                         GEOFLUX_LOCAL_REGISTRY_PORT=str(free_port()),
                         GEOFLUX_LOCAL_PG_PORT=str(free_port()),
-                        GEOFLUX_API_PORT=str(self.api_port), GEOFLUX_LOG_LEVEL="WARNING", **env)
+                        GEOFLUX_API_PORT=str(self.api_port), GEOFLUX_LOG_LEVEL="WARNING",
+                        # its stages' stores: two stacks of one test run must not share them
+                        GEOFLUX_STREAM_DATA_DIR=str(root / "state"), **env)
         # PostgreSQL runs as the postgres user when we are root: a directory that user can
         # reach (pytest's own are private), removed at the end
         self.pg_dir = Path(f"/tmp/geoflux-up-pg-{uuid.uuid4().hex[:8]}")

@@ -51,3 +51,16 @@ def test_unknown_kind_is_a_configuration_error(tmp_path):
 def test_auto_and_legacy_url_forms_resolve(tmp_path):
     for kind in ("auto", "rocksdb://", "memory://"):
         open_store(kind, tmp_path / kind.replace(":", "").replace("/", "")).close()
+
+
+def test_a_rocksdb_store_in_use_is_refused_with_the_reason(tmp_path):
+    from geoflux.errors import ConfigurationError
+    from streams.state.rocksdb import RocksDBStore
+
+    first = RocksDBStore(tmp_path / "p0")
+    try:
+        with pytest.raises(ConfigurationError, match="in use by another process.*same --instance"):
+            RocksDBStore(tmp_path / "p0")
+    finally:
+        first.close()
+    RocksDBStore(tmp_path / "p0").close()  # released with its owner
