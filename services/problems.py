@@ -42,9 +42,11 @@ async def problem_middleware(request: web.Request, handler):
         if exc.status >= 400:
             return problem(exc.status, exc.reason, exc.text or exc.reason)
         raise
-    except Exception:
+    except Exception as exc:
         incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error", incident=incident, path=request.path)
+        # the JSON log line carries the error itself, so an incident can be found from it alone
+        log.exception("unhandled error", incident=incident, path=request.path,
+                      error=f"{type(exc).__name__}: {exc}"[:500])
         return problem(500, "Internal Server Error", f"unexpected error; incident {incident}")
 
 

@@ -65,8 +65,10 @@ def test_alert_config_status_and_dlq_over_http_and_cli(stack, tmp_path):
     wait_for(lambda: http("GET", f"{base}/api/v1/alerts?status=DEAD_LETTERED")[1]["total"] == 1,
              60, what="a DEAD_LETTERED alert")
     alert = http("GET", f"{base}/api/v1/alerts?status=DEAD_LETTERED")[1]["items"][0]
-    status, detail = http("GET", f"{base}/api/v1/alerts/{alert['alert_id']}")
-    assert detail["attempts"] == {"hook": 3} and "503" in detail["last_errors"]["hook"]
+    # the status may be read while its last outcome is still on its way: wait for the three attempts
+    detail = wait_for(lambda: (d := http("GET", f"{base}/api/v1/alerts/{alert['alert_id']}")[1])
+                      ["attempts"] == {"hook": 3} and d, 30, what="the three attempts in the alert's status")
+    assert "503" in detail["last_errors"]["hook"]
     assert detail["severity"] == "critical" and detail["title"] == "truck-1 in zone-7"
     wait_for(lambda: http("GET", f"{base}/api/v1/dlq?queue=alerts")[1]["total"] == 1, 30,
              what="the DLQ entry")
