@@ -31,7 +31,8 @@ FAULTS = ("SIGKILL of the worker", "broker SIGKILL + restart", "broker SIGSTOP 3
 
 def run(results: Path) -> int:
     env = dict(os.environ, GEOFLUX_FAULT_RESULTS=str(results))
-    return subprocess.call([sys.executable, "-m", "pytest", "tests/faults", "-q", "-n", "3", "-p", "no:cacheprovider"],
+    return subprocess.call([sys.executable, "-m", "pytest", "tests/faults", "-q", "-n", "3", "-p", "no:cacheprovider",
+                            "-m", "faults"],
                            cwd=ROOT, env=env)
 
 

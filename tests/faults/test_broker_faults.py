@@ -8,7 +8,10 @@ import pytest
 from tests.faults.checks import PIPELINES
 from tests.faults.matrix import assert_cell, run_phase
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.faults]
+# not in the default run (see docs/SLA.md): `python -m tests.faults.report` and
+# `pytest -m broker_faults` run it
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.faults,
+              pytest.mark.broker_faults]
 
 SIGSTOP = "broker SIGSTOP 30 s"
 SIGKILL = "broker SIGKILL + restart"
