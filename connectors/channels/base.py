@@ -136,7 +136,7 @@ def parse_channel(body: object, name: str | None = None) -> ChannelConfig:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValidationError("name must be 1-80 characters of letters, digits, . _ -")
     kind = body.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:  # a JSON object or array is no kind
         raise ValidationError(f"kind must be one of {', '.join(channel_kinds())}")
     tenant = body.get("tenant_id")
     if not isinstance(tenant, str) or not tenant:

@@ -283,3 +283,10 @@ def test_an_unknown_kind_setting_is_not_a_channel_config_crash():
     with pytest.raises(ValidationError):
         parse_channel({"name": "x", "kind": "voice", "tenant_id": "acme", "settings": "nope"})
     assert build_channel(ChannelConfig("x", "sms", "acme", {"to": "+14155550100"})).kind == "sms"
+
+
+@pytest.mark.parametrize("kind", [{}, [], 7, None, "fax"])
+def test_a_kind_that_is_no_known_name_is_refused_with_the_reason(kind):
+    # a JSON object or array as the kind answered 500 (unhashable), found by the API fuzzing
+    with pytest.raises(ValidationError, match="kind must be one of"):
+        parse_channel({"name": "x", "kind": kind, "tenant_id": "acme"})
