@@ -396,16 +396,21 @@ def evaluator_traffic(settings, codec, boxes, n):
         pub.cover(update, random.Random(100 + round_), at_least=20)
 
     def flowing(stop_event: threading.Event, rate: float = 1000) -> None:
-        rnd, t0, k = random.Random(200), time.monotonic(), 0
-        while not stop_event.is_set():
-            update(rnd)
-            k += 1
-            ahead = k / rate - (time.monotonic() - t0)
-            pub.producer.poll(0)
-            if ahead > 0.005:
-                time.sleep(ahead)
-        pub.producer.flush(30)
+        paced(pub, update, random.Random(200), stop_event, rate)
     return pub, probes, flowing
+
+
+def paced(pub, send, rnd, stop_event: threading.Event, rate: float) -> None:
+    """`send(rnd)` at `rate` records a second until `stop_event`, then flushes."""
+    t0, k = time.monotonic(), 0
+    while not stop_event.is_set():
+        send(rnd)
+        k += 1
+        ahead = k / rate - (time.monotonic() - t0)
+        pub.producer.poll(0)
+        if ahead > 0.005:
+            time.sleep(ahead)
+    pub.producer.flush(30)
 
 
 def cep_traffic(settings, codec, n):
@@ -420,15 +425,7 @@ def cep_traffic(settings, codec, n):
         pub.cover(event, random.Random(300 + round_), at_least=20)
 
     def flowing(stop_event: threading.Event, rate: float = 1000) -> None:
-        rnd, t0, k = random.Random(400), time.monotonic(), 0
-        while not stop_event.is_set():
-            event(rnd)
-            k += 1
-            ahead = k / rate - (time.monotonic() - t0)
-            pub.producer.poll(0)
-            if ahead > 0.005:
-                time.sleep(ahead)
-        pub.producer.flush(30)
+        paced(pub, event, random.Random(400), stop_event, rate)
     return pub, probes, flowing
 
 

@@ -25,11 +25,7 @@ def fresh_up(tmp_path_factory):
         s.ready_at = time.monotonic()
         yield s
     finally:
-        try:
-            s.stop()
-        finally:
-            s.kill()
-            print(f"\nup output:\n{s.output()}\nlogs: {s.dir}")
+        s.close()
 
 
 @pytest.fixture(scope="module")

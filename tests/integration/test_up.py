@@ -31,11 +31,7 @@ def stack(tmp_path_factory):
         s.first_start_s = s.start().wait_ready(600)
         yield s
     finally:
-        try:
-            s.stop()
-        finally:
-            s.kill()
-            print(f"\nup output:\n{s.output()}\nlogs: {s.dir}")
+        s.close()
 
 
 def test_every_part_runs_embedded_and_says_where(stack):

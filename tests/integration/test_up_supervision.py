@@ -30,12 +30,7 @@ def stack(tmp_path_factory):
         s.start().wait_ready()
         yield s
     finally:
-        try:
-            s.stop()
-        finally:
-            s.kill()
-            s.geoflux("kafka", "stop")
-            print(f"\nup output:\n{s.output()}\nlogs: {s.dir}")
+        s.close(lambda: s.geoflux("kafka", "stop"))
 
 
 def events_flow(stack: UpStack, since_ms: int, timeout_s: float) -> list[dict]:

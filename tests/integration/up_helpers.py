@@ -111,3 +111,14 @@ class UpStack:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.geoflux("down", timeout=150)  # the leftovers of an `up` that died
         shutil.rmtree(self.pg_dir, ignore_errors=True)
+
+    def close(self, *after) -> None:
+        """A fixture's teardown: a clean stop, then whatever is left killed, then `after`
+        (more cleanup); up's output and where its logs are, for a failed test's report."""
+        try:
+            self.stop()
+        finally:
+            self.kill()
+            for step in after:
+                step()
+            print(f"\nup output:\n{self.output()}\nlogs: {self.dir}")
