@@ -20,7 +20,14 @@ import pytest
 
 # Stages keep local state under GEOFLUX_STREAM_DATA_DIR (one directory per changelog topic,
 # and every test has its own topic prefix): a throwaway root per test process, never ~/.local.
-os.environ.setdefault("GEOFLUX_STREAM_DATA_DIR", f"/tmp/geoflux-state-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+# xdist workers inherit the controller's environment, so a root this file chose in another
+# process is replaced: each worker removes its own root at the end of its session, and a shared
+# one vanished under the workers still running.
+_STATE_OWNER = "GEOFLUX_TEST_STATE_OWNER"
+if ("GEOFLUX_STREAM_DATA_DIR" not in os.environ
+        or os.environ.get(_STATE_OWNER, str(os.getpid())) != str(os.getpid())):
+    os.environ["GEOFLUX_STREAM_DATA_DIR"] = f"/tmp/geoflux-state-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    os.environ[_STATE_OWNER] = str(os.getpid())
 
 from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings  # noqa: E402
 from services.local_kafka import LocalKafka
@@ -144,4 +151,5 @@ def moto_endpoint() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _stream_state_root():
     yield os.environ["GEOFLUX_STREAM_DATA_DIR"]
-    shutil.rmtree(os.environ["GEOFLUX_STREAM_DATA_DIR"], ignore_errors=True)
+    if os.environ.get(_STATE_OWNER) == str(os.getpid()):  # a root the user chose is theirs
+        shutil.rmtree(os.environ["GEOFLUX_STREAM_DATA_DIR"], ignore_errors=True)
