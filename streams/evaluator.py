@@ -35,6 +35,7 @@ from streams.fence_index import FenceIndex
 from streams.geofence import fence_from_record
 from streams.membership import EntityState, MembershipMachine
 from streams.sensor import EvaluatorSensor, NullEvaluatorSensor, StageSensor
+from streams.state.timers import TIMERS, due_keys, next_due
 from streams.txn_processor import Batch, Record, TransactionalProcessor, now_ms
 from connectors.topic_reader import TopicReader
 
@@ -109,12 +110,8 @@ class Evaluator(TransactionalProcessor):
     def wants_tick(self) -> bool:
         """A DWELL timer is due in some partition (the first timer of each is the earliest)."""
         now = now_ms()
-        for p in self.ready:
-            for ik in self.table(p).index(ix.TIMERS):
-                if ix.timer_due(ik[1:])[0] <= now:
-                    return True
-                break
-        return False
+        return any((due := next_due(self.table(p).index(TIMERS))) is not None and due <= now
+                   for p in self.ready)
 
     # -- geofences ----------------------------------------------------------------------------
     def _apply_fence(self, key: str, rec: dict | None, msg) -> bool:
@@ -274,13 +271,7 @@ class Evaluator(TransactionalProcessor):
     def tick(self, batch: Batch) -> None:
         now = now_ms()
         for p in sorted(self.ready):
-            due_keys = []
-            for ik in self.table(p).index(ix.TIMERS):
-                due, key = ix.timer_due(ik[1:])
-                if due > now:
-                    break
-                due_keys.append(key)
-            for key in dict.fromkeys(due_keys):
+            for key in due_keys(self.table(p).index(TIMERS), now):
                 state = self.state(key, p)
                 if state is None:
                     continue

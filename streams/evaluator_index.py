@@ -1,6 +1,6 @@
 """Secondary index keys over entity states, kept in each partition's store. Pure.
 
-    t<due ms, 16 digits>\\0<key>        a pending DWELL timer, in due order
+    t<due ms, 16 digits>\\0<key>        a pending DWELL timer, in due order (streams/state/timers.py)
     m<tenant/geofence id>\\0<key>        the entity is inside that fence (occupancy)
     g<tenant>\\0<cell x><cell y>\\0<key>  the grid cell of the entity's last position
 
@@ -15,11 +15,11 @@ import math
 
 from geoflux.keys import SEPARATOR
 from streams.membership import EntityState
+from streams.state.timers import SEP, timer_entry
 
 CELL_DEG = 0.01  # about 1.1 km of latitude
 _COLS, _ROWS = int(360 / CELL_DEG), int(180 / CELL_DEG)
-SEP = b"\x00"
-TIMERS, MEMBERS, GRID = b"t", b"m", b"g"
+MEMBERS, GRID = b"m", b"g"
 _SCOPE = SEPARATOR.encode()
 
 
@@ -42,17 +42,11 @@ def entity_index_keys(key: str, state: EntityState) -> list[bytes]:
     for m in state.memberships.values():
         out.append(MEMBERS + tenant + _SCOPE + m.geofence_id.encode() + k)
         if m.dwell_due_ms is not None and not m.dwell_fired:
-            out.append(TIMERS + b"%016d" % m.dwell_due_ms + k)
+            out.append(timer_entry(m.dwell_due_ms, key))
     hist = state.history
     if len(hist.ts):
         out.append(GRID + tenant + SEP + _cell_bytes(*cell(hist.lon[-1], hist.lat[-1])) + k)
     return out
-
-
-def timer_due(index_key: bytes) -> tuple[int, str]:
-    """(due ms, state key) of a timer entry (without its leading `t`)."""
-    due, _, key = index_key.partition(SEP)
-    return int(due), key.decode()
 
 
 def members_prefix(scoped_fence_id: str) -> bytes:

@@ -55,6 +55,7 @@ log = structlog.get_logger("geoflux.processor")
 FENCED_LIMIT = 5  # producer replacements within a minute: another process has our --instance
 WATCHDOG_GRACE_S = 30.0  # past a call's own timeout, a blocked transactional call is hung
 RESTORE_STALL_S = 60.0  # a restore reading nothing for this long starts again with a new consumer
+REWIND_TRIES = 2  # committed-offset lookups timing out in a row before the consumer is replaced
 
 
 def now_ms() -> int:
@@ -167,10 +168,13 @@ class TransactionalProcessor:
         self._restorer: Restorer | None = None
         self._restore_retry_at = 0.0
         self._calls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="txn-call")
-        self.consumer = Consumer(consumer_config(kafka, group, **{
+        self.consumer = self._new_consumer()
+        self.producer = self._new_producer_instance()
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer(consumer_config(self.kafka, self.group, **{
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5}))
-        self.producer = self._new_producer_instance()
 
     def _new_producer_instance(self) -> Producer:
         return Producer(transactional_config(self.kafka, f"{self.group}-{self.instance_id}"))
@@ -322,7 +326,9 @@ class TransactionalProcessor:
         log.info("assigned", group=self.group, partitions=sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, consumer, partitions) -> None:
-        gone = {tp.partition for tp in partitions}
+        self._forget({tp.partition for tp in partitions})
+
+    def _forget(self, gone: set[int]) -> None:
         if self._restorer is not None:
             self._restorer.cancel(gone)
         self.ready -= gone
@@ -421,13 +427,16 @@ class TransactionalProcessor:
         for side in self.side_inputs:
             side.on_skip = self.stage_sensor.skipped
             side.load()
-        self.consumer.subscribe(self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._subscribe()
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         try:
             while self.running and (stop_at is None or time.monotonic() < stop_at):
                 self.step()
         finally:
             self.close()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def stop(self, *_args) -> None:
         self.running = False
@@ -696,7 +705,7 @@ class TransactionalProcessor:
         its input is read again."""
         self.cache.clear()
         self._open = None
-        delay = 0.2
+        delay, failures = 0.2, 0
         while self.running:
             assigned = [tp for tp in self.consumer.assignment() if tp.partition in self.ready]
             try:
@@ -706,6 +715,9 @@ class TransactionalProcessor:
                                                       tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
                 break
             except KafkaException as exc:
+                failures += 1
+                if failures >= REWIND_TRIES:
+                    return self._replace_consumer(exc.args[0].str())
                 log.warning("cannot rewind yet", stage=self.stage, error=exc.args[0].str(), retry_in_s=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -713,4 +725,21 @@ class TransactionalProcessor:
         if again:
             self.consumer.pause([tp for tp in self.consumer.assignment() if tp.partition in again])
             self._pending |= again
+        self.on_rewind()
+
+    def _replace_consumer(self, error: str) -> None:
+        """A consumer that lost its group coordinator in a broker outage can keep timing out on
+        its committed offsets after every other client has reconnected (seen after a broker
+        SIGKILL or SIGSTOP). A new one joins the group again and starts every partition it is
+        given from the committed offsets, with a tail restore first, as a restarted process
+        would."""
+        log.warning("cannot read committed offsets; replacing the consumer", stage=self.stage, error=error)
+        old = self.consumer
+        restoring = set(self._restorer.active) if self._restorer is not None else set()
+        self._forget(set(self.ready) | self._pending | restoring)
+        self._reset_restorer()
+        self._pending = set()  # the new consumer's assignment says which partitions are ours
+        self._watched(old.close)  # a close hung on the lost coordinator exits for the supervisor
+        self.consumer = self._new_consumer()
+        self._subscribe()
         self.on_rewind()

@@ -30,6 +30,7 @@ from streams.alerting.sensor import AlertSensor, NullSensor
 from streams.cep.patterns import parse_pattern, pattern_alert_rule
 from geoflux.keys import scoped
 from streams.sensor import StageSensor
+from streams.state.timers import TIMERS, parse_timer, timer_entry
 from streams.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.alerts")
@@ -237,12 +238,12 @@ class AlertStatusStage(TransactionalProcessor):
 
     def index_keys(self, key: str, state: dict):
         due = state["next_escalation_ms"]
-        return () if due is None else (b"t" + f"{due:016d}".encode() + b"\x00" + key.encode(),)
+        return () if due is None else (timer_entry(due, key),)
 
     def on_restored(self, partition: int) -> None:
-        for ik in self.table(partition).index(b"t"):
-            due, _, aid = ik[1:].partition(b"\x00")
-            self.timers[aid.decode()] = (partition, int(due))
+        for entry in self.table(partition).index(TIMERS):
+            due, aid = parse_timer(entry)
+            self.timers[aid] = (partition, due)
 
     def on_revoked(self, partitions: set[int]) -> None:
         self.timers = {a: t for a, t in self.timers.items() if t[0] not in partitions}

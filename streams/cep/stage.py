@@ -30,8 +30,8 @@ from streams.cep.keystate import FORMAT, KeyState
 from streams.cep.outputs import AggregateGone, Match
 from streams.cep.patterns import parse_pattern
 from streams.cep.rekey import MAX_BATCH, CepRekey  # noqa: F401  (the CLI starts every CEP stage from here)
-from streams.cep.timers import TimerIndex
 from streams.sensor import StageSensor
+from streams.state.timers import TIMERS, due_keys, timer_entry
 from streams.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.cep")
@@ -61,8 +61,6 @@ class CepProcessor(TransactionalProcessor):
         self.patterns = PatternSet()
         self._indexed_version = -1
         self.engine = Engine(PatternTable())
-        self.timers = TimerIndex()
-        self.timer_partition: dict[str, int] = {}  # key with a timer -> its partition
         self.to_publish: dict[str, int] = {}  # key -> partition: open aggregates changed since published
         self._published_at = 0.0
         self.partition_clock: dict[tuple[str, int], tuple[int, int]] = {}  # -> (event ts, seen at)
@@ -89,38 +87,23 @@ class CepProcessor(TransactionalProcessor):
         return {"key": scoped(ks.tenant, ks.subject), "tenant_id": ks.tenant, "patterns": ks.to_json(),
                 "format": FORMAT}
 
+    def index_keys(self, key: str, ks: KeyState):
+        """A key's next timer is an entry of its partition's index, written with its state: a
+        restart finds the timers in the restored store without reading every state. The due
+        time is the one the patterns gave when the state was written; a pattern edited since
+        is applied when the key next changes or its (possibly early) timer comes up."""
+        self._refresh()
+        due = self.engine.due(ks)
+        return () if due is None else (timer_entry(due, key),)
+
     def on_restored(self, partition: int) -> None:
         self.assigned_at[partition] = now_ms()
         for t in self.inputs:
             self.partition_clock.pop((t, partition), None)
         self._refresh()
-        self._index_timers(partition)
-
-    def _index_timers(self, partition: int) -> None:
-        """Timers live in memory only: rebuilt from the partition's states (one scan of its
-        store, once per assignment)."""
-        for key, ks in self.states(partition):
-            self._set_timer(key, partition, self.engine.due(ks))
-
-    def _set_timer(self, key: str, partition: int, due: int | None) -> None:
-        self.timers.set(key, due)
-        if due is None:
-            self.timer_partition.pop(key, None)
-        else:
-            self.timer_partition[key] = partition
-
-    def on_revoked(self, partitions: set[int]) -> None:
-        gone = [k for k, p in self.timer_partition.items() if p in partitions]
-        self.timers.forget(gone)
-        for key in gone:
-            del self.timer_partition[key]
 
     def on_rewind(self) -> None:
-        # cached state is back at the last commit: timers derived from the lost work go too
-        self.timers, self.timer_partition = TimerIndex(), {}
-        self.to_publish.clear()
-        for partition in sorted(self.ready):
-            self._index_timers(partition)
+        self.to_publish.clear()  # derived from work given up; timers live in the committed store
 
     def _refresh(self) -> None:
         if self.patterns.version != self._indexed_version:
@@ -130,10 +113,8 @@ class CepProcessor(TransactionalProcessor):
     def _changed(self, batch: Batch, key: str, partition: int, ks: KeyState) -> None:
         if ks.empty():
             self.delete_state(batch, key, partition)  # a tombstone: nothing in flight for this key
-            self._set_timer(key, partition, None)
             return
         self.mark_dirty(batch, key, ks, partition)
-        self._set_timer(key, partition, self.engine.due(ks))
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -193,7 +174,8 @@ class CepProcessor(TransactionalProcessor):
 
     # -- timers --------------------------------------------------------------------------------
     def wants_tick(self) -> bool:
-        return bool(self.timers) or bool(self.to_publish)
+        return bool(self.to_publish) or any(
+            next(iter(self.table(p).index(TIMERS)), None) is not None for p in self.ready)
 
     def input_clock(self, wall_ms: int) -> int | None:
         """The event time every busy input partition has reached (the slowest one's newest
@@ -223,13 +205,13 @@ class CepProcessor(TransactionalProcessor):
         if now is None:
             return
         self._refresh()
-        for key in self.timers.pop_due(now):
-            partition = self.timer_partition.pop(key, None)
-            ks = self.state(key, partition) if partition in self.ready else None
-            if ks is None:
-                continue  # revoked, or dropped since
-            self._emit(batch, self.engine.on_tick(ks, now))
-            self._changed(batch, key, partition, ks)
+        for partition in sorted(self.ready):
+            for key in due_keys(self.table(partition).index(TIMERS), now):
+                ks = self.state(key, partition)
+                if ks is None:
+                    continue  # dropped in this transaction
+                self._emit(batch, self.engine.on_tick(ks, now))
+                self._changed(batch, key, partition, ks)
         draining = now_ms() - now > self.IDLE_MS  # the input clock far behind: counts would be stale at once
         if self.to_publish and not draining and time.monotonic() - self._published_at >= self.AGGREGATE_EVERY_S:
             # open windows, as they are now (a closed one was published when it closed, and

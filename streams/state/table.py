@@ -7,11 +7,12 @@ Layout inside the store (all bytes):
     r<key>        the index keys a state currently has, so an update can drop the stale ones
                   (each with a 4-byte length: index keys hold any byte, separators included)
     m<name>       stage metadata that also travels on the changelog (key "\\x00<name>")
-    \\x00ckpt      {"offset": next changelog offset reflected, "written_ms": ..., "format": 2}
+    \\x00ckpt      {"offset": next changelog offset reflected, "written_ms": ..., "format": 3}
 
-A checkpoint without the current `format` belongs to a store laid out otherwise (format 1 split
-r<key> at NUL bytes, which index keys contain, so stale index entries were never removed): such
-a store is restored in full.
+A checkpoint without the current `format` belongs to a store laid out otherwise, or indexed
+otherwise: such a store is restored in full, once. Format 1 split r<key> at NUL bytes, which
+index keys contain, so stale index entries were never removed; format 2 stores of the CEP stages
+lack the timer entries their states now carry.
 
 A table is written only with committed data (after the Kafka transaction that carried the same
 changelog records committed) and in one atomic batch with its checkpoint, so the store never
@@ -32,7 +33,7 @@ from streams.state.store import KeyValueStore
 STATE, INDEX, REVERSE, META = b"s", b"i", b"r", b"m"
 CHECKPOINT = b"\x00ckpt"
 META_PREFIX = "\x00"  # changelog keys starting with it are stage metadata, not states
-FORMAT = 2
+FORMAT = 3
 _LEN = struct.Struct(">I")
 
 IndexFn = Callable[[str, Any], Iterable[bytes]]

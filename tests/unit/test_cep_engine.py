@@ -11,7 +11,7 @@ from streams.cep.keystate import KeyState
 from streams.cep.kinds import KINDS
 from streams.cep.outputs import AggregateGone, Match
 from streams.cep.patterns import parse_pattern
-from streams.cep.timers import TimerIndex
+from streams.state.timers import TIMERS, due_keys, next_due, parse_timer, timer_entry
 
 
 def ev(i, etype, gid, ts, entity="e1"):
@@ -161,18 +161,15 @@ def test_a_session_that_grows_backwards_moves_its_record():
 
 # -- timers and state -----------------------------------------------------------------------
 
-def test_timer_index_pops_only_due_keys_once_at_their_latest_time():
-    timers = TimerIndex()
-    timers.set("a", 100)
-    timers.set("b", 50)
-    timers.set("a", 200)  # moved later: its old entry is stale
-    timers.set("c", 10)
-    timers.set("c", None)  # no timer any more
-    assert timers.pop_due(99) == ["b"] and timers.pop_due(150) == []
-    assert timers.next_due() == 200 and timers.pop_due(200) == ["a"] and len(timers) == 0
-    for i in range(10_000):  # stale entries do not pile up
-        timers.set("k", i)
-    assert len(timers._heap) < 5_000
+def test_timer_entries_sort_by_due_time_and_a_tick_reads_only_what_is_due():
+    entries = sorted([timer_entry(100, "acme/a"), timer_entry(50, "acme/b"), timer_entry(9_000_000_000_000, "x/c"),
+                      timer_entry(50, "acme/a")])  # one key may hold two timers
+    assert all(e.startswith(TIMERS) for e in entries)
+    assert parse_timer(entries[0]) == (50, "acme/a") and next_due(entries) == 50 and next_due([]) is None
+    assert due_keys(entries, 49) == []
+    assert due_keys(entries, 100) == ["acme/a", "acme/b"]  # each key once, earliest first
+    assert due_keys(entries, 10**13, limit=1) == ["acme/a"]
+    assert parse_timer(timer_entry(7, "t/key\x00with nul")) == (7, "t/key\x00with nul")
 
 
 def test_key_state_round_trips_compactly_and_holds_each_event_once():
