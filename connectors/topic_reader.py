@@ -40,6 +40,8 @@ class TopicReader:
         self.positions: dict[int, int] = {}  # partition -> next offset applied
         self.skipped = 0
         self._eof: set[int] = set()
+        self._ends: dict[int, int] = {}  # partition -> end offset at its latest end-of-partition
+        self._probe: Consumer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.RLock()
@@ -80,24 +82,57 @@ class TopicReader:
             if msg.error():
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     self._eof.add(msg.partition())
+                    self._ends[msg.partition()] = msg.offset()
                 continue
+            if self._take(msg):
+                changed.add(msg.key().decode(errors="replace"))
+            # after the record is applied: `applied_through_now` reads positions
             self.positions[msg.partition()] = msg.offset() + 1
-            if msg.key() is None:
-                self._skip("no key", "validation", msg)
-                continue
-            key = msg.key().decode(errors="replace")
-            try:
-                rec = self.codec.decode(msg.value(), self.schema) if msg.value() else None
-            except ValidationError as exc:
-                self._skip(str(exc), "undecodable", msg)
-                continue
-            with self.lock:
-                try:
-                    if self.apply(key, rec, msg):
-                        changed.add(key)
-                except Exception as exc:  # one bad record must not stop the reader
-                    self._skip(f"{type(exc).__name__}: {exc}", "processing", msg)
         return changed
+
+    def _take(self, msg) -> bool:
+        if msg.key() is None:
+            self._skip("no key", "validation", msg)
+            return False
+        key = msg.key().decode(errors="replace")
+        try:
+            rec = self.codec.decode(msg.value(), self.schema) if msg.value() else None
+        except ValidationError as exc:
+            self._skip(str(exc), "undecodable", msg)
+            return False
+        with self.lock:
+            try:
+                return bool(self.apply(key, rec, msg))
+            except Exception as exc:  # one bad record must not stop the reader
+                self._skip(f"{type(exc).__name__}: {exc}", "processing", msg)
+                return False
+
+    def applied_through_now(self, timeout_s: float) -> bool:
+        """Waits until every record written to the topic before this call has been applied
+        (another thread follows the topic): True then, False at the deadline or when the broker
+        does not answer. An end-of-partition counts as well as a record, because the last
+        offsets of a transactional topic are commit markers that no record carries."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            with self.lock:
+                parts = sorted(self._eof | set(self.positions))
+            if self._probe is None:
+                # its own client: the follower's consumer blocks other calls while it polls. The
+                # high watermark, not the stable end a read_committed client is told: a
+                # transaction committed just before this call has no marker yet, and its
+                # records are among those asked for
+                self._probe = Consumer(consumer_config(self.kafka, f"reader-probe-{uuid.uuid4().hex[:8]}",
+                                                       **{"isolation.level": "read_uncommitted"}))
+            highs = {p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
+                     for p in parts}
+        except KafkaException:
+            return False
+        while True:
+            if all(max(self.positions.get(p, 0), self._ends.get(p, 0)) >= hi for p, hi in highs.items()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
     def _skip(self, error: str, error_class: str, msg) -> None:
         self.skipped += 1
@@ -119,3 +154,5 @@ class TopicReader:
         if self._thread:
             self._thread.join(5)
         self._consumer.close()
+        if self._probe is not None:
+            self._probe.close()

@@ -44,6 +44,7 @@ from streams.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.delivery")
 TRANSIENT_CLASSES = {"transient", "rate_limited", "breaker_open"}
+CHANNELS_CATCH_UP_S = 10.0
 
 
 class DeliveryWorker(AtLeastOnceWorker):
@@ -169,6 +170,12 @@ class DeliveryWorker(AtLeastOnceWorker):
         try:
             entry = (self._callback_channel(req) if name == "job-callback"
                      else self._channel(name, req["tenant_id"]))
+            if entry is None:
+                # a channel created just before the alert that names it may still be on its way
+                # to this worker: it is unknown only once every channel written so far is read
+                if not await asyncio.to_thread(self.reader.applied_through_now, CHANNELS_CATCH_UP_S):
+                    raise TransientError(f"channel {name}: the channel list is not read to its end yet")
+                entry = self._channel(name, req["tenant_id"])
             if entry is None:
                 self._dead_letter(job, req, "permanent", f"no channel named {name!r} for tenant "
                                                          f"{req['tenant_id']}")

@@ -207,3 +207,40 @@ def test_a_repeated_candidate_never_rewrites_a_delivered_alert(env, receivers, t
     wait_for(lambda: any(r.headers["webhook-id"].endswith(":esc1") for r in primary.received()), 60,
              what="the escalation level after the repeat")
     assert statuses.snapshot()[alert_id]["status"] != "SUPPRESSED"
+
+
+def test_a_channel_created_just_before_its_alert_is_used_and_an_unknown_one_is_dead_lettered(env, receivers):
+    """The delivery worker follows the channel list in the background: a delivery that names a
+    channel it has not read yet waits until the list is read to its end, and only a channel that
+    is still missing then is a permanent error (with the reason), never a silent drop."""
+    primary, _ = receivers
+    env["procs"].update(start_pipeline(env["settings"], env["tmp"]))
+    statuses = env["statuses"]
+    env["config"].rules.put(rule())
+    publish_events(env["settings"], env["codec"], [geofence_event(0)])
+    wait_for(lambda: statuses.by_status().get("SENT", 0) == 1, 60, what="the pipeline up: one alert SENT")
+    for i in range(5):  # each time: channel, rule and event back to back
+        env["config"].channels.put({"name": f"new-hook-{i}", "kind": "webhook", "tenant_id": "acme",
+                                    "settings": {"url": primary.url + f"/new-{i}", "secret": "s3cret"}})
+        env["config"].rules.put(rule(f"new-{i}", channels=[f"new-hook-{i}"], match={"event_type": "EXIT"}))
+        publish_events(env["settings"], env["codec"], [geofence_event(100 + i, event_type="EXIT")])
+    env["config"].rules.put(rule("ghost", channels=["never-created"], match={"event_type": "DWELL"}))
+    publish_events(env["settings"], env["codec"], [geofence_event(200, event_type="DWELL")])
+
+    def delivered_paths():
+        return {r.path for r in primary.received()}
+
+    wait_for(lambda: {f"/new-{i}" for i in range(5)} <= delivered_paths(), 60, what="every new channel used")
+    ghost = wait_for(lambda: [s for s in statuses.snapshot().values()
+                              if s["channels"].get("never-created") == "DEAD_LETTERED"], 60,
+                     what="the unknown channel dead-lettered")
+    assert ghost[0]["last_errors"]["never-created"].startswith("permanent"), ghost[0]
+    assert "unknown channel never-created" in ghost[0]["last_errors"]["never-created"], ghost[0]
+    dlq = DlqView(env["settings"], env["codec"], "alerts", "DeliveryAttempt").start()
+    try:
+        entries = wait_for(lambda: [e for e in dlq.list() if "never-created" in e["error_message"]], 30,
+                           what="the DLQ record of the unknown channel")
+        assert [e["error_class"] for e in entries] == ["permanent"] and entries[0]["attempts"] == 1
+        assert all("new-hook" not in e["error_message"] for e in dlq.list()), dlq.list()
+    finally:
+        dlq.close()
