@@ -1,4 +1,5 @@
-"""comovement: at least N distinct entities ENTER a geofence within T (a convoy), per geofence."""
+"""comovement: at least N distinct entities ENTER a geofence within T (a convoy), per geofence.
+Pure."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """count: at least N matching events within a sliding T, per entity and geofence (loitering:
-"3 EXITs of one fence within an hour") or per geofence (over all entities)."""
+"3 EXITs of one fence within an hour") or per geofence (over all entities). Pure."""
 
 from __future__ import annotations
 

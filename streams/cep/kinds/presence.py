@@ -1,5 +1,5 @@
 """Kinds about being somewhere, or not being heard from: time_of_day ("inside G between 22:00
-and 06:00 UTC", once per entity and day) and track_gap (no location update for T)."""
+and 06:00 UTC", once per entity and day) and track_gap (no location update for T). Pure."""
 
 from __future__ import annotations
 

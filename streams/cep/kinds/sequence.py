@@ -1,6 +1,6 @@
 """sequence: steps (2+) in order within T, optionally "and no X between"; absence: a trigger
 and no expected event within T (route deviation; with expected = EXIT of the trigger's fence,
-a dwell over a threshold). Both per entity."""
+a dwell over a threshold). Both per entity. Pure."""
 
 from __future__ import annotations
 
