@@ -7,6 +7,7 @@ the moment it says what it is, and a module that stops being pure has to stop sa
 
 import ast
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,14 @@ def test_lower_layers_never_import_streams_or_services(package):
     for path in (ROOT / package).rglob("*.py"):
         bad = {n for n in imports_of(path) if n.split(".")[0] in ("streams", "services")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_our_deprecation_warnings_fail_the_test_and_other_libraries_do_not():
+    """pyproject's filterwarnings: a DeprecationWarning raised from our packages is an error."""
+    for module in ("streams.membership", "connectors.kafka_config", "services.auth"):
+        with pytest.raises(DeprecationWarning):
+            warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module=module)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module="faust.app")
+        warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module="streamsx.app")
+    assert not [w for w in seen if w.category is DeprecationWarning]
