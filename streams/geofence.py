@@ -61,7 +61,8 @@ def _aeqd(lon: float, lat: float) -> tuple[Transformer, Transformer]:
 
 
 def _split_antimeridian(coords: list[tuple[float, float]]) -> Polygon | MultiPolygon:
-    """A ring whose longitudes jump by more than 180 degrees crosses the antimeridian."""
+    """A ring whose longitudes jump by more than 180 degrees crosses the antimeridian; one that
+    spans exactly 180 (a hemisphere-wide fence) is taken as drawn."""
     lons = [x for x, _ in coords]
     if max(lons) - min(lons) <= 180:
         return Polygon(coords)

@@ -1,5 +1,7 @@
 """comovement: at least N distinct entities ENTER a geofence within T (a convoy), per geofence.
-Pure."""
+Pure.
+
+Within T includes T: ENTERs exactly T apart are one convoy."""
 
 from __future__ import annotations
 
