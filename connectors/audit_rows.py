@@ -1,4 +1,4 @@
-"""The audit trail's pure core: a decoded record -> one row, and the partition arithmetic.
+"""The audit trail's pure core: a decoded record -> one row, and the partition arithmetic. Pure.
 
 No I/O here (tests/unit/test_audit_rows.py walks the imports): the sink and the API are thin
 shells around these functions, so the mapping is tested in milliseconds.

@@ -1,4 +1,4 @@
-"""The geoflux error tree. Every boundary converts what the library beneath it raised.
+"""The geoflux error tree. Every boundary converts what the library beneath it raised. Pure.
 
     GeofluxError
     ├── TransientError      retry with backoff (network, 5xx, 429, broker unavailable)

@@ -1,5 +1,5 @@
 """Can a reader schema read every record a writer schema can write? Avro's resolution rules,
-checked the way schema registries check them, without a registry.
+checked the way schema registries check them, without a registry. Pure.
 
 The engine is Apache Avro's `ReaderWriterCompatibilityChecker`, the Python port of the Java
 `SchemaCompatibility` that Apicurio and Confluent's registries run, so a change this module

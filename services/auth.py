@@ -47,6 +47,9 @@ class Principal:
         return self.tenant is None
 
 
+PRINCIPAL = web.RequestKey("principal", Principal)  # a typed key: aiohttp warns on string keys
+
+
 def parse_api_keys(raw: str | dict | None) -> dict[str, Principal]:
     """Pure: the configured mapping -> key -> Principal, with a clear error for a bad one."""
     if raw in (None, "", {}):
@@ -112,14 +115,14 @@ def auth_middleware(keys: dict[str, Principal], tickets=None):
             resp = problem(401, "Unauthorized", detail)
             resp.headers["WWW-Authenticate"] = 'Bearer realm="geoflux"'
             return resp
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         return await handler(request)
 
     return middleware
 
 
 def principal(request: web.Request) -> Principal:
-    return request["principal"]
+    return request[PRINCIPAL]
 
 
 def tenant_filter(request: web.Request) -> str | None:

@@ -1,5 +1,5 @@
-"""The gateway's protocol, pure (no I/O): cursors, subscription filters, the flow-control
-window and the per-subscriber rate limit.
+"""The gateway's protocol: cursors, subscription filters, the flow-control window and the
+per-subscriber rate limit. Pure.
 
 A cursor is the next offset to deliver for every partition of `geo.geofence-events`
 ("v1:0=15,1=7,2=0"). Messages go out over one ordered connection, so a cursor carried by

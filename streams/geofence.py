@@ -16,7 +16,6 @@ from functools import lru_cache
 import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry import MultiPolygon, Point, Polygon, box, mapping, shape
-from shapely.ops import transform
 
 from geoflux.errors import ValidationError
 
@@ -62,13 +61,15 @@ def _aeqd(lon: float, lat: float) -> tuple[Transformer, Transformer]:
 
 
 def _split_antimeridian(coords: list[tuple[float, float]]) -> Polygon | MultiPolygon:
-    """A ring whose longitudes jump by more than 180 degrees crosses the antimeridian."""
+    """A ring whose longitudes jump by more than 180 degrees crosses the antimeridian; one that
+    spans exactly 180 (a hemisphere-wide fence) is taken as drawn."""
     lons = [x for x, _ in coords]
     if max(lons) - min(lons) <= 180:
         return Polygon(coords)
     shifted = Polygon([(x + 360 if x < 0 else x, y) for x, y in coords])
     east = shifted.intersection(box(0, -90, 180, 90))
-    west = transform(lambda x, y: (x - 360, y), shifted.intersection(box(180, -90, 540, 90)))
+    west = shapely.transform(shifted.intersection(box(180, -90, 540, 90)), lambda x, y: (x - 360, y),
+                             interleaved=False)
     parts = [g for g in (east, west) if not g.is_empty]
     polys = [p for g in parts for p in (g.geoms if hasattr(g, "geoms") else [g])
              if p.geom_type == "Polygon"]
@@ -86,7 +87,8 @@ def buffer_m(geom: Polygon | MultiPolygon, metres: float) -> Polygon | MultiPoly
     """Grows (metres > 0) or shrinks a fence by a distance in metres, in a local projection."""
     c = geom.centroid
     fwd, inv = _aeqd(round(c.x, 5), round(c.y, 5))
-    return transform(inv.transform, transform(fwd.transform, geom).buffer(metres))
+    local = shapely.transform(geom, fwd.transform, include_z=None, interleaved=False)
+    return shapely.transform(local.buffer(metres), inv.transform, interleaved=False)
 
 
 EDGE_NOISE_DEG = 1e-9  # about 0.1 mm: what float arithmetic leaves at the edges of real datasets

@@ -1,5 +1,5 @@
 """AWS Batch, the pure part: names, the retry strategy, exit codes and what a DescribeJobs
-answer (or a "Batch Job State Change" event) means for the job. No I/O.
+answer (or a "Batch Job State Change" event) means for the job. Pure.
 
 Exit codes of `geoflux batch-run` (the container) and what Batch does with them:
 

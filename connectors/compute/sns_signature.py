@@ -1,4 +1,4 @@
-"""Verifying an Amazon SNS HTTP(S) message: pure, given the signing certificate (PEM).
+"""Verifying an Amazon SNS HTTP(S) message, given the signing certificate (PEM). Pure.
 
 AWS's rule (docs "Verifying the signatures of Amazon SNS messages"): the string to sign is
 the listed fields, each as `Name\\nvalue\\n`, in this order, skipping Subject when absent;

@@ -1,4 +1,4 @@
-"""Event-time alignment of the CEP re-key's input partitions, pure.
+"""Event-time alignment of the CEP re-key's input partitions. Pure.
 
 The re-key reads geofence events from every partition of `geo.geofence-events` and writes
 them keyed by entity. Draining a backlog (after an outage, or a replay), a fetch returns whole

@@ -1,5 +1,5 @@
 """What CEP kinds produce: matches, window aggregates, and the retraction of a window that
-merged into another. Pure value objects with their topic records."""
+merged into another: value objects with their topic records. Pure."""
 
 from __future__ import annotations
 

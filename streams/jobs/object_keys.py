@@ -1,6 +1,6 @@
 """Where a job's objects live in the object store (connectors/object_store.py). Both prefixes
 expire after the idempotency window: the file backend's sweep, or the bucket's lifecycle rule
-on S3 (docs/ARCHITECTURE.md)."""
+on S3 (docs/ARCHITECTURE.md). Pure."""
 
 INPUTS = "inputs"  # staged inputs too large for a Kafka record, written by the API
 RESULTS = "results"  # every job's outputs, written by the worker before the job is successful

@@ -18,7 +18,7 @@ import shapely
 from pyproj import CRS, Geod, Transformer
 from pyproj.exceptions import CRSError
 from shapely.geometry import GeometryCollection, mapping, shape
-from shapely.ops import transform, unary_union
+from shapely.ops import unary_union
 
 from geoflux.errors import ValidationError
 
@@ -165,8 +165,8 @@ def _in_metres(geom, fn):
     aeqd = Transformer.from_pipeline(
         "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
         f"+step +proj=aeqd +lat_0={round(c.y, 5)} +lon_0={round(c.x, 5)} +ellps=WGS84")
-    back = transform(lambda x, y: aeqd.transform(x, y, direction="INVERSE"), fn(transform(aeqd.transform, geom)))
-    return back
+    local = fn(shapely.transform(geom, aeqd.transform, include_z=None, interleaved=False))
+    return shapely.transform(local, lambda x, y: aeqd.transform(x, y, direction="INVERSE"), interleaved=False)
 
 
 def _out(geom) -> dict:
@@ -238,7 +238,7 @@ def _crs(code: Any, name: str) -> CRS:
 def run_reproject(p: dict, progress: Progress) -> dict:
     src, dst = _crs(p.get("from_epsg", 4326), "from_epsg"), _crs(p["to_epsg"], "to_epsg")
     t = Transformer.from_crs(src, dst, always_xy=True)
-    out = transform(t.transform, p["geometry"])
+    out = shapely.transform(p["geometry"], t.transform, include_z=None, interleaved=False)
     return {"geometry": mapping(out), "crs": f"EPSG:{dst.to_epsg()}"}
 
 

@@ -17,18 +17,8 @@ from geoflux.errors import BadSignature
 from geoflux.settings import BatchSettings
 from streams.jobs import alert_policy as ap
 from streams.jobs.quotas import Quota, decide, parse_quotas, quota_for, usage
-from tests.unit.test_architecture import IO_LIBRARIES, transitive_imports
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "batch_describe_jobs.json").read_text())
-PURE = ["connectors/compute/batch_policy.py", "connectors/compute/sns_signature.py",
-        "streams/jobs/alert_policy.py", "streams/jobs/quotas.py"]
-
-
-@pytest.mark.parametrize("module", PURE)
-def test_pure_modules_do_no_io(module):
-    assert not {n for n in transitive_imports(module) if n.split(".")[0] in IO_LIBRARIES}
-
-
 # -- AWS Batch policy ---------------------------------------------------------------------------
 def test_retry_strategy_retries_interruptions_and_exits_on_application_errors():
     rs = bp.retry_strategy(3)

@@ -14,7 +14,6 @@ from connectors.channels.twilio import signature, valid_signature
 from connectors.channels.voice import MAX_TWIML, twiml
 from geoflux.errors import ValidationError
 from tests.twilio_fake import twilio_sign
-from tests.unit.test_architecture import IO_LIBRARIES, transitive_imports
 
 SID = "AC" + "0123456789abcdef" * 2
 N = Notification(delivery_id="a1:ana-phone:esc1", alert_id="a1", tenant_id="acme", severity="high",
@@ -35,11 +34,6 @@ def voice(**settings):
             "ack_base_url": "https://geoflux.example.com"}
     return parse_channel({"name": "ana-phone", "kind": "voice", "tenant_id": "acme",
                           "settings": {**base, **settings}})
-
-
-def test_text_rules_are_pure():
-    bad = {n for n in transitive_imports("connectors/channels/sms_text.py") if n.split(".")[0] in IO_LIBRARIES}
-    assert not bad
 
 
 # -- phone numbers and segments ------------------------------------------------------------

@@ -9,7 +9,6 @@ import fastavro.utils
 import pytest
 
 from schemas.compat import full_problems, full_transitive_problems, read_problems
-from tests.unit.test_architecture import IO_LIBRARIES, transitive_imports
 
 
 def record(*fields, name="R", **extra):
@@ -170,8 +169,3 @@ def test_recursive_schemas_terminate():
                    field("label", ["null", "string"], default=None), name="Node")
     assert read_problems(grown, node) == []
     assert read_problems(node, grown)  # long narrowed to int, however deep
-
-
-def test_checker_is_pure():
-    bad = {n for n in transitive_imports("schemas/compat.py") if n.split(".")[0] in IO_LIBRARIES}
-    assert not bad

@@ -8,12 +8,6 @@ import pytest
 from services.restart_policy import RestartPolicy, RestartTracker
 from services.stack_parts import ExternalPart
 from services.supervisor import Supervisor
-from tests.unit.test_architecture import IO_LIBRARIES, transitive_imports
-
-
-def test_the_policy_is_pure():
-    assert not {n for n in transitive_imports("services/restart_policy.py")
-                if n.split(".")[0] in IO_LIBRARIES}
 
 
 def test_backoff_doubles_to_the_cap_and_resets_after_a_healthy_run():

@@ -1,4 +1,4 @@
-"""The pattern kinds, by name: each one small class (`streams.cep.kinds.base.Kind`)."""
+"""The pattern kinds, by name: each one small class (`streams.cep.kinds.base.Kind`). Pure."""
 
 from __future__ import annotations
 

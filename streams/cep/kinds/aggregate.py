@@ -1,5 +1,5 @@
 """aggregate: entries, exits, dwells and occupancy per geofence in tumbling, hopping or session
-windows on event time, published while open (`closed: false`) and once closed.
+windows on event time, published while open (`closed: false`) and once closed. Pure.
 
 Not ordered: events count into their windows as they arrive, and a window takes late events
 until the pattern's watermark — its newest event time less `lateness_s`, or the stage's input

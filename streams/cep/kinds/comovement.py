@@ -1,4 +1,7 @@
-"""comovement: at least N distinct entities ENTER a geofence within T (a convoy), per geofence."""
+"""comovement: at least N distinct entities ENTER a geofence within T (a convoy), per geofence.
+Pure.
+
+Within T includes T: ENTERs exactly T apart are one convoy."""
 
 from __future__ import annotations
 

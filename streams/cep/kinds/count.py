@@ -1,5 +1,8 @@
 """count: at least N matching events within a sliding T, per entity and geofence (loitering:
-"3 EXITs of one fence within an hour") or per geofence (over all entities)."""
+"3 EXITs of one fence within an hour") or per geofence (over all entities). Pure.
+
+The window is half-open, [t - T, t): an event exactly T older than the newest has left it
+(sequence, comovement and join, by contrast, include T)."""
 
 from __future__ import annotations
 

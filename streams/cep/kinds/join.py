@@ -1,6 +1,8 @@
 """join: two events of DIFFERENT entities at the same geofence within T on event time — "a
 truck and an unregistered car in the same depot within 2 minutes". Keyed per geofence, so
-both sides are co-located by construction (both read from the geofence's partition).
+both sides are co-located by construction (both read from the geofence's partition). Pure.
+
+Within T includes T, and within `max_distance_m` includes that distance.
 
     {"kind": "join", "within_s": 120, "geofence_id": "depot",          (optional: any fence)
      "left":  {"event_type": "ENTER", "entity_prefix": "truck-"},

@@ -1,5 +1,5 @@
 """Outliers against a geofence's own history, on event time, with durable baselines and the
-evidence in each match:
+evidence in each match. Pure.
 
 - dwell_outlier: an ENTER -> EXIT dwell far outside the fence's own history. Baseline: Welford
   mean and variance of log(1 + dwell seconds) (dwells are skewed; on a log scale "4 sigma"

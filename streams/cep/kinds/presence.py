@@ -1,5 +1,8 @@
 """Kinds about being somewhere, or not being heard from: time_of_day ("inside G between 22:00
-and 06:00 UTC", once per entity and day) and track_gap (no location update for T)."""
+and 06:00 UTC", once per entity and day) and track_gap (no location update for T). Pure.
+
+Hours are whole UTC hours, from `from_hour` included to `to_hour` excluded (22 to 6: 22:00:00
+is in, 06:00:00 is out). A track gap fires once the silence reaches T exactly."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """sequence: steps (2+) in order within T, optionally "and no X between"; absence: a trigger
 and no expected event within T (route deviation; with expected = EXIT of the trigger's fence,
-a dwell over a threshold). Both per entity."""
+a dwell over a threshold). Both per entity. Pure.
+
+Within T includes T: a sequence completed exactly T after its start matches, and an expected
+event exactly at trigger + T arrives in time (no absence). An absence is proven by a later
+event only past the deadline, or by the timer once the deadline itself is settled."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """speed (per entity, from geo.locations): the speed implied by two consecutive location
 updates (by event time) over `max_speed_kmh` — teleports and GPS faults. The match carries the
-evidence: both positions and times, the distance, the implied and the allowed speed.
+evidence: both positions and times, the distance, the implied and the allowed speed. Pure.
 
 False-positive guard: a jump shorter than `min_distance_m` (default 100 m) never fires, so GPS
 jitter between updates a fraction of a second apart is not an "infinite speed". A spike (one
