@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).parents[2]
 PURE = ["geoflux/errors.py", "streams/geofence.py", "streams/fence_index.py",
         "streams/membership.py", "streams/evaluator_records.py", "streams/evaluator_index.py",
-        "streams/state/timers.py",
+        "streams/state/timers.py", "streams/offset_tracker.py", "streams/work_queue.py",
         *(f"streams/cep/{m}.py" for m in ("patterns", "specs", "outputs", "index", "keystate", "engine",
                                           "alignment")),
         *(f"streams/cep/kinds/{m}.py" for m in ("__init__", "base", "sequence", "count", "presence",
