@@ -335,11 +335,10 @@ class JobWorker(AtLeastOnceWorker):
         if self.batch_reader is not None:
             self.batch_reader.load().follow()
         for tier in self.tiers.values():
-            if hasattr(tier, "ensure_schema"):
-                try:
-                    await asyncio.to_thread(tier.ensure_schema)
-                except Exception as exc:  # PostgreSQL down at start: jobs retry later
-                    log.warning("PostGIS tier not ready at start", error=str(exc))
+            try:
+                await asyncio.to_thread(tier.ensure_schema)
+            except Exception as exc:  # PostgreSQL down at start: jobs retry later
+                log.warning("tier not ready at start", tier=tier.name, error=str(exc))
 
     def housekeeping(self) -> None:
         if time.monotonic() >= self._next_sweep and (self._sweeping is None or self._sweeping.done()):
@@ -348,8 +347,7 @@ class JobWorker(AtLeastOnceWorker):
 
     async def close(self) -> None:
         for tier in self.tiers.values():
-            if hasattr(tier, "close"):
-                tier.close()
+            tier.close()
         self.control_reader.close()
         self.view.close()
         if self.batch_reader is not None:
