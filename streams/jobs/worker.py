@@ -53,8 +53,8 @@ def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
         return forced
     if "batch" in tiers and raw_bytes > settings.batch_threshold_bytes:
         return "batch"  # large inputs: a container on AWS Batch
-    process = PROCESSES[process_id]
-    if ("postgis" in tiers and process.postgis
+    postgis = tiers.get("postgis")
+    if (postgis is not None and postgis.supports(process_id)
             and input_size(parsed_inputs) > settings.postgis_threshold_vertices):
         return "postgis"
     return "inprocess"
