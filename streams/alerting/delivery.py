@@ -35,7 +35,7 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.alerting.delivery_policy import Breakers, RetryPolicy
 from streams.alerting.sensor import AlertSensor, NullSensor
-from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from streams.at_least_once import AtLeastOnceWorker, Work
 from geoflux.keys import scoped
 from streams.sensor import StageSensor
 from streams.txn_processor import now_ms
@@ -113,14 +113,14 @@ class DeliveryWorker(AtLeastOnceWorker):
         self.produce(self.t_outcomes, req["alert_id"], "DeliveryAttempt", rec)
         self.sensor.attempt(req["channel"], outcome, error_class)
 
-    def _dead_letter(self, job: Job, req: dict, error_class: str, message: str,
+    def _dead_letter(self, delivery: Work, req: dict, error_class: str, message: str,
                      next_attempt: dict | None = None) -> None:
         now = now_ms()
         nxt = next_attempt or req
-        src_topic, src_partition = job.tp
+        src_topic, src_partition = delivery.tp
         rec = {"dlq_id": f"{req['delivery_id']}-{uuid.uuid4().hex[:8]}",
                "original_topic": src_topic, "original_partition": src_partition,
-               "original_offset": job.offset, "original_key": req["alert_id"].encode(),
+               "original_offset": delivery.offset, "original_key": req["alert_id"].encode(),
                "original_value": self.codec.encode(self.t_deliveries, "DeliveryAttempt", nxt),
                "error_class": error_class, "error_message": message[:2000],
                "attempts": req["attempt"], "first_failure_ms": req["first_failure_ms"] or now,
@@ -137,9 +137,9 @@ class DeliveryWorker(AtLeastOnceWorker):
                     self.tracker.done(tp, msg.offset())  # waits there for a person to redrive it
                     return
                 req = self.codec.decode(dlq["original_value"], "DeliveryAttempt")
-                job = Job(tp, msg.offset(), req, dlq)
+                delivery = Work(tp, msg.offset(), req, dlq)
             else:
-                job = Job(tp, msg.offset(), self.codec.decode(msg.value(), "DeliveryAttempt"))
+                delivery = Work(tp, msg.offset(), self.codec.decode(msg.value(), "DeliveryAttempt"))
         except ValidationError as exc:
             # read back from alerts.dlq with class `undecodable`, it waits there for a person
             log.error("undecodable delivery record dead-lettered", topic=msg.topic(),
@@ -147,11 +147,11 @@ class DeliveryWorker(AtLeastOnceWorker):
             self.dead_letter_input(msg, self.t_dlq, "undecodable", str(exc))
             self.tracker.done(tp, msg.offset())
             return
-        self.hold(job, job.record["not_before_ms"] / 1000)
+        self.hold(delivery, delivery.record["not_before_ms"] / 1000)
 
     # -- sending ------------------------------------------------------------------------------
-    async def handle(self, job: Job) -> None:
-        req = job.record
+    async def handle(self, delivery: Work) -> None:
+        req = delivery.record
         name = req["channel"]
         # channel names are per tenant: breakers, 410-disabling and concurrency are too
         ckey = name if name == "job-callback" else scoped(req["tenant_id"], name)
@@ -159,20 +159,21 @@ class DeliveryWorker(AtLeastOnceWorker):
             entry = (self._callback_channel(req) if name == "job-callback"
                      else self._channel(name, req["tenant_id"]))
             if entry is None:
-                self._dead_letter(job, req, "permanent", f"no channel named {name!r} for tenant "
+                self._dead_letter(delivery, req, "permanent", f"no channel named {name!r} for tenant "
                                                          f"{req['tenant_id']}")
                 self._outcome(req, "DEAD_LETTERED", "permanent", f"unknown channel {name}")
-                return self.finish(job)
+                return self.finish(delivery)
             version, channel = entry
             if (ckey, version) in self.disabled:
-                self._dead_letter(job, req, "gone", f"channel {name} v{version} is disabled after HTTP 410")
+                self._dead_letter(delivery, req, "gone",
+                                  f"channel {name} v{version} is disabled after HTTP 410")
                 self._outcome(req, "DISABLED", "gone", "endpoint disabled (410)")
-                return self.finish(job)
+                return self.finish(delivery)
             breaker = self.breakers[ckey]
             critical = req["severity"] == "critical"
             if not breaker.allows(time.time(), critical):
                 self._fallback(req)
-                self.hold(job, breaker.reopens_at())  # waits for the breaker; not an attempt
+                self.hold(delivery, breaker.reopens_at())  # waits for the breaker; not an attempt
                 return
             sem = self._sems.setdefault(ckey, asyncio.Semaphore(self.s.per_channel_concurrency))
             async with sem:
@@ -183,25 +184,25 @@ class DeliveryWorker(AtLeastOnceWorker):
             breaker.record(True, time.time())
             self._outcome(req, "SENT")
             self.sensor.delivered(req["severity"], name, (now_ms() - req["alert_created_ms"]) / 1000)
-            self.finish(job)
+            self.finish(delivery)
         except EndpointGone as exc:
             if ckey in self.channels:
                 self.disabled.add((ckey, self.channels[ckey][0]))
-            self._dead_letter(job, req, "gone", str(exc))
+            self._dead_letter(delivery, req, "gone", str(exc))
             self._outcome(req, "DISABLED", "gone", str(exc))
-            self.finish(job)
+            self.finish(delivery)
         except TransientError as exc:
             self.breakers[ckey].record(False, time.time())
-            self._retry(job, exc, getattr(exc, "retry_after_s", None))
+            self._retry(delivery, exc, getattr(exc, "retry_after_s", None))
         except PermanentError as exc:
-            self._dead_letter(job, req, "permanent", str(exc))
+            self._dead_letter(delivery, req, "permanent", str(exc))
             self._outcome(req, "DEAD_LETTERED", "permanent", str(exc))
-            self.finish(job)
+            self.finish(delivery)
         except Exception as exc:  # a channel bug must not kill the worker or lose the alert
             log.exception("unexpected channel error", channel=name)
-            self._dead_letter(job, req, "unexpected", f"{type(exc).__name__}: {exc}")
+            self._dead_letter(delivery, req, "unexpected", f"{type(exc).__name__}: {exc}")
             self._outcome(req, "DEAD_LETTERED", "unexpected", str(exc))
-            self.finish(job)
+            self.finish(delivery)
 
     @staticmethod
     def _notification(req: dict) -> Notification:
@@ -209,8 +210,8 @@ class DeliveryWorker(AtLeastOnceWorker):
                             req["title"], req["body"], dict(req["labels"]), req["alert_created_ms"],
                             req["action"])
 
-    def _retry(self, job: Job, exc: Exception, retry_after_s: float | None) -> None:
-        req = job.record
+    def _retry(self, delivery: Work, exc: Exception, retry_after_s: float | None) -> None:
+        req = delivery.record
         now = now_ms()
         error_class = getattr(exc, "error_class", "transient")
         self._fallback(req)
@@ -222,11 +223,11 @@ class DeliveryWorker(AtLeastOnceWorker):
             self.produce(self.t_retry, req["alert_id"], "DeliveryAttempt", nxt)
             self._outcome(req, "RETRYING", error_class, str(exc))
         elif step == "dlq":
-            self._dead_letter(job, req, error_class, str(exc), nxt)
+            self._dead_letter(delivery, req, error_class, str(exc), nxt)
             self._outcome(req, "DEAD_LETTERED", error_class, str(exc))
         else:
             self._outcome(req, "ABANDONED", error_class, str(exc))
-        self.finish(job)
+        self.finish(delivery)
 
     def _fallback(self, req: dict) -> None:
         fb = req["fallback_channel"]

@@ -33,7 +33,7 @@ from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import BatchSettings, JobSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from streams.at_least_once import AtLeastOnceWorker, Work
 from streams.jobs.object_keys import INPUTS, RESULTS, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
 from streams.sensor import NullStageSensor, StageSensor
@@ -154,7 +154,7 @@ class JobWorker(AtLeastOnceWorker):
             "alert_created_ms": now, "attempt": 1, "outcome": None, "error_class": None,
             "error_message": None, "first_failure_ms": None, "not_before_ms": now, "created_ms": now})
 
-    def _dead_letter(self, job: Job, req: dict, error_class: str, message: str) -> None:
+    def _dead_letter(self, job: Work, req: dict, error_class: str, message: str) -> None:
         now = now_ms()
         self.produce(self.t_dlq, req["job_id"], "DlqRecord", {
             "dlq_id": f"{req['job_id']}-{uuid.uuid4().hex[:8]}", "original_topic": job.tp[0],
@@ -168,11 +168,11 @@ class JobWorker(AtLeastOnceWorker):
         self.sensor.dead_lettered(STAGE, error_class)
 
     # -- running a job --------------------------------------------------------------------------
-    async def handle(self, job: Job) -> None:
+    async def handle(self, job: Work) -> None:
         await self._run(job)
         self.finish(job)  # not when cancelled at stop: the next owner runs it again
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Work) -> None:
         req = dict(job.record, attempt=job.record["attempt"] + 1)
         try:
             if self._done(req["job_id"]):
@@ -273,14 +273,14 @@ class JobWorker(AtLeastOnceWorker):
             except Exception as exc:  # it expires with the others
                 log.warning("staged inputs not deleted", key=req["inputs_ref"], error=str(exc))
 
-    def _fail(self, job: Job, req: dict, error_class: str, message: str) -> None:
+    def _fail(self, job: Work, req: dict, error_class: str, message: str) -> None:
         req = dict(req, first_failure_ms=req["first_failure_ms"] or now_ms())
         self._dead_letter(job, req, error_class, message)
         failed = self._status(req, "failed", message=f"{error_class}: {message} (after "
                                                      f"{req['attempt']} attempt(s); in the DLQ)")
         self._callback(req, "failedUri", failed)
 
-    def _retry(self, job: Job, req: dict, exc: Exception) -> None:
+    def _retry(self, job: Work, req: dict, exc: Exception) -> None:
         now = now_ms()
         req = dict(req, first_failure_ms=req["first_failure_ms"] or now, last_error=str(exc)[:1000])
         if req["attempt"] >= self.s.max_attempts_by_process.get(req["process_id"], self.s.max_attempts):
@@ -292,7 +292,7 @@ class JobWorker(AtLeastOnceWorker):
                                               f"retrying in {delay:g} s")
 
     # -- reading requests -----------------------------------------------------------------------
-    def rank(self, job: Job) -> tuple:
+    def rank(self, job: Work) -> tuple:
         return -job.record["priority"], job.record["created_ms"]
 
     def intake(self, msg) -> None:
@@ -314,7 +314,7 @@ class JobWorker(AtLeastOnceWorker):
             self._dead_letter_raw(msg, error_class, f"{type(exc).__name__}: {exc}")
             self.tracker.done(tp, msg.offset())
             return
-        self.hold(Job(tp, msg.offset(), req), req["not_before_ms"] / 1000)
+        self.hold(Work(tp, msg.offset(), req), req["not_before_ms"] / 1000)
 
     def _dead_letter_raw(self, msg, error_class: str, message: str) -> None:
         """The record as it was read, bytes and key, for a person to see and redrive."""
