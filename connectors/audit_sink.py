@@ -1,13 +1,13 @@
 """The audit sink: geofence events, CEP matches, alert and job status changes -> PostgreSQL.
 
-Guarantee: at-least-once into an idempotent table. A batch is consumed (read_committed, auto
+Guarantee: at-least-once into an idempotent table. A chunk is consumed (read_committed, auto
 commit off), written in one database transaction, and only then are its offsets committed to
-Kafka. A SIGKILL at any point re-reads at most the batch whose offsets were not committed;
+Kafka. A SIGKILL at any point re-reads at most the chunk whose offsets were not committed;
 its rows map to the same `(id, ts)` keys (connectors/audit_rows.py) and ON CONFLICT drops
 them. No Kafka transaction can cover a PostgreSQL row, so this is the strongest guarantee the
 pair allows, and the primary key turns it into exactly-once rows.
 
-PostgreSQL down: the batch is held in memory, the assigned partitions are paused (the
+PostgreSQL down: the chunk is held in memory, the assigned partitions are paused (the
 consumer keeps polling, so it stays in its group and reads nothing further), and the write is
 retried on `AuditSettings.backoff_s` until it succeeds; nothing is skipped or committed early.
 A record that cannot be decoded or mapped goes to `audit.dlq` with its error class before its
@@ -37,7 +37,10 @@ log = structlog.get_logger("geoflux.audit")
 
 
 @dataclass
-class Batch:
+class Chunk:
+    """What the sink read since its last commit: rows written in one database transaction,
+    rejects for the DLQ, and the offsets committed once both are done."""
+
     rows: list[tuple[AuditRow, Message]] = field(default_factory=list)
     dead: list[tuple[Message, str, str]] = field(default_factory=list)  # msg, class, message
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset to read
@@ -58,7 +61,7 @@ class AuditSink:
         self.running = True
         self.paused = False
         self.written = 0  # rows new to the table since start (repeats excluded)
-        self._batch: Batch | None = None
+        self._chunk: Chunk | None = None
 
     def stop(self, *_: object) -> None:
         self.running = False
@@ -80,41 +83,41 @@ class AuditSink:
         msgs = self.consumer.consume(self.audit.batch_size, self.audit.poll_timeout_s)
         if not msgs:
             return
-        self._batch = Batch()
-        self._add(self._batch, msgs)
-        if self._flush(self._batch):
-            self._commit(self._batch)
-        self._batch = None
+        self._chunk = Chunk()
+        self._add(self._chunk, msgs)
+        if self._flush(self._chunk):
+            self._commit(self._chunk)
+        self._chunk = None
 
     def _on_revoke(self, _consumer, partitions) -> None:
         # the new owner re-reads what we did not commit; committing it here could skip it
-        if self._batch is not None:
+        if self._chunk is not None:
             for tp in partitions:
-                self._batch.offsets.pop((tp.topic, tp.partition), None)
+                self._chunk.offsets.pop((tp.topic, tp.partition), None)
 
     # -- records -> rows --------------------------------------------------------------------
-    def _add(self, batch: Batch, msgs: list[Message]) -> None:
+    def _add(self, chunk: Chunk, msgs: list[Message]) -> None:
         for m in msgs:
             if m.error():
                 log.warning("consumer error", error=m.error().str())
                 continue
-            batch.read += 1
+            chunk.read += 1
             tp = (m.topic(), m.partition())
-            batch.offsets[tp] = max(batch.offsets.get(tp, 0), m.offset() + 1)
+            chunk.offsets[tp] = max(chunk.offsets.get(tp, 0), m.offset() + 1)
             if m.value() is None:
                 continue  # a compaction tombstone: a deletion of a key, not an event to audit
             kind, schema = self.sources[m.topic()]
             try:
-                rec = self._decode(m, schema, batch)
+                rec = self._decode(m, schema, chunk)
             except PermanentError as exc:  # not our wire format, an unknown schema id, corrupt bytes
-                batch.dead.append((m, "undecodable", str(exc)))
+                chunk.dead.append((m, "undecodable", str(exc)))
                 continue
             try:
-                batch.rows.append((to_row(kind, rec, m.topic(), m.partition(), m.offset()), m))
+                chunk.rows.append((to_row(kind, rec, m.topic(), m.partition(), m.offset()), m))
             except PermanentError as exc:
-                batch.dead.append((m, exc.error_class, str(exc)))
+                chunk.dead.append((m, exc.error_class, str(exc)))
 
-    def _decode(self, m: Message, schema: str, batch: Batch) -> dict:
+    def _decode(self, m: Message, schema: str, chunk: Chunk) -> dict:
         attempt = 0
         while True:  # a schema registry that is down is waited for, not dead-lettered
             try:
@@ -122,28 +125,28 @@ class AuditSink:
             except TransientError as exc:
                 attempt += 1
                 log.warning("schema registry unavailable; retrying", error=str(exc), attempt=attempt)
-                self._hold(backoff(self.audit.backoff_s, attempt), batch)
+                self._hold(backoff(self.audit.backoff_s, attempt), chunk)
                 if not self.running:
                     raise
 
     # -- writes, with the position held while PostgreSQL is away ----------------------------
-    def _flush(self, batch: Batch) -> bool:
-        """True once the batch is in PostgreSQL (and its rejects in the DLQ)."""
+    def _flush(self, chunk: Chunk) -> bool:
+        """True once the chunk is in PostgreSQL (and its rejects in the DLQ)."""
         attempt, started = 0, time.monotonic()
         while self.running:
             try:
-                self._dead_letter(batch)
-                self.written += self._write(batch)
+                self._dead_letter(chunk)
+                self.written += self._write(chunk)
                 break
             except TransientError as exc:
                 attempt += 1
                 wait = backoff(self.audit.backoff_s, attempt)
                 log.warning("audit write failed; holding position and retrying",
                             error=str(exc), attempt=attempt, retry_in_s=wait,
-                            rows=len(batch.rows))
-                self._hold(wait, batch)
+                            rows=len(chunk.rows))
+                self._hold(wait, chunk)
         else:
-            return False  # stopping: the batch stays uncommitted and is re-read on restart
+            return False  # stopping: the chunk stays uncommitted and is re-read on restart
         if self.paused:
             self.consumer.resume(self.consumer.assignment())
             self.paused = False
@@ -152,41 +155,41 @@ class AuditSink:
                      attempts=attempt)
         return True
 
-    def _write(self, batch: Batch) -> int:
-        rows = [r for r, _ in batch.rows]
+    def _write(self, chunk: Chunk) -> int:
+        rows = [r for r, _ in chunk.rows]
         try:
             return self.store.write(rows)
         except PermanentError as exc:
             if len(rows) == 1:
                 raise
-            log.warning("batch refused as bad data; isolating the row(s)", error=str(exc))
+            log.warning("chunk refused as bad data; isolating the row(s)", error=str(exc))
         new, keep = 0, []
-        for row, m in batch.rows:  # one at a time: the good rows land, the bad ones are named
+        for row, m in chunk.rows:  # one at a time: the good rows land, the bad ones are named
             try:
                 new += self.store.write([row])
                 keep.append((row, m))
             except PermanentError as exc:
-                batch.dead.append((m, exc.error_class, str(exc)))
-        batch.rows = keep
-        self._dead_letter(batch)
+                chunk.dead.append((m, exc.error_class, str(exc)))
+        chunk.rows = keep
+        self._dead_letter(chunk)
         return new
 
-    def _dead_letter(self, batch: Batch) -> None:
-        if not batch.dead:
+    def _dead_letter(self, chunk: Chunk) -> None:
+        if not chunk.dead:
             return
         out = []
-        for m, error_class, message in batch.dead:
+        for m, error_class, message in chunk.dead:
             rec = dlq_record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), error_class,
                              message, "audit")
             out.append((self.dlq_topic, self.codec.encode(self.dlq_topic, "DlqRecord", rec), m.key()))
-        self.producer.deliver(out)  # raises TransientError: retried with the batch
+        self.producer.deliver(out)  # raises TransientError: retried with the chunk
         log.warning("records dead-lettered", count=len(out), topic=self.dlq_topic,
-                    first_error=batch.dead[0][2][:200])
-        batch.dead = []
+                    first_error=chunk.dead[0][2][:200])
+        chunk.dead = []
 
-    def _hold(self, seconds: float, batch: Batch) -> None:
+    def _hold(self, seconds: float, chunk: Chunk) -> None:
         """Waits without reading on: partitions paused, the consumer polled (so the group keeps
-        us). A rebalance can hand us new, unpaused partitions: what they deliver joins the batch
+        us). A rebalance can hand us new, unpaused partitions: what they deliver joins the chunk
         (still uncommitted) and they are paused too."""
         deadline = time.monotonic() + seconds
         while self.running and time.monotonic() < deadline:
@@ -196,18 +199,18 @@ class AuditSink:
                 self.paused = True
             extra = self.consumer.consume(self.audit.batch_size,
                                           max(0.0, min(0.2, deadline - time.monotonic())))
-            if extra:  # read, so part of this batch: dropping it would skip it at commit
-                self._add(batch, extra)
+            if extra:  # read, so part of this chunk: dropping it would skip it at commit
+                self._add(chunk, extra)
 
-    def _commit(self, batch: Batch) -> None:
-        if not batch.offsets:
+    def _commit(self, chunk: Chunk) -> None:
+        if not chunk.offsets:
             return
         try:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()],
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in chunk.offsets.items()],
                                  asynchronous=False)
         except KafkaException as exc:
             # e.g. a rebalance raced us: the rows are in; re-reading them adds nothing
-            log.warning("offset commit failed; the batch will be re-read", error=str(exc))
+            log.warning("offset commit failed; the chunk will be re-read", error=str(exc))
 
 
 def run_audit(kafka: KafkaSettings, audit: AuditSettings, dsn: str, codec: AvroCodec) -> None:

@@ -5,12 +5,26 @@ Records are consumed, worked on out of order, and their offsets committed only u
 lowest unfinished one (`OffsetTracker`), after every output of the finished ones is
 acknowledged (acks=all). A crash therefore re-delivers unfinished work and never loses
 any; the work itself carries an idempotency key, so a repeat has no second effect.
+
+The shell owns the loop; a worker supplies only what differs:
+
+    intake(msg)     read a consumed record: `hold` it until due, dead-letter it, or
+                    `read_later` (the registry away); it is already tracked
+    handle(work)    do it, as a task; end with `finish(work)` or `hold` it again.
+                    Cancelled (at stop) it is neither: its offset stays uncommitted
+    rank(work)      which ready work starts first (default: the order it became due)
+    open / close    the worker's own parts (views, readers, tiers, channels)
+    housekeeping()  every commit interval (metrics, sweeps)
+
+and the class attributes below. One pass of the loop: consume, intake, read again what is
+due, release due work, start ready work up to `max_in_flight`, commit every
+`commit_interval_s` and pause reading past `backlog_limit`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+import time
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -19,29 +33,32 @@ from connectors.kafka_config import consumer_config, producer_config
 from geoflux.errors import TransientError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
-from streams.alerting.offsets import OffsetTracker
 from schemas.dlq import dlq_record
+from streams.offset_tracker import OffsetTracker
 from streams.sensor import NullStageSensor, StageSensor
+from streams.work_queue import Work, WorkQueue
 
 log = structlog.get_logger("geoflux.worker")
+STOP_FLUSH_S = 10.0  # at stop, outputs not acknowledged by then are re-done by the next owner
 
-
-@dataclass(slots=True)
-class Work:
-    tp: tuple[str, int]
-    offset: int
-    record: dict
-    extra: Any = None
+__all__ = ["AtLeastOnceWorker", "Work"]
 
 
 class AtLeastOnceWorker:
     stage = "worker"
+    poll_max = 500  # records per consume call
+    commit_interval_s = 0.2
+    max_in_flight: int | None = None  # None: every due record starts at once
+    backlog_limit = 10_000  # pause reading at this backlog, resume below half of it
+    drain_s = 0.0  # at stop, how long started work may finish before it is cancelled
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, group: str, topics: list[str],
                  stage_sensor: StageSensor | None = None) -> None:
         self.kafka, self.codec, self.topics = kafka, codec, topics
         self.stage_sensor = stage_sensor or NullStageSensor()
         self.tracker = OffsetTracker()
+        self.queue: WorkQueue = WorkQueue(self.rank)
+        self.in_flight = 0
         self.running = True
         self.paused = False
         self._produce_errors: list[str] = []
@@ -50,26 +67,127 @@ class AtLeastOnceWorker:
             "max.poll.interval.ms": 300_000}))
         self.producer = Producer(producer_config(kafka))
 
-    def subscribe(self) -> None:
-        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke)
+    # -- what a worker supplies -----------------------------------------------------------------
+    def intake(self, msg) -> None:
+        raise NotImplementedError
 
-    def _on_revoke(self, consumer, partitions) -> None:
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        for tp in revoked:
-            self.tracker.drop(tp)
-        self.forget(revoked)
+    async def handle(self, work: Work) -> None:
+        raise NotImplementedError
 
-    def forget(self, revoked: set[tuple[str, int]]) -> None:
-        """Drop buffered work of revoked partitions: their new owner re-reads it."""
+    def rank(self, work: Work) -> tuple:
+        return ()
 
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            self._produce_errors.append(f"{msg.topic()}: {err.str()}")
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def housekeeping(self) -> None:
+        pass
+
+    def backlog(self) -> int:
+        """What counts against `backlog_limit`: records read and not started."""
+        return len(self.queue)
+
+    # -- what a worker calls --------------------------------------------------------------------
+    def hold(self, work: Work, due_s: float) -> None:
+        self.queue.hold(work, due_s)
+
+    def read_later(self, msg, delay_s: float) -> None:
+        self.queue.read_later((msg.topic(), msg.partition()), msg, time.time() + delay_s)
+
+    def finish(self, work: Work) -> None:
+        self.tracker.done(work.tp, work.offset)
 
     def produce(self, t: str, key: str, schema: str, rec: dict) -> None:
         self.producer.produce(t, key=key, value=self.codec.encode(t, schema, rec),
                               on_delivery=self._on_delivery)
         self.producer.poll(0)
+
+    def dead_letter_input(self, msg, dlq_topic: str, error_class: str, message: str) -> None:
+        """An input record this worker cannot read: to its DLQ with the original key and
+        bytes, so its offset can move on and a person can see and redrive it."""
+        rec = dlq_record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                         error_class, message, self.stage)
+        self.producer.produce(dlq_topic, key=msg.key(), value=self.codec.encode(dlq_topic, "DlqRecord", rec),
+                              on_delivery=self._on_delivery)
+        self.producer.poll(0)
+        self.stage_sensor.dead_lettered(self.stage, error_class)
+
+    def stop(self, *_args) -> None:
+        self.running = False
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def run(self, max_seconds: float | None = None) -> None:
+        await self.open()
+        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke)
+        stop_at = time.monotonic() + max_seconds if max_seconds else None
+        last_commit = 0.0
+        tasks: set[asyncio.Task] = set()
+        try:
+            while self.running and (stop_at is None or time.monotonic() < stop_at):
+                # consumed even while paused: the call also serves rebalances, and paused
+                # partitions return nothing
+                msgs = self.consumer.consume(self.poll_max, 0)
+                for msg in msgs:
+                    if not msg.error():
+                        self.tracker.add((msg.topic(), msg.partition()), msg.offset())
+                        self.intake(msg)
+                now_s = time.time()
+                for msg in self.queue.unread_due(now_s):
+                    self.intake(msg)
+                self.queue.release(now_s)
+                while self.max_in_flight is None or self.in_flight < self.max_in_flight:
+                    work = self.queue.next_ready()
+                    if work is None:
+                        break
+                    self.in_flight += 1
+                    task = asyncio.create_task(self._work(work))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if time.monotonic() - last_commit >= self.commit_interval_s:
+                    await asyncio.to_thread(self.commit)
+                    self._flow_control()
+                    self.housekeeping()
+                    last_commit = time.monotonic()
+                await asyncio.sleep(0 if msgs else 0.005)  # idle: let started work progress
+        finally:
+            await self._drain(tasks)
+            try:
+                await asyncio.to_thread(self.commit, STOP_FLUSH_S)
+            finally:
+                self.consumer.close()
+                try:
+                    await self.close()
+                finally:
+                    self.producer.flush(STOP_FLUSH_S)
+
+    async def _work(self, work: Work) -> None:
+        try:
+            await self.handle(work)
+        except Exception:  # a handler catches its own; this one stays unfinished, and says so
+            log.exception("work failed outside its handler; its offset stays uncommitted",
+                          stage=self.stage, topic=work.tp[0], partition=work.tp[1], offset=work.offset)
+        finally:
+            self.in_flight -= 1
+
+    async def _drain(self, tasks: set[asyncio.Task]) -> None:
+        if tasks and self.drain_s > 0:
+            await asyncio.wait(tasks, timeout=self.drain_s)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for tp in revoked:
+            self.tracker.drop(tp)
+        self.queue.forget(revoked)  # their new owner reads them again
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self._produce_errors.append(f"{msg.topic()}: {err.str()}")
 
     def commit(self, flush_timeout_s: float = 30.0) -> bool:
         """Commits finished work, after its outputs are acknowledged (never before).
@@ -97,28 +215,13 @@ class AtLeastOnceWorker:
         self.tracker.committed(offsets)
         return True
 
-    def dead_letter_input(self, msg, dlq_topic: str, error_class: str, message: str) -> None:
-        """An input record this worker cannot read: to its DLQ with the original key and
-        bytes, so its offset can move on and a person can see and redrive it."""
-        rec = dlq_record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                         error_class, message, self.stage)
-        self.producer.produce(dlq_topic, key=msg.key(), value=self.codec.encode(dlq_topic, "DlqRecord", rec),
-                              on_delivery=self._on_delivery)
-        self.producer.poll(0)
-        self.sensor_dead_lettered(error_class)
-
-    def sensor_dead_lettered(self, error_class: str) -> None:
-        self.stage_sensor.dead_lettered(self.stage, error_class)
-
-    def flow_control(self, buffered: int, limit: int) -> None:
-        """Stops reading ahead past `limit` buffered records; resumes below half of it."""
+    def _flow_control(self) -> None:
+        """Pauses reading ahead at `backlog_limit`; resumes below half of it. Paused again on
+        every call while over: partitions assigned since the last pause are read otherwise."""
         assignment = self.consumer.assignment()
-        if not self.paused and buffered >= limit and assignment:
+        if self.backlog() >= self.backlog_limit and assignment:
             self.consumer.pause(assignment)
             self.paused = True
-        elif self.paused and buffered < limit // 2:
+        elif self.paused and self.backlog() < self.backlog_limit // 2:
             self.consumer.resume(assignment)
             self.paused = False
-
-    def stop(self, *_args) -> None:
-        self.running = False

@@ -50,8 +50,17 @@ class EndpointGone(PermanentError):
 
 
 class Channel(Protocol):
+    """What the delivery worker and the API use of a channel; built from its config by the
+    registry below (`build_channel`)."""
+
     name: str
     kind: str
+
+    @classmethod
+    def validate(cls, settings: dict) -> None:
+        """Refuses settings this kind cannot work with (ValidationError with the reason), when
+        the channel is written: a bad channel is a 422, not a delivery that fails later."""
+        ...
 
     async def send(self, n: Notification) -> str:
         """Delivers or raises TransientError / PermanentError; returns a receipt for the log."""

@@ -71,6 +71,15 @@ class BatchTier:
         self._lock = threading.Lock()
         self._images: dict[str, str | None] = {}
 
+    def supports(self, process_id: str) -> bool:
+        return True  # the container runs every process of the catalogue (`geoflux batch-run`)
+
+    def ensure_schema(self) -> None:
+        pass  # the job queue and its definition exist before the worker starts (GEOFLUX_BATCH_*)
+
+    def close(self) -> None:
+        pass  # boto3 clients hold nothing that needs closing
+
     # -- events from SNS / EventBridge (jobs.batch, followed by the worker) ---------------------
     def notify(self, event: dict) -> None:
         if event.get("source") != "submit":

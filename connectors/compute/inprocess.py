@@ -19,6 +19,12 @@ class InProcessTier:
                  max_jobs_per_child: int = 1000) -> None:
         self.pool = ProcessPool(target, slots, max_jobs_per_child)
 
+    def supports(self, process_id: str) -> bool:
+        return True  # the target runs every process of the catalogue
+
+    def ensure_schema(self) -> None:
+        pass
+
     async def run(self, ctx: JobContext, inputs: dict, progress: Callable[[int], None],
                   cancelled: Callable[[], bool]) -> dict:
         return await self.pool.run(ctx, inputs, progress, cancelled)

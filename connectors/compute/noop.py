@@ -13,6 +13,15 @@ from connectors.compute.base import JobContext
 class NoopTier:
     name = "noop"
 
+    def supports(self, process_id: str) -> bool:
+        return True
+
+    def ensure_schema(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
     async def run(self, ctx: JobContext, inputs: dict, progress: Callable[[int], None],
                   cancelled: Callable[[], bool]) -> dict:
         return {"noop": True}

@@ -158,6 +158,9 @@ class PostgisTier:
             conn.execute(SCHEMA)
         self._schema_ready = True
 
+    def close(self) -> None:
+        pass  # a connection per attempt: nothing is held between jobs
+
     def stored_result(self, key: str) -> dict | None:
         with psycopg.connect(self.dsn, connect_timeout=self.connect_timeout_s) as conn:
             row = conn.execute("SELECT outputs FROM geoflux_job_results WHERE idempotency_key = %s",
@@ -185,7 +188,7 @@ class PostgisTier:
 
     async def run(self, ctx: JobContext, inputs: dict, progress: Callable[[int], None],
                   cancelled: Callable[[], bool]) -> dict:
-        if ctx.process_id not in SQL_PROCESSES:
+        if not self.supports(ctx.process_id):
             raise PermanentError(f"process {ctx.process_id} has no PostGIS implementation")
         progress(10)
         conn_box: list = []

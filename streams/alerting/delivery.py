@@ -18,8 +18,6 @@ never drops one.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import json
 import signal
 import time
@@ -37,7 +35,7 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.alerting.delivery_policy import Breakers, RetryPolicy
 from streams.alerting.sensor import AlertSensor, NullSensor
-from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from streams.at_least_once import AtLeastOnceWorker, Work
 from geoflux.keys import scoped
 from streams.sensor import StageSensor
 from streams.txn_processor import now_ms
@@ -58,6 +56,9 @@ class DeliveryWorker(AtLeastOnceWorker):
         super().__init__(kafka, codec, "geoflux-delivery", [self.t_deliveries, self.t_retry, self.t_dlq],
                          stage_sensor)
         self.s = settings
+        self.commit_interval_s = settings.commit_interval_s
+        self.backlog_limit = settings.max_pending
+        self.drain_s = settings.send_timeout_s + 5  # a send under way may finish at stop
         self.sensor = sensor or NullSensor()
         self.t_outcomes = topic("alerts.outcomes", kafka)
         self.policy = RetryPolicy(settings.primary_attempts, settings.primary_backoff_s,
@@ -67,9 +68,6 @@ class DeliveryWorker(AtLeastOnceWorker):
         self.channels: dict[str, tuple[int, Channel]] = {}
         self.disabled: set[tuple[str, int]] = set()
         self.fallbacks_sent: set[str] = set()
-        self.held: list[tuple[float, int, Job]] = []
-        self._seq = itertools.count()
-        self.inflight = 0
         self._sems: dict[str, asyncio.Semaphore] = {}
         self.reader = TopicReader(kafka, topic("alerts.channels", kafka), "ConfigRecord", codec,
                                   self._apply_channel)
@@ -109,33 +107,30 @@ class DeliveryWorker(AtLeastOnceWorker):
         return self.channels[key]
 
     # -- producing ----------------------------------------------------------------------------
-    _produce = AtLeastOnceWorker.produce
-
     def _outcome(self, req: dict, outcome: str, error_class: str | None = None,
                  message: str | None = None) -> None:
         rec = dict(req, outcome=outcome, error_class=error_class, error_message=message,
                    created_ms=now_ms())
-        self._produce(self.t_outcomes, req["alert_id"], "DeliveryAttempt", rec)
+        self.produce(self.t_outcomes, req["alert_id"], "DeliveryAttempt", rec)
         self.sensor.attempt(req["channel"], outcome, error_class)
 
-    def _dead_letter(self, job: Job, req: dict, error_class: str, message: str,
+    def _dead_letter(self, delivery: Work, req: dict, error_class: str, message: str,
                      next_attempt: dict | None = None) -> None:
         now = now_ms()
         nxt = next_attempt or req
-        src_topic, src_partition = job.tp
+        src_topic, src_partition = delivery.tp
         rec = {"dlq_id": f"{req['delivery_id']}-{uuid.uuid4().hex[:8]}",
                "original_topic": src_topic, "original_partition": src_partition,
-               "original_offset": job.offset, "original_key": req["alert_id"].encode(),
+               "original_offset": delivery.offset, "original_key": req["alert_id"].encode(),
                "original_value": self.codec.encode(self.t_deliveries, "DeliveryAttempt", nxt),
                "error_class": error_class, "error_message": message[:2000],
                "attempts": req["attempt"], "first_failure_ms": req["first_failure_ms"] or now,
                "last_failure_ms": now, "redrive_topic": self.t_deliveries}
-        self._produce(self.t_dlq, req["delivery_id"], "DlqRecord", rec)
+        self.produce(self.t_dlq, req["delivery_id"], "DlqRecord", rec)
 
     # -- intake -------------------------------------------------------------------------------
-    def _intake(self, msg) -> None:
+    def intake(self, msg) -> None:
         tp = (msg.topic(), msg.partition())
-        self.tracker.add(tp, msg.offset())
         try:
             if msg.topic() == self.t_dlq:
                 dlq = self.codec.decode(msg.value(), "DlqRecord")
@@ -143,9 +138,9 @@ class DeliveryWorker(AtLeastOnceWorker):
                     self.tracker.done(tp, msg.offset())  # waits there for a person to redrive it
                     return
                 req = self.codec.decode(dlq["original_value"], "DeliveryAttempt")
-                job = Job(tp, msg.offset(), req, dlq)
+                delivery = Work(tp, msg.offset(), req, dlq)
             else:
-                job = Job(tp, msg.offset(), self.codec.decode(msg.value(), "DeliveryAttempt"))
+                delivery = Work(tp, msg.offset(), self.codec.decode(msg.value(), "DeliveryAttempt"))
         except ValidationError as exc:
             # read back from alerts.dlq with class `undecodable`, it waits there for a person
             log.error("undecodable delivery record dead-lettered", topic=msg.topic(),
@@ -153,17 +148,11 @@ class DeliveryWorker(AtLeastOnceWorker):
             self.dead_letter_input(msg, self.t_dlq, "undecodable", str(exc))
             self.tracker.done(tp, msg.offset())
             return
-        self._hold(job, job.record["not_before_ms"] / 1000)
-
-    def _hold(self, job: Job, due_s: float) -> None:
-        heapq.heappush(self.held, (due_s, next(self._seq), job))
-
-    def _finish(self, job: Job) -> None:
-        self.tracker.done(job.tp, job.offset)
+        self.hold(delivery, delivery.record["not_before_ms"] / 1000)
 
     # -- sending ------------------------------------------------------------------------------
-    async def _handle(self, job: Job) -> None:
-        req = job.record
+    async def handle(self, delivery: Work) -> None:
+        req = delivery.record
         name = req["channel"]
         # channel names are per tenant: breakers, 410-disabling and concurrency are too
         ckey = name if name == "job-callback" else scoped(req["tenant_id"], name)
@@ -177,20 +166,21 @@ class DeliveryWorker(AtLeastOnceWorker):
                     raise TransientError(f"channel {name}: the channel list is not read to its end yet")
                 entry = self._channel(name, req["tenant_id"])
             if entry is None:
-                self._dead_letter(job, req, "permanent", f"no channel named {name!r} for tenant "
+                self._dead_letter(delivery, req, "permanent", f"no channel named {name!r} for tenant "
                                                          f"{req['tenant_id']}")
                 self._outcome(req, "DEAD_LETTERED", "permanent", f"unknown channel {name}")
-                return self._finish(job)
+                return self.finish(delivery)
             version, channel = entry
             if (ckey, version) in self.disabled:
-                self._dead_letter(job, req, "gone", f"channel {name} v{version} is disabled after HTTP 410")
+                self._dead_letter(delivery, req, "gone",
+                                  f"channel {name} v{version} is disabled after HTTP 410")
                 self._outcome(req, "DISABLED", "gone", "endpoint disabled (410)")
-                return self._finish(job)
+                return self.finish(delivery)
             breaker = self.breakers[ckey]
             critical = req["severity"] == "critical"
             if not breaker.allows(time.time(), critical):
                 self._fallback(req)
-                self._hold(job, breaker.reopens_at())  # waits for the breaker; not an attempt
+                self.hold(delivery, breaker.reopens_at())  # waits for the breaker; not an attempt
                 return
             sem = self._sems.setdefault(ckey, asyncio.Semaphore(self.s.per_channel_concurrency))
             async with sem:
@@ -201,27 +191,25 @@ class DeliveryWorker(AtLeastOnceWorker):
             breaker.record(True, time.time())
             self._outcome(req, "SENT")
             self.sensor.delivered(req["severity"], name, (now_ms() - req["alert_created_ms"]) / 1000)
-            self._finish(job)
+            self.finish(delivery)
         except EndpointGone as exc:
             if ckey in self.channels:
                 self.disabled.add((ckey, self.channels[ckey][0]))
-            self._dead_letter(job, req, "gone", str(exc))
+            self._dead_letter(delivery, req, "gone", str(exc))
             self._outcome(req, "DISABLED", "gone", str(exc))
-            self._finish(job)
+            self.finish(delivery)
         except TransientError as exc:
             self.breakers[ckey].record(False, time.time())
-            self._retry(job, exc, getattr(exc, "retry_after_s", None))
+            self._retry(delivery, exc, getattr(exc, "retry_after_s", None))
         except PermanentError as exc:
-            self._dead_letter(job, req, "permanent", str(exc))
+            self._dead_letter(delivery, req, "permanent", str(exc))
             self._outcome(req, "DEAD_LETTERED", "permanent", str(exc))
-            self._finish(job)
+            self.finish(delivery)
         except Exception as exc:  # a channel bug must not kill the worker or lose the alert
             log.exception("unexpected channel error", channel=name)
-            self._dead_letter(job, req, "unexpected", f"{type(exc).__name__}: {exc}")
+            self._dead_letter(delivery, req, "unexpected", f"{type(exc).__name__}: {exc}")
             self._outcome(req, "DEAD_LETTERED", "unexpected", str(exc))
-            self._finish(job)
-        finally:
-            self.inflight -= 1
+            self.finish(delivery)
 
     @staticmethod
     def _notification(req: dict) -> Notification:
@@ -229,8 +217,8 @@ class DeliveryWorker(AtLeastOnceWorker):
                             req["title"], req["body"], dict(req["labels"]), req["alert_created_ms"],
                             req["action"])
 
-    def _retry(self, job: Job, exc: Exception, retry_after_s: float | None) -> None:
-        req = job.record
+    def _retry(self, delivery: Work, exc: Exception, retry_after_s: float | None) -> None:
+        req = delivery.record
         now = now_ms()
         error_class = getattr(exc, "error_class", "transient")
         self._fallback(req)
@@ -239,14 +227,14 @@ class DeliveryWorker(AtLeastOnceWorker):
                    first_failure_ms=req["first_failure_ms"] or now, error_class=error_class,
                    error_message=str(exc)[:2000], created_ms=now)
         if step == "retry":
-            self._produce(self.t_retry, req["alert_id"], "DeliveryAttempt", nxt)
+            self.produce(self.t_retry, req["alert_id"], "DeliveryAttempt", nxt)
             self._outcome(req, "RETRYING", error_class, str(exc))
         elif step == "dlq":
-            self._dead_letter(job, req, error_class, str(exc), nxt)
+            self._dead_letter(delivery, req, error_class, str(exc), nxt)
             self._outcome(req, "DEAD_LETTERED", error_class, str(exc))
         else:
             self._outcome(req, "ABANDONED", error_class, str(exc))
-        self._finish(job)
+        self.finish(delivery)
 
     def _fallback(self, req: dict) -> None:
         fb = req["fallback_channel"]
@@ -257,51 +245,24 @@ class DeliveryWorker(AtLeastOnceWorker):
         rec = dict(req, delivery_id=f"{req['alert_id']}:{fb}", channel=fb, fallback_channel=None,
                    fallback_for=req["channel"], attempt=1, outcome=None, error_class=None,
                    error_message=None, first_failure_ms=None, not_before_ms=now, created_ms=now)
-        self._produce(self.t_deliveries, req["alert_id"], "DeliveryAttempt", rec)
+        self.produce(self.t_deliveries, req["alert_id"], "DeliveryAttempt", rec)
 
-    # -- the loop -----------------------------------------------------------------------------
-    def forget(self, revoked: set[tuple[str, int]]) -> None:
-        self.held = [h for h in self.held if h[2].tp not in revoked]
-        heapq.heapify(self.held)
+    # -- the shell's hooks --------------------------------------------------------------------
+    def backlog(self) -> int:
+        # sends started and waiting for their channel count too: nothing else bounds them
+        return self.tracker.pending()
 
-    async def run(self, max_seconds: float | None = None) -> None:
+    def housekeeping(self) -> None:
+        self.sensor.pending(self.tracker.pending())
+
+    async def open(self) -> None:
         self.reader.load().follow()
-        self.subscribe()
-        stop_at = time.monotonic() + max_seconds if max_seconds else None
-        last_commit = 0.0
-        tasks: set[asyncio.Task] = set()
-        try:
-            while self.running and (stop_at is None or time.monotonic() < stop_at):
-                msgs = self.consumer.consume(500, 0)
-                for msg in msgs:
-                    if not msg.error():
-                        self._intake(msg)
-                now_s = time.time()
-                while self.held and self.held[0][0] <= now_s:
-                    _, _, job = heapq.heappop(self.held)
-                    self.inflight += 1
-                    task = asyncio.create_task(self._handle(job))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                if time.monotonic() - last_commit >= self.s.commit_interval_s:
-                    await asyncio.to_thread(self.commit)
-                    self.sensor.pending(self.tracker.pending())
-                    self.flow_control(self.tracker.pending(), self.s.max_pending)
-                    last_commit = time.monotonic()
-                if not msgs:
-                    await asyncio.sleep(0.005)  # idle: let sends progress
-                else:
-                    await asyncio.sleep(0)
-        finally:
-            if tasks:
-                await asyncio.wait(tasks, timeout=self.s.send_timeout_s + 5)
-            try:
-                await asyncio.to_thread(self.commit)
-            finally:
-                self.consumer.close()
-                self.reader.close()
-                for _, ch in self.channels.values():
-                    await ch.close()
+
+    async def close(self) -> None:
+        self.reader.close()
+        for _, ch in self.channels.values():
+            await ch.close()
+
 
 def run_delivery(kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
                  sensor: AlertSensor | None = None, stage_sensor: StageSensor | None = None) -> None:

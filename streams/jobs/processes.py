@@ -58,7 +58,6 @@ class Process:
     outputs: dict[str, str]
     run: Callable[[dict, Progress], dict]
     default_timeout_s: float = 300.0
-    postgis: bool = True  # has a PostGIS implementation
     keywords: tuple[str, ...] = field(default_factory=tuple)
 
     def summary(self) -> dict:
@@ -282,11 +281,11 @@ PROCESSES: dict[str, Process] = {p.id: p for p in [
             (G("geometry", "geometry", "input geometry"),
              G("from_epsg", "integer", "source EPSG (default 4326)", False),
              G("to_epsg", "integer", "target EPSG")),
-            {"geometry": "reprojected geometry", "crs": "target CRS"}, run_reproject, postgis=True),
+            {"geometry": "reprojected geometry", "crs": "target CRS"}, run_reproject),
     Process("sleep", "Diagnostics: hold a worker", "Holds a worker for N seconds reporting progress; "
             "for checking cancellation, timeouts and monitoring.",
             (G("seconds", "number", "how long", minimum=0, maximum=14400),),
-            {"slept_s": "seconds held"}, run_sleep, postgis=False, keywords=("diagnostics",)),
+            {"slept_s": "seconds held"}, run_sleep, keywords=("diagnostics",)),
 ]}
 
 

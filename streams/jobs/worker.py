@@ -19,8 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import json
 import signal
 import time
@@ -35,7 +33,7 @@ from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import BatchSettings, JobSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.at_least_once import AtLeastOnceWorker, Work as Job
+from streams.at_least_once import AtLeastOnceWorker, Work
 from streams.jobs.object_keys import INPUTS, RESULTS, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
 from streams.sensor import NullStageSensor, StageSensor
@@ -55,8 +53,8 @@ def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
         return forced
     if "batch" in tiers and raw_bytes > settings.batch_threshold_bytes:
         return "batch"  # large inputs: a container on AWS Batch
-    process = PROCESSES[process_id]
-    if ("postgis" in tiers and process.postgis
+    postgis = tiers.get("postgis")
+    if (postgis is not None and postgis.supports(process_id)
             and input_size(parsed_inputs) > settings.postgis_threshold_vertices):
         return "postgis"
     return "inprocess"
@@ -68,6 +66,9 @@ def timeout_for(process_id: str, requested: float | None, settings: JobSettings)
 
 
 class JobWorker(AtLeastOnceWorker):
+    stage = STAGE
+    poll_max = 100
+
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
                  tiers: dict[str, ComputeTier], objects: ObjectStore | None = None,
                  sensor: StageSensor | None = None) -> None:
@@ -75,6 +76,8 @@ class JobWorker(AtLeastOnceWorker):
         self.t_retry = topic("jobs.retry", kafka)
         super().__init__(kafka, codec, "geoflux-jobs", [self.t_requests, self.t_retry])
         self.s, self.tiers = settings, tiers
+        self.max_in_flight = settings.concurrency
+        self.backlog_limit = settings.buffer
         self.objects = objects or open_object_store()
         self.sensor = sensor or NullStageSensor()
         self.t_status = topic("jobs.status", kafka)
@@ -86,18 +89,14 @@ class JobWorker(AtLeastOnceWorker):
         store, path = open_private_store("jobs-worker")
         self.view = StatusView(kafka, codec, store, indexed=False, private_dir=path)
         self.live: dict[str, dict] = {}
-        self.waiting: list[tuple[float, int, Job]] = []  # not due yet
-        self.unread: list[tuple[float, int, object]] = []  # records to decode again (registry down)
-        self.ready: list[tuple[int, int, int, Job]] = []  # (-priority, created, seq, job)
-        self._seq = itertools.count()
-        self.running_jobs = 0
+        self._next_sweep, self._sweeping = time.monotonic(), None
         self.control_reader = TopicReader(kafka, topic("jobs.control", kafka), "ConfigRecord", codec,
                                           self._apply_control)
         self.t_batch = topic("jobs.batch", kafka)
         self.batch_reader = None
         batch = tiers.get("batch")
         if batch is not None:  # SNS/EventBridge state changes reach the tier through jobs.batch
-            batch.record = lambda rec: self._produce(self.t_batch, rec["job_id"], "BatchEvent", rec)
+            batch.record = lambda rec: self.produce(self.t_batch, rec["job_id"], "BatchEvent", rec)
             self.batch_reader = TopicReader(kafka, self.t_batch, "BatchEvent", codec,
                                             lambda _k, rec, _m: bool(rec and batch.notify(rec) is None))
 
@@ -120,8 +119,6 @@ class JobWorker(AtLeastOnceWorker):
         return bool(st and st["status"] in ("successful", "dismissed"))
 
     # -- producing ----------------------------------------------------------------------------
-    _produce = AtLeastOnceWorker.produce
-
     def _status(self, req: dict, status: str, **fields) -> dict:
         prev = self._known(req["job_id"]) or {}
         now = now_ms()
@@ -135,7 +132,7 @@ class JobWorker(AtLeastOnceWorker):
         if status in FINAL:
             rec["finished_ms"] = now
         self.live[req["job_id"]] = rec  # read-your-writes while this worker runs the job
-        self._produce(self.t_status, req["job_id"], "JobStatus", rec)
+        self.produce(self.t_status, req["job_id"], "JobStatus", rec)
         return rec
 
     def _callback(self, req: dict, kind: str, status: dict) -> None:
@@ -143,7 +140,7 @@ class JobWorker(AtLeastOnceWorker):
         if not url:
             return
         now = now_ms()
-        self._produce(self.t_deliveries, req["job_id"], "DeliveryAttempt", {
+        self.produce(self.t_deliveries, req["job_id"], "DeliveryAttempt", {
             "delivery_id": f"{req['job_id']}:{kind}", "alert_id": req["job_id"],
             "tenant_id": req["tenant_id"], "channel": "job-callback", "fallback_channel": None,
             "fallback_for": None, "severity": "info", "action": "trigger",
@@ -157,9 +154,9 @@ class JobWorker(AtLeastOnceWorker):
             "alert_created_ms": now, "attempt": 1, "outcome": None, "error_class": None,
             "error_message": None, "first_failure_ms": None, "not_before_ms": now, "created_ms": now})
 
-    def _dead_letter(self, job: Job, req: dict, error_class: str, message: str) -> None:
+    def _dead_letter(self, job: Work, req: dict, error_class: str, message: str) -> None:
         now = now_ms()
-        self._produce(self.t_dlq, req["job_id"], "DlqRecord", {
+        self.produce(self.t_dlq, req["job_id"], "DlqRecord", {
             "dlq_id": f"{req['job_id']}-{uuid.uuid4().hex[:8]}", "original_topic": job.tp[0],
             "original_partition": job.tp[1], "original_offset": job.offset,
             "original_key": req["job_id"].encode(),
@@ -171,7 +168,11 @@ class JobWorker(AtLeastOnceWorker):
         self.sensor.dead_lettered(STAGE, error_class)
 
     # -- running a job --------------------------------------------------------------------------
-    async def _run(self, job: Job) -> None:
+    async def handle(self, job: Work) -> None:
+        await self._run(job)
+        self.finish(job)  # not when cancelled at stop: the next owner runs it again
+
+    async def _run(self, job: Work) -> None:
         req = dict(job.record, attempt=job.record["attempt"] + 1)
         try:
             if self._done(req["job_id"]):
@@ -231,15 +232,13 @@ class JobWorker(AtLeastOnceWorker):
             self._fail(job, req, "unexpected", f"{type(exc).__name__}: {exc}")
         finally:
             self.live.pop(req["job_id"], None)
-            self.running_jobs -= 1
-            self.tracker.done(job.tp, job.offset)
 
     async def _keep_results(self, req: dict, outputs: dict, tier_name: str) -> None:
         """The outputs go to the object store (where the API reads them) before the job is
         successful; `jobs.results` carries their key, and the outputs themselves when small."""
         data = json.dumps(outputs).encode()
         await asyncio.to_thread(self.objects.put, results_key(req["job_id"]), data)
-        self._produce(self.t_results, req["job_id"], "JobResult", {
+        self.produce(self.t_results, req["job_id"], "JobResult", {
             "job_id": req["job_id"], "idempotency_key": req["idempotency_key"],
             "outputs": data.decode() if len(data) <= self.s.inline_input_bytes else "",
             "outputs_ref": results_key(req["job_id"]), "tier": tier_name, "finished_ms": now_ms()})
@@ -274,30 +273,29 @@ class JobWorker(AtLeastOnceWorker):
             except Exception as exc:  # it expires with the others
                 log.warning("staged inputs not deleted", key=req["inputs_ref"], error=str(exc))
 
-    def _fail(self, job: Job, req: dict, error_class: str, message: str) -> None:
+    def _fail(self, job: Work, req: dict, error_class: str, message: str) -> None:
         req = dict(req, first_failure_ms=req["first_failure_ms"] or now_ms())
         self._dead_letter(job, req, error_class, message)
         failed = self._status(req, "failed", message=f"{error_class}: {message} (after "
                                                      f"{req['attempt']} attempt(s); in the DLQ)")
         self._callback(req, "failedUri", failed)
 
-    def _retry(self, job: Job, req: dict, exc: Exception) -> None:
+    def _retry(self, job: Work, req: dict, exc: Exception) -> None:
         now = now_ms()
         req = dict(req, first_failure_ms=req["first_failure_ms"] or now, last_error=str(exc)[:1000])
         if req["attempt"] >= self.s.max_attempts_by_process.get(req["process_id"], self.s.max_attempts):
             return self._fail(job, req, "transient", str(exc))
         delay = self.s.backoff_s[min(req["attempt"] - 1, len(self.s.backoff_s) - 1)]
-        self._produce(self.t_retry, req["job_id"], "JobRequest",
+        self.produce(self.t_retry, req["job_id"], "JobRequest",
                       dict(req, not_before_ms=now + int(delay * 1000)))
         self._status(req, "accepted", message=f"attempt {req['attempt']} failed ({exc}); "
                                               f"retrying in {delay:g} s")
 
-    # -- the loop -----------------------------------------------------------------------------
-    def _intake(self, msg) -> None:
-        self.tracker.add((msg.topic(), msg.partition()), msg.offset())
-        self._read(msg)
+    # -- reading requests -----------------------------------------------------------------------
+    def rank(self, job: Work) -> tuple:
+        return -job.record["priority"], job.record["created_ms"]
 
-    def _read(self, msg) -> None:
+    def intake(self, msg) -> None:
         """A request into the queue; what cannot be read goes to the DLQ (never a crash, never
         a silent skip), except while the schema registry is unreachable: read again later."""
         tp = (msg.topic(), msg.partition())
@@ -307,7 +305,7 @@ class JobWorker(AtLeastOnceWorker):
                 raise ValidationError("a job request without a job id")
         except TransientError as exc:
             log.warning("job request not readable yet; trying again", offset=msg.offset(), error=str(exc))
-            heapq.heappush(self.unread, (time.time() + UNREAD_RETRY_S, next(self._seq), msg))
+            self.read_later(msg, UNREAD_RETRY_S)
             return
         except Exception as exc:
             error_class = "undecodable" if isinstance(exc, PermanentError) else "unexpected"
@@ -316,13 +314,13 @@ class JobWorker(AtLeastOnceWorker):
             self._dead_letter_raw(msg, error_class, f"{type(exc).__name__}: {exc}")
             self.tracker.done(tp, msg.offset())
             return
-        heapq.heappush(self.waiting, (req["not_before_ms"] / 1000, next(self._seq), Job(tp, msg.offset(), req)))
+        self.hold(Work(tp, msg.offset(), req), req["not_before_ms"] / 1000)
 
     def _dead_letter_raw(self, msg, error_class: str, message: str) -> None:
         """The record as it was read, bytes and key, for a person to see and redrive."""
         now = now_ms()
         dlq_id = f"{msg.topic()}-{msg.partition()}-{msg.offset()}"
-        self._produce(self.t_dlq, (msg.key() or b"").decode(errors="replace") or dlq_id, "DlqRecord", {
+        self.produce(self.t_dlq, (msg.key() or b"").decode(errors="replace") or dlq_id, "DlqRecord", {
             "dlq_id": dlq_id, "original_topic": msg.topic(), "original_partition": msg.partition(),
             "original_offset": msg.offset(), "original_key": msg.key(), "original_value": msg.value(),
             "error_class": error_class, "error_message": message[:2000], "attempts": 0,
@@ -330,70 +328,30 @@ class JobWorker(AtLeastOnceWorker):
             "stage": STAGE})
         self.sensor.dead_lettered(STAGE, error_class)
 
-    def forget(self, revoked: set[tuple[str, int]]) -> None:
-        self.waiting = [w for w in self.waiting if w[2].tp not in revoked]
-        self.ready = [r for r in self.ready if r[3].tp not in revoked]
-        self.unread = [u for u in self.unread if (u[2].topic(), u[2].partition()) not in revoked]
-        heapq.heapify(self.unread)
-        heapq.heapify(self.waiting)
-        heapq.heapify(self.ready)
-
-    async def run(self, max_seconds: float | None = None) -> None:
+    # -- the shell's hooks ----------------------------------------------------------------------
+    async def open(self) -> None:
         self.view.start()
         self.control_reader.load().follow()
         if self.batch_reader is not None:
             self.batch_reader.load().follow()
         for tier in self.tiers.values():
-            if hasattr(tier, "ensure_schema"):
-                try:
-                    await asyncio.to_thread(tier.ensure_schema)
-                except Exception as exc:  # PostgreSQL down at start: jobs retry later
-                    log.warning("PostGIS tier not ready at start", error=str(exc))
-        self.subscribe()
-        stop_at = time.monotonic() + max_seconds if max_seconds else None
-        last_commit = 0.0
-        next_sweep, sweeping = time.monotonic(), None
-        tasks: set[asyncio.Task] = set()
-        try:
-            while self.running and (stop_at is None or time.monotonic() < stop_at):
-                msgs = [] if self.paused else self.consumer.consume(100, 0)
-                for msg in msgs:
-                    if not msg.error():
-                        self._intake(msg)
-                now_s = time.time()
-                while self.unread and self.unread[0][0] <= now_s:
-                    self._read(heapq.heappop(self.unread)[2])
-                while self.waiting and self.waiting[0][0] <= now_s:
-                    _, _, job = heapq.heappop(self.waiting)
-                    heapq.heappush(self.ready, (-job.record["priority"], job.record["created_ms"],
-                                                next(self._seq), job))
-                while self.ready and self.running_jobs < self.s.concurrency:
-                    job = heapq.heappop(self.ready)[3]
-                    self.running_jobs += 1
-                    task = asyncio.create_task(self._run(job))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                if time.monotonic() - last_commit > 0.2:
-                    await asyncio.to_thread(self.commit)
-                    self.flow_control(len(self.waiting) + len(self.ready) + len(self.unread), self.s.buffer)
-                    last_commit = time.monotonic()
-                if time.monotonic() >= next_sweep and (sweeping is None or sweeping.done()):
-                    sweeping = asyncio.ensure_future(asyncio.to_thread(self._sweep))
-                    next_sweep = time.monotonic() + self.s.sweep_interval_s
-                await asyncio.sleep(0.005 if not msgs else 0)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.consumer.close()
-            for tier in self.tiers.values():
-                if hasattr(tier, "close"):
-                    tier.close()
-            self.control_reader.close()
-            self.view.close()
-            if self.batch_reader is not None:
-                self.batch_reader.close()
-            self.producer.flush(10)
+            try:
+                await asyncio.to_thread(tier.ensure_schema)
+            except Exception as exc:  # PostgreSQL down at start: jobs retry later
+                log.warning("tier not ready at start", tier=tier.name, error=str(exc))
+
+    def housekeeping(self) -> None:
+        if time.monotonic() >= self._next_sweep and (self._sweeping is None or self._sweeping.done()):
+            self._sweeping = asyncio.ensure_future(asyncio.to_thread(self._sweep))
+            self._next_sweep = time.monotonic() + self.s.sweep_interval_s
+
+    async def close(self) -> None:
+        for tier in self.tiers.values():
+            tier.close()
+        self.control_reader.close()
+        self.view.close()
+        if self.batch_reader is not None:
+            self.batch_reader.close()
 
 
 def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_dsn: str | None,

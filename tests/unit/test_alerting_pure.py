@@ -125,19 +125,3 @@ def test_circuit_breaker_opens_after_five_and_lets_critical_through():
 ])
 def test_overall_status(channels, expected):
     assert overall_status(channels, {"slack": "email"}) == expected
-
-
-def test_offset_tracker_commits_lowest_unfinished():
-    from streams.alerting.offsets import OffsetTracker
-
-    t, tp = OffsetTracker(), ("x", 0)
-    for o in (5, 6, 7):
-        t.add(tp, o)
-    t.done(tp, 6)
-    assert t.committable() == {tp: 5}
-    t.committed({tp: 5})
-    assert t.committable() == {}
-    t.done(tp, 5)
-    assert t.committable() == {tp: 7}
-    t.done(tp, 7)
-    assert t.committable() == {tp: 8}

@@ -1,0 +1,87 @@
+"""The pure pieces of the at-least-once shell: which offset may be committed, and which
+read-ahead work starts when."""
+
+from streams.offset_tracker import OffsetTracker
+from streams.work_queue import Work, WorkQueue
+
+A, B = ("t", 0), ("t", 1)
+
+
+def test_offset_tracker_commits_lowest_unfinished():
+    t, tp = OffsetTracker(), ("x", 0)
+    for o in (5, 6, 7):
+        t.add(tp, o)
+    t.done(tp, 6)
+    assert t.committable() == {tp: 5}
+    t.committed({tp: 5})
+    assert t.committable() == {}
+    t.done(tp, 5)
+    assert t.committable() == {tp: 7}
+    t.done(tp, 7)
+    assert t.committable() == {tp: 8}
+
+
+def test_offset_tracker_forgets_a_revoked_partition_entirely():
+    t = OffsetTracker()
+    t.add(A, 3)
+    t.add(B, 9)
+    t.drop(A)
+    assert t.committable() == {B: 9} and t.pending() == 1
+
+
+def drain(q: WorkQueue) -> list[int]:
+    out = []
+    while (w := q.next_ready()) is not None:
+        out.append(w.offset)
+    return out
+
+
+def test_held_work_is_ready_when_due_exactly_and_not_before():
+    q = WorkQueue()
+    q.hold(Work(A, 1, {}), 10.0)
+    q.release(9.999)
+    assert q.next_ready() is None and len(q) == 1
+    q.release(10.0)
+    assert drain(q) == [1] and len(q) == 0
+
+
+def test_due_work_starts_in_due_order_by_default_and_ties_in_arrival_order():
+    q = WorkQueue()
+    for offset, due in ((1, 5.0), (2, 3.0), (3, 5.0), (4, 1.0)):
+        q.hold(Work(A, offset, {}), due)
+    q.release(5.0)
+    assert drain(q) == [4, 2, 1, 3]
+
+
+def test_rank_lets_ready_work_overtake_what_became_due_first():
+    q = WorkQueue(rank=lambda w: (-w.record["priority"],))
+    q.hold(Work(A, 1, {"priority": 0}), 1.0)
+    q.hold(Work(A, 2, {"priority": 9}), 2.0)
+    q.hold(Work(A, 3, {"priority": 0}), 3.0)
+    q.release(3.0)
+    assert drain(q) == [2, 1, 3]
+
+
+def test_unread_records_come_back_when_due_in_the_order_they_were_set_aside():
+    q = WorkQueue()
+    q.read_later(A, "m1", 2.0)
+    q.read_later(A, "m2", 1.0)
+    q.read_later(A, "m3", 2.0)
+    assert q.unread_due(0.5) == [] and len(q) == 3
+    assert q.unread_due(2.0) == ["m2", "m1", "m3"] and len(q) == 0
+
+
+def test_a_revoked_partitions_work_is_forgotten_wherever_it_waits():
+    q = WorkQueue()
+    q.hold(Work(A, 1, {}), 1.0)
+    q.hold(Work(B, 2, {}), 1.0)
+    q.hold(Work(A, 3, {}), 100.0)
+    q.hold(Work(B, 4, {}), 100.0)
+    q.read_later(A, "a", 1.0)
+    q.read_later(B, "b", 1.0)
+    q.release(1.0)
+    q.forget({A})
+    assert len(q) == 3 and q.unread_due(1.0) == ["b"]
+    assert drain(q) == [2]
+    q.release(100.0)
+    assert drain(q) == [4]
