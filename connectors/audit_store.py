@@ -1,9 +1,9 @@
-"""The audit table in PostgreSQL/PostGIS: schema, idempotent batched writes, queries, retention.
+"""The audit table in PostgreSQL/PostGIS: schema, idempotent chunked writes, queries, retention.
 
 One table partitioned by RANGE on `ts`, one partition per UTC day, created on demand (under an
 advisory lock, IF NOT EXISTS, so concurrent sinks agree). The primary key `(id, ts)` makes a
-write idempotent: a batch is COPYed into a temporary table and moved with
-`INSERT .. SELECT .. ON CONFLICT DO NOTHING`, so a re-delivered batch adds nothing.
+write idempotent: a chunk is COPYed into a temporary table and moved with
+`INSERT .. SELECT .. ON CONFLICT DO NOTHING`, so a re-delivered chunk adds nothing.
 Retention drops whole partitions, which costs no vacuum and no row-by-row delete.
 
 psycopg errors are converted at this boundary (`classify_pg`): connection loss and the
@@ -111,8 +111,8 @@ class AuditStore:
 
     # -- writes -----------------------------------------------------------------------------
     def write(self, rows: list[AuditRow]) -> int:
-        """Writes a batch in one transaction; returns how many rows were new (the rest were
-        repeats). Raises TransientError (retry the same batch) or PermanentError."""
+        """Writes a chunk in one transaction; returns how many rows were new (the rest were
+        repeats). Raises TransientError (retry the same chunk) or PermanentError."""
         if not rows:
             return 0
         self.ensure_partitions({r.day for r in rows})
