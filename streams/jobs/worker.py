@@ -180,6 +180,10 @@ class JobWorker(AtLeastOnceWorker):
             if self.is_dismissed(req["job_id"]):
                 self._status(req, "dismissed", message="dismissed before it started")
                 return
+            # before the first await, so the line follows every request read before this one
+            # was chosen: which worker ran which job, in which order (scale-out tests read it)
+            log.info("job started", job_id=req["job_id"], topic=job.tp[0], partition=job.tp[1],
+                     offset=job.offset, priority=req["priority"], attempt=req["attempt"])
             process = PROCESSES.get(req["process_id"])
             if process is None:
                 raise PermanentError(f"no process {req['process_id']!r}")
@@ -314,6 +318,8 @@ class JobWorker(AtLeastOnceWorker):
             self._dead_letter_raw(msg, error_class, f"{type(exc).__name__}: {exc}")
             self.tracker.done(tp, msg.offset())
             return
+        log.debug("job request read", job_id=req["job_id"], topic=tp[0], partition=tp[1],
+                  offset=msg.offset(), priority=req["priority"])
         self.hold(Work(tp, msg.offset(), req), req["not_before_ms"] / 1000)
 
     def _dead_letter_raw(self, msg, error_class: str, message: str) -> None:
