@@ -219,6 +219,10 @@ class JobWorker(AtLeastOnceWorker):
                              req["attempt"], timeout, req["tenant_id"], report)
             outputs = await tier.run(ctx, raw, progress, lambda: self.is_dismissed(req["job_id"]))
             await self._keep_results(req, outputs, tier_name)
+            # `successful` only once the result record is acknowledged: a worker killed in
+            # between leaves the job to run again, never successful without its result
+            if await asyncio.to_thread(self.producer.flush, 30):
+                raise TransientError("the job's result is not acknowledged by the broker yet")
             done = self._status(req, "successful", progress=100, message="done")
             self._callback(req, "successUri", done)
             await self._unstage(req)
