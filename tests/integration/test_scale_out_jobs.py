@@ -22,6 +22,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,8 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.local_process import free_port, port_is_open
 from tests.conftest import wait_for
-from tests.integration.geo_helpers import (EventCollector, _last_data_offset as last_data_offset, kill,
-                                           lag_is_zero, start_api, start_cli, stop)
+from tests.integration.geo_helpers import EventCollector, kill, lag_is_zero, start_api, start_cli, stop
+from tests.integration.geo_helpers import _last_data_offset as last_data_offset
 from tests.integration.test_jobs import execute, status_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -163,7 +164,7 @@ def test_two_job_workers_share_the_queue_in_priority_order_and_a_sigkill_reruns_
             stop(procs.pop(name))
         # everything the stopped workers produced has reached the test's consumers
         for collector, logical in ((statuses, "jobs.status"), (results, "jobs.results")):
-            wait_for(lambda: read_to_end(s, collector, logical), 30, interval_s=0.2,
+            wait_for(lambda c=collector, t=logical: read_to_end(s, c, t), 30, interval_s=0.2,
                      what=f"{logical} read to its end")
 
         by_job: dict[str, list[dict]] = defaultdict(list)
@@ -181,7 +182,7 @@ def test_two_job_workers_share_the_queue_in_priority_order_and_a_sigkill_reruns_
         for job_id, sts in by_job.items():
             runs = sorted(runs_of(sts).items())
             assert runs, f"{job_id} never ran"
-            for (_, earlier), (later_start, _) in zip(runs, runs[1:]):
+            for (_, earlier), (later_start, _) in pairwise(runs):
                 last_update = max(st["updated_ms"] for st in earlier)
                 assert last_update <= later_start, \
                     f"{job_id}: a run started at {later_start} while another updated it at {last_update}"
