@@ -15,6 +15,8 @@ The shell owns the loop; a worker supplies only what differs:
     rank(work)      which ready work starts first (default: the order it became due)
     open / close    the worker's own parts (views, readers, tiers, channels)
     housekeeping()  every commit interval (metrics, sweeps)
+    assigned(tps)   partitions assigned, before any of their records is read (in the poll
+                    thread; may block: bring a view of finished work up to date)
 
 A revoked partition is handed over only after its started work has finished (or, past
 `revoke_wait_s`, been cancelled) and what finished is committed: its next owner reads again
@@ -101,6 +103,9 @@ class AtLeastOnceWorker:
     def housekeeping(self) -> None:
         pass
 
+    def assigned(self, partitions: list) -> None:
+        pass
+
     def backlog(self) -> int:
         """What counts against `backlog_limit`: records read and not started."""
         return len(self.queue)
@@ -137,7 +142,8 @@ class AtLeastOnceWorker:
     async def run(self, max_seconds: float | None = None) -> None:
         await self.open()
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
-        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke)
+        self.consumer.subscribe(self.topics, on_assign=lambda _c, tps: self.assigned(tps),
+                                on_revoke=self._on_revoke)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
         tasks = self._tasks

@@ -44,6 +44,7 @@ log = structlog.get_logger("geoflux.jobs")
 FINAL = {"successful", "failed", "dismissed"}
 STAGE = "jobs"  # in DLQ records and metrics
 UNREAD_RETRY_S = 2.0
+VIEW_CATCH_UP_S = 30.0
 
 
 def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
@@ -349,6 +350,14 @@ class JobWorker(AtLeastOnceWorker):
                 await asyncio.to_thread(tier.ensure_schema)
             except Exception as exc:  # PostgreSQL down at start: jobs retry later
                 log.warning("tier not ready at start", tier=tier.name, error=str(exc))
+
+    def assigned(self, partitions: list) -> None:
+        """A request read again here may be one its last owner finished just before it let the
+        partition go (a request after it still unfinished kept the offset back): the statuses
+        that owner wrote must be in this worker's view before any such request is looked at."""
+        if not self.view.reader.applied_through_now(VIEW_CATCH_UP_S):
+            log.warning("job statuses not read to their end at assignment; a finished job may run again",
+                        partitions=len(partitions))
 
     def housekeeping(self) -> None:
         if time.monotonic() >= self._next_sweep and (self._sweeping is None or self._sweeping.done()):
