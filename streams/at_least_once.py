@@ -15,6 +15,14 @@ The shell owns the loop; a worker supplies only what differs:
     rank(work)      which ready work starts first (default: the order it became due)
     open / close    the worker's own parts (views, readers, tiers, channels)
     housekeeping()  every commit interval (metrics, sweeps)
+    assigned(tps)   partitions assigned, before any of their records is read (in the poll
+                    thread; may block: bring a view of finished work up to date)
+
+A revoked partition is handed over only after its started work has finished (or, past
+`revoke_wait_s`, been cancelled) and what finished is committed: its next owner reads again
+only what never finished, and never while the old owner still works on it. So that the
+rebalance can wait for work running on the event loop, the consumer is polled from a thread
+of its own.
 
 and the class attributes below. One pass of the loop: consume, intake, read again what is
 due, release due work, start ready work up to `max_in_flight`, commit every
@@ -24,7 +32,9 @@ due, release due work, start ready work up to `max_in_flight`, commit every
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -51,6 +61,9 @@ class AtLeastOnceWorker:
     max_in_flight: int | None = None  # None: every due record starts at once
     backlog_limit = 10_000  # pause reading at this backlog, resume below half of it
     drain_s = 0.0  # at stop, how long started work may finish before it is cancelled
+    # at a rebalance, how long started work on a revoked partition may finish before it is
+    # cancelled (the whole group waits meanwhile; a cancelled one runs again at its new owner)
+    revoke_wait_s = 10.0
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, group: str, topics: list[str],
                  stage_sensor: StageSensor | None = None) -> None:
@@ -59,6 +72,10 @@ class AtLeastOnceWorker:
         self.tracker = OffsetTracker()
         self.queue: WorkQueue = WorkQueue(self.rank)
         self.in_flight = 0
+        self._tasks: dict[asyncio.Task, Work] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.stage}-poll")
         self.running = True
         self.paused = False
         self._produce_errors: list[str] = []
@@ -84,6 +101,9 @@ class AtLeastOnceWorker:
         pass
 
     def housekeeping(self) -> None:
+        pass
+
+    def assigned(self, partitions: list) -> None:
         pass
 
     def backlog(self) -> int:
@@ -121,15 +141,19 @@ class AtLeastOnceWorker:
     # -- the loop -------------------------------------------------------------------------------
     async def run(self, max_seconds: float | None = None) -> None:
         await self.open()
-        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke)
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        self.consumer.subscribe(self.topics, on_assign=lambda _c, tps: self.assigned(tps),
+                                on_revoke=self._on_revoke)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
-        tasks: set[asyncio.Task] = set()
+        tasks = self._tasks
         try:
             while self.running and (stop_at is None or time.monotonic() < stop_at):
                 # consumed even while paused: the call also serves rebalances, and paused
-                # partitions return nothing
-                msgs = self.consumer.consume(self.poll_max, 0)
+                # partitions return nothing. In its own thread: a revocation inside it waits
+                # for work running on this loop
+                msgs = await self._loop.run_in_executor(self._poller, self.consumer.consume,
+                                                        self.poll_max, 0)
                 for msg in msgs:
                     if not msg.error():
                         self.tracker.add((msg.topic(), msg.partition()), msg.offset())
@@ -144,8 +168,8 @@ class AtLeastOnceWorker:
                         break
                     self.in_flight += 1
                     task = asyncio.create_task(self._work(work))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    tasks[task] = work
+                    task.add_done_callback(self._forget_task)
                 if time.monotonic() - last_commit >= self.commit_interval_s:
                     await asyncio.to_thread(self.commit)
                     self._flow_control()
@@ -153,11 +177,13 @@ class AtLeastOnceWorker:
                     last_commit = time.monotonic()
                 await asyncio.sleep(0 if msgs else 0.005)  # idle: let started work progress
         finally:
-            await self._drain(tasks)
+            await self._drain(set(tasks))
             try:
                 await asyncio.to_thread(self.commit, STOP_FLUSH_S)
             finally:
+                self._loop = None  # the revocation at close has nothing left to wait for
                 self.consumer.close()
+                self._poller.shutdown()
                 try:
                     await self.close()
                 finally:
@@ -179,11 +205,50 @@ class AtLeastOnceWorker:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _forget_task(self, task: asyncio.Task) -> None:
+        self._tasks.pop(task, None)
+
     def _on_revoke(self, consumer, partitions) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread and not loop.is_closed():
+            # in the poll thread: the loop finishes (or cancels) the revoked partitions' work,
+            # and this thread commits it, before this returns, that is before the partitions move
+            try:
+                offsets = asyncio.run_coroutine_threadsafe(self._let_go(revoked), loop).result()
+                if offsets:
+                    self._commit_at_revocation(offsets)
+            except Exception as exc:  # its next owner does again what was not committed
+                log.warning("revoked partitions let go without committing", stage=self.stage,
+                            error=str(exc))
+            asyncio.run_coroutine_threadsafe(self._forget_now(revoked), loop).result()
+            return
+        self._forget(revoked)
+
+    async def _forget_now(self, revoked: set) -> None:
+        self._forget(revoked)
+
+    def _forget(self, revoked: set) -> None:
         for tp in revoked:
             self.tracker.drop(tp)
         self.queue.forget(revoked)  # their new owner reads them again
+
+    async def _let_go(self, revoked: set) -> dict:
+        started = [t for t, work in self._tasks.items() if work.tp in revoked]
+        if started:
+            log.info("revoked partitions: letting started work finish", stage=self.stage,
+                     partitions=sorted(p for _t, p in revoked), started=len(started))
+            _done, late = await asyncio.wait(started, timeout=self.revoke_wait_s)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        return self.tracker.committable()
+
+    def _commit_at_revocation(self, offsets: dict) -> None:
+        if self.producer.flush(STOP_FLUSH_S) or self._produce_errors:
+            raise TransientError("outputs not acknowledged")
+        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                             asynchronous=False)
 
     def _on_delivery(self, err, msg) -> None:
         if err is not None:

@@ -44,6 +44,7 @@ log = structlog.get_logger("geoflux.jobs")
 FINAL = {"successful", "failed", "dismissed"}
 STAGE = "jobs"  # in DLQ records and metrics
 UNREAD_RETRY_S = 2.0
+VIEW_CATCH_UP_S = 30.0
 
 
 def choose_tier(process_id: str, parsed_inputs: dict, settings: JobSettings,
@@ -180,6 +181,10 @@ class JobWorker(AtLeastOnceWorker):
             if self.is_dismissed(req["job_id"]):
                 self._status(req, "dismissed", message="dismissed before it started")
                 return
+            # before the first await, so the line follows every request read before this one
+            # was chosen: which worker ran which job, in which order (scale-out tests read it)
+            log.info("job started", job_id=req["job_id"], topic=job.tp[0], partition=job.tp[1],
+                     offset=job.offset, priority=req["priority"], attempt=req["attempt"])
             process = PROCESSES.get(req["process_id"])
             if process is None:
                 raise PermanentError(f"no process {req['process_id']!r}")
@@ -215,6 +220,10 @@ class JobWorker(AtLeastOnceWorker):
                              req["attempt"], timeout, req["tenant_id"], report)
             outputs = await tier.run(ctx, raw, progress, lambda: self.is_dismissed(req["job_id"]))
             await self._keep_results(req, outputs, tier_name)
+            # `successful` only once the result record is acknowledged: a worker killed in
+            # between leaves the job to run again, never successful without its result
+            if await asyncio.to_thread(self.producer.flush, 30):
+                raise TransientError("the job's result is not acknowledged by the broker yet")
             done = self._status(req, "successful", progress=100, message="done")
             self._callback(req, "successUri", done)
             await self._unstage(req)
@@ -314,6 +323,8 @@ class JobWorker(AtLeastOnceWorker):
             self._dead_letter_raw(msg, error_class, f"{type(exc).__name__}: {exc}")
             self.tracker.done(tp, msg.offset())
             return
+        log.debug("job request read", job_id=req["job_id"], topic=tp[0], partition=tp[1],
+                  offset=msg.offset(), priority=req["priority"])
         self.hold(Work(tp, msg.offset(), req), req["not_before_ms"] / 1000)
 
     def _dead_letter_raw(self, msg, error_class: str, message: str) -> None:
@@ -339,6 +350,14 @@ class JobWorker(AtLeastOnceWorker):
                 await asyncio.to_thread(tier.ensure_schema)
             except Exception as exc:  # PostgreSQL down at start: jobs retry later
                 log.warning("tier not ready at start", tier=tier.name, error=str(exc))
+
+    def assigned(self, partitions: list) -> None:
+        """A request read again here may be one its last owner finished just before it let the
+        partition go (a request after it still unfinished kept the offset back): the statuses
+        that owner wrote must be in this worker's view before any such request is looked at."""
+        if not self.view.reader.applied_through_now(VIEW_CATCH_UP_S):
+            log.warning("job statuses not read to their end at assignment; a finished job may run again",
+                        partitions=len(partitions))
 
     def housekeeping(self) -> None:
         if time.monotonic() >= self._next_sweep and (self._sweeping is None or self._sweeping.done()):
