@@ -32,7 +32,14 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.local_process import free_port, port_is_open
 from tests.conftest import wait_for
-from tests.integration.geo_helpers import EventCollector, kill, lag_is_zero, start_api, start_cli, stop
+from tests.integration.geo_helpers import (
+    EventCollector,
+    kill,
+    lag_is_zero,
+    start_api,
+    start_cli,
+    stop,
+)
 from tests.integration.geo_helpers import _last_data_offset as last_data_offset
 from tests.integration.test_jobs import execute, status_of
 
