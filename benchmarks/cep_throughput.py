@@ -37,16 +37,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._ceiling import pass_through_ceiling  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
-from connectors.kafka_config import admin_config, consumer_config, producer_config  # noqa: E402
+from connectors.kafka_config import consumer_config, producer_config  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from streams.cep.stage import MAX_BATCH  # noqa: E402
-from streams.txn_processor import Batch, TransactionalProcessor  # noqa: E402
 from tests.integration.cep_helpers import put_patterns  # noqa: E402
 from tests.integration.geo_helpers import lag_is_zero, start_cli, stop  # noqa: E402
 
@@ -113,34 +112,8 @@ def produce(producer: Producer, t: str, value: bytes, key: str) -> None:
             producer.poll(0.05)
 
 
-class PassThrough(TransactionalProcessor):
-    """The ceiling: a stage minus its work (same shell, same batch size, same decode of every
-    input record, bytes out)."""
-
-    def __init__(self, settings: KafkaSettings, codec: AvroCodec, out_topic: str, n: int) -> None:
-        super().__init__(settings, codec, group=settings.topic_prefix + "bench-passthrough", instance_id="0",
-                         inputs={topic("geo.geofence-events", settings): "GeofenceEvent"}, max_batch=MAX_BATCH)
-        self.out_topic, self.seen, self.first_at, self.n = out_topic, 0, None, n
-
-    def process(self, records: list, batch: Batch) -> None:
-        self.first_at = self.first_at or time.monotonic()
-        for r in records:
-            self.produce(batch, self.out_topic, r.key(), r.raw())
-        self.seen += len(records)
-        if self.seen >= self.n:
-            self.running, self.done_at = False, time.monotonic()
-
-
 def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int) -> float:
-    out = settings.topic_prefix + "bench.passthrough"
-    admin = AdminClient(admin_config(settings))
-    for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
-        f.result()
-    stage = PassThrough(settings, codec, out, n)
-    stage.run(max_seconds=600)  # the stage stops itself once it has passed n records on
-    if stage.seen < n:
-        raise SystemExit(f"the pass-through stage passed {stage.seen} of {n} events in 600 s")
-    return n / (stage.done_at - stage.first_at)
+    return pass_through_ceiling(settings, codec, "geo.geofence-events", "GeofenceEvent", n, MAX_BATCH)
 
 
 def changelog_size(settings: KafkaSettings, logical: str, distinct=None) -> tuple[int, int]:

@@ -34,18 +34,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
+from benchmarks._ceiling import pass_through_ceiling  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
-from connectors.kafka_config import admin_config, client_config  # noqa: E402
+from connectors.kafka_config import client_config  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from services.geofence_registry import GeofenceRegistry  # noqa: E402
 from services.local_kafka import LocalKafka  # noqa: E402
 from services.local_process import free_port  # noqa: E402
-from streams.txn_processor import Batch, TransactionalProcessor  # noqa: E402
 from tests.integration.geo_helpers import start_worker, stop  # noqa: E402
 
 
@@ -180,37 +179,9 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
             "p95": q(0.95), "p99": q(0.99)}
 
 
-class PassThrough(TransactionalProcessor):
-    """The ceiling: a stage minus its work (same shell, same batch size, same decode of every
-    input record, its bytes produced on unchanged, one transaction per batch)."""
-
-    def __init__(self, settings: KafkaSettings, codec: AvroCodec, out_topic: str, n: int,
-                 max_batch: int) -> None:
-        geo = GeofenceSettings()
-        super().__init__(settings, codec, group=settings.topic_prefix + "bench-passthrough",
-                         instance_id="0", inputs={topic("geo.locations", settings): "LocationUpdate"},
-                         max_batch=max_batch, poll_timeout_s=geo.poll_timeout_s)
-        self.out_topic, self.seen, self.first_at, self.done_at, self.n = out_topic, 0, None, None, n
-
-    def process(self, records: list, batch: Batch) -> None:
-        self.first_at = self.first_at or time.monotonic()
-        for r in records:
-            self.produce(batch, self.out_topic, r.key(), r.raw())
-        self.seen += len(records)
-        if self.seen >= self.n:
-            self.running, self.done_at = False, time.monotonic()
-
-
 def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int, max_batch: int) -> float:
-    out = settings.topic_prefix + "bench.passthrough"
-    admin = AdminClient(admin_config(settings))
-    for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
-        f.result()
-    stage = PassThrough(settings, codec, out, n, max_batch)
-    stage.run(max_seconds=600)  # the stage stops itself once it has passed n records on
-    if stage.done_at is None:
-        raise SystemExit(f"the pass-through stage passed {stage.seen} of {n} updates in 600 s")
-    return n / (stage.done_at - stage.first_at)
+    return pass_through_ceiling(settings, codec, "geo.locations", "LocationUpdate", n, max_batch,
+                                GeofenceSettings().poll_timeout_s)
 
 
 def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], seconds: float,

@@ -1,0 +1,48 @@
+"""The ceiling a stage's throughput is compared with, measured in the same run: the same
+transactional shell with the same batch size, decoding every input record and producing its
+bytes on unchanged, one transaction per batch — a stage minus its work."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.kafka_config import admin_config
+from geoflux.settings import KafkaSettings
+from schemas.catalogue import topic
+from schemas.codec import AvroCodec
+from streams.txn_processor import Batch, TransactionalProcessor
+
+
+class PassThrough(TransactionalProcessor):
+    stage = "bench-passthrough"
+
+    def __init__(self, settings: KafkaSettings, codec: AvroCodec, logical_input: str, schema: str,
+                 out_topic: str, n: int, max_batch: int, poll_timeout_s: float) -> None:
+        super().__init__(settings, codec, group=settings.topic_prefix + "bench-passthrough", instance_id="0",
+                         inputs={topic(logical_input, settings): schema}, max_batch=max_batch,
+                         poll_timeout_s=poll_timeout_s)
+        self.out_topic, self.seen, self.first_at, self.done_at, self.n = out_topic, 0, None, None, n
+
+    def process(self, records: list, batch: Batch) -> None:
+        self.first_at = self.first_at or time.monotonic()
+        for r in records:
+            self.produce(batch, self.out_topic, r.key(), r.raw())
+        self.seen += len(records)
+        if self.seen >= self.n:
+            self.running, self.done_at = False, time.monotonic()
+
+
+def pass_through_ceiling(settings: KafkaSettings, codec: AvroCodec, logical_input: str, schema: str,
+                         n: int, max_batch: int, poll_timeout_s: float = 0.02) -> float:
+    """Records per second through the pass-through stage, over `n` records already on the input."""
+    out = settings.topic_prefix + "bench.passthrough"
+    admin = AdminClient(admin_config(settings))
+    for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
+        f.result()
+    stage = PassThrough(settings, codec, logical_input, schema, out, n, max_batch, poll_timeout_s)
+    stage.run(max_seconds=600)  # the stage stops itself once it has passed n records on
+    if stage.done_at is None:
+        raise SystemExit(f"the pass-through stage passed {stage.seen} of {n} records in 600 s")
+    return n / (stage.done_at - stage.first_at)
