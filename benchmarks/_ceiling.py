@@ -12,7 +12,7 @@ from connectors.kafka_config import admin_config
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.txn_processor import Batch, TransactionalProcessor
+from streams.runtime.txn_processor import Batch, TransactionalProcessor
 
 
 class PassThrough(TransactionalProcessor):

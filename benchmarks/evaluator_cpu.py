@@ -32,7 +32,7 @@ from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings  # 
 from schemas.codec import AvroCodec  # noqa: E402
 from streams.evaluator import Evaluator  # noqa: E402
 from streams.geofence import build_fence, parse_feature  # noqa: E402
-from streams.txn_processor import Batch  # noqa: E402
+from streams.runtime.txn_processor import Batch  # noqa: E402
 
 PARTITIONS = 6
 

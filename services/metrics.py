@@ -37,7 +37,7 @@ def record_sla(rows: list[dict]) -> None:
 
 DLQ_DEPTH = Gauge("geoflux_dlq_depth", "Open (not redriven, not resolved) DLQ records", ["dlq"])
 
-# -- every stage (streams.sensor.StageSensor) --------------------------------------------------
+# -- every stage (streams.runtime.sensor.StageSensor) --------------------------------------------------
 DLQ_RECORDS = Counter("geoflux_dlq_records_total",
                       "Records a stage set aside on its DLQ (committed), by stage and error class",
                       ["stage", "error_class"])
@@ -95,7 +95,7 @@ def serve_metrics(port: int, host: str | None = None) -> None:
         start_http_server(port, addr=host or MetricsSettings().host)
 
 
-# -- the evaluator (streams.sensor) ------------------------------------------------------------
+# -- the evaluator (streams.runtime.sensor) ------------------------------------------------------------
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 LOCATIONS_PROCESSED = Counter("geoflux_locations_processed_total",

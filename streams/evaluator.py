@@ -34,9 +34,9 @@ from streams.evaluator_records import (REPLY_ATTRIBUTE, event_record, state_from
 from streams.fence_index import FenceIndex
 from streams.geofence import fence_from_record
 from streams.membership import EntityState, MembershipMachine
-from streams.sensor import EvaluatorSensor, NullEvaluatorSensor, StageSensor
+from streams.runtime.sensor import EvaluatorSensor, NullEvaluatorSensor, StageSensor
 from streams.state.timers import TIMERS, due_keys, next_due
-from streams.txn_processor import Batch, Record, TransactionalProcessor, now_ms
+from streams.runtime.txn_processor import Batch, Record, TransactionalProcessor, now_ms
 from connectors.topic_reader import TopicReader
 
 log = structlog.get_logger("geoflux.evaluator")

@@ -35,10 +35,10 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.alerting.delivery_policy import Breakers, RetryPolicy
 from streams.alerting.sensor import AlertSensor, NullSensor
-from streams.at_least_once import AtLeastOnceWorker, Work
+from streams.runtime.at_least_once import AtLeastOnceWorker, Work
 from geoflux.keys import scoped
-from streams.sensor import StageSensor
-from streams.txn_processor import now_ms
+from streams.runtime.sensor import StageSensor
+from streams.runtime.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.delivery")
 TRANSIENT_CLASSES = {"transient", "rate_limited", "breaker_open"}

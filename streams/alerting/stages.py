@@ -29,9 +29,9 @@ from streams.alerting.rules import (AlertRule, flatten, matches, parse_rule, ren
 from streams.alerting.sensor import AlertSensor, NullSensor
 from streams.cep.patterns import parse_pattern, pattern_alert_rule
 from geoflux.keys import scoped
-from streams.sensor import StageSensor
+from streams.runtime.sensor import StageSensor
 from streams.state.timers import TIMERS, parse_timer, timer_entry
-from streams.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
+from streams.runtime.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.alerts")
 

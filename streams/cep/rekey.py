@@ -12,8 +12,8 @@ from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.cep.alignment import frontier, releasable
-from streams.sensor import StageSensor
-from streams.txn_processor import Batch, Record, TransactionalProcessor
+from streams.runtime.sensor import StageSensor
+from streams.runtime.txn_processor import Batch, Record, TransactionalProcessor
 
 MAX_BATCH = 5_000  # records per transaction: fewer commits, and more of a key's events per changelog write
 

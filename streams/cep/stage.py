@@ -30,9 +30,9 @@ from streams.cep.keystate import FORMAT, KeyState
 from streams.cep.outputs import AggregateGone, Match
 from streams.cep.patterns import parse_pattern
 from streams.cep.rekey import MAX_BATCH, CepRekey  # noqa: F401  (the CLI starts every CEP stage from here)
-from streams.sensor import StageSensor
+from streams.runtime.sensor import StageSensor
 from streams.state.timers import TIMERS, due_keys, timer_entry
-from streams.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
+from streams.runtime.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.cep")
 

@@ -1,7 +1,7 @@
 """Downstream consumer groups in Faust: where its at-least-once model fits.
 
 The core stages (evaluation, CEP, the alert gate and status) run on confluent-kafka
-transactions (`streams/txn_processor.py`); `docs/ARCHITECTURE.md` says why they are not Faust
+transactions (`streams/runtime/txn_processor.py`); `docs/ARCHITECTURE.md` says why they are not Faust
 agents. Consumers *of* our public topics are a different case: they read committed events,
 keep their own state, and de-duplicate by the ids every record carries, so Faust's
 at-least-once processing is enough. This room gives them:

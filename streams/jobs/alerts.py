@@ -25,8 +25,8 @@ from geoflux.settings import JobAlertSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.jobs import alert_policy as ap
-from streams.sensor import StageSensor
-from streams.txn_processor import Batch, Record, TransactionalProcessor, now_ms
+from streams.runtime.sensor import StageSensor
+from streams.runtime.txn_processor import Batch, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.job-alerts")
 OPEN = ("accepted", "running")

@@ -33,12 +33,12 @@ from geoflux.errors import PermanentError, TransientError, ValidationError
 from geoflux.settings import BatchSettings, JobSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.at_least_once import AtLeastOnceWorker, Work
+from streams.runtime.at_least_once import AtLeastOnceWorker, Work
 from streams.jobs.object_keys import INPUTS, RESULTS, results_key
 from streams.jobs.processes import PROCESSES, input_size, validate_inputs
-from streams.sensor import NullStageSensor, StageSensor
+from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.jobs.status_view import StatusView, open_private_store
-from streams.txn_processor import now_ms
+from streams.runtime.txn_processor import now_ms
 
 log = structlog.get_logger("geoflux.jobs")
 FINAL = {"successful", "failed", "dismissed"}

@@ -1,5 +1,5 @@
 """Stopping an at-least-once worker mid-work: the shell cancels what is running, commits what
-finished, and never commits past the unfinished (`streams/at_least_once.py`). A job worker
+finished, and never commits past the unfinished (`streams/runtime/at_least_once.py`). A job worker
 SIGTERMed while a job runs leaves that job's offset uncommitted, and the next worker runs it
 to the end."""
 

@@ -31,7 +31,7 @@ MUST_BE_PURE = {
                                             "comovement", "aggregate", "join", "speed", "outliers",
                                             "stats")),
     *(f"streams/alerting/{m}.py" for m in ("rules", "noise", "escalation", "delivery_policy", "sla")),
-    "streams/offset_tracker.py", "streams/work_queue.py",
+    "streams/runtime/offset_tracker.py", "streams/runtime/work_queue.py",
     *(f"streams/jobs/{m}.py" for m in ("alert_policy", "idempotency", "object_keys", "quotas")),
     "schemas/compat.py", "schemas/compiled_writer.py", "connectors/audit_rows.py",
     "connectors/channels/sms_text.py", "connectors/compute/batch_policy.py",

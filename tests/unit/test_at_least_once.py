@@ -1,8 +1,8 @@
 """The pure pieces of the at-least-once shell: which offset may be committed, and which
 read-ahead work starts when."""
 
-from streams.offset_tracker import OffsetTracker
-from streams.work_queue import Work, WorkQueue
+from streams.runtime.offset_tracker import OffsetTracker
+from streams.runtime.work_queue import Work, WorkQueue
 
 A, B = ("t", 0), ("t", 1)
 

@@ -45,7 +45,7 @@ from geoflux.errors import ConfigurationError, GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
-from streams.sensor import NullStageSensor, StageSensor
+from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.state.restore import Restorer, start_offset
 from streams.state.store import KeyValueStore, open_store, resolve_kind
 from streams.state.table import META_PREFIX, PartitionTable, StateCache

@@ -44,9 +44,9 @@ from geoflux.errors import TransientError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
-from streams.offset_tracker import OffsetTracker
-from streams.sensor import NullStageSensor, StageSensor
-from streams.work_queue import Work, WorkQueue
+from streams.runtime.offset_tracker import OffsetTracker
+from streams.runtime.sensor import NullStageSensor, StageSensor
+from streams.runtime.work_queue import Work, WorkQueue
 
 log = structlog.get_logger("geoflux.worker")
 STOP_FLUSH_S = 10.0  # at stop, outputs not acknowledged by then are re-done by the next owner
