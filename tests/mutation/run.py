@@ -32,7 +32,8 @@ from tests.unit.test_architecture import PACKAGES, pure_modules  # noqa: E402
 UNIT = ROOT / "tests" / "unit"
 # Modules the unit tests reach through another module's API rather than by importing them.
 THROUGH = {"streams/cep/kinds/": ["test_cep.py", "test_cep_engine.py", "test_cep_join.py",
-                                  "test_cep_anomaly.py", "test_cep_hostile.py", "test_boundaries.py"]}
+                                  "test_cep_anomaly.py", "test_cep_hostile.py", "test_boundaries.py",
+                                  "test_cep_match_records.py", "test_cep_rejections.py"]}
 NOT_A_SELECTION = {"test_architecture.py"}  # imports everything, tests none of it
 
 

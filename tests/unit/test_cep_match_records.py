@@ -1,0 +1,368 @@
+"""Every CEP kind's Match checked whole: key, event ids, start and end time, and every detail
+key, as the alert templates and the match topic's readers see them. A match whose start time
+or detail is wrong is still "a match" to a test that only counts matches; these fail on it.
+The expected figures are worked out by hand (or by an independent formula), not read back
+from the kind."""
+
+import math
+import statistics
+from datetime import datetime, timezone
+
+import pytest
+
+from streams.cep.outputs import LATE
+from streams.cep.patterns import parse_pattern
+
+BASE = {"pattern_id": "p", "tenant_id": "t", "severity": "high"}
+T = 60_000  # within_s 60
+
+
+def ev(i, etype, gid, ts, entity="e1", lon=0.0, lat=0.0):
+    return {"event_id": f"ev{i}", "event_type": etype, "geofence_id": gid, "ts_ms": ts,
+            "entity_id": entity, "tenant_id": "t", "lon": lon, "lat": lat, "attributes": {}}
+
+
+def pattern(kind, **kw):
+    return parse_pattern({**BASE, "kind": kind, **kw})
+
+
+def feed(p, events, key="e1", st=None):
+    st = p.impl.initialize(p) if st is None else st
+    out = []
+    for e in events:
+        out += p.impl.feed(p, st, e, key)
+    return out, st
+
+
+def whole(m):
+    assert (m.pattern.tenant_id, m.pattern.pattern_id) == ("t", "p")  # the pattern it belongs to
+    return m.key, m.event_ids, m.start_ms, m.end_ms, m.detail
+
+
+def utc_ms(*args):
+    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+# -- sequence / absence -------------------------------------------------------------------------
+SEQ = pattern("sequence", within_s=60, steps=[{"event_type": "ENTER", "geofence_id": "A"},
+                                              {"event_type": "EXIT", "geofence_id": "A"},
+                                              {"event_type": "ENTER", "geofence_id": "B"}])
+
+
+def test_sequence_match_spans_its_first_to_its_last_step():
+    out, st = feed(SEQ, [ev(1, "ENTER", "A", 1_000), ev(2, "EXIT", "A", 4_000), ev(3, "ENTER", "B", 9_000)])
+    assert [whole(m) for m in out] == [("e1", ("ev1", "ev2", "ev3"), 1_000, 9_000, {})]
+    assert out[0].record()["detail"] == {"kind": "sequence"}
+    assert st == []  # skip_past_last: nothing of the matched run is kept
+
+
+def test_sequence_partial_state_and_result_while_waiting():
+    _, st = feed(SEQ, [ev(1, "ENTER", "A", 1_000), ev(2, "EXIT", "A", 4_000), ev(3, "ENTER", "A", 5_000)])
+    assert st == [[1_000, 2, ["ev1", "ev2"]], [5_000, 1, ["ev3"]]]
+    assert SEQ.impl.result(SEQ, st) == {"partials": 2, "furthest_step": 2}
+    assert SEQ.impl.result(SEQ, []) == {"partials": 0, "furthest_step": 0}
+
+
+def test_sequence_with_overlap_allow_matches_every_started_run():
+    p = pattern("sequence", within_s=60, overlap="allow",
+                steps=[{"event_type": "ENTER", "geofence_id": "A"}, {"event_type": "EXIT", "geofence_id": "A"}])
+    out, st = feed(p, [ev(1, "ENTER", "A", 1_000), ev(2, "ENTER", "A", 2_000), ev(3, "EXIT", "A", 3_000)])
+    assert [whole(m) for m in out] == [("e1", ("ev1", "ev3"), 1_000, 3_000, {}),
+                                       ("e1", ("ev2", "ev3"), 2_000, 3_000, {})]
+    assert st == []
+
+
+def test_sequence_specs_name_the_first_step_as_the_starter():
+    p = pattern("sequence", within_s=60, not_between=[{"event_type": "DWELL"}],
+                steps=[{"event_type": "ENTER", "geofence_id": "A"}, {"event_type": "EXIT", "geofence_id": "A"}])
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [
+        ("ENTER", "A", True), ("EXIT", "A", False), ("DWELL", None, False)]
+
+
+ABS = pattern("absence", within_s=10, trigger={"event_type": "ENTER", "geofence_id": "A"},
+              expected={"event_type": "EXIT", "geofence_id": "A"})
+
+
+def test_absence_proven_by_a_later_event_spans_trigger_to_deadline():
+    out, st = feed(ABS, [ev(1, "ENTER", "A", 1_000), ev(2, "ENTER", "A", 11_001)])
+    assert [whole(m) for m in out] == [("e1", ("ev1",), 1_000, 11_000, {"proven_by": "ev2"})]
+    assert st == [[11_001, 21_001, "ev2"]]
+    assert ABS.impl.result(ABS, st) == {"pending": 1, "next_deadline_ms": 21_001}
+
+
+def test_absence_fired_by_the_timer_spans_trigger_to_deadline():
+    _, st = feed(ABS, [ev(1, "ENTER", "A", 1_000)])
+    assert ABS.impl.due(ABS, st) == 11_000
+    assert ABS.impl.tick(ABS, st, 99_999, 10_999, "e1") == []
+    out = ABS.impl.tick(ABS, st, 99_999, 11_000, "e1")
+    assert [whole(m) for m in out] == [("e1", ("ev1",), 1_000, 11_000, {"fired_by": "timer"})]
+    assert st == [] and ABS.impl.due(ABS, st) is None
+
+
+def test_absence_expected_event_cancels_only_triggers_before_it():
+    p = pattern("absence", within_s=10, overlap="allow", trigger={"event_type": "ENTER", "geofence_id": "A"},
+                expected={"event_type": "EXIT", "geofence_id": "A"})
+    _, st = feed(p, [ev(1, "ENTER", "A", 1_000), ev(2, "ENTER", "A", 3_000)])
+    assert st == [[1_000, 11_000, "ev1"], [3_000, 13_000, "ev2"]]
+    _, st = feed(p, [ev(3, "EXIT", "A", 2_000)], st=st)  # arrival order: an EXIT between the two
+    assert st == [[3_000, 13_000, "ev2"]]
+    assert [(s.event_type, starts) for s, starts in p.impl.specs(p)] == [("ENTER", True), ("EXIT", False)]
+
+
+T0 = 1_700_000_000_000  # an epoch time: a window test at ts 1_000 cannot tell `ts - start` from `ts + start`
+WINDOWED = {
+    "sequence": (dict(steps=[{"event_type": "ENTER"}, {"event_type": "EXIT"}]), ["ENTER", "EXIT"], ["e1", "e1"]),
+    "count": (dict(at_least=2, event={"event_type": "ENTER"}), ["ENTER", "ENTER"], ["e1", "e1"]),
+    "comovement": (dict(at_least=2), ["ENTER", "ENTER"], ["e1", "e2"]),
+    "join": (dict(left={"event_type": "ENTER"}, right={"event_type": "EXIT"}), ["ENTER", "EXIT"], ["e1", "e2"]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WINDOWED))
+@pytest.mark.parametrize("gap,matches", [(1_000, True), (T + 1, False)])
+def test_windows_at_epoch_times(kind, gap, matches):
+    extra, types, entities = WINDOWED[kind]
+    p = pattern(kind, within_s=60, **extra)
+    out, _ = feed(p, [ev(1, types[0], "A", T0, entities[0]), ev(2, types[1], "A", T0 + gap, entities[1])])
+    assert [(m.start_ms, m.end_ms) for m in out] == ([(T0, T0 + gap)] if matches else [])
+
+
+# -- count / comovement -------------------------------------------------------------------------
+def test_count_per_entity_keys_the_match_by_entity_and_fence():
+    p = pattern("count", within_s=60, at_least=3, event={"event_type": "EXIT"})
+    out, st = feed(p, [ev(1, "EXIT", "A", 1_000), ev(2, "EXIT", "B", 1_500), ev(3, "EXIT", "A", 2_000),
+                       ev(4, "EXIT", "A", 3_000)])
+    assert [whole(m) for m in out] == [("e1|A", ("ev1", "ev3", "ev4"), 1_000, 3_000,
+                                        {"count": "3", "geofence_id": "A"})]
+    assert st == {"B": [[1_500, "ev2"]]}
+    assert p.impl.result(p, st) == {"windows": 1, "largest": 1}
+    assert p.impl.keyed_by(p.params) == "entity"
+
+
+def test_count_per_geofence_keys_the_match_by_the_fence_alone():
+    p = pattern("count", within_s=60, at_least=2, per="geofence", overlap="allow",
+                event={"event_type": "ENTER", "geofence_id": "A"})
+    out, st = feed(p, [ev(1, "ENTER", "A", 1_000, "e1"), ev(2, "ENTER", "A", 2_000, "e2"),
+                       ev(3, "ENTER", "A", 5_000, "e3")], key="A")
+    assert [whole(m) for m in out] == [
+        ("A", ("ev1", "ev2"), 1_000, 2_000, {"count": "2", "geofence_id": "A"}),
+        ("A", ("ev1", "ev2", "ev3"), 1_000, 5_000, {"count": "3", "geofence_id": "A"})]
+    assert st == {"": [[1_000, "ev1"], [2_000, "ev2"], [5_000, "ev3"]]}
+    assert p.impl.keyed_by(p.params) == "geofence"
+
+
+def test_count_keeps_at_most_four_windows_worth_of_events():
+    p = pattern("count", within_s=60, at_least=2, overlap="allow", event={"event_type": "EXIT"})
+    _, st = feed(p, [ev(i, "EXIT", "A", 1_000 + i) for i in range(12)])
+    assert [w[1] for w in st["A"]] == [f"ev{i}" for i in range(4, 12)]
+
+
+def test_count_slides_every_fence_out_of_the_window():
+    p = pattern("count", within_s=60, at_least=5, event={"event_type": "EXIT"})
+    _, st = feed(p, [ev(1, "EXIT", "A", 1_000), ev(2, "EXIT", "B", 1_000 + T - 1)])
+    assert set(st) == {"A", "B"}
+    _, st = feed(p, [ev(3, "EXIT", "B", 1_000 + T)], st=st)
+    assert st == {"B": [[1_000 + T - 1, "ev2"], [1_000 + T, "ev3"]]}
+
+
+def test_comovement_match_lists_entities_sorted_and_ids_in_arrival_order():
+    p = pattern("comovement", within_s=60, at_least=2, geofence_id="A")
+    out, st = feed(p, [ev(1, "ENTER", "A", 1_000, "zed"), ev(2, "ENTER", "B", 1_500, "bob"),
+                       ev(3, "EXIT", "A", 1_600, "bob"), ev(4, "ENTER", "A", 2_000, "amy")], key="A")
+    assert [whole(m) for m in out] == [("A", ("ev1", "ev4"), 1_000, 2_000,
+                                        {"entities": "amy,zed", "geofence_id": "A"})]
+    assert st == []
+    assert p.impl.result(p, [[1, "a", "x"]]) == {"entities_in_window": 1}
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [("ENTER", "A", True)]
+    assert p.impl.keyed_by(p.params) == "geofence"
+
+
+def test_comovement_counts_an_entity_once_with_its_newest_enter():
+    p = pattern("comovement", within_s=60, at_least=3, overlap="allow")
+    out, st = feed(p, [ev(1, "ENTER", "A", 1_000, "a"), ev(2, "ENTER", "A", 2_000, "b"),
+                       ev(3, "ENTER", "A", 3_000, "a"), ev(4, "ENTER", "B", 4_000, "c")], key="A")
+    assert [whole(m) for m in out] == [("A", ("ev2", "ev3", "ev4"), 2_000, 4_000,
+                                        {"entities": "a,b,c", "geofence_id": "B"})]
+    assert st == [[2_000, "b", "ev2"], [3_000, "a", "ev3"], [4_000, "c", "ev4"]]
+
+
+# -- join ---------------------------------------------------------------------------------------
+JOIN = pattern("join", within_s=120, geofence_id="depot", max_distance_m=200,
+               left={"event_type": "ENTER", "entity_prefix": "truck-"},
+               right={"event_type": "ENTER", "entity_glob": "car-*"})
+# 0.001 degree of longitude on the equator: 0.001 * pi / 180 * 6_371_008.8 m = 111.195 m
+GAP_DETAIL = {"geofence_id": "depot", "left_entity": "truck-1", "right_entity": "car-1",
+              "gap_ms": "2000", "distance_m": "111.2"}
+
+
+def test_join_left_first_names_both_sides_their_gap_and_distance():
+    out, st = feed(JOIN, [ev(1, "ENTER", "depot", 1_000, "truck-1"),
+                          ev(2, "ENTER", "depot", 3_000, "car-1", lon=0.001)], key="depot")
+    assert [whole(m) for m in out] == [("depot", ("ev1", "ev2"), 1_000, 3_000, GAP_DETAIL)]
+    assert st == {"l": [], "r": []} and JOIN.impl.empty(st)
+
+
+def test_join_right_first_still_puts_the_left_side_first():
+    out, st = feed(JOIN, [ev(1, "ENTER", "depot", 1_000, "car-1", lon=0.001),
+                          ev(2, "ENTER", "depot", 3_000, "truck-1")], key="depot")
+    assert [whole(m) for m in out] == [("depot", ("ev2", "ev1"), 1_000, 3_000, GAP_DETAIL)]
+    assert JOIN.impl.result(JOIN, st) == {"waiting_left": 0, "waiting_right": 0}
+
+
+def test_join_without_a_distance_carries_no_distance():
+    p = pattern("join", within_s=120, overlap="allow", left={"event_type": "ENTER", "entity_prefix": "truck-"},
+                right={"event_type": "EXIT"})
+    out, st = feed(p, [ev(1, "EXIT", "A", 1_000, "car-1"), ev(2, "EXIT", "A", 1_500, "car-2"),
+                       ev(3, "ENTER", "A", 4_000, "truck-1")], key="A")
+    common = {"geofence_id": "A", "left_entity": "truck-1"}
+    assert [whole(m) for m in out] == [
+        ("A", ("ev3", "ev1"), 1_000, 4_000, {**common, "right_entity": "car-1", "gap_ms": "3000"}),
+        ("A", ("ev3", "ev2"), 1_500, 4_000, {**common, "right_entity": "car-2", "gap_ms": "2500"})]
+    assert JOIN.impl.result(p, st) == {"waiting_left": 1, "waiting_right": 2}
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [
+        ("ENTER", None, True), ("EXIT", None, True)]
+
+
+@pytest.mark.parametrize("lon,pairs", [(0.0017986, True), (0.0017987, False)])
+def test_join_max_distance_includes_that_distance(lon, pairs):
+    """200 m is 0.00179863 degrees of longitude on the equator."""
+    out, _ = feed(JOIN, [ev(1, "ENTER", "depot", 1_000, "truck-1"),
+                         ev(2, "ENTER", "depot", 3_000, "car-1", lon=lon)], key="depot")
+    assert len(out) == pairs
+
+
+# -- speed --------------------------------------------------------------------------------------
+def test_speed_match_carries_both_points_the_distance_and_both_speeds():
+    p = pattern("speed", max_speed_kmh=120, lateness_s=0)
+    st = p.impl.initialize(p)
+    assert p.impl.on_location(p, st, {"ts_ms": 1_000, "lon": 0.0, "lat": 0.0}, "e1") == []
+    out = p.impl.on_location(p, st, {"ts_ms": 2_000, "lon": 0.01, "lat": 0.0}, "e1")
+    # 0.01 degree on the equator: 1111.95 m in 1 s = 4003.0 km/h
+    assert [whole(m) for m in out] == [("e1", ("loc:1000", "loc:2000"), 1_000, 2_000, {
+        "entity_id": "e1", "speed_kmh": "4003.0", "limit_kmh": "120", "distance_m": "1112.0",
+        "seconds": "1", "from": "0.000000,0.000000", "to": "0.010000,0.000000"})]
+    assert p.impl.result(p, st) == {"last_point": [2_000, 0.01, 0.0], "held": 0}
+
+
+def test_speed_holds_points_for_the_lateness_and_releases_them_on_tick():
+    p = pattern("speed", max_speed_kmh=120, lateness_s=5)
+    st = p.impl.initialize(p)
+    for ts, lon in ((1_000, 0.0), (3_000, 0.02)):
+        assert p.impl.on_location(p, st, {"ts_ms": ts, "lon": lon, "lat": 0.0}, "e1") == []
+    assert p.impl.due(p, st) == 1_000 and not p.impl.empty(st)
+    out = p.impl.tick(p, st, 0, 10_000, "e1")
+    assert [(m.start_ms, m.end_ms, m.detail["seconds"], m.detail["speed_kmh"]) for m in out] == [
+        (1_000, 3_000, "2", "4003.0")]
+    assert st[1] == 3_000 and p.impl.due(p, st) is None
+    assert p.impl.on_location(p, st, {"ts_ms": 2_999, "lon": 0.0, "lat": 0.0}, "e1") == [LATE]  # behind the watermark
+
+
+# -- presence -----------------------------------------------------------------------------------
+NIGHT = pattern("time_of_day", geofence_id="G", from_hour=22, to_hour=6)
+
+
+def test_time_of_day_enter_within_hours_matches_at_the_enter():
+    at = utc_ms(2024, 1, 1, 23, 30)
+    out, st = feed(NIGHT, [ev(1, "ENTER", "G", at)])
+    assert [whole(m) for m in out] == [("e1", ("ev1",), at, at, {"hour": "23"})]
+    assert NIGHT.impl.result(NIGHT, st) == {"inside": True, "fired_day": datetime(2024, 1, 1).toordinal()}
+
+
+def test_time_of_day_timer_match_starts_at_the_hour_it_fires_in():
+    at, now = utc_ms(2024, 1, 1, 21, 30), utc_ms(2024, 1, 1, 22, 15)
+    out, st = feed(NIGHT, [ev(1, "ENTER", "G", at)])
+    assert out == [] and NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 1, 22)
+    out = NIGHT.impl.tick(NIGHT, st, now, 0, "e1")
+    assert [whole(m) for m in out] == [("e1", ("ev1",), utc_ms(2024, 1, 1, 22), now,
+                                        {"hour": "22", "fired_by": "timer"})]
+    assert NIGHT.impl.tick(NIGHT, st, now + 60_000, 0, "e1") == []  # once a day
+    assert NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 2, 0)  # the next day's first hour in the window
+
+
+def test_time_of_day_fires_again_on_the_next_utc_day_only():
+    out, st = feed(NIGHT, [ev(1, "ENTER", "G", utc_ms(2024, 1, 1, 22, 10)), ev(2, "EXIT", "G", utc_ms(2024, 1, 1, 22, 20)),
+                           ev(3, "ENTER", "G", utc_ms(2024, 1, 1, 23, 50)), ev(4, "EXIT", "G", utc_ms(2024, 1, 1, 23, 55)),
+                           ev(5, "ENTER", "G", utc_ms(2024, 1, 2, 0, 5))])
+    assert [(m.event_ids, m.detail["hour"]) for m in out] == [(("ev1",), "22"), (("ev5",), "0")]
+
+
+def test_time_of_day_ignores_other_fences_and_dwells():
+    out, st = feed(NIGHT, [ev(1, "ENTER", "H", utc_ms(2024, 1, 1, 23)), ev(2, "DWELL", "G", utc_ms(2024, 1, 1, 23))])
+    assert out == [] and st == [0, "", 0, 0] and NIGHT.impl.empty(st)
+    assert NIGHT.impl.due(NIGHT, st) is None and NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 1, 23), 0, "e1") == []
+
+
+def test_time_of_day_exit_stops_the_timer_but_remembers_the_day():
+    _, st = feed(NIGHT, [ev(1, "ENTER", "G", utc_ms(2024, 1, 1, 23)), ev(2, "EXIT", "G", utc_ms(2024, 1, 1, 23, 5))])
+    assert st[0] == 0 and not NIGHT.impl.empty(st)
+    assert NIGHT.impl.due(NIGHT, st) is None
+
+
+def test_time_of_day_day_window_is_half_open():
+    p = pattern("time_of_day", geofence_id="G", from_hour=9, to_hour=17)
+    got = {h: bool(feed(p, [ev(1, "ENTER", "G", utc_ms(2024, 1, 1, h))])[0]) for h in (8, 9, 16, 17)}
+    assert got == {8: False, 9: True, 16: True, 17: False}
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [
+        ("ENTER", "G", True), ("EXIT", "G", False)]
+
+
+@pytest.fixture
+def kolkata():
+    """The machine's local zone set to UTC+05:30 for one test: presence hours are UTC, so
+    nothing may change."""
+    import os
+    import time
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Kolkata"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_time_of_day_hours_are_utc_whatever_the_local_zone(kolkata):
+    assert datetime.fromtimestamp(0).hour == 5  # the zone took: local time is not UTC here
+    at = utc_ms(2024, 1, 1, 20)  # 01:30 in Kolkata: inside a 22-6 window if read locally
+    out, st = feed(NIGHT, [ev(1, "ENTER", "G", at)])
+    assert out == [] and NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 1, 22)
+    late = utc_ms(2024, 1, 1, 23, 30)  # 05:00 the next day in Kolkata
+    out, _ = feed(NIGHT, [ev(2, "ENTER", "G", late)])
+    assert [whole(m) for m in out] == [("e1", ("ev2",), late, late, {"hour": "23"})]
+    assert out[0].pattern.impl.result(NIGHT, _)["fired_day"] == datetime(2024, 1, 1).toordinal()
+
+
+def test_track_gap_match_spans_the_silence():
+    p = pattern("track_gap", within_s=60)
+    st = p.impl.initialize(p)
+    assert p.impl.empty(st) and p.impl.due(p, st) is None and p.impl.tick(p, st, 10**9, 0, "e1") == []
+    p.impl.on_location(p, st, {"ts_ms": 10_000, "lon": 0.0, "lat": 0.0}, "e1")
+    p.impl.on_location(p, st, {"ts_ms": 5_000, "lon": 0.0, "lat": 0.0}, "e1")  # older: ignored
+    assert p.impl.due(p, st) == 10_000 + T
+    assert p.impl.tick(p, st, 10_000 + T - 1, 0, "e1") == []
+    out = p.impl.tick(p, st, 10_000 + T, 0, "e1")
+    assert [whole(m) for m in out] == [("e1", (), 10_000, 10_000 + T, {"silent_since_ms": "10000"})]
+    assert p.impl.tick(p, st, 10_000 + 2 * T, 0, "e1") == [] and p.impl.due(p, st) is None
+    assert p.impl.result(p, st) == {"last_location_ms": 10_000, "fired_for_ms": 10_000}
+
+
+# -- outliers -----------------------------------------------------------------------------------
+def test_dwell_outlier_match_carries_the_dwell_its_baseline_and_z():
+    p = pattern("dwell_outlier", geofence_id="A", min_samples=5)
+    events, ts = [], 0
+    for i, dwell_s in enumerate((50, 60, 70, 60, 55)):
+        events += [ev(2 * i, "ENTER", "A", ts, f"e{i}"), ev(2 * i + 1, "EXIT", "A", ts + dwell_s * 1000, f"e{i}")]
+        ts += 100_000
+    events += [ev(10, "ENTER", "A", ts, "x"), ev(11, "EXIT", "A", ts + 600_000, "x")]
+    out, st = feed(p, events, key="A")
+    logs = [math.log1p(s) for s in (50, 60, 70, 60, 55)]
+    z = (math.log1p(600) - statistics.mean(logs)) / statistics.stdev(logs)
+    assert [whole(m) for m in out] == [("A", ("ev10", "ev11"), ts, ts + 600_000, {
+        "geofence_id": "A", "entity_id": "x", "dwell_s": "600",
+        "typical_dwell_s": f"{math.expm1(statistics.mean(logs)):.1f}", "z": f"{z:.2f}",
+        "samples": "5", "direction": "long"})]
+    assert st["s"][0] == 5  # the outlier stays out of the baseline
