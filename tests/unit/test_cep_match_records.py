@@ -265,6 +265,7 @@ def test_time_of_day_enter_within_hours_matches_at_the_enter():
     at = utc_ms(2024, 1, 1, 23, 30)
     out, st = feed(NIGHT, [ev(1, "ENTER", "G", at)])
     assert [whole(m) for m in out] == [("e1", ("ev1",), at, at, {"hour": "23"})]
+    assert st == [1, "ev1", datetime(2024, 1, 1).toordinal(), at]
     assert NIGHT.impl.result(NIGHT, st) == {"inside": True, "fired_day": datetime(2024, 1, 1).toordinal()}
 
 
@@ -272,6 +273,8 @@ def test_time_of_day_timer_match_starts_at_the_hour_it_fires_in():
     at, now = utc_ms(2024, 1, 1, 21, 30), utc_ms(2024, 1, 1, 22, 15)
     out, st = feed(NIGHT, [ev(1, "ENTER", "G", at)])
     assert out == [] and NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 1, 22)
+    assert st == [1, "ev1", 0, at]
+    assert NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 1, 21, 59), 0, "e1") == []  # not yet in the hours
     out = NIGHT.impl.tick(NIGHT, st, now, 0, "e1")
     assert [whole(m) for m in out] == [("e1", ("ev1",), utc_ms(2024, 1, 1, 22), now,
                                         {"hour": "22", "fired_by": "timer"})]
@@ -339,6 +342,7 @@ def test_time_of_day_hours_are_utc_whatever_the_local_zone(kolkata):
 def test_track_gap_match_spans_the_silence():
     p = pattern("track_gap", within_s=60)
     st = p.impl.initialize(p)
+    assert st == [0, 0]
     assert p.impl.empty(st) and p.impl.due(p, st) is None and p.impl.tick(p, st, 10**9, 0, "e1") == []
     p.impl.on_location(p, st, {"ts_ms": 10_000, "lon": 0.0, "lat": 0.0}, "e1")
     p.impl.on_location(p, st, {"ts_ms": 5_000, "lon": 0.0, "lat": 0.0}, "e1")  # older: ignored

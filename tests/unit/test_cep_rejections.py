@@ -31,7 +31,9 @@ CASES = [
      "per must be entity or geofence"),
     ({"kind": "count", "within_s": 60, "event": ENTER_A}, "at_least must be a number in (0, 10000]"),
     ({"kind": "count", "within_s": 60, "at_least": 3}, "event: must be an object with event_type"),
+    ({"kind": "count", "within_s": 60, "at_least": 10_001, "event": ENTER_A}, "at_least must be a number in (0, 10000]"),
     ({"kind": "comovement", "within_s": 60, "at_least": 1}, "a convoy needs at_least 2 entities"),
+    ({"kind": "comovement", "within_s": 60, "at_least": 10_001}, "at_least must be a number in (0, 10000]"),
     ({"kind": "comovement", "within_s": 60, "at_least": 2, "geofence_id": ""},
      "geofence_id must be a non-empty string"),
     # join
