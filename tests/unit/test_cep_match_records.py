@@ -72,6 +72,18 @@ def test_sequence_with_overlap_allow_matches_every_started_run():
     assert st == []
 
 
+@pytest.mark.parametrize("overlap,pairs", [("skip_past_last", [("ev1", "ev2"), ("ev3", "ev4")]),
+                                           ("allow", [("ev1", "ev2"), ("ev2", "ev3"), ("ev3", "ev4")])])
+def test_sequence_completing_event_starts_a_new_run_only_with_overlap_allow(overlap, pairs):
+    """skip_past_last skips past the whole match, its last event included: A A A A is two
+    matches of "A then A", not three."""
+    p = pattern("sequence", within_s=60, overlap=overlap,
+                steps=[{"event_type": "ENTER", "geofence_id": "A"}, {"event_type": "ENTER", "geofence_id": "A"}])
+    out, st = feed(p, [ev(i, "ENTER", "A", 1_000 * i) for i in range(1, 5)])
+    assert [m.event_ids for m in out] == pairs
+    assert st == ([] if overlap == "skip_past_last" else [[4_000, 1, ["ev4"]]])
+
+
 def test_sequence_specs_name_the_first_step_as_the_starter():
     p = pattern("sequence", within_s=60, not_between=[{"event_type": "DWELL"}],
                 steps=[{"event_type": "ENTER", "geofence_id": "A"}, {"event_type": "EXIT", "geofence_id": "A"}])
@@ -297,8 +309,15 @@ def test_time_of_day_ignores_other_fences_and_dwells():
 
 def test_time_of_day_exit_stops_the_timer_but_remembers_the_day():
     _, st = feed(NIGHT, [ev(1, "ENTER", "G", utc_ms(2024, 1, 1, 23)), ev(2, "EXIT", "G", utc_ms(2024, 1, 1, 23, 5))])
-    assert st[0] == 0 and not NIGHT.impl.empty(st)
+    assert st[0] == 0 and not NIGHT.impl.empty(st)  # the day it fired is still remembered
     assert NIGHT.impl.due(NIGHT, st) is None
+    assert NIGHT.impl.result(NIGHT, st) == {"inside": False, "fired_day": datetime(2024, 1, 1).toordinal()}
+    assert NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 2, 23), 0, "e1") == []  # outside: no timer match
+
+
+def test_time_of_day_state_of_a_visit_outside_the_hours_is_empty_after_its_exit():
+    _, st = feed(NIGHT, [ev(1, "ENTER", "G", utc_ms(2024, 1, 1, 12)), ev(2, "EXIT", "G", utc_ms(2024, 1, 1, 12, 5))])
+    assert st == [0, "ev1", 0, utc_ms(2024, 1, 1, 12)] and NIGHT.impl.empty(st)
 
 
 def test_time_of_day_day_window_is_half_open():
@@ -347,6 +366,7 @@ def test_track_gap_match_spans_the_silence():
     p.impl.on_location(p, st, {"ts_ms": 10_000, "lon": 0.0, "lat": 0.0}, "e1")
     p.impl.on_location(p, st, {"ts_ms": 5_000, "lon": 0.0, "lat": 0.0}, "e1")  # older: ignored
     assert p.impl.due(p, st) == 10_000 + T
+    assert p.impl.result(p, st) == {"last_location_ms": 10_000, "fired_for_ms": 0}
     assert p.impl.tick(p, st, 10_000 + T - 1, 0, "e1") == []
     out = p.impl.tick(p, st, 10_000 + T, 0, "e1")
     assert [whole(m) for m in out] == [("e1", (), 10_000, 10_000 + T, {"silent_since_ms": "10000"})]
@@ -370,3 +390,11 @@ def test_dwell_outlier_match_carries_the_dwell_its_baseline_and_z():
         "typical_dwell_s": f"{math.expm1(statistics.mean(logs)):.1f}", "z": f"{z:.2f}",
         "samples": "5", "direction": "long"})]
     assert st["s"][0] == 5  # the outlier stays out of the baseline
+
+
+def test_count_of_one_matches_every_event_and_keeps_nothing():
+    p = pattern("count", within_s=60, at_least=1, event={"event_type": "DWELL"})
+    out, st = feed(p, [ev(1, "DWELL", "A", 1_000), ev(2, "DWELL", "A", 2_000)])
+    assert [whole(m) for m in out] == [("e1|A", ("ev1",), 1_000, 1_000, {"count": "1", "geofence_id": "A"}),
+                                       ("e1|A", ("ev2",), 2_000, 2_000, {"count": "1", "geofence_id": "A"})]
+    assert st == {}
