@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from streams.cep.kinds.stats import distance_m
 from streams.cep.outputs import LATE
 from streams.cep.patterns import parse_pattern
 
@@ -149,6 +150,7 @@ def test_count_per_entity_keys_the_match_by_entity_and_fence():
     assert st == {"B": [[1_500, "ev2"]]}
     assert p.impl.result(p, st) == {"windows": 1, "largest": 1}
     assert p.impl.keyed_by(p.params) == "entity"
+    assert p.impl.result(p, {}) == {"windows": 0, "largest": 0}
 
 
 def test_count_per_geofence_keys_the_match_by_the_fence_alone():
@@ -233,6 +235,26 @@ def test_join_without_a_distance_carries_no_distance():
     assert JOIN.impl.result(p, st) == {"waiting_left": 1, "waiting_right": 2}
     assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [
         ("ENTER", None, True), ("EXIT", None, True)]
+
+
+def test_join_max_distance_is_inclusive_to_the_exact_metre():
+    d = distance_m(0.0, 0.0, 0.001, 0.0)
+    p = pattern("join", within_s=120, max_distance_m=d, left={"event_type": "ENTER"}, right={"event_type": "EXIT"})
+    out, _ = feed(p, [ev(1, "ENTER", "A", 1_000, "a"), ev(2, "EXIT", "A", 2_000, "b", lon=0.001)], key="A")
+    assert [m.event_ids for m in out] == [("ev1", "ev2")]
+
+
+def test_join_event_without_a_position_is_taken_at_0_0():
+    no_position = {k: v for k, v in ev(2, "ENTER", "depot", 3_000, "car-1").items() if k not in ("lon", "lat")}
+    out, _ = feed(JOIN, [ev(1, "ENTER", "depot", 1_000, "truck-1", lon=0.0, lat=0.0), no_position], key="depot")
+    assert [whole(m)[4]["distance_m"] for m in out] == ["0.0"]
+    out, _ = feed(JOIN, [ev(1, "ENTER", "depot", 1_000, "truck-1", lon=0.0, lat=0.001), no_position], key="depot")
+    assert [whole(m)[4]["distance_m"] for m in out] == ["111.2"]
+
+
+def test_join_on_one_fence_listens_on_that_fence_only():
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in JOIN.impl.specs(JOIN)] == [
+        ("ENTER", "depot", True), ("ENTER", "depot", True)]
 
 
 @pytest.mark.parametrize("lon,pairs", [(0.0017986, True), (0.0017987, False)])

@@ -51,6 +51,8 @@ CASES = [
      "right: attributes must be an object of up to 20 string values"),
     ({"kind": "join", "within_s": 60, "left": {"event_type": "ENTER"}, "right": {"event_type": "ENTER"},
       "max_distance_m": 0}, "max_distance_m must be a number in (0, 1e+07]"),
+    ({"kind": "join", "within_s": 60, "left": {"event_type": "ENTER"}, "right": {"event_type": "ENTER"},
+      "max_distance_m": 10_000_000.5}, "max_distance_m must be a number in (0, 1e+07]"),
     # presence
     ({"kind": "time_of_day", "geofence_id": "G", "from_hour": 22, "to_hour": 22},
      "from_hour and to_hour must be different integers 0-24 (UTC)"),
