@@ -420,3 +420,39 @@ def test_count_of_one_matches_every_event_and_keeps_nothing():
     assert [whole(m) for m in out] == [("e1|A", ("ev1",), 1_000, 1_000, {"count": "1", "geofence_id": "A"}),
                                        ("e1|A", ("ev2",), 2_000, 2_000, {"count": "1", "geofence_id": "A"})]
     assert st == {}
+
+
+def speed_run(p, *points):
+    st, out = p.impl.initialize(p), []
+    for ts, lon, lat in points:
+        out += p.impl.on_location(p, st, {"ts_ms": ts, "lon": lon, "lat": lat}, "e1")
+    return out, st
+
+
+def test_speed_starts_empty_with_a_100_m_guard():
+    p = pattern("speed", max_speed_kmh=0.5)  # any positive limit is a limit
+    st = p.impl.initialize(p)
+    assert st == [0, 0, [], []] and p.impl.empty(st) is True and p.impl.due(p, st) is None
+    assert p.params.min_distance_m == 100
+
+
+def test_speed_orders_held_points_by_time_ties_in_arrival_order():
+    p = pattern("speed", max_speed_kmh=120, lateness_s=5)
+    _, st = speed_run(p, (1_000, 0.0, 0.0), (3_000, 0.1, 0.0), (2_000, 0.2, 0.0), (3_000, 0.3, 0.0), (500, 0.4, 0.0))
+    assert st[0] == 3_000 and st[1] == 0
+    assert st[2] == [[500, 0.4, 0.0], [1_000, 0.0, 0.0], [2_000, 0.2, 0.0], [3_000, 0.1, 0.0], [3_000, 0.3, 0.0]]
+
+
+def test_speed_at_the_limit_and_a_jump_at_the_guard_are_both_allowed():
+    d = distance_m(0.0, 0.0, 0.01, 0.0)
+    at_limit = pattern("speed", max_speed_kmh=d * 3.6, lateness_s=0)  # exactly d metres in 1 s
+    assert speed_run(at_limit, (1_000, 0.0, 0.0), (2_000, 0.01, 0.0))[0] == []
+    at_guard = pattern("speed", max_speed_kmh=1, min_distance_m=d, lateness_s=0)
+    out, _ = speed_run(at_guard, (1_000, 0.0, 0.0), (2_000, 0.01, 0.0))
+    assert [m.detail["distance_m"] for m in out] == ["1112.0"]  # a jump of exactly the guard counts
+
+
+def test_speed_of_two_far_points_at_the_same_millisecond_is_infinite():
+    out, _ = speed_run(pattern("speed", max_speed_kmh=120, lateness_s=0), (1_000, 10.0, 20.0), (1_000, 10.01, 20.0))
+    assert [(m.detail["speed_kmh"], m.detail["seconds"], m.detail["from"], m.detail["to"]) for m in out] == [
+        ("inf", "0", "10.000000,20.000000", "10.010000,20.000000")]

@@ -64,6 +64,9 @@ CASES = [
     ({"kind": "track_gap"}, "within_s must be a number in (0, 604800]"),
     # speed / outliers
     ({"kind": "speed", "max_speed_kmh": 120, "min_distance_m": -1}, "min_distance_m must be a number in [0, 1e+07]"),
+    ({"kind": "speed", "max_speed_kmh": 120, "min_distance_m": 10_000_000.5},
+     "min_distance_m must be a number in [0, 1e+07]"),
+    ({"kind": "speed", "max_speed_kmh": 1_000_000.5}, "max_speed_kmh must be a number in (0, 1e+06]"),
     ({"kind": "dwell_outlier", "direction": "up"}, "direction must be long, short or both"),
     ({"kind": "dwell_outlier", "min_samples": 4}, "min_samples must be a number in (4, 1e+06]"),
     ({"kind": "rate_outlier", "window_s": 60, "min_count": 0}, "min_count must be a number in [1, 1e+06]"),
