@@ -456,3 +456,25 @@ def test_speed_of_two_far_points_at_the_same_millisecond_is_infinite():
     out, _ = speed_run(pattern("speed", max_speed_kmh=120, lateness_s=0), (1_000, 10.0, 20.0), (1_000, 10.01, 20.0))
     assert [(m.detail["speed_kmh"], m.detail["seconds"], m.detail["from"], m.detail["to"]) for m in out] == [
         ("inf", "0", "10.000000,20.000000", "10.010000,20.000000")]
+
+
+W0 = 1_700_000_040_000  # a minute boundary
+
+
+def test_rate_outlier_match_carries_its_window_and_the_baseline_it_beat():
+    p = pattern("rate_outlier", geofence_id="A", window_s=60, z=1, min_windows=1, min_count=1,
+                baseline_windows=3, lateness_s=0)
+    events = [ev(1, "ENTER", "A", W0 + 1_000), ev(2, "ENTER", "A", W0 + 2_000), ev(3, "EXIT", "A", W0 + 2_500),
+              ev(4, "ENTER", "B", W0 + 2_600)]
+    events += [ev(10 + i, "ENTER", "A", W0 + 60_000 + i * 1_000) for i in range(5)]
+    out, st = feed(p, events, key="A")
+    # baseline [1 window, mean 2, variance 0]; spread max(0, sqrt 2, 1); threshold 2 + 1 * 1.414
+    assert [whole(m) for m in out] == [("A", ("ev13",), W0 + 60_000, W0 + 63_000, {
+        "geofence_id": "A", "window_start_ms": str(W0 + 60_000), "window_s": "60", "entries": "4",
+        "baseline_mean": "2.00", "baseline_std": "0.00", "threshold": "3.41", "windows_seen": "1"})]
+    assert st["s"] == [1, 2.0, 0.0] and st["w"] == [[W0 + 60_000, 5, 1]] and st["c"] == W0 + 60_000
+    assert p.impl.due(p, st) == W0 + 120_000
+    assert p.impl.result(p, st) == {"windows_seen": 1, "baseline_mean": 2.0, "threshold": 2 + math.sqrt(2)}
+    p.impl.tick(p, st, 0, W0 + 120_000, "A")  # the surge window closes but stays out of the baseline
+    assert st["s"] == [1, 2.0, 0.0] and st["w"] == [] and st["c"] == W0 + 120_000
+    assert p.impl.due(p, st) is None and p.impl.empty(st) is False
