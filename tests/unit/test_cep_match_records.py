@@ -397,6 +397,71 @@ def test_track_gap_match_spans_the_silence():
 
 
 # -- outliers -----------------------------------------------------------------------------------
+DWELLS = (50, 60, 70, 60, 55)
+
+
+def dwell_events(dwells, then=None):
+    """ENTER -> EXIT of one entity each, 100 s apart; `then`: a last dwell by entity "x"."""
+    events, ts = [], 0
+    for i, dwell_s in enumerate(dwells):
+        events += [ev(2 * i, "ENTER", "A", ts, f"e{i}"), ev(2 * i + 1, "EXIT", "A", ts + dwell_s * 1000, f"e{i}")]
+        ts += 100_000
+    if then is not None:
+        events += [ev(100, "ENTER", "A", ts, "x"), ev(101, "EXIT", "A", ts + then * 1000, "x")]
+    return events
+
+
+@pytest.mark.parametrize("direction,short,long_", [("long", False, True), ("short", True, False), ("both", True, True)])
+def test_dwell_outlier_direction_picks_which_side_fires(direction, short, long_):
+    p = pattern("dwell_outlier", min_samples=5, direction=direction)
+    got_short = [m.detail["direction"] for m in feed(p, dwell_events(DWELLS, then=5), key="A")[0]]
+    got_long = [m.detail["direction"] for m in feed(p, dwell_events(DWELLS, then=600), key="A")[0]]
+    assert got_short == (["short"] if short else []) and got_long == (["long"] if long_ else [])
+
+
+def test_dwell_outlier_guards_samples_and_ratio():
+    few = pattern("dwell_outlier", min_samples=6)
+    out, st = feed(few, dwell_events(DWELLS, then=600), key="A")
+    assert out == [] and st["s"][0] == 6  # not enough history yet: the dwell joins it
+    modest = pattern("dwell_outlier", min_samples=5, min_ratio=20)  # 600 s is ~10x the typical
+    out, st = feed(modest, dwell_events(DWELLS, then=600), key="A")
+    assert out == [] and st["s"][0] == 6
+    assert feed(pattern("dwell_outlier", min_samples=5, min_ratio=10), dwell_events(DWELLS, then=600), key="A")[0]
+
+
+def test_dwell_outlier_state_result_and_specs():
+    p = pattern("dwell_outlier", geofence_id="A", min_samples=5)
+    st = p.impl.initialize(p)
+    assert st == {"in": {}, "s": [0, 0.0, 0.0]} and p.impl.empty(st) is True
+    _, st = feed(p, dwell_events(DWELLS) + [ev(50, "ENTER", "A", 10**7, "y"), ev(51, "ENTER", "B", 10**7, "z")],
+                 key="A", st=st)
+    logs = [math.log1p(s) for s in DWELLS]
+    assert p.impl.result(p, st) == {"samples": 5, "typical_dwell_s": math.expm1(statistics.mean(logs)),
+                                    "log_std": pytest.approx(statistics.stdev(logs)), "inside": 1}
+    assert st["in"] == {"y": [10**7, "ev50"]} and p.impl.empty(st) is False
+    assert p.impl.keyed_by(p.params) == "geofence"
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [
+        ("ENTER", "A", True), ("EXIT", "A", True)]
+
+
+def test_outlier_defaults():
+    d = pattern("dwell_outlier").params
+    assert (d.z, d.min_samples, d.min_ratio, d.direction, d.geofence_id) == (4, 30, 2, "long", None)
+    r = pattern("rate_outlier", window_s=60).params
+    assert (r.window_ms, r.z, r.min_windows, r.min_count, r.alpha, r.geofence_id) == (60_000, 4, 12, 5, 2 / 25, None)
+    assert pattern("dwell_outlier", min_ratio=1).params.min_ratio == 1  # 1 is allowed: z alone decides
+    assert pattern("rate_outlier", window_s=60, min_windows=1, min_count=1).params.min_windows == 1
+
+
+def test_rate_outlier_state_result_and_specs():
+    p = pattern("rate_outlier", window_s=60, geofence_id="A")
+    st = p.impl.initialize(p)
+    assert st == {"m": 0, "wm": 0, "c": None, "w": [], "s": [0, 0.0, 0.0]}
+    assert p.impl.result(p, st) == {"windows_seen": 0, "baseline_mean": 0.0, "threshold": None}
+    assert p.impl.keyed_by(p.params) == "geofence" and p.impl.empty(st) is False
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [("ENTER", "A", True)]
+
+
 def test_dwell_outlier_match_carries_the_dwell_its_baseline_and_z():
     p = pattern("dwell_outlier", geofence_id="A", min_samples=5)
     events, ts = [], 0
