@@ -74,9 +74,17 @@ SHIM = ("import sys, _pytest.nodes as n; n.Node._nodeid = property(lambda self: 
         "sys.argv[0] = 'mutmut'; from mutmut.__main__ import cli; cli()")
 
 
-def mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+# `mutmut show` is one process per mutant, a second or more each on a loaded machine: the
+# survivors' diffs are rendered in one process instead, with the same functions `show` calls.
+SHOW_ALL = ("import sys, _pytest.nodes as n; n.Node._nodeid = property(lambda self: self.nodeid); "
+            "from mutmut.__main__ import Config, find_mutant, get_diff_for_mutant; Config.ensure_loaded()\n"
+            "for name in sys.argv[1:]:\n"
+            "    print(f'# {name}: survived'); print(get_diff_for_mutant(name, path=find_mutant(name).path)); print()")
+
+
+def mutmut(work: Path, *args: str, timeout: float | None = None, script: str = SHIM) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mutmut puts mutants/ first
-    return subprocess.run([sys.executable, "-c", SHIM, *args], cwd=work, env=env, text=True,
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=work, env=env, text=True,
                           capture_output=True, timeout=timeout, start_new_session=True)
 
 
@@ -107,8 +115,9 @@ def run_module(module: str, report, timeout: float) -> dict:
         survivors = [line.split(":")[0].strip() for line in mutmut(work, "results").stdout.splitlines()
                      if line.strip().endswith(": survived")]
         report.write(f"## {module} ({', '.join(tests)})\n")
-        for name in survivors:
-            report.write(mutmut(work, "show", name).stdout + "\n")
+        if survivors:
+            shown = mutmut(work, *survivors, script=SHOW_ALL)
+            report.write(shown.stdout + shown.stderr[-2000:] + "\n")
         report.flush()
     finally:
         shutil.rmtree(work, ignore_errors=True)
