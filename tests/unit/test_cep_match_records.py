@@ -543,3 +543,30 @@ def test_rate_outlier_match_carries_its_window_and_the_baseline_it_beat():
     p.impl.tick(p, st, 0, W0 + 120_000, "A")  # the surge window closes but stays out of the baseline
     assert st["s"] == [1, 2.0, 0.0] and st["w"] == [] and st["c"] == W0 + 120_000
     assert p.impl.due(p, st) is None and p.impl.empty(st) is False
+
+
+# -- aggregate (records, not matches) -----------------------------------------------------------
+def test_aggregate_window_record_whole_open_then_closed():
+    p = pattern("aggregate", geofence_id="A", window={"type": "tumbling", "size_s": 60})
+    _, st = feed(p, [ev(1, "ENTER", "A", W0 + 1_000, "e1"), ev(2, "ENTER", "A", W0 + 2_000, "e2"),
+                     ev(3, "EXIT", "A", W0 + 3_000, "e1"), ev(4, "DWELL", "A", W0 + 4_000, "e2"),
+                     ev(5, "ENTER", "B", W0 + 5_000, "e3")], key="A")
+    record = {"pattern_id": "p", "tenant_id": "t", "geofence_id": "A", "window": "tumbling",
+              "start_ms": W0, "end_ms": W0 + 60_000, "entries": 2, "exits": 1, "dwells": 1,
+              "occupancy_max": 2, "occupancy_end": 1, "closed": False, "late_events": 0}
+    assert [a.record() for a in p.impl.publish(p, st, "A")] == [record]
+    out, st = feed(p, [ev(6, "ENTER", "A", W0 + 60_000, "e4")], key="A", st=st)
+    assert [a.record() for a in out] == [{**record, "closed": True}]
+    assert feed(p, [ev(7, "EXIT", "A", W0 + 59_999, "e2")], key="A", st=st)[0] == [LATE]
+    assert p.impl.result(p, st) == {"open_windows": 1, "occupancy": 2, "watermark_ms": W0 + 60_000,
+                                    "late_events": 1}
+    assert [(s.event_type, s.geofence_id, starts) for s, starts in p.impl.specs(p)] == [(None, "A", True)]
+
+
+def test_aggregate_session_bridged_by_an_event_merges_into_the_earlier():
+    p = pattern("aggregate", lateness_s=60, window={"type": "session", "gap_s": 10})
+    out, st = feed(p, [ev(1, "ENTER", "A", W0, "e1"), ev(2, "ENTER", "A", W0 + 18_000, "e2")], key="A")
+    assert out == [] and [w[0] for w in st["w"]] == [W0, W0 + 18_000]
+    out, st = feed(p, [ev(3, "EXIT", "A", W0 + 9_000, "e1")], key="A", st=st)
+    assert [(type(o).__name__, o.start_ms, o.key) for o in out] == [("AggregateGone", W0 + 18_000, f"t/p|A|{W0 + 18_000}")]
+    assert st["w"] == [[W0, W0 + 28_000, W0 + 18_000, 2, 1, 0, 2, 1]]
