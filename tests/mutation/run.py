@@ -112,6 +112,11 @@ def run_module(module: str, report, timeout: float) -> dict:
             stats = json.loads(stats_file.read_text())
             row.update(mutants=stats["total"], killed=stats["killed"], survived=stats["survived"])
             row["other"] = stats["total"] - stats["killed"] - stats["survived"]
+            # other: a timeout (the mutant hung the tests: noticed, not counted as killed), no
+            # test reaching the mutated function, or a crash; named so a reader can tell
+            row["note"] = " ".join(filter(None, [row["note"], *(
+                f"{k} {stats[k]}" for k in ("timeout", "no_tests", "suspicious", "segfault", "skipped")
+                if stats.get(k))]))
         survivors = [line.split(":")[0].strip() for line in mutmut(work, "results").stdout.splitlines()
                      if line.strip().endswith(": survived")]
         report.write(f"## {module} ({', '.join(tests)})\n")
