@@ -570,3 +570,17 @@ def test_aggregate_session_bridged_by_an_event_merges_into_the_earlier():
     out, st = feed(p, [ev(3, "EXIT", "A", W0 + 9_000, "e1")], key="A", st=st)
     assert [(type(o).__name__, o.start_ms, o.key) for o in out] == [("AggregateGone", W0 + 18_000, f"t/p|A|{W0 + 18_000}")]
     assert st["w"] == [[W0, W0 + 28_000, W0 + 18_000, 2, 1, 0, 2, 1]]
+
+
+def test_time_of_day_after_a_timer_match_the_next_due_is_the_next_night_not_the_past():
+    """Inside over several nights: once the timer fired on a day, the next due time is the first
+    hour of the window on a later day. A due time in the past would wake the key on every tick
+    until its EXIT."""
+    at = utc_ms(2024, 1, 1, 23)
+    out, st = feed(NIGHT, [ev(1, "ENTER", "G", at)])
+    assert [m.detail["hour"] for m in out] == ["23"] and NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 2, 0)
+    assert [m.start_ms for m in NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 2, 0), 0, "e1")] == [utc_ms(2024, 1, 2, 0)]
+    assert NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 3, 0)
+    assert NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 2, 23), 0, "e1") == []
+    assert [m.start_ms for m in NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 3, 0, 30), 0, "e1")] == [utc_ms(2024, 1, 3, 0)]
+    assert NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 4, 0)
