@@ -87,7 +87,7 @@ class TimeOfDay(Kind):
             return None
         t = st[3]
         if st[2] >= _hour_and_day(t)[1]:
-            t = max(t, (st[2] + 1 - EPOCH_DAY) * DAY_MS)
+            t = (st[2] + 1 - EPOCH_DAY) * DAY_MS  # midnight after the day it last fired
         for i in range(49):
             cand = t if i == 0 else t - t % HOUR_MS + i * HOUR_MS
             hour, day = _hour_and_day(cand)
