@@ -584,3 +584,36 @@ def test_time_of_day_after_a_timer_match_the_next_due_is_the_next_night_not_the_
     assert NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 2, 23), 0, "e1") == []
     assert [m.start_ms for m in NIGHT.impl.tick(NIGHT, st, utc_ms(2024, 1, 3, 0, 30), 0, "e1")] == [utc_ms(2024, 1, 3, 0)]
     assert NIGHT.impl.due(NIGHT, st) == utc_ms(2024, 1, 4, 0)
+
+
+def test_dwell_outlier_against_a_fence_whose_dwells_never_vary():
+    p = pattern("dwell_outlier", min_samples=5)
+    out, st = feed(p, dwell_events((60,) * 5, then=600), key="A")
+    assert [(m.detail["z"], m.detail["typical_dwell_s"]) for m in out] == [("inf", "60.0")]
+    out, _ = feed(p, [ev(200, "ENTER", "A", 10**8, "y"), ev(201, "EXIT", "A", 10**8 + 60_000, "y")], key="A", st=st)
+    assert out == []  # exactly typical: z 0, not a division by zero
+
+
+def test_dwell_outlier_counts_sub_second_and_negative_dwells_as_they_are():
+    p = pattern("dwell_outlier")
+    _, st = feed(p, [ev(1, "ENTER", "A", 1_000, "a"), ev(2, "EXIT", "A", 1_500, "a"),
+                     ev(3, "ENTER", "A", 9_000, "b"), ev(4, "EXIT", "A", 8_000, "b")], key="A")
+    assert st["s"][0] == 2 and st["s"][1] == pytest.approx(math.log1p(0.5) / 2)  # 0.5 s and 0 s
+
+
+def test_dwell_outlier_ignores_dwell_events_of_an_entity_inside():
+    p = pattern("dwell_outlier")
+    _, st = feed(p, [ev(1, "ENTER", "A", 1_000, "a"), ev(2, "DWELL", "A", 5_000, "a")], key="A")
+    assert st["in"] == {"a": [1_000, "ev1"]} and st["s"][0] == 0
+
+
+def test_dwell_outlier_forgets_the_longest_inside_tenth_past_max_open():
+    from streams.cep.kinds.outliers import MAX_OPEN
+    p = pattern("dwell_outlier")
+    events = [ev(i, "ENTER", "A", 1_000_000 - i, f"e{i}") for i in range(MAX_OPEN)]  # e0 entered last
+    _, st = feed(p, events, key="A")
+    assert len(st["in"]) == MAX_OPEN
+    _, st = feed(p, [ev(-1, "ENTER", "A", 2_000_000, "new")], key="A", st=st)
+    assert len(st["in"]) == MAX_OPEN + 1 - MAX_OPEN // 10
+    gone = {f"e{i}" for i in range(MAX_OPEN - MAX_OPEN // 10, MAX_OPEN)}  # the earliest ENTERs
+    assert not gone & st["in"].keys() and {"e0", "new", f"e{MAX_OPEN - MAX_OPEN // 10 - 1}"} <= st["in"].keys()
