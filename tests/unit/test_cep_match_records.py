@@ -617,3 +617,48 @@ def test_dwell_outlier_forgets_the_longest_inside_tenth_past_max_open():
     assert len(st["in"]) == MAX_OPEN + 1 - MAX_OPEN // 10
     gone = {f"e{i}" for i in range(MAX_OPEN - MAX_OPEN // 10, MAX_OPEN)}  # the earliest ENTERs
     assert not gone & st["in"].keys() and {"e0", "new", f"e{MAX_OPEN - MAX_OPEN // 10 - 1}"} <= st["in"].keys()
+
+
+def W(k, plus=0):
+    return W0 + k * 60_000 + plus
+
+
+def rate(**kw):
+    return pattern("rate_outlier", geofence_id="A", window_s=60, baseline_windows=3, **kw)  # alpha 0.5
+
+
+def test_rate_outlier_event_at_the_watermark_is_in_time_and_before_it_late():
+    p = rate(lateness_s=0)
+    out, st = feed(p, [ev(1, "ENTER", "A", W(0, 1_000)), ev(2, "ENTER", "A", W(0, 1_000))], key="A")
+    assert out == [] and st["wm"] == W(0, 1_000) and st["w"] == [[W(0), 2, 0]]
+    assert feed(p, [ev(3, "ENTER", "A", W(0, 999))], key="A", st=st)[0] == [LATE]
+
+
+def test_rate_outlier_fires_only_above_its_threshold():
+    p = rate(lateness_s=0, z=2, min_count=1, min_windows=1)
+    events = [ev(1, "ENTER", "A", W(0, 1_000))] + [ev(10 + i, "ENTER", "A", W(1, i * 1_000)) for i in range(4)]
+    out, _ = feed(p, events, key="A")
+    # baseline: 1 window of 1 entry; spread max(0, 1, 1) = 1; threshold 1 + 2 * 1 = 3: the 4th fires
+    assert [(m.event_ids, m.detail["entries"], m.detail["threshold"]) for m in out] == [(("ev13",), "4", "3.00")]
+
+
+def test_rate_outlier_long_quiet_spell_counts_50_over_alpha_windows_then_jumps():
+    p = rate(lateness_s=0)
+    _, st = feed(p, [ev(1, "ENTER", "A", W(0, 1_000)), ev(2, "ENTER", "A", W(500, 30_000))], key="A")
+    # window 0, then 100 quiet windows (50 / 0.5) as zeros; the rest of the spell is skipped
+    assert st["s"][0] == 101 and st["c"] == W(500) and st["wm"] == W(500, 30_000)
+    assert st["w"] == [[W(500), 1, 0]]
+
+
+def test_rate_outlier_jump_lands_on_a_window_with_entries_and_goes_on_closing():
+    p = rate(lateness_s=200 * 60)
+    _, st = feed(p, [ev(1, "ENTER", "A", W(0, 1_000)), ev(2, "ENTER", "A", W(300, 1_000)),
+                     ev(3, "ENTER", "A", W(600, 1_000))], key="A")
+    # closes 0-99 (100), then 100-200 (101 quiet), jumps to 300 (1), jumps again to 400
+    assert st["s"][0] == 202 and st["c"] == W(400) and [w[0] for w in st["w"]] == [W(600)]
+
+
+def test_dwell_outlier_with_one_zero_second_dwell_is_not_empty():
+    p = pattern("dwell_outlier")
+    _, st = feed(p, [ev(1, "ENTER", "A", 1_000, "a"), ev(2, "EXIT", "A", 1_000, "a")], key="A")
+    assert st == {"in": {}, "s": [1, 0.0, 0.0]} and p.impl.empty(st) is False  # the baseline is kept
