@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from geoflux.errors import ValidationError
 from streams.cep.kinds.stats import distance_m
 from streams.cep.outputs import LATE
 from streams.cep.patterns import parse_pattern
@@ -662,3 +663,58 @@ def test_dwell_outlier_with_one_zero_second_dwell_is_not_empty():
     p = pattern("dwell_outlier")
     _, st = feed(p, [ev(1, "ENTER", "A", 1_000, "a"), ev(2, "EXIT", "A", 1_000, "a")], key="A")
     assert st == {"in": {}, "s": [1, 0.0, 0.0]} and p.impl.empty(st) is False  # the baseline is kept
+
+
+def agg(window, **kw):
+    return pattern("aggregate", geofence_id="A", window=window, **kw)
+
+
+def test_aggregate_hopping_event_on_a_hop_boundary_opens_the_window_starting_there():
+    p = agg({"type": "hopping", "size_s": 60, "hop_s": 20})
+    _, st = feed(p, [ev(1, "ENTER", "A", W0 + 40_000)], key="A")
+    assert sorted(w[0] for w in st["w"]) == [W0, W0 + 20_000, W0 + 40_000]
+
+
+@pytest.mark.parametrize("window", [{"type": "hopping", "size_s": 60, "hop_s": 60},
+                                    {"type": "hopping", "size_s": 100, "hop_s": 1},
+                                    {"type": "hopping", "size_s": 201, "hop_s": 2},
+                                    {"type": "hopping", "size_s": 1, "hop_s": 0.5},
+                                    {"type": "tumbling", "size_s": 0.5}])
+def test_aggregate_windows_at_their_limits_are_accepted(window):
+    assert agg(window).params.window == window["type"]
+
+
+@pytest.mark.parametrize("window,reason", [
+    ("tumbling", "window must be {type: tumbling | hopping | session, ...}"),
+    ({"type": "sliding"}, "window must be {type: tumbling | hopping | session, ...}"),
+    ({"type": "hopping", "size_s": 60, "hop_s": 61}, "hop_s must be at most size_s, and size_s / hop_s at most 100"),
+    ({"type": "hopping", "size_s": 101, "hop_s": 1}, "hop_s must be at most size_s, and size_s / hop_s at most 100"),
+    ({"type": "session"}, "gap_s must be a number in (0, 604800]"),
+])
+def test_aggregate_refused_windows_say_why(window, reason):
+    with pytest.raises(ValidationError) as refused:
+        agg(window)
+    assert str(refused.value) == reason
+
+
+def test_aggregate_state_counts_late_events_and_never_goes_below_zero_occupancy():
+    p = agg({"type": "tumbling", "size_s": 60})
+    st = p.impl.initialize(p)
+    assert st == {"m": 0, "wm": 0, "occ": 0, "late": 0, "w": []} and p.impl.keyed_by(p.params) == "geofence"
+    _, st = feed(p, [ev(1, "EXIT", "A", W0 + 1_000), ev(2, "EXIT", "A", W0 - 1), ev(3, "EXIT", "A", W0 - 2)],
+                 key="A", st=st)
+    assert st["occ"] == 0 and st["late"] == 2 and st["w"] == [[W0, W0 + 60_000, W0 + 1_000, 0, 1, 0, 0, 0]]
+    assert [a.record()["late_events"] for a in p.impl.publish(p, st, "A")] == [2]
+    closed = p.impl.tick(p, st, 0, W0 + 60_000, "A")
+    assert [(a.key, a.closed, a.late, a.pattern.pattern_id) for a in closed] == [(f"t/p|A|{W0}", True, 2, "p")]
+
+
+def test_aggregate_session_edges_are_exclusive_and_growing_backwards_moves_the_record():
+    p = agg({"type": "session", "gap_s": 10}, lateness_s=600)
+    _, st = feed(p, [ev(1, "ENTER", "A", W0 + 100_000)], key="A")
+    _, st = feed(p, [ev(2, "ENTER", "A", W0 + 110_000), ev(3, "ENTER", "A", W0 + 90_000)], key="A", st=st)
+    assert sorted(w[0] for w in st["w"]) == [W0 + 90_000, W0 + 100_000, W0 + 110_000]  # exactly gap apart: apart
+    out, st = feed(p, [ev(4, "ENTER", "A", W0 + 85_000)], key="A", st=st)  # within gap before the first
+    assert [(type(o).__name__, o.key, o.pattern.pattern_id) for o in out] == [
+        ("AggregateGone", f"t/p|A|{W0 + 90_000}", "p")]
+    assert sorted(w[0] for w in st["w"]) == [W0 + 85_000, W0 + 100_000, W0 + 110_000]
