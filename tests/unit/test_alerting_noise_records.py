@@ -5,7 +5,15 @@ asking "why was I not paged?")."""
 import pytest
 
 from geoflux.errors import ValidationError
-from streams.alerting.noise import Decision, Matcher, Silence, TenantNoiseState, decide, fingerprint, parse_silence
+from streams.alerting.noise import (
+    Decision,
+    Matcher,
+    Silence,
+    TenantNoiseState,
+    decide,
+    fingerprint,
+    parse_silence,
+)
 
 T0 = 1_700_000_000_000
 MATCH_DEPOT = [{"name": "zone", "value": "depot"}]

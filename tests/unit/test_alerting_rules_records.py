@@ -7,7 +7,15 @@ import hashlib
 import pytest
 
 from geoflux.errors import ValidationError
-from streams.alerting.rules import AlertRule, flatten, matches, parse_rule, render, resolve_key, resolves
+from streams.alerting.rules import (
+    AlertRule,
+    flatten,
+    matches,
+    parse_rule,
+    render,
+    resolve_key,
+    resolves,
+)
 
 MINIMAL = {"rule_id": "r1", "tenant_id": "acme", "severity": "high", "channels": ["slack"]}
 EVENT = {"event_id": "e1", "event_type": "ENTER", "entity_id": "truck-1", "geofence_id": "zone-7",

@@ -125,10 +125,10 @@ def test_absence_expected_event_cancels_only_triggers_before_it():
 
 T0 = 1_700_000_000_000  # an epoch time: a window test at ts 1_000 cannot tell `ts - start` from `ts + start`
 WINDOWED = {
-    "sequence": (dict(steps=[{"event_type": "ENTER"}, {"event_type": "EXIT"}]), ["ENTER", "EXIT"], ["e1", "e1"]),
-    "count": (dict(at_least=2, event={"event_type": "ENTER"}), ["ENTER", "ENTER"], ["e1", "e1"]),
-    "comovement": (dict(at_least=2), ["ENTER", "ENTER"], ["e1", "e2"]),
-    "join": (dict(left={"event_type": "ENTER"}, right={"event_type": "EXIT"}), ["ENTER", "EXIT"], ["e1", "e2"]),
+    "sequence": ({"steps": [{"event_type": "ENTER"}, {"event_type": "EXIT"}]}, ["ENTER", "EXIT"], ["e1", "e1"]),
+    "count": ({"at_least": 2, "event": {"event_type": "ENTER"}}, ["ENTER", "ENTER"], ["e1", "e1"]),
+    "comovement": ({"at_least": 2}, ["ENTER", "ENTER"], ["e1", "e2"]),
+    "join": ({"left": {"event_type": "ENTER"}, "right": {"event_type": "EXIT"}}, ["ENTER", "EXIT"], ["e1", "e2"]),
 }
 
 
@@ -318,7 +318,7 @@ def test_time_of_day_timer_match_starts_at_the_hour_it_fires_in():
 
 
 def test_time_of_day_fires_again_on_the_next_utc_day_only():
-    out, st = feed(NIGHT, [ev(1, "ENTER", "G", utc_ms(2024, 1, 1, 22, 10)), ev(2, "EXIT", "G", utc_ms(2024, 1, 1, 22, 20)),
+    out, _ = feed(NIGHT, [ev(1, "ENTER", "G", utc_ms(2024, 1, 1, 22, 10)), ev(2, "EXIT", "G", utc_ms(2024, 1, 1, 22, 20)),
                            ev(3, "ENTER", "G", utc_ms(2024, 1, 1, 23, 50)), ev(4, "EXIT", "G", utc_ms(2024, 1, 1, 23, 55)),
                            ev(5, "ENTER", "G", utc_ms(2024, 1, 2, 0, 5))])
     assert [(m.event_ids, m.detail["hour"]) for m in out] == [(("ev1",), "22"), (("ev5",), "0")]

@@ -5,7 +5,13 @@ field of it (the status topic is what the console and the API show)."""
 import pytest
 
 from geoflux.errors import ValidationError
-from streams.alerting.escalation import EscalationPolicy, Level, apply_action, escalate, parse_policy
+from streams.alerting.escalation import (
+    EscalationPolicy,
+    Level,
+    apply_action,
+    escalate,
+    parse_policy,
+)
 
 LEVEL = {"delay_s": 60, "channels": ["email"]}
 

@@ -5,8 +5,14 @@ re-evaluates (a missed EXIT), and a timer entry that is wrong is a DWELL that ne
 import pytest
 
 from streams.entity_history import History, Seen
-from streams.evaluator_index import (CELL_DEG, cell, entity_index_keys, grid_columns, grid_key,
-                                     members_prefix)
+from streams.evaluator_index import (
+    CELL_DEG,
+    cell,
+    entity_index_keys,
+    grid_columns,
+    grid_key,
+    members_prefix,
+)
 from streams.membership import EntityState, Membership
 from streams.state.timers import parse_timer
 
@@ -67,7 +73,7 @@ def test_grid_columns_cover_the_box_one_column_each_stop_exclusive():
 @pytest.mark.parametrize("lon,lat,inside", [(0.015, 0.005, True), (0.0, 0.0, True), (0.0299, 0.0199, True),
                                             (0.03, 0.01, False), (0.01, 0.02, False), (-0.001, 0.0, False)])
 def test_an_entity_last_seen_in_the_box_falls_in_a_column_range(lon, lat, inside):
-    entry = [k for k in entity_index_keys("t/e1", state((1, lon, lat))) if k.startswith(b"g")][0][1:]
+    entry = next(k for k in entity_index_keys("t/e1", state((1, lon, lat))) if k.startswith(b"g"))[1:]
     ranges = grid_columns("t", (0.0, 0.0, 0.025, 0.015))
     assert any(lo <= entry < hi for lo, hi in ranges) == inside
     assert grid_key(entry) == "t/e1"
