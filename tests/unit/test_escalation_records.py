@@ -107,3 +107,9 @@ def test_acknowledge_then_resolve_status_whole():
     assert apply_action(st, {"action": "RESOLVE", "at_ms": 1_020_000, "by": "bo"}) is True
     assert st == alert(status="RESOLVED", acknowledged_ms=1_010_000, acknowledged_by="ana",
                        resolved_ms=1_020_000, resolved_by="bo", next_escalation_ms=None)
+
+
+def test_an_alert_whose_policy_is_gone_stops_escalating_and_clears_its_timer():
+    st = alert()
+    assert escalate(st, None, 2_000_000) == []
+    assert st == alert(next_escalation_ms=None)
