@@ -718,3 +718,24 @@ def test_aggregate_session_edges_are_exclusive_and_growing_backwards_moves_the_r
     assert [(type(o).__name__, o.key, o.pattern.pattern_id) for o in out] == [
         ("AggregateGone", f"t/p|A|{W0 + 90_000}", "p")]
     assert sorted(w[0] for w in st["w"]) == [W0 + 85_000, W0 + 100_000, W0 + 110_000]
+
+
+# -- stats --------------------------------------------------------------------------------------
+def test_welford_std_needs_two_samples():
+    from streams.cep.kinds.stats import welford_add, welford_std
+    s = [0, 0.0, 0.0]
+    assert welford_std(s) == 0.0
+    welford_add(s, 0.0)
+    assert welford_std(s) == 0.0  # one sample: no spread, not a division by zero
+    welford_add(s, 1.0)
+    assert s == [2, 0.5, 0.5] and welford_std(s) == pytest.approx(statistics.stdev([0.0, 1.0]))
+
+
+def test_ewma_counts_zeros_and_keeps_variance_non_negative():
+    from streams.cep.kinds.stats import ewma_add
+    s = [0, 0.0, 0.0]
+    ewma_add(s, 0, 0.5)
+    ewma_add(s, 0, 0.5)
+    assert s == [2, 0.0, 0.0]  # a mean of 0 is a baseline, not "no baseline yet"
+    ewma_add(s, 4, 0.5)
+    assert s == [3, 2.0, 4.0]  # mean 0 + 0.5 * 4; variance (1 - 0.5) * (0 + 0.5 * 16)
