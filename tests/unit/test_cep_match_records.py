@@ -701,6 +701,7 @@ def test_aggregate_state_counts_late_events_and_never_goes_below_zero_occupancy(
     p = agg({"type": "tumbling", "size_s": 60})
     st = p.impl.initialize(p)
     assert st == {"m": 0, "wm": 0, "occ": 0, "late": 0, "w": []} and p.impl.keyed_by(p.params) == "geofence"
+    assert (p.params.window, p.params.size_ms, p.params.hop_ms, p.params.geofence_id) == ("tumbling", 60_000, 0, "A")
     _, st = feed(p, [ev(1, "EXIT", "A", W0 + 1_000), ev(2, "EXIT", "A", W0 - 1), ev(3, "EXIT", "A", W0 - 2)],
                  key="A", st=st)
     assert st["occ"] == 0 and st["late"] == 2 and st["w"] == [[W0, W0 + 60_000, W0 + 1_000, 0, 1, 0, 0, 0]]
