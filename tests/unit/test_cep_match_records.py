@@ -740,3 +740,9 @@ def test_ewma_counts_zeros_and_keeps_variance_non_negative():
     assert s == [2, 0.0, 0.0]  # a mean of 0 is a baseline, not "no baseline yet"
     ewma_add(s, 4, 0.5)
     assert s == [3, 2.0, 4.0]  # mean 0 + 0.5 * 4; variance (1 - 0.5) * (0 + 0.5 * 16)
+
+
+def test_aggregate_session_started_by_an_exit_of_an_empty_fence_has_occupancy_zero():
+    p = agg({"type": "session", "gap_s": 10}, lateness_s=600)
+    _, st = feed(p, [ev(1, "EXIT", "A", W0)], key="A")
+    assert st["w"] == [[W0, W0 + 10_000, W0, 0, 1, 0, 0, 0]]
