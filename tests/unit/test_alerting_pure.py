@@ -122,6 +122,9 @@ def test_circuit_breaker_opens_after_five_and_lets_critical_through():
     ({"slack": "ABANDONED"}, "ABANDONED"),
     ({"slack": "PERMANENT_FAILURE"}, "FAILED"),
     ({"slack": "PENDING"}, "PENDING"),
+    ({"slack": "DEAD_LETTERED", "pager": "ABANDONED"}, "DEAD_LETTERED"),
+    ({"slack": "DISABLED", "pager": "RETRYING"}, "FAILED"),
+    ({"email": "SENT"}, "PENDING"),  # only a fallback: no primary has been asked yet
 ])
 def test_overall_status(channels, expected):
     assert overall_status(channels, {"slack": "email"}) == expected

@@ -29,6 +29,36 @@ def test_offset_tracker_forgets_a_revoked_partition_entirely():
     assert t.committable() == {B: 9} and t.pending() == 1
 
 
+def test_offset_tracker_from_offset_0_commits_1():
+    t = OffsetTracker()
+    t.add(A, 0)
+    t.done(A, 0)
+    assert t.committable() == {A: 1}
+
+
+def test_offset_tracker_high_mark_is_the_highest_added_not_the_latest():
+    """After a seek back (a retried batch), a lower offset added later must not pull the
+    committable position below records already finished."""
+    t = OffsetTracker()
+    for o in (5, 3):
+        t.add(A, o)
+        t.done(A, o)
+    assert t.committable() == {A: 6}
+
+
+def test_offset_tracker_drop_of_an_unknown_partition_is_a_no_op_and_a_dropped_one_starts_over():
+    t = OffsetTracker()
+    t.drop(B)  # revoked before anything was read from it
+    t.add(A, 0)
+    t.done(A, 0)
+    t.committed(t.committable())
+    assert t.committable() == {}
+    t.drop(A)
+    t.add(A, 0)  # assigned again: its position is news again, even if it is the same
+    t.done(A, 0)
+    assert t.committable() == {A: 1}
+
+
 def drain(q: WorkQueue) -> list[int]:
     out = []
     while (w := q.next_ready()) is not None:

@@ -15,6 +15,8 @@ from streams.cep.outputs import Match
 from streams.cep.specs import EventSpec, required_geofence, within_ms
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+EPOCH_DAY = datetime(1970, 1, 1).toordinal()  # the day ordinal of epoch millisecond 0
 
 
 def _hour_and_day(ms: int) -> tuple[int, int]:
@@ -78,10 +80,14 @@ class TimeOfDay(Kind):
 
     def due(self, p, st):
         """While inside: the first time from the ENTER on that is within the hours on a day it
-        has not fired yet (hours are whole, so an hour boundary or the ENTER itself)."""
+        has not fired yet (hours are whole, so an hour boundary or the ENTER itself). Once it
+        has fired on the ENTER's day or later, the search starts the day after: a day before
+        it is past, and a due time in the past would wake the key on every tick."""
         if not st[0]:
             return None
         t = st[3]
+        if st[2] >= _hour_and_day(t)[1]:
+            t = (st[2] + 1 - EPOCH_DAY) * DAY_MS  # midnight after the day it last fired
         for i in range(49):
             cand = t if i == 0 else t - t % HOUR_MS + i * HOUR_MS
             hour, day = _hour_and_day(cand)
