@@ -57,9 +57,10 @@ def test_counters_and_histograms_match_a_scripted_burst(kafka_settings, tmp_path
              **start_pipeline(kafka_settings, tmp_path, metrics_port=ports["delivery"])}
     from services.alert_config import AlertConfig
 
-    config = AlertConfig(kafka_settings, codec).start()
-    svc = JobsService(kafka_settings, codec, JobSettings()).start()
-    try:
+    config = svc = None
+    try:  # everything started is stopped, also when starting the rest fails
+        config = AlertConfig(kafka_settings, codec).start()
+        svc = JobsService(kafka_settings, codec, JobSettings()).start()
         config.channels.put({"name": "hook", "kind": "webhook", "tenant_id": "t",
                              "settings": {"url": receiver.url + "/h", "secret": "s3cret"}}, None)
         config.rules.put({"rule_id": "enter", "tenant_id": "t", "severity": "high", "channels": ["hook"],
@@ -103,8 +104,9 @@ def test_counters_and_histograms_match_a_scripted_burst(kafka_settings, tmp_path
         lags = {ls: v for (n, ls), v in ex.items() if n == "geoflux_consumer_lag" and ("group", group) in ls}
         assert len(lags) == kafka_settings.partitions and all(v <= 1 for v in lags.values()), lags
     finally:
-        svc.close()
-        config.close()
+        for part in (svc, config):
+            if part is not None:
+                part.close()
         for p in procs.values():
             stop(p)
         receiver.close()
