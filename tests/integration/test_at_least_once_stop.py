@@ -58,7 +58,11 @@ def test_a_job_running_at_stop_is_not_committed_and_the_next_worker_finishes_it(
         slow = svc.submit("sleep", {"seconds": 6}, tenant_id="acme")[0]["job_id"]
         wait_for(lambda: svc.get(slow)["status"] == "running", 60, what="the slow job running")
         stop(first)
-        assert first.returncode is not None and svc.get(slow)["status"] == "running"
+        # SIGTERM goes to the worker's process group, as systemd and Kubernetes send it: the
+        # job's pool child may die before the worker cancels the job, and then the job is
+        # retried ("accepted" with a retry record) instead of left "running". Either way the
+        # request's offset stays uncommitted and the job is finished by the next worker.
+        assert first.returncode is not None and svc.get(slow)["status"] in ("running", "accepted")
         partition, offset = where(kafka_settings, slow)
         assert committed(kafka_settings, partition) <= offset  # never past unfinished work
         q_partition, q_offset = where(kafka_settings, quick)
