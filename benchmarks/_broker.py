@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Iterator
 
 from geoflux.settings import LocalKafkaSettings
-from services.local_kafka import LocalKafka
-from services.local_process import free_port
+from services.devstack.local_kafka import LocalKafka
+from services.devstack.local_process import free_port
 
 
 @contextmanager

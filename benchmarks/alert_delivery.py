@@ -31,7 +31,7 @@ from connectors.kafka_producer import ReliableProducer  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.alert_config import AlertConfig  # noqa: E402
+from services.control.alert_config import AlertConfig  # noqa: E402
 from tests.fakes import Answer, FakeReceiver  # noqa: E402
 from tests.integration.alert_helpers import STAGES, StatusView, geofence_event  # noqa: E402
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402

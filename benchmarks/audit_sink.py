@@ -29,9 +29,9 @@ from connectors.kafka_producer import ReliableProducer  # noqa: E402
 from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.local_kafka import LocalKafka  # noqa: E402
-from services.local_process import free_port  # noqa: E402
-from services.local_postgres import LocalPostgres  # noqa: E402
+from services.devstack.local_kafka import LocalKafka  # noqa: E402
+from services.devstack.local_process import free_port  # noqa: E402
+from services.devstack.local_postgres import LocalPostgres  # noqa: E402
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
 
 BASE_MS = 1_735_689_600_000

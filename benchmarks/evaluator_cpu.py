@@ -1,7 +1,7 @@
 """The evaluator's own CPU per location update, without a broker: a script, not a test.
 
 What runs is the stage's real code on real Avro records: the shell's decode of each record
-(`TransactionalProcessor._decode`), `Evaluator.process` (fence index, membership machine,
+(`TransactionalProcessor._decode`), `EvaluatorStage.process` (fence index, membership machine,
 events encoded) and the commit's local work (each changed state encoded for the changelog, its
 index keys, the RocksDB write of the batch). What is simulated: the producer only counts the
 records it is handed, and there is no transaction, so this is the CPU a stage spends besides
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.geofence_throughput import Fleet, extent_for, fence_features  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from streams.evaluator import Evaluator  # noqa: E402
+from streams.evaluator import EvaluatorStage  # noqa: E402
 from streams.geofence import build_fence, parse_feature  # noqa: E402
 from streams.runtime.txn_processor import Batch  # noqa: E402
 
@@ -80,7 +80,7 @@ class Msg:
         return None
 
 
-def commit_locally(ev: Evaluator, batch: Batch) -> None:
+def commit_locally(ev: EvaluatorStage, batch: Batch) -> None:
     """The local half of the shell's commit: changelog values, index keys, store writes."""
     changes: dict[int, list] = {}
     for key, (partition, state) in batch.dirty.items():
@@ -103,7 +103,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="geoflux-evcpu-"))
     codec = AvroCodec()
-    ev = Evaluator(KafkaSettings(bootstrap="127.0.0.1:9", topic_prefix="cpu.", partitions=PARTITIONS),
+    ev = EvaluatorStage(KafkaSettings(bootstrap="127.0.0.1:9", topic_prefix="cpu.", partitions=PARTITIONS),
                    GeofenceSettings(), codec, state=StreamSettings(data_dir=tmp))
     try:
         ev.producer = CountingProducer()

@@ -30,7 +30,7 @@ from connectors.kafka_producer import ReliableProducer  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.local_process import free_port, port_is_open  # noqa: E402
+from services.devstack.local_process import free_port, port_is_open  # noqa: E402
 from tests.integration.alert_helpers import geofence_event  # noqa: E402
 from tests.integration.geo_helpers import OPERATOR_KEY, start_api, stop  # noqa: E402
 

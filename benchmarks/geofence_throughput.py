@@ -42,9 +42,9 @@ from connectors.kafka_config import client_config  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.geofence_registry import GeofenceRegistry  # noqa: E402
-from services.local_kafka import LocalKafka  # noqa: E402
-from services.local_process import free_port  # noqa: E402
+from services.control.geofence_registry import GeofenceRegistry  # noqa: E402
+from services.devstack.local_kafka import LocalKafka  # noqa: E402
+from services.devstack.local_process import free_port  # noqa: E402
 from tests.integration.geo_helpers import start_worker, stop  # noqa: E402
 
 

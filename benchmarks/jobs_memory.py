@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._broker import benchmark_broker  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
-from services.local_process import free_port, port_is_open  # noqa: E402
+from services.devstack.local_process import free_port, port_is_open  # noqa: E402
 
 KEY = "bench-operator-key-000000"
 

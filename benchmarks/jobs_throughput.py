@@ -41,7 +41,7 @@ import aiohttp  # noqa: E402
 from benchmarks._broker import benchmark_broker  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
-from services.local_process import free_port, port_is_open  # noqa: E402
+from services.devstack.local_process import free_port, port_is_open  # noqa: E402
 from tests.integration.geo_helpers import OPERATOR_KEY, start_api, start_cli, stop  # noqa: E402
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_KEY}"}

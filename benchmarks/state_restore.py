@@ -61,8 +61,8 @@ from geoflux.keys import scoped  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.geofence_registry import GeofenceRegistry  # noqa: E402
-from services.local_process import free_port, port_is_open  # noqa: E402
+from services.control.geofence_registry import GeofenceRegistry  # noqa: E402
+from services.devstack.local_process import free_port, port_is_open  # noqa: E402
 from streams import evaluator_index as ix  # noqa: E402
 from streams.cep.engine import Engine  # noqa: E402
 from streams.cep.index import PatternTable  # noqa: E402

@@ -154,7 +154,7 @@ def backoff(schedule: tuple[float, ...], attempt: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
-    """A validated read of the audit table (services/routes_audit.py builds it from a URL)."""
+    """A validated read of the audit table (services/api/routes_audit.py builds it from a URL)."""
 
     tenant_id: str | None = None  # None: every tenant (an operator's query)
     start: datetime | None = None  # inclusive

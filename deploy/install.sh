@@ -29,8 +29,8 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test,rocksdb]'
 
 # Warm the caches once: the Kafka jars and Apicurio Registry from Maven Central.
 python3 - <<'PY'
-from services.local_kafka import LocalKafka
-from services.local_registry import LocalRegistry
+from services.devstack.local_kafka import LocalKafka
+from services.devstack.local_registry import LocalRegistry
 print("install.sh: kafka jars in", LocalKafka().ensure_jars())
 print("install.sh: apicurio in", LocalRegistry().ensure_dist().parent)
 PY

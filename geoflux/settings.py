@@ -267,7 +267,7 @@ class ApiSettings(BaseSettings):
     max_batch: int = 1000
     evaluate_timeout_s: float = 10.0
     # API keys as JSON {"key": "tenant" | "*"} ("*": an operator key, every tenant), and/or a
-    # file holding the same; with none configured every request is refused (services/auth.py)
+    # file holding the same; with none configured every request is refused (services/api/auth.py)
     keys: str = ""
     keys_file: str | None = None
     # the built console (console/dist); unset: next to the source tree (editable installs)
@@ -324,7 +324,7 @@ class PostgresSettings(BaseSettings):
 
 class AuditSettings(BaseSettings):
     """The audit trail in PostgreSQL (`GEOFLUX_AUDIT_*`): a consumer group writing events,
-    matches and status changes into one table partitioned by day (connectors/audit_sink.py)."""
+    matches and status changes into one table partitioned by day (streams/audit_sink.py)."""
 
     model_config = _section("GEOFLUX_AUDIT_")
 
@@ -379,7 +379,7 @@ class ObjectStoreSettings(BaseSettings):
 
 class LocalPostgresSettings(BaseSettings):
     """The PostgreSQL + PostGIS cluster `geoflux up` runs (`GEOFLUX_LOCAL_PG_*`,
-    services/local_postgres.py) unless GEOFLUX_PG_DSN names another or `--no-postgres`.
+    services/devstack/local_postgres.py) unless GEOFLUX_PG_DSN names another or `--no-postgres`.
     `data_dir` unset: `postgres/` in the stack's state directory."""
 
     model_config = _section("GEOFLUX_LOCAL_PG_")

@@ -26,7 +26,7 @@ from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services import metrics
-from services.dlq import DLQ_VALUE_SCHEMAS, DlqView
+from services.control.dlq import DLQ_VALUE_SCHEMAS, DlqView
 
 log = structlog.get_logger("geoflux.exporter")
 FINAL = ("successful", "failed", "dismissed")

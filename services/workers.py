@@ -3,7 +3,7 @@
 `geoflux up` starts its parts from this list; a test holds the Compose file
 (`docker-compose.kafka.yml`) and the Kubernetes manifests (`deploy/k8s/workers.yaml`) to it, and
 checks that each worker is a command of the CLI. Adding a worker: a `geoflux worker` command in
-`services/cli.py`, an entry here, then the Compose service and the K8s workload the test asks for.
+`services/cli/workers.py`, an entry here, then the Compose service and the K8s workload the test asks for.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class EvaluatorStats:
     restored_partitions: int = 0
 
 
-class Evaluator(TransactionalProcessor):
+class EvaluatorStage(TransactionalProcessor):
     changelog_schema = "EntityState"
     stage = "evaluator"
 
@@ -294,7 +294,7 @@ def _fence_key(topic_key: str) -> str:
 def run_evaluator(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
                   instance_id: str, sensor: EvaluatorSensor | None = None,
                   stage_sensor: StageSensor | None = None) -> None:
-    ev = Evaluator(kafka, geo, codec, instance_id, sensor, stage_sensor=stage_sensor)
+    ev = EvaluatorStage(kafka, geo, codec, instance_id, sensor, stage_sensor=stage_sensor)
     signal.signal(signal.SIGTERM, ev.stop)
     signal.signal(signal.SIGINT, ev.stop)
     ev.run()

@@ -30,10 +30,10 @@ if ("GEOFLUX_STREAM_DATA_DIR" not in os.environ
     os.environ[_STATE_OWNER] = str(os.getpid())
 
 from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings  # noqa: E402
-from services.local_kafka import LocalKafka
-from services.local_postgres import LocalPostgres
-from services.local_process import free_port, port_is_open
-from services.local_registry import LocalRegistry
+from services.devstack.local_kafka import LocalKafka
+from services.devstack.local_postgres import LocalPostgres
+from services.devstack.local_process import free_port, port_is_open
+from services.devstack.local_registry import LocalRegistry
 
 
 def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"):

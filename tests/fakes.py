@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from services.local_process import free_port
+from services.devstack.local_process import free_port
 
 
 @dataclass

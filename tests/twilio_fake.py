@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.local_process import free_port
+from services.devstack.local_process import free_port
 from tests.fakes import Answer
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")

@@ -8,7 +8,7 @@ acknowledgement.
 The call carries its TwiML inline (`Twiml`): a <Gather numDigits="1"> around a <Say> of the
 alert, whose `action` is our webhook
 `{ack_base_url}/api/v1/webhooks/twilio/voice?alert_id=...&channel=...&delivery_id=...`. Pressing
-1 acknowledges the alert (services/routes_twilio.py verifies Twilio's signature with this
+1 acknowledges the alert (services/api/routes_twilio.py verifies Twilio's signature with this
 channel's auth token first); no key, or another key, changes nothing. `ack_base_url` is the
 API's public URL as Twilio reaches it (behind a proxy: the proxy's); without it the channel
 uses GEOFLUX_API_PUBLIC_URL.

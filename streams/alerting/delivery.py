@@ -45,7 +45,7 @@ TRANSIENT_CLASSES = {"transient", "rate_limited", "breaker_open"}
 CHANNELS_CATCH_UP_S = 10.0
 
 
-class DeliveryWorker(AtLeastOnceWorker):
+class DeliveryStage(AtLeastOnceWorker):
     stage = "delivery"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
@@ -266,7 +266,7 @@ class DeliveryWorker(AtLeastOnceWorker):
 
 def run_delivery(kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings,
                  sensor: AlertSensor | None = None, stage_sensor: StageSensor | None = None) -> None:
-    worker = DeliveryWorker(kafka, codec, settings, sensor, stage_sensor)
+    worker = DeliveryStage(kafka, codec, settings, sensor, stage_sensor)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     asyncio.run(worker.run())

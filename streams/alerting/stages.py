@@ -1,7 +1,7 @@
 """The transactional stages of the alert pipeline.
 
     geo.geofence-events ─┐
-    geo.cep-matches ─────┼─ AlertRouter ─ alerts.candidates (by tenant) ─ AlertGate ─┬─ alerts.alerts
+    geo.cep-matches ─────┼─ AlertRouterStage ─ alerts.candidates (by tenant) ─ AlertGateStage ─┬─ alerts.alerts
     jobs.status ─────────┘  rules                                          silences  ├─ alerts.deliveries
                                                                                      └─ alerts.lifecycle (source resolves)
     alerts.alerts + alerts.outcomes + alerts.lifecycle ─ AlertStatusStage ─┬─ alerts.status (compacted, its changelog)
@@ -52,7 +52,7 @@ def alert_id_for(tenant_id: str, rule_id: str, source_id: str) -> str:
     return hashlib.sha256(f"{tenant_id}\x1f{rule_id}\x1f{source_id}".encode()).hexdigest()[:32]
 
 
-class AlertRouter(TransactionalProcessor):
+class AlertRouterStage(TransactionalProcessor):
     """Matches source records against rules; emits one candidate alert per (rule, record)."""
 
     stage = "alert-router"
@@ -121,7 +121,7 @@ class AlertRouter(TransactionalProcessor):
             "action": "resolve", "resolve_key": rkey})
 
 
-class AlertGate(TransactionalProcessor):
+class AlertGateStage(TransactionalProcessor):
     """Noise control per tenant (silences, de-duplication, rate limits), then persist-before-send:
     the alert and one delivery request per channel, in one transaction."""
 

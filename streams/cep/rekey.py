@@ -18,7 +18,7 @@ from streams.runtime.txn_processor import Batch, Record, TransactionalProcessor
 MAX_BATCH = 5_000  # records per transaction: fewer commits, and more of a key's events per changelog write
 
 
-class CepRekey(TransactionalProcessor):
+class CepRekeyStage(TransactionalProcessor):
     """Geofence events keyed by geofence -> the same events keyed by tenant/entity, written in
     merged event-time order across the input partitions (`streams.cep.alignment`)."""
 

@@ -1,9 +1,9 @@
 """The CEP stages, on `TransactionalProcessor` (state, matches and offsets commit together,
 so a worker killed mid-window resumes with the same partial matches).
 
-    geo.geofence-events ─ CepRekey ─ geo.cep-input (by tenant/entity) ─┐
-    geo.locations (by tenant/entity) ──────────────────────────────────┴ CepProcessor(entity) ─┐
-    geo.geofence-events ────────────────────────────────────────────── CepProcessor(geofence) ─┴ geo.cep-matches
+    geo.geofence-events ─ CepRekeyStage ─ geo.cep-input (by tenant/entity) ─┐
+    geo.locations (by tenant/entity) ──────────────────────────────────┴ CepStage(entity) ─┐
+    geo.geofence-events ────────────────────────────────────────────── CepStage(geofence) ─┴ geo.cep-matches
 
 Patterns (`geo.cep-patterns`) are a side input: an edit or a new pattern applies without a
 restart (what an edit keeps: `streams/cep/patterns.py`). State is keyed by tenant/entity or
@@ -29,7 +29,7 @@ from streams.cep.index import PatternSet, PatternTable
 from streams.cep.keystate import FORMAT, KeyState
 from streams.cep.outputs import AggregateGone, Match
 from streams.cep.patterns import parse_pattern
-from streams.cep.rekey import MAX_BATCH, CepRekey  # noqa: F401  (the CLI starts every CEP stage from here)
+from streams.cep.rekey import MAX_BATCH, CepRekeyStage  # noqa: F401  (the CLI starts every CEP stage from here)
 from streams.runtime.sensor import StageSensor
 from streams.state.timers import TIMERS, due_keys, timer_entry
 from streams.runtime.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
@@ -37,7 +37,7 @@ from streams.runtime.txn_processor import Batch, ConfigSideInput, Record, Transa
 log = structlog.get_logger("geoflux.cep")
 
 
-class CepProcessor(TransactionalProcessor):
+class CepStage(TransactionalProcessor):
     changelog_schema = "CepState"
     IDLE_MS = 5_000  # an input partition with no record for this long no longer holds the clock
     AGGREGATE_EVERY_S = 1.0  # open windows' updates are published at most this often

@@ -1,6 +1,6 @@
 """The job-alert stage: jobs raise alerts through the alert pipeline.
 
-    jobs.status ─┐                                   ┌─ alerts.candidates (the AlertGate's input)
+    jobs.status ─┐                                   ┌─ alerts.candidates (the AlertGateStage's input)
     jobs.dlq ────┴─ JobAlertStage (transactional) ───┤
                                                      └─ jobs.alert-state (changelog)
 

@@ -66,7 +66,7 @@ def timeout_for(process_id: str, requested: float | None, settings: JobSettings)
     return min(max(t, settings.min_timeout_s), settings.max_timeout_s)
 
 
-class JobWorker(AtLeastOnceWorker):
+class JobStage(AtLeastOnceWorker):
     stage = STAGE
     poll_max = 100
 
@@ -390,7 +390,7 @@ def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_d
     if batch.job_queue:
         from connectors.compute.batch import BatchTier
         tiers["batch"] = BatchTier(batch)
-    worker = JobWorker(kafka, codec, settings, tiers, sensor=sensor)
+    worker = JobStage(kafka, codec, settings, tiers, sensor=sensor)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     asyncio.run(worker.run())

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.kafka_admin import apply
 from geoflux.settings import KafkaSettings
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver
 from tests.integration.alert_helpers import start_pipeline

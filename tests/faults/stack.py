@@ -22,8 +22,8 @@ from geoflux.keys import scoped
 from geoflux.settings import KafkaSettings, LocalKafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.local_kafka import LocalKafka
-from services.local_process import free_port, port_is_open
+from services.devstack.local_kafka import LocalKafka
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import FakeReceiver
 from tests.integration.geo_helpers import (API_KEYS, OPERATOR_KEY, EventCollector, http, kill,
@@ -106,9 +106,9 @@ class FaultStack:
         self.procs[name] = start_cli(self.kafka, WORKERS[name], name, self.root, **self._env())
 
     def _configure(self) -> None:
-        from services.alert_config import AlertConfig
-        from services.config_store import ConfigStore
-        from services.geofence_registry import GeofenceRegistry
+        from services.control.alert_config import AlertConfig
+        from services.control.config_store import ConfigStore
+        from services.control.geofence_registry import GeofenceRegistry
         from geoflux.settings import GeofenceSettings
         from streams.cep.patterns import parse_pattern
 

@@ -13,7 +13,7 @@ from connectors.topic_reader import TopicReader
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.alert_config import AlertConfig  # noqa: F401  (re-exported for tests)
+from services.control.alert_config import AlertConfig  # noqa: F401  (re-exported for tests)
 from tests.integration.geo_helpers import start_cli
 
 FAST = {  # seconds instead of the seed's minutes, so tests finish; the logic is the same

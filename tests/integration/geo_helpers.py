@@ -21,7 +21,7 @@ from geoflux.keys import scoped
 from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.geofence_registry import GeofenceRegistry
+from services.control.geofence_registry import GeofenceRegistry
 
 
 def worker_env(settings: KafkaSettings, **extra) -> dict:

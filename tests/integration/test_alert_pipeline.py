@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from schemas.codec import AvroCodec
-from services.dlq import DlqView, fresh_delivery
-from services.local_process import free_port
+from services.control.dlq import DlqView, fresh_delivery
+from services.devstack.local_process import free_port
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver
 from tests.integration.alert_helpers import (AlertConfig, StatusView, geofence_event,
@@ -181,7 +181,7 @@ def test_a_repeated_candidate_never_rewrites_a_delivered_alert(env, receivers, t
     same alert id; noise control suppresses the repeat. The delivered alert stays SENT with
     its creation time and escalation; the repeat is counted, never a new state of it."""
     from tests.integration.geo_helpers import http, start_api, OPERATOR_KEY
-    from services.local_process import port_is_open
+    from services.devstack.local_process import port_is_open
 
     primary, _ = receivers
     env["config"].escalations.put({"policy_id": "esc", "tenant_id": "acme", "severities": ["high"],

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from schemas.codec import AvroCodec
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver

@@ -42,9 +42,9 @@ from geoflux.errors import ValidationError
 from geoflux.settings import KafkaSettings, ReplaySettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
-from services.routes_geoevent import parse_location
-from services.routes_replay import parse_request
+from services.devstack.local_process import free_port, port_is_open
+from services.api.routes_geoevent import parse_location
+from services.api.routes_replay import parse_request
 from streams.jobs.processes import PROCESSES
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import OPERATOR_KEY, TENANT_KEYS, http, start_api, start_cli, stop

@@ -12,7 +12,7 @@ from connectors.topic_reader import TopicReader
 from geoflux.settings import JobSettings, ObjectStoreSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.jobs import JobsService
+from services.control.jobs import JobsService
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import start_cli, stop
 

@@ -17,7 +17,7 @@ import pytest
 from connectors.audit_rows import to_row
 from connectors.audit_store import AuditStore
 from geoflux.errors import TransientError
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.alert_helpers import geofence_event
 from tests.integration.geo_helpers import TENANT_KEYS, http, start_api, stop

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from connectors.compute.sns_signature import string_to_sign
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver
 from tests.integration.geo_helpers import http, kill, start_api, start_cli, stop, worker_env

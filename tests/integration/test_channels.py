@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 
 from connectors.channels.base import EndpointGone, Notification, RetryLater, build_channel, parse_channel
 from geoflux.errors import PermanentError, TransientError, ValidationError
-from services.local_process import free_port
+from services.devstack.local_process import free_port
 from tests.fakes import Answer, FakeReceiver
 
 N = Notification(delivery_id="a1:ops", alert_id="a1", tenant_id="acme", severity="critical",

@@ -50,7 +50,7 @@ def test_foreign_data_dir_is_refused(tmp_path):
     (tmp_path / "kraft").mkdir()
     (tmp_path / "kraft" / "meta.properties").write_text("cluster.id=someone-else\n")
     (tmp_path / "cluster.id").write_text("Gmine0000000000000000a")
-    from services.local_process import free_port
+    from services.devstack.local_process import free_port
     proc = geoflux("kafka", "start", env={"GEOFLUX_LOCAL_KAFKA_PORT": str(free_port()),
                                           "GEOFLUX_LOCAL_KAFKA_CONTROLLER_PORT": str(free_port()),
                                           "GEOFLUX_LOCAL_KAFKA_DATA_DIR": str(tmp_path)})
@@ -84,7 +84,7 @@ def test_topics_apply_twice_and_geofence_import(kafka_settings, tmp_path):
 def test_up_prints_urls_and_down_stops_everything(tmp_path, postgres_dsn):
     """`geoflux up` on its own broker and ports, pointed at an existing PostgreSQL by its
     setting and without a registry by its flag; `geoflux down` from "another terminal"."""
-    from services.local_process import pid_alive
+    from services.devstack.local_process import pid_alive
     from tests.conftest import wait_for
     from tests.integration.geo_helpers import http
     from tests.integration.up_helpers import UpStack
@@ -125,7 +125,7 @@ def test_up_prints_urls_and_down_stops_everything(tmp_path, postgres_dsn):
 def test_up_without_the_registry_its_topics_need_is_refused(tmp_path):
     """A stack whose records carry its registry's schema ids cannot run registry-less: refused
     in one line before anything starts."""
-    from services.local_process import free_port
+    from services.devstack.local_process import free_port
 
     (tmp_path / "stack").mkdir()
     (tmp_path / "stack" / "schema-ids").write_text("registry\n")
@@ -140,7 +140,7 @@ def test_up_without_the_registry_its_topics_need_is_refused(tmp_path):
 
 
 def port_open(port: int) -> bool:
-    from services.local_process import port_is_open
+    from services.devstack.local_process import port_is_open
     return port_is_open("127.0.0.1", port)
 
 
@@ -149,7 +149,7 @@ def test_missing_java_is_one_line(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
-    from services.local_process import free_port
+    from services.devstack.local_process import free_port
     proc = subprocess.run([str(bin_dir / "python"), "-m", "services.cli", "kafka", "start"],
                           capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PATH=str(bin_dir),

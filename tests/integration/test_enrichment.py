@@ -7,9 +7,9 @@ import time
 import pytest
 
 from schemas.codec import AvroCodec
-from services.alert_config import AlertConfig
-from services.local_process import free_port, port_is_open
-from services.routes_entities import parse_attributes
+from services.control.alert_config import AlertConfig
+from services.devstack.local_process import free_port, port_is_open
+from services.api.routes_entities import parse_attributes
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import (TENANT_KEYS, EventCollector, http, lag_is_zero,
                                            publish_locations, start_api, start_cli, start_worker, stop)

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver
 from tests.integration.alert_helpers import (AlertConfig, StatusView, geofence_event,

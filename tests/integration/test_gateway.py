@@ -15,7 +15,7 @@ import pytest
 from connectors.kafka_admin import apply
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.alert_helpers import geofence_event, publish_events
 from tests.integration.geo_helpers import OPERATOR_KEY, TENANT_KEYS, start_api, stop

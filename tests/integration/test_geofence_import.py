@@ -13,7 +13,7 @@ import pytest
 from geoflux.settings import GeofenceSettings
 from schemas.codec import AvroCodec
 from geoflux.errors import NotFound
-from services.geofence_registry import GeofenceRegistry
+from services.control.geofence_registry import GeofenceRegistry
 from tests.conftest import wait_for
 from tests.unit.data.natural_earth import countries
 

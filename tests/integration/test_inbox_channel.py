@@ -13,9 +13,9 @@ from aiohttp import web
 
 from connectors.channels.base import Notification, build_channel, parse_channel
 from geoflux.errors import PermanentError, TransientError, ValidationError
-from services.auth import auth_middleware, load_api_keys
-from services.local_process import free_port
-from services.problems import problem_middleware
+from services.api.auth import auth_middleware, load_api_keys
+from services.devstack.local_process import free_port
+from services.api.problems import problem_middleware
 from tests.integration.geo_helpers import http
 
 pytestmark = pytest.mark.postgres
@@ -74,7 +74,7 @@ def test_settings_are_validated(settings, why):
 
 
 def test_the_api_shows_a_tenant_only_its_own_inbox(inbox, postgres_dsn, monkeypatch):
-    from services import routes_inbox
+    from services.api import routes_inbox
 
     for i, tenant in enumerate(["acme", "acme", "globex"]):
         asyncio.run(inbox.send(note(f"m{i}", tenant, f"message {i}")))

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from schemas.codec import AvroCodec
-from services.alert_config import AlertConfig
-from services.local_process import free_port, port_is_open
+from services.control.alert_config import AlertConfig
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import FakeReceiver
 from tests.integration.alert_helpers import FAST, start_pipeline

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError
 
 from schemas.catalogue import topic
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import FakeReceiver
 from tests.integration.alert_helpers import FAST

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from connectors.topic_reader import TopicReader
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import TENANT_KEYS, http, start_api, start_cli, stop
 from tests.integration.job_inputs import line_of_size

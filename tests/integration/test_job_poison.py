@@ -15,8 +15,8 @@ from connectors.topic_reader import TopicReader
 from geoflux.settings import JobSettings, ObjectStoreSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.jobs import JobsService
-from services.local_process import free_port, port_is_open
+from services.control.jobs import JobsService
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import start_cli, stop
 from tests.samples import SAMPLES

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from schemas.codec import AvroCodec
-from services.dlq import DlqView
-from services.local_process import free_port, port_is_open
+from services.control.dlq import DlqView
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import FakeReceiver
 from tests.integration.alert_helpers import FAST

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import TENANT_KEYS, http, start_api, start_cli, stop
 

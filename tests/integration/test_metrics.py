@@ -8,8 +8,8 @@ import pytest
 
 from geoflux.settings import JobSettings
 from schemas.codec import AvroCodec
-from services.jobs import JobsService
-from services.local_process import free_port
+from services.control.jobs import JobsService
+from services.devstack.local_process import free_port
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver
 from tests.integration.alert_helpers import start_pipeline
@@ -55,7 +55,7 @@ def test_counters_and_histograms_match_a_scripted_burst(kafka_settings, tmp_path
                                                     str(ports["exporter"]), "--interval", "1"],
                                    "exporter", tmp_path),
              **start_pipeline(kafka_settings, tmp_path, metrics_port=ports["delivery"])}
-    from services.alert_config import AlertConfig
+    from services.control.alert_config import AlertConfig
 
     config = svc = None
     try:  # everything started is stopped, also when starting the rest fails

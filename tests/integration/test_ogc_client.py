@@ -15,8 +15,8 @@ from owslib.ogcapi.processes import Processes
 
 from connectors.kafka_admin import apply
 from geoflux.settings import KafkaSettings
-from services.local_process import free_port, port_is_open
-from services.routes_ogc import CONF, REL
+from services.devstack.local_process import free_port, port_is_open
+from services.api.routes_ogc import CONF, REL
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import TENANT_KEYS, start_api, start_cli, stop
 

@@ -3,7 +3,7 @@ described operation is registered, every path of the README's HTTP API table is 
 it is a document schemathesis (a strict OpenAPI 3.1 reader) loads without an error.
 
 A route added without a description fails `test_every_route_is_described` with its method
-and path: add an `Op` for it in services/openapi_paths.py (services/openapi.py says how)."""
+and path: add an `Op` for it in services/api/openapi_paths.py (services/api/openapi.py says how)."""
 
 import asyncio
 import json
@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from connectors.kafka_admin import apply
 from geoflux.settings import ApiSettings, GeofenceSettings, KafkaSettings
 from schemas.codec import AvroCodec
-from services import openapi
-from services.api import create_app
-from services.openapi import Op, document, mismatches
-from services.openapi_paths import OPERATIONS
+from services.api import openapi
+from services.api.app import create_app
+from services.api.openapi import Op, document, mismatches
+from services.api.openapi_paths import OPERATIONS
 from tests.integration.geo_helpers import API_KEYS
 
 pytestmark = [pytest.mark.kafka]
@@ -47,7 +47,7 @@ def seen(bootstrap):
 
 def test_every_route_is_described_and_every_description_is_routed(seen):
     undescribed, unrouted = seen["mismatches"]
-    assert not undescribed, ("routes without a description in services/openapi_paths.py: "
+    assert not undescribed, ("routes without a description in services/api/openapi_paths.py: "
                              f"{sorted(undescribed)}")
     assert not unrouted, f"described but not registered: {sorted(unrouted)}"
     assert len(seen["routes"]) == len(OPERATIONS) > 60  # the walk saw the whole app

@@ -10,7 +10,7 @@ from shapely.geometry import shape
 from connectors.compute.base import JobContext, JobTimedOut
 from connectors.compute.postgis import PostgisTier
 from geoflux.errors import PermanentError, TransientError
-from services.local_process import free_port
+from services.devstack.local_process import free_port
 from streams.jobs.runner import run_process
 
 pytestmark = pytest.mark.postgres

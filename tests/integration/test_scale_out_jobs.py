@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import (
     EventCollector,

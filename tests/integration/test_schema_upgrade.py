@@ -27,7 +27,7 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec, HttpSchemaRegistry, stable_schema_id
 from schemas.compat import read_problems
 from schemas.history import snapshot
-from streams.evaluator import Evaluator
+from streams.evaluator import EvaluatorStage
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import (
     EventCollector,
@@ -181,7 +181,7 @@ class RunningEvaluator:
     """The real evaluator stage in a thread: it restores its changelog on assignment."""
 
     def __init__(self, kafka_settings, codec: AvroCodec) -> None:
-        self.ev = Evaluator(kafka_settings, GeofenceSettings(), codec)
+        self.ev = EvaluatorStage(kafka_settings, GeofenceSettings(), codec)
         self.failure: list[Exception] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -214,7 +214,7 @@ def move(kafka_settings, codec, lon: float, lat: float) -> None:
     publish_locations(kafka_settings, codec, [(e, lon, lat, now) for e in ENTITIES])
 
 
-def phase(kafka_settings, codec, events, lon, lat, *expected: tuple[str, str]) -> Evaluator:
+def phase(kafka_settings, codec, events, lon, lat, *expected: tuple[str, str]) -> EvaluatorStage:
     """Start the evaluator, let it restore, move every entity to (lon, lat), and wait until
     every entity has each expected (event type, geofence) event."""
     running = RunningEvaluator(kafka_settings, codec)
@@ -247,7 +247,7 @@ def changelog_ids(kafka_settings) -> set[int]:
 def restore_all(kafka_settings, codec) -> dict:
     """Entity -> state, as a full restore replays the changelog: every record in order, each
     read through the evaluator's own record conversion with `codec`'s reader schema."""
-    ev = Evaluator(kafka_settings, GeofenceSettings(), codec)
+    ev = EvaluatorStage(kafka_settings, GeofenceSettings(), codec)
     try:
         states = {}
         for m in state_records(kafka_settings):

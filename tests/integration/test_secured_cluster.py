@@ -36,9 +36,9 @@ from geoflux.errors import ConfigurationError
 from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings, RegistrySettings
 from schemas.catalogue import topic
 from schemas.codec import codec_from_settings
-from services.local_kafka import LocalKafka
-from services.local_process import ManagedProcess, free_port, port_is_open
-from services.local_registry import LocalRegistry, find_java
+from services.devstack.local_kafka import LocalKafka
+from services.devstack.local_process import ManagedProcess, free_port, port_is_open
+from services.devstack.local_registry import LocalRegistry, find_java
 from tests.conftest import wait_for
 from tests.fakes import FakeReceiver
 from tests.integration.geo_helpers import API_KEYS, http, stop

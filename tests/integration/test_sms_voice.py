@@ -20,7 +20,7 @@ from connectors.channels.sms_text import segments
 from connectors.channels.voice import ACK_PATH
 from geoflux.errors import PermanentError, TransientError
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.fakes import Answer, FakeReceiver
 from tests.integration.alert_helpers import AlertConfig, StatusView, geofence_event, publish_events, start_pipeline

@@ -13,7 +13,7 @@ from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import TENANT_KEYS, http, start_api, stop
 

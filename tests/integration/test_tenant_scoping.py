@@ -8,7 +8,7 @@ import time
 import pytest
 
 from schemas.codec import AvroCodec
-from services.local_process import free_port, port_is_open
+from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import (TENANT_KEYS, EventCollector, http, start_api, start_worker,
                                            stop)

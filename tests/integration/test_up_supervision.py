@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from services.local_process import pid_alive
+from services.devstack.local_process import pid_alive
 from tests.conftest import wait_for
 from tests.integration.geo_helpers import http
 from tests.integration.up_helpers import UpStack

@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from services.local_process import free_port
+from services.devstack.local_process import free_port
 from tests.conftest import wait_for
 
 

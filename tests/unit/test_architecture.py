@@ -35,8 +35,8 @@ MUST_BE_PURE = {
     *(f"streams/jobs/{m}.py" for m in ("alert_policy", "idempotency", "object_keys", "quotas")),
     "schemas/compat.py", "schemas/compiled_writer.py", "connectors/audit_rows.py",
     "connectors/channels/sms_text.py", "connectors/compute/batch_policy.py",
-    "connectors/compute/sns_signature.py", "services/restart_policy.py",
-    "services/gateway_protocol.py",
+    "connectors/compute/sns_signature.py", "services/devstack/restart_policy.py",
+    "services/api/gateway_protocol.py",
 }
 
 
@@ -119,7 +119,7 @@ def test_lower_layers_never_import_streams_or_services(package):
 
 def test_our_deprecation_warnings_fail_the_test_and_other_libraries_do_not():
     """pyproject's filterwarnings: a DeprecationWarning raised from our packages is an error."""
-    for module in ("streams.membership", "connectors.kafka_config", "services.auth"):
+    for module in ("streams.membership", "connectors.kafka_config", "services.api.auth"):
         with pytest.raises(DeprecationWarning):
             warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module=module)
     with warnings.catch_warnings(record=True) as seen:

@@ -7,8 +7,8 @@ import pytest
 from connectors.audit_rows import (AuditQuery, backoff, partition_bounds, partition_day,
                                    partition_name, partitions_before, to_row)
 from geoflux.errors import ValidationError
-from services.problems import HTTPProblem
-from services.routes_audit import parse_query
+from services.api.problems import HTTPProblem
+from services.api.routes_audit import parse_query
 
 EVENT = {"event_id": "e1", "event_type": "ENTER", "entity_id": "truck-1", "geofence_id": "zone-7",
          "geofence_version": 1, "tenant_id": "acme", "lon": 13.4, "lat": 52.5,

@@ -129,7 +129,7 @@ def test_config_and_secret_hold_only_real_settings():
     [secret] = of_kind("Secret")
     assert {k for k in secret["stringData"] if k.startswith("GEOFLUX_")} <= known_env()
     keys = json.loads(secret["stringData"]["api-keys.json"])
-    assert all(len(k) >= 16 for k in keys)  # what services/auth.py accepts
+    assert all(len(k) >= 16 for k in keys)  # what services/api/auth.py accepts
     for d in of_kind("Deployment") + of_kind("StatefulSet") + of_kind("Job"):
         for c in d["spec"]["template"]["spec"]["containers"]:
             assert c["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]

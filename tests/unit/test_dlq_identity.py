@@ -1,6 +1,6 @@
 """Which DLQ records replace each other in the operators' view (GET /api/v1/dlq)."""
 
-from services.dlq import DlqView
+from services.control.dlq import DlqView
 
 
 def rec(dlq_id: str, stage: str | None, error_class: str) -> dict:

@@ -4,7 +4,7 @@ window that marks a slow client, and the per-subscriber rate limit."""
 import pytest
 
 from geoflux.errors import ValidationError
-from services.gateway_protocol import (FlowWindow, TokenBucket, decode_cursor, encode_cursor,
+from services.api.gateway_protocol import (FlowWindow, TokenBucket, decode_cursor, encode_cursor,
                                        parse_subscription)
 
 

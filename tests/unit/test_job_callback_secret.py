@@ -62,7 +62,7 @@ def test_callbacks_are_signed_with_the_subscribers_secret_or_the_installs(own):
 
 def test_geoflux_up_generates_one_secret_per_install(tmp_path, monkeypatch):
     from geoflux.settings import ApiSettings, KafkaSettings, LocalKafkaSettings
-    from services.stack import Stack
+    from services.devstack.stack import Stack
 
     monkeypatch.delenv("GEOFLUX_ALERT_CALLBACK_SECRET", raising=False)
     monkeypatch.delenv("GEOFLUX_ALERT_CALLBACK_SECRET_FILE", raising=False)

@@ -91,7 +91,7 @@ def test_oidc_tokens_are_fetched_by_client_credentials_and_cached():
 
     from aiohttp import web
 
-    from services.local_process import free_port
+    from services.devstack.local_process import free_port
 
     forms = []
 
@@ -197,7 +197,7 @@ def test_no_kafka_client_is_configured_by_hand():
 
 def _local(tmp_path, **kw):
     from geoflux.settings import LocalKafkaSettings
-    from services.local_kafka import LocalKafka
+    from services.devstack.local_kafka import LocalKafka
 
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\nQUJD\nREVG\n-----END CERTIFICATE-----\n")

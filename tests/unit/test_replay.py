@@ -5,7 +5,7 @@ import pytest
 from connectors.offsets import group_name, parse_instant_ms, reset_target
 from geoflux.errors import ConfigurationError, ValidationError
 from geoflux.settings import KafkaSettings, ReplaySettings
-from services.routes_replay import parse_request, wanted
+from services.api.routes_replay import parse_request, wanted
 
 NOW = 1_700_000_100_000
 

@@ -1,7 +1,7 @@
-"""Single-use, short-lived WebSocket tickets (services/stream_tickets.py)."""
+"""Single-use, short-lived WebSocket tickets (services/api/stream_tickets.py)."""
 
-from services.auth import Principal
-from services.stream_tickets import TicketBook
+from services.api.auth import Principal
+from services.api.stream_tickets import TicketBook
 
 ACME = Principal("k-acme", "acme")
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from services.restart_policy import RestartPolicy, RestartTracker
-from services.stack_parts import ExternalPart
-from services.supervisor import Supervisor
+from services.devstack.restart_policy import RestartPolicy, RestartTracker
+from services.devstack.stack_parts import ExternalPart
+from services.devstack.supervisor import Supervisor
 
 
 def test_backoff_doubles_to_the_cap_and_resets_after_a_healthy_run():
@@ -166,7 +166,7 @@ def test_worker_exits_during_a_service_outage_are_not_a_crash_loop(world):
 
 def test_a_hung_worker_is_killed_and_started_again(world, tmp_path):
     """A real log: the worker's librdkafka says its loop stopped polling (blocked in a call)."""
-    from services.stack_parts import HUNG_MARK, WorkerPart
+    from services.devstack.stack_parts import HUNG_MARK, WorkerPart
 
     sup, clock, said, _ = world
     part = WorkerPart("evaluator", ["worker", "evaluator"], {}, tmp_path)
