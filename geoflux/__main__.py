@@ -1,0 +1,3 @@
+from geoflux.entry import main
+
+main()
