@@ -8,9 +8,17 @@
     │   └── BadSignature    a signed request (webhook, SNS message) that does not verify: 401/403
     ├── QuotaExceeded       a tenant's quota refuses the request now: 429 with Retry-After
     ├── ResultsGone         a job's results expired with the idempotency window: 410
+    ├── JobCancelled        a job dismissed while it ran: its work was stopped (status `dismissed`)
+    ├── JobTimedOut         a job past its time limit: its work was stopped (status `failed`)
     └── ConfigurationError  the operator must act (missing Java, port taken, foreign data dir)
 
 `error_class` is the stable string written into DLQ records and HTTP problem documents.
+Narrower classes live beside the code that raises them and sit in this tree by their base:
+`IdempotencyConflict` (streams/jobs/idempotency.py) and `RecordTooLarge`
+(services/control/job_writer.py) are ValidationError and PermanentError; a channel's
+`RetryLater` is a TransientError, its `EndpointGone` and `CallbackSecretMissing` are
+PermanentError (connectors/channels/); `KafkaAuthenticationError` (connectors/kafka_config.py)
+is a ConfigurationError. `tests/unit/test_errors.py` holds the tree to this drawing.
 """
 
 from __future__ import annotations
@@ -56,6 +64,14 @@ class QuotaExceeded(GeofluxError):
 
 class ResultsGone(GeofluxError):
     error_class = "results_expired"
+
+
+class JobCancelled(GeofluxError):
+    error_class = "dismissed"
+
+
+class JobTimedOut(GeofluxError):
+    error_class = "timeout"
 
 
 class ConfigurationError(GeofluxError):

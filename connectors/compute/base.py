@@ -6,15 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from geoflux.errors import GeofluxError
+from geoflux.errors import JobCancelled, JobTimedOut
 
-
-class JobCancelled(GeofluxError):
-    error_class = "dismissed"
-
-
-class JobTimedOut(GeofluxError):
-    error_class = "timeout"
+__all__ = ["ComputeTier", "JobCancelled", "JobContext", "JobTimedOut"]
 
 
 @dataclass(frozen=True, slots=True)
