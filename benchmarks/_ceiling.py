@@ -12,7 +12,7 @@ from connectors.kafka_config import admin_config
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.runtime.txn_processor import Batch, TransactionalProcessor
+from streams.runtime.txn_processor import Txn, TransactionalProcessor
 
 
 class PassThrough(TransactionalProcessor):
@@ -25,10 +25,10 @@ class PassThrough(TransactionalProcessor):
                          poll_timeout_s=poll_timeout_s)
         self.out_topic, self.seen, self.first_at, self.done_at, self.n = out_topic, 0, None, None, n
 
-    def process(self, records: list, batch: Batch) -> None:
+    def process(self, records: list, txn: Txn) -> None:
         self.first_at = self.first_at or time.monotonic()
         for r in records:
-            self.produce(batch, self.out_topic, r.key(), r.raw())
+            self.produce(txn, self.out_topic, r.key(), r.raw())
         self.seen += len(records)
         if self.seen >= self.n:
             self.running, self.done_at = False, time.monotonic()

@@ -32,7 +32,7 @@ from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings  # 
 from schemas.codec import AvroCodec  # noqa: E402
 from streams.evaluator import EvaluatorStage  # noqa: E402
 from streams.geofence import build_fence, parse_feature  # noqa: E402
-from streams.runtime.txn_processor import Batch  # noqa: E402
+from streams.runtime.txn_processor import Txn  # noqa: E402
 
 PARTITIONS = 6
 
@@ -80,18 +80,18 @@ class Msg:
         return None
 
 
-def commit_locally(ev: EvaluatorStage, batch: Batch) -> None:
+def commit_locally(ev: EvaluatorStage, txn: Txn) -> None:
     """The local half of the shell's commit: changelog values, index keys, store writes."""
     changes: dict[int, list] = {}
-    for key, (partition, state) in batch.dirty.items():
+    for key, (partition, state) in txn.dirty.items():
         value = ev.codec.encode(ev.changelog_topic, ev.changelog_schema, ev.state_to_record(state))
-        ev.produce(batch, ev.changelog_topic, key, value, partition)
+        ev.produce(txn, ev.changelog_topic, key, value, partition)
         changes.setdefault(partition, []).append((key, value, ev.index_keys(key, state)))
     ev._open = None
     for partition, items in changes.items():
         ev.tables[partition].apply(items, 1)
         for key, _value, _index in items:
-            ev.cache.put(key, partition, batch.dirty[key][1])
+            ev.cache.put(key, partition, txn.dirty[key][1])
 
 
 def main() -> None:
@@ -122,15 +122,15 @@ def main() -> None:
         warm = min(len(msgs) // 5, args.entities * 2)  # every entity's state exists before timing
 
         def decode_only(part: list) -> None:
-            for i in range(0, len(part), args.batch):
-                ev._decode(part[i:i + args.batch], Batch())
+            for i in range(0, len(part), args.txn):
+                ev._decode(part[i:i + args.txn], Txn())
 
         def evaluate(part: list) -> None:
-            for i in range(0, len(part), args.batch):
-                batch = ev._open = Batch()
+            for i in range(0, len(part), args.txn):
+                txn = ev._open = Txn()
                 ev._touched = {}
-                ev.process(ev._decode(part[i:i + args.batch], batch), batch)
-                commit_locally(ev, batch)
+                ev.process(ev._decode(part[i:i + args.txn], txn), txn)
+                commit_locally(ev, txn)
 
         evaluate(msgs[:warm])
         timed = msgs[warm:]

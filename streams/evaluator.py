@@ -36,7 +36,7 @@ from streams.geofence import fence_from_record
 from streams.membership import EntityState, MembershipMachine
 from streams.runtime.sensor import EvaluatorSensor, NullEvaluatorSensor, StageSensor
 from streams.state.timers import TIMERS, due_keys, next_due
-from streams.runtime.txn_processor import Batch, Record, TransactionalProcessor, now_ms
+from streams.runtime.txn_processor import Txn, Record, TransactionalProcessor, now_ms
 from connectors.topic_reader import TopicReader
 
 log = structlog.get_logger("geoflux.evaluator")
@@ -125,25 +125,25 @@ class EvaluatorStage(TransactionalProcessor):
         self.index.upsert(fence_from_record(rec, self.geo.hysteresis_m))
         return True
 
-    def on_side_input(self, batch: Batch, changed: set[str]) -> None:
+    def on_side_input(self, txn: Txn, changed: set[str]) -> None:
         """A fence edit reconciles the entities it can concern; a restored partition, those of
         the fences that changed since its state last recorded reconciling them."""
         fences = {_fence_key(k) for k in changed}
         if fences:
             self.stats.fence_changes += len(fences)
             for p in sorted(self.ready):
-                self._reconcile_fences(batch, p, fences)
+                self._reconcile_fences(txn, p, fences)
         restored, self.to_reconcile = self.to_reconcile & self.ready, set()
         for p in sorted(restored):
             since = self._changed_since(p)
             if since is None or len(since) > FULL_RECONCILE_ABOVE:
-                self._reconcile(batch, p, {key for key, _ in self.states(p)}, None)
+                self._reconcile(txn, p, {key for key, _ in self.states(p)}, None)
             elif since:
-                self._reconcile_fences(batch, p, since)
+                self._reconcile_fences(txn, p, since)
         if fences or restored:
             positions = json.dumps({str(p): o for p, o in self.fences.positions.items()}).encode()
             for p in self.ready:
-                self.put_meta(batch, p, FENCES_META, positions)
+                self.put_meta(txn, p, FENCES_META, positions)
 
     def _changed_since(self, partition: int) -> set[str] | None:
         raw = self.table(partition).meta(FENCES_META)
@@ -152,7 +152,7 @@ class EvaluatorStage(TransactionalProcessor):
         seen = {int(p): o for p, o in json.loads(raw).items()}
         return {fid for fid, (p, off) in self.fence_offsets.items() if off >= seen.get(p, 0)}
 
-    def _reconcile_fences(self, batch: Batch, partition: int, fences: set[str]) -> None:
+    def _reconcile_fences(self, txn: Txn, partition: int, fences: set[str]) -> None:
         table, keys = self.table(partition), set()
         for fid in fences:
             prefix = ix.MEMBERS + ix.members_prefix(fid)
@@ -161,27 +161,27 @@ class EvaluatorStage(TransactionalProcessor):
             if fence is not None:
                 for start, stop in ix.grid_columns(fence.tenant_id, fence.search_geometry.bounds):
                     keys |= {ix.grid_key(ik[1:]) for ik in table.index_range(ix.GRID + start, ix.GRID + stop)}
-        self._reconcile(batch, partition, keys, fences)
+        self._reconcile(txn, partition, keys, fences)
 
-    def _reconcile(self, batch: Batch, partition: int, keys: set[str], only: set[str] | None) -> None:
+    def _reconcile(self, txn: Txn, partition: int, keys: set[str], only: set[str] | None) -> None:
         states = [(k, s) for k, s in ((k, self.state(k, partition)) for k in sorted(keys)) if s and s.last]
         zones = self.index.zones([s.last.lon for _, s in states], [s.last.lat for _, s in states])
         ts = now_ms()
         for (key, state), z in zip(states, zones):
             out = self.machine.reconcile(state, z, ts, only)
             if out:
-                self._emit(batch, out, ts, state.attributes)
-                self.mark_dirty(batch, key, state, partition)
+                self._emit(txn, out, ts, state.attributes)
+                self.mark_dirty(txn, key, state, partition)
 
     # -- location updates ---------------------------------------------------------------------
-    def _attributes(self, r: Record, batch: Batch) -> None:
+    def _attributes(self, r: Record, txn: Txn) -> None:
         """The stream-table join: an entity's attributes (geo.entities, co-partitioned with
         geo.locations) kept in its state, so every later event of it carries them."""
         rec = r.rec
         try:
             tenant = check_tenant(rec["tenant_id"])
         except ValidationError as exc:
-            self.dead_letter(batch, None, r, "validation", str(exc))
+            self.dead_letter(txn, None, r, "validation", str(exc))
             return
         key = scoped(tenant, rec["entity_id"])
         state = self.state(key, r.partition())
@@ -189,27 +189,27 @@ class EvaluatorStage(TransactionalProcessor):
             state = EntityState(rec["entity_id"], tenant)
             self.put_state(r.partition(), key, state)
         state.attributes = {} if rec["deleted"] else dict(rec["attributes"])
-        self.mark_dirty(batch, key, state)
+        self.mark_dirty(txn, key, state)
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         # per record: one lookup, one machine step, one mark; counts are kept per batch
         decoded = []
         for r in records:
             if r.msg.topic() == self.t_entities:
-                self._attributes(r, batch)
+                self._attributes(r, txn)
                 continue
             try:
                 decoded.append((r, update_from_record(r.rec)))
             except ValidationError as exc:
                 self.stats.dead_lettered += 1
-                self._tally(batch, "dlq", "validation")
-                self.dead_letter(batch, None, r, "validation", str(exc))
+                self._tally(txn, "dlq", "validation")
+                self.dead_letter(txn, None, r, "validation", str(exc))
         if not decoded:
             return
         zones = self.index.zones([u.lon for _, u in decoded], [u.lat for _, u in decoded])
         self.stats.updates += len(decoded)
-        batch.tally["updates"] = batch.tally.get("updates", 0) + len(decoded)
-        produced = batch.tally.setdefault("produced_ms", [])
+        txn.tally["updates"] = txn.tally.get("updates", 0) + len(decoded)
+        produced = txn.tally.setdefault("produced_ms", [])
         apply = self.machine.apply
         for (r, upd), z in zip(decoded, zones):
             rec = r.rec
@@ -224,51 +224,51 @@ class EvaluatorStage(TransactionalProcessor):
                 self.put_state(partition, key, state)
             outcome = apply(state, upd, z)
             if outcome.kind == "applied":
-                self.mark_dirty(batch, key, state, partition)
+                self.mark_dirty(txn, key, state, partition)
                 if outcome.transitions:
-                    self._emit(batch, outcome.transitions, produced_ms, state.attributes)
+                    self._emit(txn, outcome.transitions, produced_ms, state.attributes)
             elif outcome.kind == "duplicate":
                 self.stats.duplicates += 1
             else:
                 self.stats.dead_lettered += 1
-                self._tally(batch, "dlq", outcome.kind)
-                self.dead_letter(batch, None, r, outcome.kind, outcome.reason)
+                self._tally(txn, "dlq", outcome.kind)
+                self.dead_letter(txn, None, r, outcome.kind, outcome.reason)
             attributes = rec.get("attributes")
             if attributes and attributes.get(REPLY_ATTRIBUTE):
-                self._reply(batch, attributes[REPLY_ATTRIBUTE], upd, state, outcome)
+                self._reply(txn, attributes[REPLY_ATTRIBUTE], upd, state, outcome)
 
-    def _emit(self, batch: Batch, transitions, produced_ms: int | None, attributes: dict) -> None:
+    def _emit(self, txn: Txn, transitions, produced_ms: int | None, attributes: dict) -> None:
         for t in transitions:
-            self.emit(batch, self.t_events, scoped(t.tenant_id, t.geofence_id), "GeofenceEvent",
+            self.emit(txn, self.t_events, scoped(t.tenant_id, t.geofence_id), "GeofenceEvent",
                       event_record(t, produced_ms, attributes))
             self.stats.events += 1
-            self._tally(batch, "events", t.event_type)
+            self._tally(txn, "events", t.event_type)
 
     @staticmethod
-    def _tally(batch: Batch, what: str, label: str) -> None:
-        counts = batch.tally.setdefault(what, {})
+    def _tally(txn: Txn, what: str, label: str) -> None:
+        counts = txn.tally.setdefault(what, {})
         counts[label] = counts.get(label, 0) + 1
 
-    def on_committed(self, batch: Batch) -> None:
-        if not batch.tally:
+    def on_committed(self, txn: Txn) -> None:
+        if not txn.tally:
             return
         now = now_ms()
-        self.eval_sensor.committed(batch.tally.get("updates", 0), batch.tally.get("events", {}),
-                              batch.tally.get("dlq", {}),
-                              [max(0, now - p) / 1000 for p in batch.tally.get("produced_ms", ())],
-                              time.monotonic() - batch.started)
+        self.eval_sensor.committed(txn.tally.get("updates", 0), txn.tally.get("events", {}),
+                              txn.tally.get("dlq", {}),
+                              [max(0, now - p) / 1000 for p in txn.tally.get("produced_ms", ())],
+                              time.monotonic() - txn.started)
 
-    def _reply(self, batch: Batch, request_id: str, upd, state: EntityState, outcome) -> None:
+    def _reply(self, txn: Txn, request_id: str, upd, state: EntityState, outcome) -> None:
         rec = {"request_id": request_id, "entity_id": upd.entity_id, "ts_ms": upd.ts_ms,
                "outcome": outcome.kind, "reason": outcome.reason,
                "inside": sorted(state.memberships),
                "events": [{"event_id": t.event_id, "event_type": t.event_type,
                            "geofence_id": t.geofence_id, "geofence_version": t.geofence_version,
                            "ts_ms": t.ts_ms} for t in outcome.transitions]}
-        self.emit(batch, self.t_eval, request_id, "EvaluationResult", rec)
+        self.emit(txn, self.t_eval, request_id, "EvaluationResult", rec)
 
     # -- dwell timers -------------------------------------------------------------------------
-    def tick(self, batch: Batch) -> None:
+    def tick(self, txn: Txn) -> None:
         now = now_ms()
         for p in sorted(self.ready):
             for key in due_keys(self.table(p).index(TIMERS), now):
@@ -277,8 +277,8 @@ class EvaluatorStage(TransactionalProcessor):
                     continue
                 out = self.machine.due_dwells(state, now)
                 if out:
-                    self._emit(batch, out, now, state.attributes)
-                    self.mark_dirty(batch, key, state, p)
+                    self._emit(txn, out, now, state.attributes)
+                    self.mark_dirty(txn, key, state, p)
 
 
 def _fence_key(topic_key: str) -> str:

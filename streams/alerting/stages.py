@@ -31,7 +31,7 @@ from streams.cep.patterns import parse_pattern, pattern_alert_rule
 from geoflux.keys import scoped
 from streams.runtime.sensor import StageSensor
 from streams.state.timers import TIMERS, parse_timer, timer_entry
-from streams.runtime.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
+from streams.runtime.txn_processor import Txn, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.alerts")
 
@@ -76,7 +76,7 @@ class AlertRouterStage(TransactionalProcessor):
             lambda body, pid, rec: pattern_alert_rule(parse_pattern(body, pid, rec["version"])),
             keep=lambda rule: rule is not None))
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         for r in records:
             _schema, kind, id_field, label_fields = self.by_topic[r.topic()]
             rec = r.rec
@@ -86,11 +86,11 @@ class AlertRouterStage(TransactionalProcessor):
             source_id = f"{rec[id_field]}:{rec['status']}" if kind == "job" else rec[id_field]
             for rule in (*self.rules.values(), *self.pattern_rules.values()):
                 if matches(rule, kind, rec, flat):
-                    self._candidate(batch, rule, kind, source_id, flat, label_fields)
+                    self._candidate(txn, rule, kind, source_id, flat, label_fields)
                 elif resolves(rule, kind, rec, flat):
-                    self._resolution(batch, rule, kind, source_id, flat)
+                    self._resolution(txn, rule, kind, source_id, flat)
 
-    def _candidate(self, batch: Batch, rule: AlertRule, kind: str, source_id: str,
+    def _candidate(self, txn: Txn, rule: AlertRule, kind: str, source_id: str,
                    flat: dict[str, str], label_fields: tuple[str, ...]) -> None:
         labels = {"rule_id": rule.rule_id, "severity": rule.severity, "tenant_id": rule.tenant_id,
                   **{f: flat.get(f, "") for f in label_fields}, **rule.labels}
@@ -105,14 +105,14 @@ class AlertRouterStage(TransactionalProcessor):
             "escalation_policy": rule.escalation_policy, "action": "trigger",
             "resolve_key": resolve_key(rule, flat) if rule.resolve_when is not None else None,
         }
-        self.emit(batch, self.t_candidates, rule.tenant_id, "Alert", alert)
+        self.emit(txn, self.t_candidates, rule.tenant_id, "Alert", alert)
 
-    def _resolution(self, batch: Batch, rule: AlertRule, kind: str, source_id: str,
+    def _resolution(self, txn: Txn, rule: AlertRule, kind: str, source_id: str,
                     flat: dict[str, str]) -> None:
         """A record that resolves the rule's open alerts under its resolve key: the gate, which
         knows which alerts are open, turns it into RESOLVE actions."""
         rkey = resolve_key(rule, flat)
-        self.emit(batch, self.t_candidates, rule.tenant_id, "Alert", {
+        self.emit(txn, self.t_candidates, rule.tenant_id, "Alert", {
             "alert_id": alert_id_for(rule.tenant_id, rule.rule_id, f"resolve:{source_id}"), "fingerprint": rkey,
             "tenant_id": rule.tenant_id, "rule_id": rule.rule_id, "severity": rule.severity,
             "title": "", "body": "", "channels": [], "source_id": source_id, "labels": {},
@@ -152,7 +152,7 @@ class AlertGateStage(TransactionalProcessor):
         return {"tenant_id": s.tenant_id, "held_until": s.held_until, "hour": s.hour,
                 "counts": s.counts, "open": s.open}
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         for r in records:
             alert = r.rec
             tenant = alert["tenant_id"]
@@ -163,11 +163,11 @@ class AlertGateStage(TransactionalProcessor):
             now = now_ms()
             if alert["action"] == "resolve":
                 for aid in state.open.pop(alert["resolve_key"], []):
-                    self.emit(batch, self.t_lifecycle, aid, "AlertAction", {
+                    self.emit(txn, self.t_lifecycle, aid, "AlertAction", {
                         "action_id": f"{aid}:resolve:{alert['source_id']}", "alert_id": aid,
                         "tenant_id": tenant, "action": "RESOLVE", "by": f"source:{alert['source_id']}",
                         "origin": "source", "note": None, "at_ms": now})
-                self.mark_dirty(batch, tenant, state)
+                self.mark_dirty(txn, tenant, state)
                 continue
             silences = [s for s in self.silences.values() if s.tenant_id == tenant]
             decision = decide(state, fp=alert["fingerprint"], severity=alert["severity"],
@@ -175,18 +175,18 @@ class AlertGateStage(TransactionalProcessor):
                               dedup_window_s=alert["dedup_window_s"],
                               dedup_defaults=self.settings.dedup_s,
                               rate_limits=self.settings.rate_per_hour)
-            self.mark_dirty(batch, tenant, state)
+            self.mark_dirty(txn, tenant, state)
             if not decision.allowed:
                 self.sensor.suppressed(decision.reason.split(":")[0].split(" ")[0])
-                self.emit(batch, self.t_alerts, alert["alert_id"], "Alert",
+                self.emit(txn, self.t_alerts, alert["alert_id"], "Alert",
                           dict(alert, suppressed_reason=decision.reason))
                 continue
-            self.emit(batch, self.t_alerts, alert["alert_id"], "Alert", alert)
+            self.emit(txn, self.t_alerts, alert["alert_id"], "Alert", alert)
             if alert["resolve_key"]:
                 held = state.open.setdefault(alert["resolve_key"], [])
                 held[:] = [*held, alert["alert_id"]][-MAX_OPEN_PER_KEY:]
             for channel in alert["channels"]:
-                self.emit(batch, self.t_deliveries, alert["alert_id"], "DeliveryAttempt",
+                self.emit(txn, self.t_deliveries, alert["alert_id"], "DeliveryAttempt",
                           delivery_request(alert, channel, now))
 
 
@@ -264,7 +264,7 @@ class AlertStatusStage(TransactionalProcessor):
                 "resolved_by": None, "resolution": {}, "body": "", "labels": {}, "repeats": 0,
                 "last_repeat_ms": None}
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         for r in records:
             schema = self.input_schemas[r.topic()]
             rec = r.rec
@@ -279,14 +279,14 @@ class AlertStatusStage(TransactionalProcessor):
                 self._on_alert(st, rec)
             elif schema == "AlertAction":
                 if apply_action(st, rec):
-                    self._tell_resolution(batch, st)
+                    self._tell_resolution(txn, st)
             elif rec["action"] == "resolve":
                 st["resolution"][rec["channel"]] = rec["outcome"]
             else:
                 self._on_outcome(st, rec)
             self._track_timer(st, r.partition())
             st["updated_ms"] = now_ms()
-            self.mark_dirty(batch, aid, st)
+            self.mark_dirty(txn, aid, st)
 
     def _on_alert(self, st: dict, alert: dict) -> None:
         """The alert's record. Status only moves forward: a later candidate of an alert already
@@ -328,18 +328,18 @@ class AlertStatusStage(TransactionalProcessor):
                 "title": st["title"], "body": st["body"], "labels": st["labels"],
                 "created_ms": st["created_ms"], "fallback_channel": None}
 
-    def _tell_resolution(self, batch: Batch, st: dict) -> None:
+    def _tell_resolution(self, txn: Txn, st: dict) -> None:
         alert, now = self._notification(st), now_ms()
         alert["body"] = f"resolved by {st['resolved_by']}"
         for ch in channels_to_tell(st):
             st["resolution"][ch] = "PENDING"
-            self.emit(batch, self.t_deliveries, st["alert_id"], "DeliveryAttempt",
+            self.emit(txn, self.t_deliveries, st["alert_id"], "DeliveryAttempt",
                       delivery_request(alert, ch, now, action="resolve", purpose="resolve"))
 
     def wants_tick(self) -> bool:
         return bool(self.timers)
 
-    def tick(self, batch: Batch) -> None:
+    def tick(self, txn: Txn) -> None:
         now = now_ms()
         for aid, (partition, _due) in [(a, t) for a, t in self.timers.items() if t[1] <= now]:
             st = self.state(aid, partition)
@@ -353,7 +353,7 @@ class AlertStatusStage(TransactionalProcessor):
                 alert["severity"] = st["severity"]
                 for ch in level.channels:
                     st["channels"].setdefault(ch, "PENDING")
-                    self.emit(batch, self.t_deliveries, aid, "DeliveryAttempt",
+                    self.emit(txn, self.t_deliveries, aid, "DeliveryAttempt",
                               delivery_request(alert, ch, now, purpose=f"esc{n}"))
             if levels:
                 log.info("alert escalated", alert_id=aid, level=st["escalation_level"],
@@ -361,7 +361,7 @@ class AlertStatusStage(TransactionalProcessor):
                 self._refresh(st)
             self._track_timer(st, partition)
             st["updated_ms"] = now
-            self.mark_dirty(batch, aid, st)
+            self.mark_dirty(txn, aid, st)
 
     def _on_outcome(self, st: dict, out: dict) -> None:
         ch, primary = out["channel"], out["fallback_for"] or out["channel"]

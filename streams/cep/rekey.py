@@ -13,7 +13,7 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.cep.alignment import frontier, releasable
 from streams.runtime.sensor import StageSensor
-from streams.runtime.txn_processor import Batch, Record, TransactionalProcessor
+from streams.runtime.txn_processor import Txn, Record, TransactionalProcessor
 
 MAX_BATCH = 5_000  # records per transaction: fewer commits, and more of a key's events per changelog write
 
@@ -55,7 +55,7 @@ class CepRekeyStage(TransactionalProcessor):
             self.consumer.resume([assigned[p] for p in self.paused if p in assigned])
             self.paused.clear()
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         now = time.monotonic()
         for msg in records:
             ev = msg.rec
@@ -69,15 +69,15 @@ class CepRekeyStage(TransactionalProcessor):
             held.append((ev["ts_ms"], msg.offset(), key, msg.raw()))
             if ev["ts_ms"] > self.seen.get(p, -1):
                 self.seen[p], self.moved_at[p] = ev["ts_ms"], now
-        self._write(batch)
+        self._write(txn)
 
     def wants_tick(self) -> bool:
         return any(self.held.values())  # the last held records go out once nothing else comes
 
-    def tick(self, batch: Batch) -> None:
-        self._write(batch)
+    def tick(self, txn: Txn) -> None:
+        self._write(txn)
 
-    def _write(self, batch: Batch) -> None:
+    def _write(self, txn: Txn) -> None:
         assigned = {tp.partition: tp for tp in self.consumer.assignment()}
         for p in [p for p in self.held if p not in assigned]:
             del self.held[p]  # revoked: its new owner re-reads from the committed offset
@@ -94,11 +94,11 @@ class CepRekeyStage(TransactionalProcessor):
             written = [held.popleft() for _ in range(n)]
             out += written
             if held:  # never commit past a held record: a crash re-reads it
-                batch.offsets[(self.t_in, p)] = held[0][1]
+                txn.offsets[(self.t_in, p)] = held[0][1]
             elif written:
-                batch.offsets[(self.t_in, p)] = written[-1][1] + 1
+                txn.offsets[(self.t_in, p)] = written[-1][1] + 1
         for _ts, _offset, key, value in sorted(out, key=lambda h: h[0]):  # stable: ties keep order
-            self.produce(batch, self.t_out, key, value)
+            self.produce(txn, self.t_out, key, value)
         self._flow(assigned)
 
     def _flow(self, assigned: dict) -> None:

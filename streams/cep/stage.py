@@ -32,7 +32,7 @@ from streams.cep.patterns import parse_pattern
 from streams.cep.rekey import MAX_BATCH, CepRekeyStage  # noqa: F401  (the CLI starts every CEP stage from here)
 from streams.runtime.sensor import StageSensor
 from streams.state.timers import TIMERS, due_keys, timer_entry
-from streams.runtime.txn_processor import Batch, ConfigSideInput, Record, TransactionalProcessor, now_ms
+from streams.runtime.txn_processor import Txn, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.cep")
 
@@ -110,11 +110,11 @@ class CepStage(TransactionalProcessor):
             self._indexed_version = self.patterns.version
             self.engine = Engine(PatternTable(self.patterns.values()))
 
-    def _changed(self, batch: Batch, key: str, partition: int, ks: KeyState) -> None:
+    def _changed(self, txn: Txn, key: str, partition: int, ks: KeyState) -> None:
         if ks.empty():
-            self.delete_state(batch, key, partition)  # a tombstone: nothing in flight for this key
+            self.delete_state(txn, key, partition)  # a tombstone: nothing in flight for this key
             return
-        self.mark_dirty(batch, key, ks, partition)
+        self.mark_dirty(txn, key, ks, partition)
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class CepStage(TransactionalProcessor):
         prev = self.partition_clock.get(part, (ts, wall))[0]
         self.partition_clock[part] = (max(prev, ts), wall)
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         wall = now_ms()
         self._refresh()
         table = self.engine.table
@@ -149,28 +149,28 @@ class CepStage(TransactionalProcessor):
                 outputs, late = self.engine.on_location(ks, rec)
             else:
                 outputs, late = self.engine.on_event(ks, rec)
-            self._emit(batch, outputs)
+            self._emit(txn, outputs)
             if late:
                 what = "location" if msg.topic() == self.t_locations else f"event {rec['event_id']}"
-                self.dead_letter(batch, self.t_dlq, msg, "late",
+                self.dead_letter(txn, self.t_dlq, msg, "late",
                                  f"{what} at {rec['ts_ms']} arrived after the watermark of {key} for: "
                                  + ", ".join(late))
             if created:
                 if ks.empty():  # nothing started after all: never written, never stored
                     continue
                 self.put_state(partition, key, ks)
-            self._changed(batch, key, partition, ks)
+            self._changed(txn, key, partition, ks)
             if table.publishing(tenant):
                 self.to_publish[key] = partition
 
-    def _emit(self, batch: Batch, outputs) -> None:
+    def _emit(self, txn: Txn, outputs) -> None:
         for out in outputs:
             if isinstance(out, Match):
-                self.emit(batch, self.t_matches, scoped(out.pattern.tenant_id, out.key), "CepMatch", out.record())
+                self.emit(txn, self.t_matches, scoped(out.pattern.tenant_id, out.key), "CepMatch", out.record())
             elif isinstance(out, AggregateGone):
-                self.produce(batch, self.t_aggregates, out.key, None)
+                self.produce(txn, self.t_aggregates, out.key, None)
             else:
-                self.emit(batch, self.t_aggregates, out.key, "CepAggregate", out.record())
+                self.emit(txn, self.t_aggregates, out.key, "CepAggregate", out.record())
 
     # -- timers --------------------------------------------------------------------------------
     def wants_tick(self) -> bool:
@@ -200,7 +200,7 @@ class CepStage(TransactionalProcessor):
                 holds.append(ts)
         return min(holds) if holds else wall_ms
 
-    def tick(self, batch: Batch) -> None:
+    def tick(self, txn: Txn) -> None:
         now = self.input_clock(now_ms())
         if now is None:
             return
@@ -210,8 +210,8 @@ class CepStage(TransactionalProcessor):
                 ks = self.state(key, partition)
                 if ks is None:
                     continue  # dropped in this transaction
-                self._emit(batch, self.engine.on_tick(ks, now))
-                self._changed(batch, key, partition, ks)
+                self._emit(txn, self.engine.on_tick(ks, now))
+                self._changed(txn, key, partition, ks)
         draining = now_ms() - now > self.IDLE_MS  # the input clock far behind: counts would be stale at once
         if self.to_publish and not draining and time.monotonic() - self._published_at >= self.AGGREGATE_EVERY_S:
             # open windows, as they are now (a closed one was published when it closed, and
@@ -220,5 +220,5 @@ class CepStage(TransactionalProcessor):
             for key, partition in self.to_publish.items():
                 ks = self.state(key, partition) if partition in self.ready else None
                 if ks is not None:
-                    self._emit(batch, self.engine.published(ks))
+                    self._emit(txn, self.engine.published(ks))
             self.to_publish.clear()

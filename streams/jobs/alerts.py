@@ -26,7 +26,7 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.jobs import alert_policy as ap
 from streams.runtime.sensor import StageSensor
-from streams.runtime.txn_processor import Batch, Record, TransactionalProcessor, now_ms
+from streams.runtime.txn_processor import Txn, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.job-alerts")
 OPEN = ("accepted", "running")
@@ -63,19 +63,19 @@ class JobAlertStage(TransactionalProcessor):
         due = state["created_ms"] + int(limit * 1000)
         return (b"t" + f"{due:016d}".encode() + b"\x00" + key.encode(),)
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         for r in records:
             if r.topic() == self.t_status:
-                self._on_status(r, batch)
+                self._on_status(r, txn)
             else:
-                self._on_dlq(r, batch)
+                self._on_dlq(r, txn)
 
-    def _on_status(self, r: Record, batch: Batch) -> None:
+    def _on_status(self, r: Record, txn: Txn) -> None:
         rec = r.rec
         job_id = rec["job_id"]
         if rec["status"] not in OPEN:
             if self.state(job_id, r.partition()) is not None:
-                self.delete_state(batch, job_id, r.partition())
+                self.delete_state(txn, job_id, r.partition())
             return
         st = self.state(job_id, r.partition())
         if st is None:
@@ -85,14 +85,14 @@ class JobAlertStage(TransactionalProcessor):
             self.put_state(r.partition(), job_id, st)
         st.update(status=rec["status"], started_ms=rec["started_ms"], attempt=rec["attempt"],
                   tier=rec["tier"])
-        self.mark_dirty(batch, job_id, st)
+        self.mark_dirty(txn, job_id, st)
 
-    def _on_dlq(self, r: Record, batch: Batch) -> None:
+    def _on_dlq(self, r: Record, txn: Txn) -> None:
         dlq = r.rec
         try:
             req = self.codec.decode(dlq["original_value"], "JobRequest")
         except ValidationError as exc:
-            self.dead_letter(batch, None, r, "validation", f"the DLQ record's request: {exc}")
+            self.dead_letter(txn, None, r, "validation", f"the DLQ record's request: {exc}")
             return
         kind = ap.kind_for(dlq["error_class"])
         st = self.state(req["job_id"], r.partition()) or {}  # jobs.dlq is keyed like jobs.status
@@ -100,18 +100,18 @@ class JobAlertStage(TransactionalProcessor):
                "priority": req["priority"], "tier": st.get("tier")}
         severity = ap.determine_severity(req["priority"], dlq["error_class"], will_retry=False,
                                          critical_priority=self.s.critical_priority)
-        self._raise(batch, kind, job, severity, error_class=dlq["error_class"],
+        self._raise(txn, kind, job, severity, error_class=dlq["error_class"],
                     error=dlq["error_message"], retry_count=max(0, dlq["attempts"] - 1),
                     duration_ms=max(0, dlq["last_failure_ms"] - req["created_ms"]))
 
-    def _raise(self, batch: Batch, kind: str, job: dict, severity: str, **fields) -> bool:
+    def _raise(self, txn: Txn, kind: str, job: dict, severity: str, **fields) -> bool:
         channels = ap.channels_for(self.s.channels, job["tenant_id"], severity)
         if not channels:
             return False  # this tenant has not asked for job alerts of this severity
         alert = ap.job_alert(kind, job, severity=severity, channels=channels, now_ms=now_ms(),
                              fallback_channel=self.s.fallback_channel.get(job["tenant_id"]),
                              dedup_window_s=self.s.dedup_window_s, **fields)
-        self.emit(batch, self.t_candidates, job["tenant_id"], "Alert", alert)
+        self.emit(txn, self.t_candidates, job["tenant_id"], "Alert", alert)
         self.raised += 1
         log.info("job alert", kind=kind, job_id=job["job_id"], severity=severity)
         return True
@@ -128,7 +128,7 @@ class JobAlertStage(TransactionalProcessor):
     def wants_tick(self) -> bool:
         return next(self._due(now_ms()), None) is not None
 
-    def tick(self, batch: Batch) -> None:
+    def tick(self, txn: Txn) -> None:
         now = now_ms()
         for p, job_id in list(self._due(now)):
             st = self.state(job_id, p)
@@ -137,9 +137,9 @@ class JobAlertStage(TransactionalProcessor):
                 if ap.sla_breached(st["status"], st["started_ms"], st["created_ms"], limit, now):
                     severity = ap.determine_severity(st["priority"], None,
                                                      critical_priority=self.s.critical_priority)
-                    self._raise(batch, "sla-breach", st, severity, error_class="sla",
+                    self._raise(txn, "sla-breach", st, severity, error_class="sla",
                                 error=f"queued longer than {limit:g} s",
                                 retry_count=st["attempt"], duration_ms=now - st["created_ms"])
                     st["raised"].append("sla-breach")  # once per job, even with no channel
-                    self.mark_dirty(batch, st["job_id"], st, p)
+                    self.mark_dirty(txn, st["job_id"], st, p)
 

@@ -86,7 +86,7 @@ class Record:
 
 
 @dataclass
-class Batch:
+class Txn:
     """What one transaction will carry besides the records already produced into it."""
 
     dirty: dict[str, tuple[int, Any]] = field(default_factory=dict)  # key -> (partition, state)
@@ -160,7 +160,7 @@ class TransactionalProcessor:
         self.ready: set[int] = set()  # assigned, restored, resumed
         self._pending: set[int] = set()  # assigned, restore not begun yet
         self._touched: dict[str, int] = {}  # key -> partition, this transaction
-        self._open: Batch | None = None
+        self._open: Txn | None = None
         self._pending_changed: set[str] = set()
         self._isolate_until: dict[tuple[str, int], int] = {}
         self._poison: dict[tuple[str, int, int], str] = {}  # records that raised on their own
@@ -201,13 +201,13 @@ class TransactionalProcessor:
         """A transaction was given up: cached state and positions are back at the last commit.
         Stages drop whatever they derived from the lost work (held records, timers)."""
 
-    def on_side_input(self, batch: Batch, changed: set[str]) -> None:
+    def on_side_input(self, txn: Txn, changed: set[str]) -> None:
         """Called inside a transaction with the side-input keys that changed."""
 
-    def process(self, records: list[Record], batch: Batch) -> None:
+    def process(self, records: list[Record], txn: Txn) -> None:
         raise NotImplementedError
 
-    def tick(self, batch: Batch) -> None:
+    def tick(self, txn: Txn) -> None:
         """Called inside a transaction every `tick_interval_s` (timers)."""
 
     def has_pending_work(self) -> bool:
@@ -216,11 +216,11 @@ class TransactionalProcessor:
     def wants_tick(self) -> bool:
         return False
 
-    def on_committed(self, batch: Batch) -> None:
+    def on_committed(self, txn: Txn) -> None:
         """After a batch's transaction committed (metrics hooks); does nothing by default."""
 
     # -- helpers for subclasses -------------------------------------------------------------
-    def produce(self, batch: Batch, topic: str, key: str | bytes | None, value: bytes | None,
+    def produce(self, txn: Txn, topic: str, key: str | bytes | None, value: bytes | None,
                 partition: int | None = None, on_delivery=None) -> None:
         kwargs = {} if partition is None else {"partition": partition}
         if on_delivery is not None:
@@ -231,10 +231,10 @@ class TransactionalProcessor:
                 break
             except BufferError:  # local queue full: let librdkafka send, then go on
                 self.producer.poll(0.05)
-        batch.produced += 1
+        txn.produced += 1
 
-    def emit(self, batch: Batch, topic: str, key: str, schema: str, record: dict) -> None:
-        self.produce(batch, topic, key, self.codec.encode(topic, schema, record))
+    def emit(self, txn: Txn, topic: str, key: str, schema: str, record: dict) -> None:
+        self.produce(txn, topic, key, self.codec.encode(topic, schema, record))
 
     def table(self, partition: int) -> PartitionTable:
         return self.tables[partition]
@@ -265,25 +265,25 @@ class TransactionalProcessor:
         self.cache.put(key, partition, state)
         self._touched[key] = partition
 
-    def mark_dirty(self, batch: Batch, key: str, state: Any, partition: int | None = None) -> None:
+    def mark_dirty(self, txn: Txn, key: str, state: Any, partition: int | None = None) -> None:
         part = partition if partition is not None else self._touched.get(key)
         if part is None:
             hit = self.cache.get(key)
             part = hit[0] if hit else None
         if part is None:
             raise GeofluxError(f"{self.stage}: state {key!r} changed without a known partition")
-        batch.dirty[key] = (part, state)
+        txn.dirty[key] = (part, state)
         self._touched[key] = part
 
-    def delete_state(self, batch: Batch, key: str, partition: int) -> None:
+    def delete_state(self, txn: Txn, key: str, partition: int) -> None:
         """A tombstone in the changelog; the key is gone once the transaction commits."""
         self.cache.pop(key)
-        batch.dirty[key] = (partition, None)
+        txn.dirty[key] = (partition, None)
         self._touched[key] = partition
 
-    def put_meta(self, batch: Batch, partition: int, name: str, value: bytes) -> None:
+    def put_meta(self, txn: Txn, partition: int, name: str, value: bytes) -> None:
         """Stage metadata that travels on the changelog with the state it describes."""
-        batch.meta[(partition, name)] = value
+        txn.meta[(partition, name)] = value
 
     def states(self, partition: int) -> Iterator[tuple[str, Any]]:
         """Every state of a partition, decoded (a scan: for rare, whole-partition work)."""
@@ -296,14 +296,14 @@ class TransactionalProcessor:
             if st is not None:
                 yield key, st
 
-    def dead_letter(self, batch: Batch, dlq_topic: str | None, msg, error_class: str, message: str,
+    def dead_letter(self, txn: Txn, dlq_topic: str | None, msg, error_class: str, message: str,
                     attempts: int = 1) -> None:
         msg = msg.msg if isinstance(msg, Record) else msg
         topic_ = dlq_topic or self.dlq_topic
         rec = dlq_record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
                          error_class, message, self.stage, attempts=attempts)
-        self.produce(batch, topic_, msg.key(), self.codec.encode(topic_, "DlqRecord", rec))
-        batch.tally.setdefault("_dlq", []).append(error_class)
+        self.produce(txn, topic_, msg.key(), self.codec.encode(topic_, "DlqRecord", rec))
+        txn.tally.setdefault("_dlq", []).append(error_class)
 
     # -- assignment and restore ---------------------------------------------------------------
     def _store_path(self, partition: int) -> Path:
@@ -471,20 +471,20 @@ class TransactionalProcessor:
         self._transaction(msgs, tick)
 
     def _transaction(self, msgs: list, tick: bool) -> None:
-        batch = self._begin()
-        if batch is None:
+        txn = self._begin()
+        if txn is None:
             return
         try:
             if self._pending_changed or self.has_pending_work():
-                self.on_side_input(batch, set(self._pending_changed))
+                self.on_side_input(txn, set(self._pending_changed))
             if tick:
                 self._last_tick = time.monotonic()
-                self.tick(batch)
+                self.tick(txn)
             try:
-                records = self._decode(msgs, batch)
+                records = self._decode(msgs, txn)
                 if records:
-                    self.process(records, batch)
-                self._commit(batch)
+                    self.process(records, txn)
+                self._commit(txn)
             except (KafkaException, ConfigurationError):
                 raise
             except Exception as exc:  # the stage's logic raised on a record: find it, set it aside
@@ -500,21 +500,21 @@ class TransactionalProcessor:
             self._recover(exc)
             return
         self._pending_changed = set()
-        self._committed(batch)
+        self._committed(txn)
 
     def _isolate(self, msgs: list) -> None:
         """One record per transaction. The record that raises on its own is marked; after the
         rewind it is read again and dead-lettered (class `processing`) in the stage's normal
         flow, so the stage's own offset rules (held records) still decide what is committed."""
         for m in msgs:
-            batch = self._begin()
-            if batch is None:
+            txn = self._begin()
+            if txn is None:
                 return
             try:
-                records = self._decode([m], batch)
+                records = self._decode([m], txn)
                 if records:
-                    self.process(records, batch)
-                self._commit(batch)
+                    self.process(records, txn)
+                self._commit(txn)
             except KafkaException as exc:
                 self._recover(exc)
                 return
@@ -527,38 +527,38 @@ class TransactionalProcessor:
                           partition=m.partition(), offset=m.offset(), error=error[:300])
                 self._give_up("poison")
                 return
-            self._committed(batch)
+            self._committed(txn)
         self._rewind()  # what was fetched after the isolated records is read again
 
-    def _decode(self, msgs: list, batch: Batch) -> list[Record]:
+    def _decode(self, msgs: list, txn: Txn) -> list[Record]:
         records = []
         for m in msgs:
             if m.partition() not in self.ready:
                 continue  # fetched before a revoke/re-assign: read again (not committed) once ready
-            batch.offsets[(m.topic(), m.partition())] = m.offset() + 1
+            txn.offsets[(m.topic(), m.partition())] = m.offset() + 1
             if m.value() is None and m.topic() in self.tombstones_ok:
                 continue
             poison = self._poison.pop((m.topic(), m.partition(), m.offset()), None)
             if poison is not None:
-                self.dead_letter(batch, None, m, "processing", poison)
+                self.dead_letter(txn, None, m, "processing", poison)
                 continue
             try:
                 records.append(Record(m, self.codec.decode(m.value(), self.input_schemas[m.topic()])))
             except ValidationError as exc:
-                self.dead_letter(batch, None, m, "undecodable", str(exc))
+                self.dead_letter(txn, None, m, "undecodable", str(exc))
         return records
 
-    def _begin(self) -> Batch | None:
+    def _begin(self) -> Txn | None:
         try:
             self.producer.begin_transaction()
         except KafkaException as exc:
             self._recover(exc)
             return None
-        self._open = Batch()
+        self._open = Txn()
         self._touched = {}
         return self._open
 
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, txn: Txn) -> None:
         delivered: dict[int, int] = {}
 
         def on_delivery(err, msg):
@@ -566,18 +566,18 @@ class TransactionalProcessor:
                 delivered[msg.partition()] = max(delivered.get(msg.partition(), -1), msg.offset())
 
         changes: dict[int, list] = {}
-        for key, (partition, state) in batch.dirty.items():
+        for key, (partition, state) in txn.dirty.items():
             value = None if state is None else self.codec.encode(
                 self.changelog_topic, self.changelog_schema, self.state_to_record(state))
-            self.produce(batch, self.changelog_topic, key, value, partition, on_delivery)
+            self.produce(txn, self.changelog_topic, key, value, partition, on_delivery)
             index = None if state is None else self.index_keys(key, state)
             changes.setdefault(partition, []).append((key, value, index))
-        for (partition, name), value in batch.meta.items():
-            self.produce(batch, self.changelog_topic, META_PREFIX + name, value, partition, on_delivery)
+        for (partition, name), value in txn.meta.items():
+            self.produce(txn, self.changelog_topic, META_PREFIX + name, value, partition, on_delivery)
             changes.setdefault(partition, []).append((META_PREFIX + name, value, None))
-        if batch.offsets:
+        if txn.offsets:
             self._retrying(lambda: self.producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()],
+                [TopicPartition(t, p, o) for (t, p), o in txn.offsets.items()],
                 self.consumer.consumer_group_metadata(), self.kafka.request_timeout_s))
         self._retrying(lambda: self.producer.commit_transaction(self.kafka.request_timeout_s * 2))
         self.producer.poll(0)
@@ -592,16 +592,16 @@ class TransactionalProcessor:
             for key, _value, _index in items:
                 if key.startswith(META_PREFIX):
                     continue
-                state = batch.dirty[key][1]
+                state = txn.dirty[key][1]
                 if state is None:
                     self.cache.pop(key)
                 else:
                     self.cache.put(key, partition, state)
 
-    def _committed(self, batch: Batch) -> None:
-        for error_class in batch.tally.pop("_dlq", ()):
+    def _committed(self, txn: Txn) -> None:
+        for error_class in txn.tally.pop("_dlq", ()):
             self.stage_sensor.dead_lettered(self.stage, error_class)
-        self.on_committed(batch)
+        self.on_committed(txn)
 
     # -- faults -------------------------------------------------------------------------------
     def _watched(self, call: Callable[[], Any]) -> Any:
