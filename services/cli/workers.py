@@ -92,10 +92,10 @@ def _run_stage(stage) -> None:
 @checks_credentials
 def worker_alert_router(instance: str) -> None:
     from services.logging import configure_logging
-    from streams.alerting.stages import AlertRouter
+    from streams.alerting.stages import AlertRouterStage
 
     configure_logging()
-    _run_stage(AlertRouter(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))
+    _run_stage(AlertRouterStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))
 
 
 @worker.command("alert-gate", help="Noise control and persist-before-send (GEOFLUX_ALERT_*).")
@@ -106,10 +106,10 @@ def worker_alert_router(instance: str) -> None:
 def worker_alert_gate(instance: str, metrics_port: int) -> None:
     from geoflux.settings import AlertSettings
     from services.logging import configure_logging
-    from streams.alerting.stages import AlertGate
+    from streams.alerting.stages import AlertGateStage
 
     configure_logging()
-    _run_stage(AlertGate(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port),
+    _run_stage(AlertGateStage(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port),
                          instance, stage_sensor=_stage_sensor()))
 
 
@@ -177,11 +177,11 @@ def api() -> None:
 @checks_credentials
 def worker_cep(mode: str, instance: str) -> None:
     from services.logging import configure_logging
-    from streams.cep.stage import CepProcessor, CepRekey
+    from streams.cep.stage import CepStage, CepRekeyStage
 
     configure_logging()
-    stage = (CepRekey(KafkaSettings(), codec(), instance, sensor=_stage_sensor()) if mode == "rekey"
-             else CepProcessor(KafkaSettings(), codec(), mode, instance, sensor=_stage_sensor()))
+    stage = (CepRekeyStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()) if mode == "rekey"
+             else CepStage(KafkaSettings(), codec(), mode, instance, sensor=_stage_sensor()))
     _run_stage(stage)
 
 
