@@ -1,8 +1,14 @@
 """The evaluator's spatial index over fence versions. Pure: no I/O.
 
-One STRtree over every fence's search geometry answers a whole batch of points at once
-(shapely 2's vectorised `query`); the tree is rebuilt lazily after edits, at most once per
-batch, so a burst of edits costs one rebuild. Fences are keyed by their scoped id
+Two levels, so fences can change while points are evaluated:
+- the base, one STRtree over every fence's search geometry as of its last build, answers a
+  whole batch of points at once (shapely 2's vectorised `query`);
+- the fences edited since then sit in an `rtree` index that takes inserts and deletes one at a
+  time, queried for the batch's points at once (`intersection_v`); the base's copies of the
+  edited and removed fences are masked out of its answers.
+The base is rebuilt when the edits since its build pass `REBUILD_FRACTION` of it (at least
+`REBUILD_MIN`): rebuilding 100,000 fences on every batch with an edit is what made fence churn
+expensive (benchmarks/fence_churn.py). Fences are keyed by their scoped id
 (`tenant/geofence_id`): two tenants may both have a fence `depot`.
 """
 
@@ -12,6 +18,7 @@ import enum
 
 import numpy as np
 import shapely
+from rtree import index as rtree_index
 from shapely import STRtree
 
 from geoflux.keys import scoped
@@ -26,12 +33,18 @@ class Zone(enum.IntEnum):
     INSIDE = 2
 
 
+REBUILD_MIN = 256
+REBUILD_FRACTION = 0.05
+
+
 class FenceIndex:
     def __init__(self) -> None:
         self._fences: dict[str, Fence] = {}
-        self._tree: STRtree | None = None
+        self._tree: STRtree | None = None  # the base; None: build it on the next query
         self._order: list[Fence] = []
         self._keys: list[str] = []
+        self._masked: set[str] = set()  # keys whose base entry is out of date (edited, removed)
+        self._recent = _RecentEdits()
 
     def __len__(self) -> int:
         return len(self._fences)
@@ -49,20 +62,30 @@ class FenceIndex:
         key = scoped(fence.tenant_id, fence.geofence_id)
         previous = self._fences.get(key)
         self._fences[key] = fence
-        self._tree = None
+        self._edited(key, fence)
         return previous
 
     def remove(self, fence_id: str) -> Fence | None:
         previous = self._fences.pop(fence_id, None)
         if previous is not None:
-            self._tree = None
+            self._edited(fence_id, None)
         return previous
+
+    def _edited(self, key: str, fence: Fence | None) -> None:
+        if self._tree is None:
+            return  # the next query builds the base from `_fences` anyway
+        self._masked.add(key)
+        self._recent.put(key, fence)
+        if len(self._masked) > max(REBUILD_MIN, REBUILD_FRACTION * len(self._keys)):
+            self._tree = None
 
     def _ensure_tree(self) -> None:
         if self._tree is None:
             self._keys = list(self._fences)
             self._order = [self._fences[k] for k in self._keys]
             self._tree = STRtree([f.search_geometry for f in self._order])
+            self._masked = set()
+            self._recent = _RecentEdits()
 
     def zones(self, lons, lats) -> list[dict[str, Zone]]:
         """For each point, the fences (scoped ids) it is INSIDE or in the BAND of (OUTSIDE is
@@ -72,14 +95,16 @@ class FenceIndex:
         if n == 0 or not self._fences:
             return result
         self._ensure_tree()
-        points = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
+        xs, ys = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
+        points = shapely.points(xs, ys)
         point_idx, fence_idx = self._tree.query(points, predicate="intersects")
+        masked = self._masked
         for p, f in zip(point_idx.tolist(), fence_idx.tolist()):
-            fence, key = self._order[f], self._keys[f]
-            if fence.inner is None or shapely.intersects(fence.inner, points[p]):
-                result[p][key] = Zone.INSIDE
-            else:
-                result[p][key] = Zone.BAND
+            key = self._keys[f]
+            if key not in masked:
+                result[p][key] = _zone(self._order[f], points[p])
+        for p, key, fence in self._recent.hits(xs, ys, points):
+            result[p][key] = _zone(fence, points[p])
         return result
 
     def zone_of(self, fence: Fence, lon: float, lat: float) -> Zone:
@@ -89,3 +114,45 @@ class FenceIndex:
         if fence.inner is None or shapely.intersects(fence.inner, pt):
             return Zone.INSIDE
         return Zone.BAND
+
+
+def _zone(fence: Fence, point) -> Zone:
+    """The zone of a point already known to intersect the fence's search geometry."""
+    if fence.inner is None or shapely.intersects(fence.inner, point):
+        return Zone.INSIDE
+    return Zone.BAND
+
+
+class _RecentEdits:
+    """The fences edited since the base was built, in an index that takes single inserts and
+    deletes. A removed fence is simply absent here (its base entry is masked)."""
+
+    def __init__(self) -> None:
+        self._index = rtree_index.Index()
+        self._ids: dict[str, int] = {}  # key -> its id in the rtree
+        self._entries: dict[int, tuple[str, Fence]] = {}
+        self._next = 0
+
+    def put(self, key: str, fence: Fence | None) -> None:
+        old = self._ids.pop(key, None)
+        if old is not None:
+            self._index.delete(old, self._entries.pop(old)[1].search_geometry.bounds)
+        if fence is not None:
+            self._next += 1
+            self._ids[key] = self._next
+            self._entries[self._next] = (key, fence)
+            self._index.insert(self._next, fence.search_geometry.bounds)
+
+    def hits(self, xs: np.ndarray, ys: np.ndarray, points) -> list[tuple[int, str, Fence]]:
+        """(point index, key, fence) for every point inside an edited fence's search geometry."""
+        if not self._entries:
+            return []
+        coords = np.column_stack([xs, ys])
+        ids, counts = self._index.intersection_v(coords, coords)
+        owners = np.repeat(np.arange(len(xs)), counts.astype(np.int64))
+        out = []
+        for p, i in zip(owners.tolist(), ids.tolist()):
+            key, fence = self._entries[i]
+            if shapely.intersects(fence.search_geometry, points[p]):
+                out.append((p, key, fence))
+        return out
