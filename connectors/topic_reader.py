@@ -69,12 +69,30 @@ class TopicReader:
         if self.topic not in md.topics or md.topics[self.topic].error is not None:
             raise GeofluxError(f"topic {self.topic} does not exist: run `geoflux topics apply`")
         parts = list(md.topics[self.topic].partitions)
+        # Where each partition ends now, asked before reading: an empty partition is read, and
+        # one whose last record arrives is read to its end, without waiting out a fetch that
+        # reports the end (up to fetch.wait.max.ms each; an API reads a dozen topics at start).
+        # Only a partition ending in a transaction marker, which no record carries, waits for it.
+        try:
+            ends = {p: self._end_offsets(p) for p in parts}
+        except KafkaException as exc:
+            raise GeofluxError(f"{self.topic}: its end offsets could not be read "
+                               f"({exc.args[0].str()})") from None
+        for p, (low, high) in ends.items():
+            if high <= low:
+                self._eof.add(p)
+                self._ends[p] = high
         self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-        while len(self._eof) < len(parts):
+        while not all(p in self._eof or self.positions.get(p, -1) >= ends[p][1] for p in parts):
             if time.monotonic() > deadline:
                 raise GeofluxError(f"{self.topic} not read to its end within {timeout_s:.0f}s")
             self.poll(0.2)
         return self
+
+    def _end_offsets(self, partition: int) -> tuple[int, int]:
+        """(first, end) offsets this read_committed client can read in the partition now."""
+        return self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                    timeout=self.kafka.request_timeout_s)
 
     def poll(self, timeout: float) -> set[str]:
         changed: set[str] = set()

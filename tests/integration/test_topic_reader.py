@@ -56,3 +56,43 @@ def test_applied_through_now_over_plain_and_transactional_writes(kafka_settings)
         committer.join()
     finally:
         reader.close()
+
+
+def test_load_reads_every_committed_record_and_returns_without_waiting_out_idle_fetches(kafka_settings):
+    """`load()` knows where each partition ends before it reads, so an empty partition, or one
+    whose last record has arrived, is done at once; a partition ending in a commit marker is
+    still read to that marker; records of a transaction still open are not read."""
+    codec = AvroCodec()
+    t = topic("alerts.silences", kafka_settings)
+    plain = Producer(producer_config(kafka_settings))
+    txn = Producer(transactional_config(kafka_settings, f"reader-load-{uuid.uuid4().hex[:8]}"))
+    txn.init_transactions(30)
+
+    def load() -> tuple[set[str], float]:
+        seen: set[str] = set()
+        t0 = time.monotonic()
+        reader = TopicReader(kafka_settings, t, "ConfigRecord", codec,
+                             lambda key, rec, _m: seen.add(key) or True).load()
+        took = time.monotonic() - t0
+        reader.close()
+        return seen, took
+
+    empty, _ = load()
+    assert empty == set()
+    for i in range(12):  # plain records, so no partition ends in a marker yet
+        plain.produce(t, codec.encode(t, "ConfigRecord", config_record(i)), key=f"acme/p{i}", partition=i % 3)
+    assert plain.flush(30) == 0
+    seen, _ = load()
+    assert seen == {f"acme/p{i}" for i in range(12)}
+    txn.begin_transaction()
+    for i in range(4):
+        txn.produce(t, codec.encode(t, "ConfigRecord", config_record(i)), key=f"acme/t{i}", partition=0)
+    txn.commit_transaction(30)
+    txn.begin_transaction()  # left open while loading: its record is not committed
+    txn.produce(t, codec.encode(t, "ConfigRecord", config_record(9)), key="acme/open", partition=1)
+    txn.flush(30)
+    try:
+        seen, _ = load()
+        assert seen == {f"acme/p{i}" for i in range(12)} | {f"acme/t{i}" for i in range(4)}
+    finally:
+        txn.abort_transaction(30)
