@@ -6,8 +6,10 @@ fast it drains the backlog into PostgreSQL: rows/s from the first row to the las
 sustained rate) and from process start (including start-up and group join).
 
     python benchmarks/audit_sink.py --events 50000 --batch-sizes 500,2000,5000
+    python benchmarks/audit_sink.py --smoke     # seconds: the script works, figures mean nothing
 
-Everything runs on this machine: broker, PostgreSQL and the sink share its cores.
+Everything runs on this machine: broker, PostgreSQL and the sink share its cores. Starts its
+own broker and PostgreSQL unless GEOFLUX_KAFKA_BOOTSTRAP / GEOFLUX_PG_DSN name existing ones.
 """
 
 from __future__ import annotations
@@ -24,14 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
+from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._postgres import benchmark_postgres  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
-from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
+from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.local_kafka import LocalKafka  # noqa: E402
-from services.local_process import free_port  # noqa: E402
-from services.local_postgres import LocalPostgres  # noqa: E402
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
 
 BASE_MS = 1_735_689_600_000
@@ -62,8 +63,8 @@ def count(dsn: str, table: str) -> int:
         return 0
 
 
-def drain(settings: KafkaSettings, dsn: str, n: int, batch: int, work: Path) -> dict:
-    table = f"bench_audit_{batch}"
+def drain(settings: KafkaSettings, dsn: str, n: int, batch: int, work: Path, run: str) -> dict:
+    table = f"bench_audit_{run}_{batch}"  # a PostgreSQL shared with other runs keeps their tables
     env = {"GEOFLUX_PG_DSN": dsn, "GEOFLUX_AUDIT_TABLE": table,
            "GEOFLUX_AUDIT_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
            "GEOFLUX_AUDIT_BATCH_SIZE": str(batch)}
@@ -89,8 +90,8 @@ def drain(settings: KafkaSettings, dsn: str, n: int, batch: int, work: Path) -> 
         size = conn.execute("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i "
                             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
                             (table,)).fetchone()[0]
-    steady = (n - first[1]) / (last - first[0]) if last > first[0] else float("nan")
-    return {"batch": batch, "rows": total, "distinct": distinct, "steady": steady,
+    steady = (n - first[1]) / (last - first[0]) if last > first[0] and first[1] < n else float("nan")
+    return {"batch": batch, "table": table, "rows": total, "distinct": distinct, "steady": steady,
             "overall": n / (last - t_start), "elapsed": last - t_start, "size": size}
 
 
@@ -98,26 +99,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--batch-sizes", default="500,2000,5000")
+    ap.add_argument("--smoke", action="store_true", help="2,000 events, batches 500 and 2,000")
     args = ap.parse_args()
+    if args.smoke:
+        args.events, args.batch_sizes = 2000, "500,2000"
     work = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
-    broker = LocalKafka(LocalKafkaSettings(data_dir=work / "kafka", port=free_port(),
-                                           controller_port=free_port(), heap="1g"))
-    pg_root = Path(f"/tmp/geoflux-abench-pg-{uuid.uuid4().hex[:6]}")
-    pg_root.mkdir()
-    pg = LocalPostgres(pg_root, free_port())
-    pg.start()
+    run = uuid.uuid4().hex[:6]
     results = []
-    try:
-        settings = KafkaSettings(bootstrap=broker.start(), topic_prefix="ab.")
+    with benchmark_broker(work) as bootstrap, benchmark_postgres() as dsn:
+        settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"ab{run}.")
         apply(settings)
         t_pub = publish(settings, args.events)
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            results.append(drain(settings, pg.dsn(), args.events, batch, work))
-    finally:
-        broker.stop()
-        pg.stop()
+            results.append(drain(settings, dsn, args.events, batch, work, run))
+        with psycopg.connect(dsn) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+            for r in results:
+                conn.execute(f"DROP TABLE IF EXISTS {r['table']} CASCADE")
     print(f"\naudit sink: {args.events:,} geofence events (backlog, 3 daily partitions) -> PostgreSQL "
-          f"{pg.bin.parent.name} + PostGIS, 1 sink process, {settings.partitions} partitions, "
+          f"{version} + PostGIS, 1 sink process, {settings.partitions} partitions, "
           f"{os.cpu_count()} cores shared with broker and PostgreSQL "
           f"(backlog published in {t_pub:.1f} s)\n")
     print(f"{'batch':>6} {'rows':>8} {'distinct':>9} {'rows/s steady':>14} {'rows/s from start':>18} "
@@ -125,7 +125,6 @@ def main() -> None:
     for r in results:
         print(f"{r['batch']:>6} {r['rows']:>8,} {r['distinct']:>9,} {r['steady']:>14,.0f} "
               f"{r['overall']:>18,.0f} {r['elapsed']:>10.1f} {r['size']:>11}")
-
 
 if __name__ == "__main__":
     main()
