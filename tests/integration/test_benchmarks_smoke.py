@@ -39,12 +39,49 @@ def smoke_env(bootstrap: str, dsn: str, tmp_path: Path) -> dict:
     return env
 
 
-def test_every_benchmark_has_a_smoke_run():
-    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")
-               if not p.name.startswith("_") and p.name != "regenerate.py"}
-    assert scripts == set(HEADERS) | set(OWN_TESTS)
+def benchmark_scripts() -> set[str]:
+    return {p.name for p in (ROOT / "benchmarks").glob("*.py")
+            if not p.name.startswith("_") and p.name != "regenerate.py"}
+
+
+def test_every_benchmark_has_a_smoke_run_and_a_block_in_the_doc():
+    from benchmarks.regenerate import BENCHMARKS, DOC, block_re
+
+    assert benchmark_scripts() == set(HEADERS) | set(OWN_TESTS)
     for script, test in OWN_TESTS.items():
         assert script in (Path(__file__).parent / test).read_text()
+    assert {f"{name}.py" for name in BENCHMARKS} == benchmark_scripts()
+    doc = DOC.read_text()
+    assert [name for name in BENCHMARKS if len(block_re(name).findall(doc)) != 1] == []
+
+
+def test_regenerate_writes_smoke_blocks_into_out_never_the_doc(tmp_path):
+    """Two benchmarks that need no broker: the chain from a script's table to its block."""
+    doc = (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    out = tmp_path / "BENCHMARKS.md"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py"), "--smoke",
+                          "--out", str(out), "entity_history", "evaluator_cpu"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (ROOT / "docs" / "BENCHMARKS.md").read_text() == doc
+    written = out.read_text()
+    for name, script in (("entity_history", "entity_history.py"), ("evaluator_cpu", "evaluator_cpu.py")):
+        block = written.split(f"<!-- bench:{name} -->\n", 1)[1].split(f"<!-- /bench:{name} -->", 1)[0]
+        assert block.startswith(f"`python benchmarks/{script} --smoke`: commit "), block
+        assert "cores," in block and "load average" in block and HEADERS[script] in block, block
+    # everything outside the two blocks is the doc's own text, untouched
+    from benchmarks.regenerate import block_re
+
+    def outside(text: str) -> str:
+        for name in ("entity_history", "evaluator_cpu"):
+            text = block_re(name).sub("", text)
+        return text
+
+    assert outside(written) == outside(doc)
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regenerate.py"), "--smoke",
+                              "entity_history"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--out" in refused.stderr
 
 
 @pytest.mark.parametrize("script", sorted(HEADERS))
