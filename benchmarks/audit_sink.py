@@ -8,6 +8,10 @@ sustained rate) and from process start (including start-up and group join).
     python benchmarks/audit_sink.py --events 50000 --batch-sizes 500,2000,5000
     python benchmarks/audit_sink.py --smoke     # seconds: the script works, figures mean nothing
 
+The ceiling compared with, in the same run: one read_committed consumer reading and decoding
+the backlog, nothing written (the sink's work before PostgreSQL); the ratio is rows/s steady
+over it.
+
 Everything runs on this machine: broker, PostgreSQL and the sink share its cores. Starts its
 own broker and PostgreSQL unless GEOFLUX_KAFKA_BOOTSTRAP / GEOFLUX_PG_DSN name existing ones.
 """
@@ -28,7 +32,10 @@ import psycopg  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
 from benchmarks._postgres import benchmark_postgres  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition  # noqa: E402
+
 from connectors.kafka_admin import apply  # noqa: E402
+from connectors.kafka_config import consumer_config  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
@@ -53,6 +60,28 @@ def publish(settings: KafkaSettings, n: int) -> float:
         producer.send(t, codec.encode(t, "GeofenceEvent", rec), key=rec["geofence_id"])
     producer.flush_or_raise(120)
     return time.perf_counter() - t0
+
+
+def read_ceiling(settings: KafkaSettings, n: int) -> float:
+    """Records/s: the backlog read and decoded by one consumer, nothing written."""
+    codec, t = AvroCodec(), topic("geo.geofence-events", settings)
+    c = Consumer(consumer_config(settings, f"bench-read-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True}))
+    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
+    t0, seen, eof = time.monotonic(), 0, set()
+    try:
+        while len(eof) < settings.partitions:
+            for m in c.consume(10_000, 0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                    continue
+                codec.decode(m.value(), "GeofenceEvent")
+                seen += 1
+    finally:
+        c.close()
+    if seen != n:
+        raise SystemExit(f"the ceiling's read saw {seen} of {n} records")
+    return n / (time.monotonic() - t0)
 
 
 def count(dsn: str, table: str) -> int:
@@ -110,6 +139,7 @@ def main() -> None:
         settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"ab{run}.")
         apply(settings)
         t_pub = publish(settings, args.events)
+        roof = read_ceiling(settings, args.events)
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             results.append(drain(settings, dsn, args.events, batch, work, run))
         with psycopg.connect(dsn) as conn:
@@ -120,10 +150,12 @@ def main() -> None:
           f"{version} + PostGIS, 1 sink process, {settings.partitions} partitions, "
           f"{os.cpu_count()} cores shared with broker and PostgreSQL "
           f"(backlog published in {t_pub:.1f} s)\n")
-    print(f"{'batch':>6} {'rows':>8} {'distinct':>9} {'rows/s steady':>14} {'rows/s from start':>18} "
+    print(f"ceiling: the backlog read and decoded by one consumer, nothing written: {roof:,.0f} records/s; "
+          "ratio: rows/s steady over it\n")
+    print(f"{'batch':>6} {'rows':>8} {'distinct':>9} {'rows/s steady':>14} {'ratio':>6} {'rows/s from start':>18} "
           f"{'elapsed s':>10} {'table size':>11}")
     for r in results:
-        print(f"{r['batch']:>6} {r['rows']:>8,} {r['distinct']:>9,} {r['steady']:>14,.0f} "
+        print(f"{r['batch']:>6} {r['rows']:>8,} {r['distinct']:>9,} {r['steady']:>14,.0f} {r['steady'] / roof:>6.2f} "
               f"{r['overall']:>18,.0f} {r['elapsed']:>10.1f} {r['size']:>11}")
 
 if __name__ == "__main__":

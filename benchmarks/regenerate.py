@@ -68,8 +68,9 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {int(mem.split()[1]) / 1024 ** 2:.1f} GiB RAM, {cpu}"
 
 
-def run(name: str, smoke: bool, rev: str) -> tuple[bool, str]:
+def run(name: str, smoke: bool, out: Path) -> tuple[bool, str]:
     """(succeeded, the block's body)."""
+    rev = commit(out)  # per benchmark: the tree may change during a run of hours
     argv = ["python", f"benchmarks/{name}.py", *(["--smoke"] if smoke else BENCHMARKS[name])]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     started, t0 = datetime.now(timezone.utc), time.monotonic()
@@ -104,9 +105,9 @@ def main() -> None:
     missing = [n for n in names if not block_re(n).search(text)]
     if missing:
         ap.error(f"{DOC.relative_to(ROOT)} has no block for {', '.join(missing)}")
-    rev, failed = commit(out), []
+    failed = []
     for name in names:
-        ok, body = run(name, args.smoke, rev)
+        ok, body = run(name, args.smoke, out)
         if not ok:
             failed.append(name)
             continue
