@@ -8,6 +8,9 @@ For each: alerts/s through router, gate, delivery and status; created -> deliver
 P50/P95/P99; share delivered within the seed's 30 s; lost (not SENT at the end).
 
     python benchmarks/alert_delivery.py --alerts 3000 --rate 300
+    python benchmarks/alert_delivery.py --smoke     # seconds: the script works, figures mean nothing
+
+The ceiling compared with: the rate asked of the source (alerts/s); the ratio is SENT/s over it.
 
 Receivers are local HTTP servers (tests/fakes.py), broker and workers share this machine.
 """
@@ -39,7 +42,8 @@ from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
 NO_LIMITS = json.dumps({s: 10**9 for s in ("critical", "high", "warning", "info")})
 
 
-def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdir: Path) -> dict:
+def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdir: Path,
+        settle_s: float) -> dict:
     settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"abench{uuid.uuid4().hex[:6]}.")
     apply(settings)
     codec = AvroCodec()
@@ -60,7 +64,7 @@ def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdi
     t_events = topic("geo.geofence-events", settings)
     producer = ReliableProducer(settings)
     try:
-        time.sleep(8)  # let the four consumer groups settle before the clock starts
+        time.sleep(settle_s)  # let the four consumer groups settle before the clock starts
         start = time.monotonic()
         for i in range(n):
             ahead = i / rate - (time.monotonic() - start)
@@ -93,18 +97,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alerts", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=300)
+    ap.add_argument("--settle-s", type=float, default=8, help="after the workers start, before the clock")
+    ap.add_argument("--smoke", action="store_true", help="30 alerts at 30/s, no settling")
     args = ap.parse_args()
+    if args.smoke:  # the workers read from the earliest offset: alerts sent while they start wait
+        args.alerts, args.rate, args.settle_s = 30, 30, 0
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
     with benchmark_broker(workdir) as bootstrap:
-        rows = [run(bootstrap, "healthy", True, args.alerts, args.rate, workdir),
-                run(bootstrap, "primary-down", False, args.alerts, args.rate, workdir)]
+        rows = [run(bootstrap, "healthy", True, args.alerts, args.rate, workdir, args.settle_s),
+                run(bootstrap, "primary-down", False, args.alerts, args.rate, workdir, args.settle_s)]
     print(f"\ncritical alerts through router -> gate -> delivery -> status ({os.cpu_count()} cores, "
           f"broker and receivers on the same machine)\n")
-    print(f"{'scenario':<13} {'alerts':>6} {'rate/s':>7} {'SENT/s':>7} {'P50 s':>6} {'P95 s':>6} "
+    print("ceiling: the rate asked of the source; ratio: SENT/s over it (issue 17 asks 1,000 alerts/s "
+          "with P99 under 5 s)\n")
+    print(f"{'scenario':<13} {'alerts':>6} {'rate/s':>7} {'SENT/s':>7} {'ratio':>6} {'P50 s':>6} {'P95 s':>6} "
           f"{'P99 s':>6} {'<=30 s':>7} {'lost':>5} {'fallback':>8}")
     for r in rows:
         print(f"{r['scenario']:<13} {r['alerts']:>6} {r['rate']:>7.0f} {r['throughput']:>7.1f} "
-              f"{r['p50']:>6.2f} {r['p95']:>6.2f} {r['p99']:>6.2f} {r['within_30s']:>7.1%} "
+              f"{r['throughput'] / r['rate']:>6.2f} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['p99']:>6.2f} {r['within_30s']:>7.1%} "
               f"{r['lost']:>5} {r['via_fallback']:>8}")
 
 

@@ -3,8 +3,9 @@ intermittently and the delivery worker is SIGKILLed twice. Prints per-severity S
 against the targets, lost alerts, repeats per idempotency key and latency percentiles.
 
     python benchmarks/alert_soak.py --minutes 5 --rate 10
+    python benchmarks/alert_soak.py --smoke     # seconds: the script works, figures mean nothing
 
-Not part of CI (it runs for minutes). Receivers are local HTTP servers (tests/fakes.py,
+The full run is not part of CI (it runs for minutes); its smoke size is. Receivers are local HTTP servers (tests/fakes.py,
 simulated receivers); the broker, the four alert workers and the receivers share this machine.
 """
 
@@ -38,7 +39,7 @@ from tests.integration.geo_helpers import kill, start_cli, stop  # noqa: E402
 MIX = (("critical", 0.2), ("high", 0.3), ("warning", 0.5))  # share of the alerts per severity
 
 
-def soak(bootstrap: str, minutes: float, rate: float, workdir: Path) -> None:
+def soak(bootstrap: str, minutes: float, rate: float, workdir: Path, settle_s: float) -> None:
     settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"soak{uuid.uuid4().hex[:6]}.")
     apply(settings)
     codec = AvroCodec()
@@ -63,9 +64,10 @@ def soak(bootstrap: str, minutes: float, rate: float, workdir: Path) -> None:
     kills: list[float] = []
 
     def chaos(duration: float) -> None:
-        """Primary down 20 s of every 60 s; the delivery worker SIGKILLed at 1/3 and 2/3."""
+        """Primary down 20 s of every 60 s (from 15 s in, or a quarter of a shorter run); the
+        delivery worker SIGKILLed at 1/3 and 2/3."""
         t0 = time.monotonic()
-        next_outage, next_kill = 15.0, [duration / 3, 2 * duration / 3]
+        next_outage, next_kill = first_outage, [duration / 3, 2 * duration / 3]
         while not stop_chaos.wait(0.5):
             now = time.monotonic() - t0
             if now >= next_outage:
@@ -79,8 +81,9 @@ def soak(bootstrap: str, minutes: float, rate: float, workdir: Path) -> None:
                                               workdir, **env)
 
     try:
-        time.sleep(8)  # let the consumer groups settle before the clock starts
+        time.sleep(settle_s)  # let the consumer groups settle before the clock starts
         duration = minutes * 60
+        first_outage = min(15.0, duration / 4)
         threading.Thread(target=chaos, args=(duration,), daemon=True).start()
         start, i = time.monotonic(), 0
         while time.monotonic() - start < duration:
@@ -97,7 +100,7 @@ def soak(bootstrap: str, minutes: float, rate: float, workdir: Path) -> None:
         deadline = time.monotonic() + 300
         while statuses.by_status().get("SENT", 0) < i and time.monotonic() < deadline:
             time.sleep(0.5)
-        report(statuses, primary, fallback, i, minutes, rate, kills)
+        report(statuses, primary, fallback, i, minutes, rate, kills, first_outage)
     finally:
         stop_chaos.set()
         for p in procs.values():
@@ -108,11 +111,13 @@ def soak(bootstrap: str, minutes: float, rate: float, workdir: Path) -> None:
         fallback.close()
 
 
-def report(statuses, primary, fallback, sent_events: int, minutes: float, rate: float, kills) -> None:
+def report(statuses, primary, fallback, sent_events: int, minutes: float, rate: float, kills,
+           first_outage: float) -> None:
     targets = AlertSettings().sla_targets
     snap = list(statuses.snapshot().values())
     keys = Counter(r.headers["webhook-id"] for rcv in (primary, fallback) for r in rcv.received())
-    print(f"\nsoak: {minutes:g} min at {rate:g} alerts/s, primary down 20 s of every 60 s, delivery "
+    print(f"\nsoak: {minutes:g} min at {rate:g} alerts/s, primary down 20 s of every 60 s from "
+          f"{first_outage:g} s, delivery "
           f"worker SIGKILLed at {', '.join(f'{k:.0f} s' for k in kills)} ({os.cpu_count()} cores)\n")
     print(f"{'severity':<9} {'alerts':>6} {'SENT':>6} {'lost':>5} {'target':>14} {'attained':>9} "
           f"{'P50 s':>6} {'P95 s':>6} {'P99 s':>6} {'fallback':>8}")
@@ -138,10 +143,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5)
     ap.add_argument("--rate", type=float, default=10)
+    ap.add_argument("--settle-s", type=float, default=8, help="after the workers start, before the clock")
+    ap.add_argument("--smoke", action="store_true", help="6 s at 5 alerts/s, no settling")
     args = ap.parse_args()
+    if args.smoke:  # the workers read from the earliest offset: alerts sent while they start wait
+        args.minutes, args.rate, args.settle_s = 0.1, 5, 0
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-soak-"))
     with benchmark_broker(workdir) as bootstrap:
-        soak(bootstrap, args.minutes, args.rate, workdir)
+        soak(bootstrap, args.minutes, args.rate, workdir, args.settle_s)
 
 
 if __name__ == "__main__":

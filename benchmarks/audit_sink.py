@@ -6,8 +6,14 @@ fast it drains the backlog into PostgreSQL: rows/s from the first row to the las
 sustained rate) and from process start (including start-up and group join).
 
     python benchmarks/audit_sink.py --events 50000 --batch-sizes 500,2000,5000
+    python benchmarks/audit_sink.py --smoke     # seconds: the script works, figures mean nothing
 
-Everything runs on this machine: broker, PostgreSQL and the sink share its cores.
+The ceiling compared with, in the same run: one read_committed consumer reading and decoding
+the backlog, nothing written (the sink's work before PostgreSQL); the ratio is rows/s steady
+over it.
+
+Everything runs on this machine: broker, PostgreSQL and the sink share its cores. Starts its
+own broker and PostgreSQL unless GEOFLUX_KAFKA_BOOTSTRAP / GEOFLUX_PG_DSN name existing ones.
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
+from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._postgres import benchmark_postgres  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition  # noqa: E402
+
 from connectors.kafka_admin import apply  # noqa: E402
+from connectors.kafka_config import consumer_config  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
-from geoflux.settings import KafkaSettings, LocalKafkaSettings  # noqa: E402
+from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
-from services.devstack.local_kafka import LocalKafka  # noqa: E402
-from services.devstack.local_process import free_port  # noqa: E402
-from services.devstack.local_postgres import LocalPostgres  # noqa: E402
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
 
 BASE_MS = 1_735_689_600_000
@@ -54,6 +62,28 @@ def publish(settings: KafkaSettings, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def read_ceiling(settings: KafkaSettings, n: int) -> float:
+    """Records/s: the backlog read and decoded by one consumer, nothing written."""
+    codec, t = AvroCodec(), topic("geo.geofence-events", settings)
+    c = Consumer(consumer_config(settings, f"bench-read-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True}))
+    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
+    t0, seen, eof = time.monotonic(), 0, set()
+    try:
+        while len(eof) < settings.partitions:
+            for m in c.consume(10_000, 0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                    continue
+                codec.decode(m.value(), "GeofenceEvent")
+                seen += 1
+    finally:
+        c.close()
+    if seen != n:
+        raise SystemExit(f"the ceiling's read saw {seen} of {n} records")
+    return n / (time.monotonic() - t0)
+
+
 def count(dsn: str, table: str) -> int:
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
@@ -62,8 +92,8 @@ def count(dsn: str, table: str) -> int:
         return 0
 
 
-def drain(settings: KafkaSettings, dsn: str, n: int, batch: int, work: Path) -> dict:
-    table = f"bench_audit_{batch}"
+def drain(settings: KafkaSettings, dsn: str, n: int, batch: int, work: Path, run: str) -> dict:
+    table = f"bench_audit_{run}_{batch}"  # a PostgreSQL shared with other runs keeps their tables
     env = {"GEOFLUX_PG_DSN": dsn, "GEOFLUX_AUDIT_TABLE": table,
            "GEOFLUX_AUDIT_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
            "GEOFLUX_AUDIT_BATCH_SIZE": str(batch)}
@@ -89,8 +119,8 @@ def drain(settings: KafkaSettings, dsn: str, n: int, batch: int, work: Path) -> 
         size = conn.execute("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i "
                             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
                             (table,)).fetchone()[0]
-    steady = (n - first[1]) / (last - first[0]) if last > first[0] else float("nan")
-    return {"batch": batch, "rows": total, "distinct": distinct, "steady": steady,
+    steady = (n - first[1]) / (last - first[0]) if last > first[0] and first[1] < n else float("nan")
+    return {"batch": batch, "table": table, "rows": total, "distinct": distinct, "steady": steady,
             "overall": n / (last - t_start), "elapsed": last - t_start, "size": size}
 
 
@@ -98,34 +128,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--batch-sizes", default="500,2000,5000")
+    ap.add_argument("--smoke", action="store_true", help="2,000 events, batches 500 and 2,000")
     args = ap.parse_args()
+    if args.smoke:
+        args.events, args.batch_sizes = 2000, "500,2000"
     work = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
-    broker = LocalKafka(LocalKafkaSettings(data_dir=work / "kafka", port=free_port(),
-                                           controller_port=free_port(), heap="1g"))
-    pg_root = Path(f"/tmp/geoflux-abench-pg-{uuid.uuid4().hex[:6]}")
-    pg_root.mkdir()
-    pg = LocalPostgres(pg_root, free_port())
-    pg.start()
+    run = uuid.uuid4().hex[:6]
     results = []
-    try:
-        settings = KafkaSettings(bootstrap=broker.start(), topic_prefix="ab.")
+    with benchmark_broker(work) as bootstrap, benchmark_postgres() as dsn:
+        settings = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"ab{run}.")
         apply(settings)
         t_pub = publish(settings, args.events)
+        roof = read_ceiling(settings, args.events)
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            results.append(drain(settings, pg.dsn(), args.events, batch, work))
-    finally:
-        broker.stop()
-        pg.stop()
+            results.append(drain(settings, dsn, args.events, batch, work, run))
+        with psycopg.connect(dsn) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+            for r in results:
+                conn.execute(f"DROP TABLE IF EXISTS {r['table']} CASCADE")
     print(f"\naudit sink: {args.events:,} geofence events (backlog, 3 daily partitions) -> PostgreSQL "
-          f"{pg.bin.parent.name} + PostGIS, 1 sink process, {settings.partitions} partitions, "
+          f"{version} + PostGIS, 1 sink process, {settings.partitions} partitions, "
           f"{os.cpu_count()} cores shared with broker and PostgreSQL "
           f"(backlog published in {t_pub:.1f} s)\n")
-    print(f"{'batch':>6} {'rows':>8} {'distinct':>9} {'rows/s steady':>14} {'rows/s from start':>18} "
+    print(f"ceiling: the backlog read and decoded by one consumer, nothing written: {roof:,.0f} records/s; "
+          "ratio: rows/s steady over it\n")
+    print(f"{'batch':>6} {'rows':>8} {'distinct':>9} {'rows/s steady':>14} {'ratio':>6} {'rows/s from start':>18} "
           f"{'elapsed s':>10} {'table size':>11}")
     for r in results:
-        print(f"{r['batch']:>6} {r['rows']:>8,} {r['distinct']:>9,} {r['steady']:>14,.0f} "
+        print(f"{r['batch']:>6} {r['rows']:>8,} {r['distinct']:>9,} {r['steady']:>14,.0f} {r['steady'] / roof:>6.2f} "
               f"{r['overall']:>18,.0f} {r['elapsed']:>10.1f} {r['size']:>11}")
-
 
 if __name__ == "__main__":
     main()

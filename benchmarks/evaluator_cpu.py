@@ -12,6 +12,7 @@ The ceiling compared with: the shell's decode of the same records alone (the par
 every stage does and no evaluator change can avoid).
 
     python benchmarks/evaluator_cpu.py --fences 10000 --updates 60000
+    python benchmarks/evaluator_cpu.py --smoke      # seconds: the script works, figures mean nothing
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=60_000)
     ap.add_argument("--entities", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=GeofenceSettings().max_batch)
+    ap.add_argument("--smoke", action="store_true", help="100 fences, 200 entities, 2,000 updates, batch 200")
     args = ap.parse_args()
+    if args.smoke:
+        args.fences, args.entities, args.updates, args.batch = 100, 200, 2000, 200
     tmp = Path(tempfile.mkdtemp(prefix="geoflux-evcpu-"))
     codec = AvroCodec()
     ev = EvaluatorStage(KafkaSettings(bootstrap="127.0.0.1:9", topic_prefix="cpu.", partitions=PARTITIONS),

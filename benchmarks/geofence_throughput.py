@@ -13,6 +13,7 @@ For each fence count it
     python benchmarks/geofence_throughput.py --fences 1000,10000,100000
     python benchmarks/geofence_throughput.py --fences 10000 --rates "" --profile /tmp/ev.svg
         (drain and ceiling only; py-spy samples the evaluator while it drains)
+    python benchmarks/geofence_throughput.py --smoke     # seconds: the script works, figures mean nothing
 
 Everything runs on this machine: broker, evaluator, producer and consumer share its cores.
 """
@@ -245,7 +246,12 @@ def main() -> None:
                     help="records per transaction, evaluator and ceiling alike")
     ap.add_argument("--profile", help="py-spy profile of the evaluator while it drains: a flame "
                     "graph if it ends in .svg, collapsed stacks otherwise")
+    ap.add_argument("--smoke", action="store_true",
+                    help="100 fences, 3,000 updates of backlog, 200 updates/s for 2 s, batch 500")
     args = ap.parse_args()
+    if args.smoke:
+        args.fences, args.backlog, args.rates, args.seconds = "100", 3000, "200", 2
+        args.entities, args.max_batch = 200, 500
     rates = [float(r) for r in args.rates.split(",") if r]
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-bench-"))
     broker = None

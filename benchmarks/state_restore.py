@@ -586,13 +586,15 @@ def print_table(results: list[dict], args, loads: list[str]) -> None:
         if "cep_bytes" in r:
             print(f"{r['entities']:>9,} {'cep-entity':>10} {r['cep_bytes'] / 1e6:>6.0f} {r['cep_bare']:>12.1f} {'-':>14}")
     print(f"\n{'stage':<11} {'entities':>9} {'start':<5} {'assigned s':>10} {'restored s':>10} "
-          f"{'records':>9} {'caught up s':>11} {'RSS MB':>7} {'peak MB':>8}")
-    for key, name in (("evaluator", "evaluator"), ("cep", "cep-entity")):
+          f"{'records':>9} {'caught up s':>11} {'RSS MB':>7} {'peak MB':>8} {'restore/bare read':>17}")
+    for key, name, bare in (("evaluator", "evaluator", "ev_bare"), ("cep", "cep-entity", "cep_bare")):
         for r in results:
             for kind, m in r.get(key, ()):
+                # the ratio: assigned -> restored against the ceiling, a bare read of the whole changelog
+                ratio = (m["restored"] - (m["assigned"] or 0)) / r[bare] if r.get(bare) else float("nan")
                 print(f"{name:<11} {r['entities']:>9,} {kind:<5} {m['assigned'] or float('nan'):>10.1f} "
                       f"{m['restored']:>10.1f} {m['records']:>9,} {m['caught_up']:>11.1f} {m['rss']:>7.0f} "
-                      f"{m['peak']:>8.0f}")
+                      f"{m['peak']:>8.0f} {ratio:>17.2f}")
     print(f"\n{'entities':>9} {'fences':>7} {'API port open s':>15} {'view ready s':>12} {'restart: port':>13} "
           f"{'view ready s':>12} {'occupants P50/P95/P99 ms':>25} {'entity fences P50/P95/P99 ms':>29} "
           f"{'API RSS MB':>10}")

@@ -1,6 +1,7 @@
 """Every `from X import Y` in our packages resolves, including the ones inside functions that
-only run when a command does (the CLI imports each worker lazily): a renamed class is caught
-here in a second, not by a worker that crash-loops under `geoflux up`."""
+only run when a command does (the CLI imports each worker lazily), and in the tests and the
+benchmarks: a renamed class is caught here in a second, not by a worker that crash-loops under
+`geoflux up` or a benchmark nobody ran."""
 
 import ast
 import importlib
@@ -15,7 +16,7 @@ OURS = PACKAGES + ("tests", "benchmarks")
 
 
 def our_imports():
-    for package in PACKAGES:
+    for package in OURS:
         for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
@@ -24,7 +25,7 @@ def our_imports():
                         yield path.relative_to(ROOT).as_posix(), node.lineno, node.module, alias.name
 
 
-@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("package", OURS)
 def test_every_import_of_ours_resolves(package):
     broken = []
     for where, line, module, name in our_imports():
