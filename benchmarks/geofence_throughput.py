@@ -187,7 +187,7 @@ def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int, max_batch: int) -
 
 def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], seconds: float,
             partitions: int, n_entities: int, workdir: Path, max_batch: int,
-            profile: str | None) -> dict:
+            profile: str | None, evaluators: int = 1) -> dict:
     settings = KafkaSettings(bootstrap=bootstrap, partitions=partitions,
                              topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     apply(settings)
@@ -201,8 +201,10 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
     produce(settings, backlog, 0, n_entities, ext, 1)
     roof = ceiling(settings, codec, backlog, max_batch)
     print(f"{n_fences} fences: ceiling {roof:,.0f} updates/s; {load()}", file=sys.stderr, flush=True)
-    worker = start_worker(settings, "0", workdir, GEOFLUX_GEOFENCE_MAX_BATCH=str(max_batch),
-                          GEOFLUX_STREAM_DATA_DIR=str(workdir / f"state-{settings.topic_prefix}"))
+    workers = [start_worker(settings, str(i), workdir, GEOFLUX_GEOFENCE_MAX_BATCH=str(max_batch),
+                            GEOFLUX_STREAM_DATA_DIR=str(workdir / f"state-{settings.topic_prefix}-{i}"))
+               for i in range(evaluators)]
+    worker = workers[0]
     spy = None
     try:
         wait(lambda: committed_total(settings) > 0, 300, "the evaluator to start")
@@ -225,9 +227,28 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
         if spy is not None and spy.poll() is None:
             spy.kill()
             spy.wait()
-        stop(worker)
+        for w in workers:
+            stop(w)
     return {"fences": n_fences, "drain": drained, "ceiling": roof, "runs": runs, "rss": rss,
-            "peak": peak}
+            "peak": peak, "evaluators": evaluators}
+
+
+def scaling(bootstrap: str, args, workdir: Path) -> None:
+    fences = int(args.fences.split(",")[0])
+    rows = []
+    for n in [int(x) for x in args.scaling.split(",")]:
+        rows.append(run_one(bootstrap, fences, args.backlog, [], 0, args.partitions, args.entities,
+                            workdir, args.max_batch, None, evaluators=n))
+        print(f"done: {n} evaluator(s)", file=sys.stderr, flush=True)
+    one = rows[0]["drain"] / rows[0]["evaluators"]
+    print(f"\nevaluator scaling: {fences} fences, {args.partitions} partitions, backlog {args.backlog:,}, "
+          f"batch {args.max_batch}, {os.cpu_count()} cores shared with the broker; {load()} at the end\n")
+    print("ceiling: transactional pass-through of the same backlog, one process; linear: the "
+          "first row's drain per evaluator times the count\n")
+    print(f"{'evaluators':>10} {'ceiling/s':>10} {'drain upd/s':>12} {'of ceiling':>10} {'of linear':>10}")
+    for r in rows:
+        print(f"{r['evaluators']:>10} {r['ceiling']:>10,.0f} {r['drain']:>12,.0f} "
+              f"{r['drain'] / r['ceiling']:>10.2f} {r['drain'] / (one * r['evaluators']):>10.2f}")
 
 
 def load() -> str:
@@ -246,6 +267,10 @@ def main() -> None:
                     help="records per transaction, evaluator and ceiling alike")
     ap.add_argument("--profile", help="py-spy profile of the evaluator while it drains: a flame "
                     "graph if it ends in .svg, collapsed stacks otherwise")
+    ap.add_argument("--scaling", default="",
+                    help="evaluator counts, e.g. 1,2,3: drain the same backlog with each many "
+                         "evaluator processes (at the first --fences count) and print how close "
+                         "to linear it is; latency runs are skipped")
     ap.add_argument("--smoke", action="store_true",
                     help="100 fences, 3,000 updates of backlog, 200 updates/s for 2 s, batch 500")
     args = ap.parse_args()
@@ -262,6 +287,9 @@ def main() -> None:
         bootstrap = broker.start()
     results = []
     try:
+        if args.scaling:
+            scaling(bootstrap, args, workdir)
+            return
         for n in [int(x) for x in args.fences.split(",")]:
             results.append(run_one(bootstrap, n, args.backlog, rates, args.seconds, args.partitions,
                                    args.entities, workdir, args.max_batch, args.profile))

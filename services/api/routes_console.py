@@ -29,7 +29,7 @@ from services.api.auth import tenant_filter
 from services.api.problems import HTTPProblem
 
 log = structlog.get_logger("geoflux.console")
-DIST = Path(__file__).resolve().parents[1] / "console" / "dist"
+DIST = Path(__file__).resolve().parents[2] / "console" / "dist"
 TAIL = 2000
 MAX_ENTITIES = 50_000
 
