@@ -73,11 +73,15 @@ class TopicReader:
         # one whose last record arrives is read to its end, without waiting out a fetch that
         # reports the end (up to fetch.wait.max.ms each; an API reads a dozen topics at start).
         # Only a partition ending in a transaction marker, which no record carries, waits for it.
-        try:
-            ends = {p: self._end_offsets(p) for p in parts}
-        except KafkaException as exc:
-            raise GeofluxError(f"{self.topic}: its end offsets could not be read "
-                               f"({exc.args[0].str()})") from None
+        while True:
+            try:
+                ends = {p: self._end_offsets(p) for p in parts}
+                break
+            except KafkaException as exc:  # a topic just created may have no leader yet
+                if time.monotonic() > deadline:
+                    raise GeofluxError(f"{self.topic}: its end offsets could not be read within "
+                                       f"{timeout_s:.0f}s ({exc.args[0].str()})") from None
+                time.sleep(0.2)
         for p, (low, high) in ends.items():
             if high <= low:
                 self._eof.add(p)
