@@ -3,9 +3,9 @@
 Two levels, so fences can change while points are evaluated:
 - the base, one STRtree over every fence's search geometry as of its last build, answers a
   whole batch of points at once (shapely 2's vectorised `query`);
-- the fences edited since then sit in an `rtree` index that takes inserts and deletes one at a
-  time, queried for the batch's points at once (`intersection_v`); the base's copies of the
-  edited and removed fences are masked out of its answers.
+- the fences edited since then sit in a small tree of their own, rebuilt when they change
+  (cheap: a few percent of the fences), queried for the batch's points at once; the base's
+  copies of the edited and removed fences are masked out of its answers.
 The base is rebuilt when the edits since its build pass `REBUILD_FRACTION` of it (at least
 `REBUILD_MIN`): rebuilding 100,000 fences on every batch with an edit is what made fence churn
 expensive (benchmarks/fence_churn.py). Fences are keyed by their scoped id
@@ -18,7 +18,6 @@ import enum
 
 import numpy as np
 import shapely
-from rtree import index as rtree_index
 from shapely import STRtree
 
 from geoflux.keys import scoped
@@ -95,15 +94,14 @@ class FenceIndex:
         if n == 0 or not self._fences:
             return result
         self._ensure_tree()
-        xs, ys = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
-        points = shapely.points(xs, ys)
+        points = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
         point_idx, fence_idx = self._tree.query(points, predicate="intersects")
         masked = self._masked
         for p, f in zip(point_idx.tolist(), fence_idx.tolist()):
             key = self._keys[f]
             if key not in masked:
                 result[p][key] = _zone(self._order[f], points[p])
-        for p, key, fence in self._recent.hits(xs, ys, points):
+        for p, key, fence in self._recent.hits(points):
             result[p][key] = _zone(fence, points[p])
         return result
 
@@ -124,35 +122,31 @@ def _zone(fence: Fence, point) -> Zone:
 
 
 class _RecentEdits:
-    """The fences edited since the base was built, in an index that takes single inserts and
-    deletes. A removed fence is simply absent here (its base entry is masked)."""
+    """The fences edited since the base was built, in a small STRtree of their own rebuilt when
+    they change (at most once per batch; it holds a few percent of the fences). A removed fence
+    is simply absent here (its base entry is masked). An `rtree` index taking single inserts was
+    tried first: its bulk query cost more per batch than the whole base's (benchmarks/fence_churn.py)."""
 
     def __init__(self) -> None:
-        self._index = rtree_index.Index()
-        self._ids: dict[str, int] = {}  # key -> its id in the rtree
-        self._entries: dict[int, tuple[str, Fence]] = {}
-        self._next = 0
+        self._fences: dict[str, Fence] = {}
+        self._tree: STRtree | None = None
+        self._keys: list[str] = []
+        self._order: list[Fence] = []
 
     def put(self, key: str, fence: Fence | None) -> None:
-        old = self._ids.pop(key, None)
-        if old is not None:
-            self._index.delete(old, self._entries.pop(old)[1].search_geometry.bounds)
-        if fence is not None:
-            self._next += 1
-            self._ids[key] = self._next
-            self._entries[self._next] = (key, fence)
-            self._index.insert(self._next, fence.search_geometry.bounds)
+        if fence is None:
+            self._fences.pop(key, None)
+        else:
+            self._fences[key] = fence
+        self._tree = None
 
-    def hits(self, xs: np.ndarray, ys: np.ndarray, points) -> list[tuple[int, str, Fence]]:
+    def hits(self, points) -> list[tuple[int, str, Fence]]:
         """(point index, key, fence) for every point inside an edited fence's search geometry."""
-        if not self._entries:
+        if not self._fences:
             return []
-        coords = np.column_stack([xs, ys])
-        ids, counts = self._index.intersection_v(coords, coords)
-        owners = np.repeat(np.arange(len(xs)), counts.astype(np.int64))
-        out = []
-        for p, i in zip(owners.tolist(), ids.tolist()):
-            key, fence = self._entries[i]
-            if shapely.intersects(fence.search_geometry, points[p]):
-                out.append((p, key, fence))
-        return out
+        if self._tree is None:
+            self._keys = list(self._fences)
+            self._order = [self._fences[k] for k in self._keys]
+            self._tree = STRtree([f.search_geometry for f in self._order])
+        point_idx, fence_idx = self._tree.query(points, predicate="intersects")
+        return [(p, self._keys[f], self._order[f]) for p, f in zip(point_idx.tolist(), fence_idx.tolist())]
