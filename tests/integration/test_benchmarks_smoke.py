@@ -22,6 +22,7 @@ HEADERS = {
     "audit_sink.py": " batch     rows  distinct  rows/s steady",
     "entity_history.py": "reports/s points apply us state us of ceiling",
     "evaluator_cpu.py": "evaluator: decode, process, changelog encode, store write",
+    "fence_churn.py": "  fences        index   P50 ms   P95 ms",
     "gateway_fanout.py": " delivered  seconds ceiling msgs/s",
     "geofence_throughput.py": "  fences  ceiling/s  drain upd/s  ratio",
     "jobs_memory.py": "finished job statuses",
