@@ -50,6 +50,7 @@ from streams.runtime.work_queue import Work, WorkQueue
 
 log = structlog.get_logger("geoflux.worker")
 STOP_FLUSH_S = 10.0  # at stop, outputs not acknowledged by then are re-done by the next owner
+CANCEL_WAIT_S = 5.0  # at a rebalance, how long cancelled work may take to unwind
 
 __all__ = ["AtLeastOnceWorker", "Work"]
 
@@ -143,7 +144,7 @@ class AtLeastOnceWorker:
         await self.open()
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self.consumer.subscribe(self.topics, on_assign=lambda _c, tps: self.assigned(tps),
-                                on_revoke=self._on_revoke)
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
         tasks = self._tasks
@@ -215,15 +216,59 @@ class AtLeastOnceWorker:
             # in the poll thread: the loop finishes (or cancels) the revoked partitions' work,
             # and this thread commits it, before this returns, that is before the partitions move
             try:
-                offsets = asyncio.run_coroutine_threadsafe(self._let_go(revoked), loop).result()
+                offsets = asyncio.run_coroutine_threadsafe(self._let_go(revoked), loop).result(
+                    self.revoke_wait_s + CANCEL_WAIT_S + 5)
                 if offsets:
                     self._commit_at_revocation(offsets)
             except Exception as exc:  # its next owner does again what was not committed
                 log.warning("revoked partitions let go without committing", stage=self.stage,
-                            error=str(exc))
-            asyncio.run_coroutine_threadsafe(self._forget_now(revoked), loop).result()
+                            error=str(exc) or type(exc).__name__)
+            self._forget_from_poll_thread(loop, revoked)
             return
         self._forget(revoked)
+
+    def _on_lost(self, consumer, partitions) -> None:
+        """Partitions taken away without a handover: this member's session expired (the broker
+        paused or unreachable past the session timeout), and the group may already have given
+        them to another member. Nothing is committed: when these went through the revocation's
+        commit, a broker SIGSTOPped for 30 s left the poll thread waiting in that commit for
+        minutes after the broker was back, past max.poll.interval.ms, and the worker took no
+        work until it was killed. Started work is cancelled rather than waited for, so it never
+        runs beside its new owner's; the new owner reads everything uncommitted again."""
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        log.warning("partitions lost without a handover; their uncommitted work is read again",
+                    stage=self.stage, partitions=sorted(p for _t, p in lost))
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread and not loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(self._cancel(lost), loop).result(CANCEL_WAIT_S + 5)
+            except Exception as exc:
+                log.warning("lost partitions' work not all stopped", stage=self.stage,
+                            error=str(exc) or type(exc).__name__)
+            self._forget_from_poll_thread(loop, lost)
+            return
+        self._forget(lost)
+
+    async def _cancel(self, tps: set) -> None:
+        await self._stop_tasks([t for t, work in self._tasks.items() if work.tp in tps])
+
+    async def _stop_tasks(self, tasks: list) -> None:
+        """Cancels the tasks and waits a bounded time for them to end: this runs while the poll
+        thread waits inside a rebalance callback, and a task slow to unwind must not keep the
+        consumer from polling (past max.poll.interval.ms the group drops it)."""
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
+            if stuck:
+                log.warning("cancelled work still unwinding; its partitions are let go anyway",
+                            stage=self.stage, tasks=len(stuck))
+
+    def _forget_from_poll_thread(self, loop, tps: set) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._forget_now(tps), loop).result(5)
+        except Exception:  # the loop is stuck: forget from here; the loop only reads these
+            self._forget(tps)
 
     async def _forget_now(self, revoked: set) -> None:
         self._forget(revoked)
@@ -239,9 +284,7 @@ class AtLeastOnceWorker:
             log.info("revoked partitions: letting started work finish", stage=self.stage,
                      partitions=sorted(p for _t, p in revoked), started=len(started))
             _done, late = await asyncio.wait(started, timeout=self.revoke_wait_s)
-            for t in late:
-                t.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await self._stop_tasks(list(late))
         return self.tracker.committable()
 
     def _commit_at_revocation(self, offsets: dict) -> None:
