@@ -88,6 +88,13 @@ def circle(lon: float, lat: float, radius_m: float, segments: int = 64) -> Polyg
     return _split_antimeridian(list(zip(xs, ys)))
 
 
+def reaches_a_pole(lon: float, lat: float, radius_m: float) -> bool:
+    """Whether a pole lies within `radius_m` of the centre (on the edge counts, as a point on a
+    fence's boundary is inside)."""
+    fwd, _inv = _aeqd(round(lon, 7), round(lat, 7))
+    return any(math.hypot(*fwd.transform(lon, pole)) <= radius_m for pole in (90.0, -90.0))
+
+
 def buffer_m(geom: Polygon | MultiPolygon, metres: float) -> Polygon | MultiPolygon:
     """Grows (metres > 0) or shrinks a fence by a distance in metres, in a local projection."""
     c = geom.centroid
@@ -159,6 +166,10 @@ def parse_feature(feature: dict, *, max_vertices: int, max_radius_m: float = 500
         radius = props.get("radius_m")
         if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not 0 < radius <= max_radius_m:
             raise ValidationError(f"a circle needs properties.radius_m in (0, {max_radius_m:g}] metres")
+        if reaches_a_pole(lon, lat, float(radius)):
+            # in longitude/latitude such a circle is a cap up to the pole, not a ring: the
+            # antimeridian split would turn it into a band that misses its own centre
+            raise ValidationError("a circle may not contain a pole: draw the polar cap as a Polygon")
         shp = circle(lon, lat, float(radius), circle_segments)
     elif gtype in ("Polygon", "MultiPolygon"):
         if gtype == "Polygon":

@@ -7,11 +7,12 @@ import math
 import pytest
 import shapely
 from pyproj import Geod
-from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry import MultiPolygon, Point, Polygon
 
 from geoflux.errors import ValidationError
 from streams.geofence import (EDGE_NOISE_DEG, Fence, FenceSpec, _split_antimeridian, build_fence, circle,
-                              fence_from_record, geometry_json, import_feature, parse_feature, snap_to_range)
+                              fence_from_record, geometry_json, import_feature, parse_feature, reaches_a_pole,
+                              snap_to_range)
 
 SQUARE = [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
 GEOD = Geod(ellps="WGS84")
@@ -204,3 +205,14 @@ def test_an_integral_float_id_is_the_integer_text():
     _, gid = import_feature({"type": "Feature", "properties": {"name": "n", "tenant_id": "t", "ISO": 4.0}},
                             id_property="ISO")
     assert gid == "4"
+
+
+def test_a_circle_containing_a_pole_is_refused_instead_of_becoming_a_band_that_misses_its_centre():
+    # before: (0, 89) with 200 km became a band from 87.2 to 89.2 degrees north, without its centre
+    for lon, lat, radius in ((0, 89, 200_000), (179.9, 89.5, 100_000), (10, -89.5, 60_000)):
+        f = feature({"type": "Point", "coordinates": [lon, lat]}, radius_m=radius)
+        assert refusal(f) == "a circle may not contain a pole: draw the polar cap as a Polygon"
+    to_pole = GEOD.inv(0, 89, 0, 90)[2]
+    assert reaches_a_pole(0, 89, to_pole + 0.001) and not reaches_a_pole(0, 89, to_pole - 0.01)
+    near = parse_feature(feature({"type": "Point", "coordinates": [0, 88.5]}, radius_m=150_000), max_vertices=10)
+    assert near.geometry.contains(Point(0, 88.5)) and near.geometry.bounds[3] < 90
