@@ -35,6 +35,7 @@ def test_the_rate_limit_refuses_the_submission_that_would_exceed_it_and_names_th
     assert d == Decision(False, 429, "submissions_per_minute",
                          "2 jobs submitted in the last minute; this tenant's limit is 2", 16)
     assert decide(q, usage(0, [NOW - 45_000, NOW - 1], NOW), 1, NOW, 5).retry_after_s == 15
+    assert decide(q, usage(0, [NOW - 44_999, NOW - 1], NOW), 1, NOW, 5).retry_after_s == 16  # 15.001 s
     # leaving the window in under a second still asks for a whole second
     assert decide(q, usage(0, [NOW - 59_999, NOW - 1], NOW), 1, NOW, 5).retry_after_s == 1
 
@@ -75,6 +76,7 @@ def test_severity_is_critical_from_the_critical_priority_up():
     assert ap.determine_severity(3, "transient", True, critical_priority=3) == "critical"
     assert ap.determine_severity(2, "transient", True, critical_priority=3) == "warning"
     assert ap.determine_severity(2, None) == "high"
+    assert ap.determine_severity(2, "transient") == "high"  # not retrying unless told
 
 
 def test_the_sla_is_breached_only_past_its_limit_and_only_while_queued():

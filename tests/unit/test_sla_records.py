@@ -71,3 +71,6 @@ def test_percentiles_of_a_hundred_latencies_are_their_ranks():
     ds = [Delivery("high", "x", NOW - 50_000, NOW - 50_000 + ms) for ms in range(1, 101)]
     [row] = attainment(ds, TARGETS, NOW, 60_000)
     assert (row["p50_s"], row["p95_s"], row["p99_s"]) == (0.051, 0.096, 0.1)
+    ds = [Delivery("high", "x", NOW - 50_000, NOW - 50_000 + ms) for ms in range(1, 201)]
+    [row] = attainment(ds, TARGETS, NOW, 60_000)
+    assert row["p99_s"] == 0.199  # rank 198 of 200: not the slowest
