@@ -33,7 +33,11 @@ UNIT = ROOT / "tests" / "unit"
 # Modules the unit tests reach through another module's API rather than by importing them.
 THROUGH = {"streams/cep/kinds/": ["test_cep.py", "test_cep_engine.py", "test_cep_join.py",
                                   "test_cep_anomaly.py", "test_cep_hostile.py", "test_boundaries.py",
-                                  "test_cep_match_records.py", "test_cep_rejections.py"]}
+                                  "test_cep_match_records.py", "test_cep_rejections.py"],
+           "streams/late_replay.py": ["test_membership.py", "test_membership_history.py",
+                                      "test_membership_order.py", "test_membership_records.py"],
+           "streams/config_validation.py": ["test_cep_rejections.py", "test_cep_parts_records.py",
+                                            "test_alerting_rules_records.py", "test_escalation_records.py"]}
 NOT_A_SELECTION = {"test_architecture.py"}  # imports everything, tests none of it
 
 
