@@ -40,3 +40,12 @@ def test_zone_of_one_fence_with_and_without_a_band():
     for lon, expected in ((0.5, Zone.INSIDE), (0.0045, Zone.BAND), (-0.0045, Zone.BAND), (-0.045, Zone.OUTSIDE)):
         assert idx.zone_of(banded, lon, 0.5) == expected
     assert [idx.zone_of(plain, lon, 0.5) for lon in (0.5, 0.0, -0.0045)] == [Zone.INSIDE, Zone.INSIDE, Zone.OUTSIDE]
+
+
+def test_a_removed_fence_leaves_the_others_answering_without_it():
+    idx = FenceIndex()
+    idx.upsert(fence("g"))
+    idx.upsert(fence("h"))
+    assert idx.zones([0.5], [0.5]) == [{"t/g": Zone.INSIDE, "t/h": Zone.INSIDE}]
+    idx.remove("t/g")
+    assert idx.zones([0.5], [0.5]) == [{"t/h": Zone.INSIDE}]
