@@ -10,7 +10,7 @@ from pyproj import Geod
 from shapely.geometry import MultiPolygon, Point, Polygon
 
 from geoflux.errors import ValidationError
-from streams.geofence import (EDGE_NOISE_DEG, Fence, FenceSpec, _split_antimeridian, build_fence, circle,
+from streams.geofence import (EDGE_NOISE_DEG, _aeqd, Fence, FenceSpec, _split_antimeridian, build_fence, circle,
                               fence_from_record, geometry_json, import_feature, parse_feature, reaches_a_pole,
                               snap_to_range)
 
@@ -164,6 +164,8 @@ def test_a_fence_read_back_from_its_record_is_the_fence_written():
     assert (f.geofence_id, f.version, f.name, f.tenant_id, f.dwell_seconds, f.hysteresis_m) == (
         "g1", 2, "f", "t", 30.0, 50)
     assert fence_from_record(dict(rec, hysteresis_m=200.0)).hysteresis_m == 200.0
+    plain = fence_from_record(rec)  # no hysteresis in the record and none by default: no band
+    assert (plain.hysteresis_m, plain.inner, plain.outer) == (0.0, None, None)
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -214,5 +216,9 @@ def test_a_circle_containing_a_pole_is_refused_instead_of_becoming_a_band_that_m
         assert refusal(f) == "a circle may not contain a pole: draw the polar cap as a Polygon"
     to_pole = GEOD.inv(0, 89, 0, 90)[2]
     assert reaches_a_pole(0, 89, to_pole + 0.001) and not reaches_a_pole(0, 89, to_pole - 0.01)
+    # on the edge counts: the pole at exactly the radius (as the projection measures it) is reached
+    fwd, _ = _aeqd(0.0, 89.4)
+    assert reaches_a_pole(0, 89.4, math.hypot(*fwd.transform(0, 90)))
+    assert reaches_a_pole(0, 89.4, 70_000) and not reaches_a_pole(0, 89.4, 66_000)  # 66.8 km away
     near = parse_feature(feature({"type": "Point", "coordinates": [0, 88.5]}, radius_m=150_000), max_vertices=10)
     assert near.geometry.contains(Point(0, 88.5)) and near.geometry.bounds[3] < 90
