@@ -145,3 +145,28 @@ def test_patterns_sharing_a_window_each_publish_it_and_one_without_state_here_pu
     assert sorted((o.pattern.pattern_id, o.geofence_id, o.window[3]) for o in out) == [
         ("w1", "G", 1), ("w2", "G", 1)]
     assert all(isinstance(o, Aggregate) and not o.closed for o in out)
+
+
+def test_a_continuer_without_state_does_not_stop_the_continuers_after_it():
+    idle, busy = seq("p1", a="A", b="B"), seq("p3", a="X", b="B")  # both continue on B; only p3 has state
+    engine, ks = Engine(PatternTable([idle, busy])), KeyState("t", "e1")
+    engine.on_event(ks, ev(1, "ENTER", "X", 0))
+    assert ids(engine.on_event(ks, ev(2, "ENTER", "B", 1))[0]) == [("p3", ("ev1", "ev2"))]
+
+
+def test_a_clock_timer_does_not_settle_event_time():
+    # time_of_day fires on the clock; events from before its firing are still applied in order
+    night = pattern("n", kind="time_of_day", geofence_id="G", from_hour=22, to_hour=6, lateness_s=5)
+    engine, ks = Engine(PatternTable([night])), KeyState("t", "e1")
+    day = 86_400_000 * 19_723  # 2024-01-01 00:00 UTC
+    engine.on_event(ks, ev(1, "ENTER", "G", day + 21 * 3_600_000 + 30 * 60_000))
+    assert ids(engine.on_tick(ks, day + 22 * 3_600_000 + 15 * 60_000)) == [("n", ("ev1",))]
+    assert engine.on_event(ks, ev(2, "EXIT", "G", day + 21 * 3_600_000 + 45 * 60_000))[1] == []
+
+
+def test_the_next_due_time_is_the_earliest_over_patterns_sharing_state_and_not():
+    shared = [absence(f"s{i:02}", within_s=600) for i in range(12)]
+    engine, ks = Engine(PatternTable([*shared, absence("q", within_s=30)])), KeyState("t", "e1")
+    engine.on_event(ks, ev(1, "ENTER", "A", 0))
+    assert len({id(ks.patterns[p.pattern_id][1]) for p in shared}) == 1
+    assert engine.due(ks) == 30_000
