@@ -174,3 +174,60 @@ def test_reproject_defaults_to_wgs84_and_names_the_target():
         run("reproject", {"geometry": SQUARE, "to_epsg": 1})
     assert str(e.value) == "input to_epsg: EPSG:1 is not a known CRS"
     assert Point(out["geometry"]["coordinates"]).x > 1e6
+
+
+def test_more_refusals_word_for_word():
+    bad_member = collection(feature(SQUARE), feature({"type": "Point", "coordinates": [0, 95]}))
+    assert refusal("area-length", {"geometry": bad_member}) == \
+        "input geometry: coordinates outside WGS84 lon/lat range"
+    for x, y in ((-180.5, 0), (0, 90.5)):
+        assert refusal("area-length", {"geometry": {"type": "Point", "coordinates": [x, y]}}) == \
+            "input geometry: coordinates outside WGS84 lon/lat range"
+    assert refusal("area-length", {"geometry": {"type": "Polygon", "coordinates": "x"}}).startswith(
+        "input geometry: not valid GeoJSON: ")
+
+
+def test_input_size_adds_every_geometry_input():
+    parsed = validate_inputs(PROCESSES["intersection"], {"geometry": SQUARE, "clip": {"type": "Point", "coordinates": [0, 0]}})
+    assert input_size(parsed) == 6
+
+
+def test_intersection_hull_and_sleep_results():
+    clip = {"type": "Polygon", "coordinates": [[[0.5, 0], [2, 0], [2, 1], [0.5, 1], [0.5, 0]]]}
+    assert shape(run("intersection", {"geometry": SQUARE, "clip": clip})["geometry"]).area == pytest.approx(0.5)
+    hull = run("convex-hull", {"geometry": {"type": "MultiPoint", "coordinates": [[0, 0], [1, 0], [0, 1], [0.2, 0.2]]}})
+    assert shape(hull["geometry"]).equals(shape({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 1], [0, 0]]]}))
+    seen = []
+    assert run("sleep", {"seconds": 0}, seen.append) == {"slept_s": 0} and seen == [100]
+    seen = []
+    run("sleep", {"seconds": 0.2}, seen.append)
+    assert seen == [50, 100]
+
+
+def test_a_process_describes_itself_as_ogc_api_processes_asks():
+    d = PROCESSES["buffer"].describe()
+    assert {k: d[k] for k in ("id", "title", "version", "keywords", "jobControlOptions", "outputTransmission")} == {
+        "id": "buffer", "title": "Geodesic buffer", "version": "1.0.0", "keywords": ["vector", "buffer"],
+        "jobControlOptions": ["sync-execute", "async-execute", "dismiss"], "outputTransmission": ["value"]}
+    assert d["links"] == [{"href": "/processes/buffer", "rel": "self", "type": "application/json",
+                           "title": "Geodesic buffer"}]
+    assert d["inputs"]["segments"] == {"title": "segments", "description": "segments per quarter circle",
+                                       "schema": {"type": "integer", "minimum": 1, "maximum": 64},
+                                       "minOccurs": 0, "maxOccurs": 1}
+    assert d["inputs"]["geometry"]["schema"] == {"$ref": "https://geojson.org/schema/Geometry.json"}
+    assert d["inputs"]["geometry"]["minOccurs"] == 1
+    assert d["outputs"] == {"geometry": {"title": "geometry", "description": "buffered geometry",
+                                         "schema": {"type": "object"}}}
+    assert PROCESSES["union"].describe()["inputs"]["features"]["schema"] == {
+        "$ref": "https://geojson.org/schema/FeatureCollection.json"}
+    assert PROCESSES["sleep"].describe()["inputs"]["seconds"]["schema"] == {"type": "number", "minimum": 0,
+                                                                           "maximum": 14400}
+    assert PROCESSES["union"].describe()["inputs"]["by"]["schema"] == {"type": "string"}
+
+
+def test_simplify_never_collapses_a_polygon_and_point_in_polygon_tests_the_shape_not_its_box():
+    tiny = {"type": "Polygon", "coordinates": [[[0, 0], [0.0001, 0], [0, 0.0001], [0, 0]]]}  # ~11 m
+    assert not shape(run("simplify", {"geometry": tiny, "tolerance_m": 100})["geometry"]).is_empty
+    triangle = collection(feature({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 1], [0, 0]]]}, id="t"))
+    out = run("point-in-polygon", {"points": collection(point(0.9, 0.9)), "polygons": triangle})
+    assert out["counts"] == {"t": 0}
