@@ -65,10 +65,10 @@ def test_every_change_to_the_pattern_set_counts():
     assert s.pop("x", None) is None and s.version == 3
     with pytest.raises(KeyError):
         s.pop("x")
-    s.update(c=3)
-    assert s["c"] == 3
+    s.update({"e": 5}, c=3)
+    assert (s["c"], s.pop("e")) == (3, 5)
     assert s.setdefault("d", 4) == 4 and s["d"] == 4 and s.setdefault("a") == 1
     del s["d"]
     s.popitem()
     s.clear()
-    assert s.version == 10 and s == {}
+    assert s.version == 11 and s == {}

@@ -5,7 +5,8 @@ fields kept and its limits exactly at their value, and each refusal word for wor
 import pytest
 
 from geoflux.errors import ValidationError
-from streams.cep.specs import MAX_FILTER_CHARS, MAX_WITHIN_S, EventSpec, event_spec, number, optional_geofence, within_ms
+from streams.cep.specs import (MAX_FILTER_CHARS, MAX_WITHIN_S, EventSpec, event_spec, number, optional_geofence,
+                               required_geofence, within_ms)
 
 
 def refusal(fn, *args, **kw) -> str:
@@ -35,6 +36,8 @@ def test_a_geofence_id_is_a_non_empty_string_or_absent():
     assert optional_geofence({}) is None and optional_geofence({"geofence_id": "G"}) == "G"
     for bad in ("", 5):
         assert refusal(optional_geofence, {"geofence_id": bad}) == "geofence_id must be a non-empty string"
+    assert required_geofence({"geofence_id": "G"}) == "G"
+    assert refusal(required_geofence, {}) == "geofence_id is required"
 
 
 def test_an_event_spec_keeps_its_fields():
