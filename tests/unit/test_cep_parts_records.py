@@ -53,6 +53,9 @@ def test_an_alert_block_takes_exactly_its_five_fields():
 
 @pytest.mark.parametrize("body,reason", [
     (["p"], "a pattern must be a JSON object"),
+    ({**BODY, "tenant_id": 7}, "tenant_id is required"),
+    ({**BODY, "tenant_id": ""}, "tenant_id is required"),
+    ({**BODY, "pattern_id": "a b"}, "pattern_id must be 1-120 characters of letters, digits, . _ : -"),
     ({**BODY, "severity": "loud"}, "severity must be one of critical, high, warning, info"),
     ({**BODY, "alert": ["ops"]}, "alert must be an object: {channels, fallback_channel, title, body}"),
     ({**BODY, "alert": {"channels": ["ops"], "colour": "red"}}, "alert: unknown field(s) ['colour']"),
