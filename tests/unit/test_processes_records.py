@@ -204,6 +204,13 @@ def test_intersection_hull_and_sleep_results():
     assert seen == [50, 100]
 
 
+def test_sleep_holds_the_worker_for_its_seconds_in_tenths(monkeypatch):
+    slept, seen = [], []
+    monkeypatch.setattr("streams.jobs.processes.time.sleep", slept.append)  # the holding, counted not waited
+    assert run("sleep", {"seconds": 1}, seen.append) == {"slept_s": 1}
+    assert slept == [0.1] * 10 and seen == list(range(10, 101, 10))
+
+
 def test_a_process_describes_itself_as_ogc_api_processes_asks():
     d = PROCESSES["buffer"].describe()
     assert {k: d[k] for k in ("id", "title", "version", "keywords", "jobControlOptions", "outputTransmission")} == {
