@@ -42,15 +42,14 @@ NOT_A_SELECTION = {"test_architecture.py"}  # imports everything, tests none of 
 
 
 def test_files(module: str) -> list[str]:
-    """The unit test files that import `module` (or reach it, per THROUGH)."""
-    for prefix, files in THROUGH.items():
-        if module.startswith(prefix):
-            return files
+    """The unit test files that import `module`, and those that reach it through another
+    module's API (THROUGH)."""
+    through = [f for prefix, files in THROUGH.items() if module.startswith(prefix) for f in files]
     dotted = module[:-3].replace("/", ".").removesuffix(".__init__")
     parent, _, leaf = dotted.rpartition(".")
     pattern = re.compile(rf"\b{re.escape(dotted)}\b|from {re.escape(parent)} import [^\n]*\b{leaf}\b")
-    return sorted(p.name for p in UNIT.glob("test_*.py")
-                  if p.name not in NOT_A_SELECTION and pattern.search(p.read_text()))
+    return sorted(set(through) | {p.name for p in UNIT.glob("test_*.py")
+                                  if p.name not in NOT_A_SELECTION and pattern.search(p.read_text())})
 
 
 def scratch_copy(module: str, tests: list[str]) -> Path:
