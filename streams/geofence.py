@@ -62,7 +62,9 @@ def _aeqd(lon: float, lat: float) -> tuple[Transformer, Transformer]:
 
 def _split_antimeridian(coords: list[tuple[float, float]]) -> Polygon | MultiPolygon:
     """A ring whose longitudes jump by more than 180 degrees crosses the antimeridian; one that
-    spans exactly 180 (a hemisphere-wide fence) is taken as drawn."""
+    spans exactly 180 (a hemisphere-wide fence) is taken as drawn. The result is the pieces on
+    each side of the line, cut exactly at +-180: a Polygon when only one piece is left (a ring
+    spanning more than 180 degrees that lies on one side once shifted), else a MultiPolygon."""
     lons = [x for x, _ in coords]
     if max(lons) - min(lons) <= 180:
         return Polygon(coords)
@@ -77,10 +79,20 @@ def _split_antimeridian(coords: list[tuple[float, float]]) -> Polygon | MultiPol
 
 
 def circle(lon: float, lat: float, radius_m: float, segments: int = 64) -> Polygon | MultiPolygon:
+    """A geodesic circle: `segments` vertices (a quarter holds segments // 4, at least 4), each
+    `radius_m` from the centre. The centre is rounded to 1e-7 degrees (about 1 cm) so nearby
+    circles share a cached projection."""
     fwd, inv = _aeqd(round(lon, 7), round(lat, 7))
     local = Point(0, 0).buffer(radius_m, quad_segs=max(4, segments // 4))
     xs, ys = inv.transform(*local.exterior.coords.xy)
     return _split_antimeridian(list(zip(xs, ys)))
+
+
+def reaches_a_pole(lon: float, lat: float, radius_m: float) -> bool:
+    """Whether a pole lies within `radius_m` of the centre (on the edge counts, as a point on a
+    fence's boundary is inside)."""
+    fwd, _inv = _aeqd(round(lon, 7), round(lat, 7))
+    return any(math.hypot(*fwd.transform(lon, pole)) <= radius_m for pole in (90.0, -90.0))
 
 
 def buffer_m(geom: Polygon | MultiPolygon, metres: float) -> Polygon | MultiPolygon:
@@ -95,9 +107,9 @@ EDGE_NOISE_DEG = 1e-9  # about 0.1 mm: what float arithmetic leaves at the edges
 
 
 def snap_to_range(value: float, bound: float) -> float | None:
-    """`value` within [-bound, bound], or past an edge by float noise only (Natural Earth's
-    Russia reaches longitude 180.00000000000006) and then snapped to it; None when really
-    out of range."""
+    """`value` within [-bound, bound], or past an edge by float noise only (at most
+    EDGE_NOISE_DEG: Natural Earth's Russia reaches longitude 180.00000000000006) and then
+    snapped to it; None when really out of range."""
     if -bound <= value <= bound:
         return float(value)
     if abs(value) - bound <= EDGE_NOISE_DEG:
@@ -154,6 +166,10 @@ def parse_feature(feature: dict, *, max_vertices: int, max_radius_m: float = 500
         radius = props.get("radius_m")
         if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not 0 < radius <= max_radius_m:
             raise ValidationError(f"a circle needs properties.radius_m in (0, {max_radius_m:g}] metres")
+        if reaches_a_pole(lon, lat, float(radius)):
+            # in longitude/latitude such a circle is a cap up to the pole, not a ring: the
+            # antimeridian split would turn it into a band that misses its own centre
+            raise ValidationError("a circle may not contain a pole: draw the polar cap as a Polygon")
         shp = circle(lon, lat, float(radius), circle_segments)
     elif gtype in ("Polygon", "MultiPolygon"):
         if gtype == "Polygon":
@@ -199,7 +215,8 @@ def import_feature(feature, *, tenant_id: str | None = None, id_property: str | 
       is refused (a file cannot write into someone else's tenant).
     - name: `properties[name_property]` when given (Natural Earth has NAME, not name).
     - id, stable so a second import of the same file updates instead of duplicating:
-      `properties[id_property]` when given, else the feature's own `id`, else its name.
+      `properties[id_property]` when given, else the feature's own `id`, else its name; at most
+      200 characters. An integral float id (3.0, as some files write numbers) is the text "3".
     """
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise ValidationError("expected a GeoJSON Feature")
@@ -250,6 +267,8 @@ def _optional_positive(props: dict, key: str, allow_zero: bool = False) -> float
 
 
 def build_fence(geofence_id: str, version: int, spec: FenceSpec, default_hysteresis_m: float = 0.0) -> Fence:
+    """The fence evaluators hold, its geometries prepared. Any hysteresis above 0 m (the spec's,
+    else the default) gives it an inner and an outer ring that far in and out."""
     h = spec.hysteresis_m if spec.hysteresis_m is not None else default_hysteresis_m
     inner = outer = None
     if h > 0:

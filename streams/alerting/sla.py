@@ -4,6 +4,12 @@ An alert (or one channel of it) meets its severity's target when it was delivere
 `within_s` of being created. Over a trailing window, attainment = met / decided, where decided
 counts the delivered ones and those still undelivered past their deadline (a missing delivery
 is a miss, not a gap in the data); alerts still inside their deadline are not decided yet.
+
+Edges: the window holds alerts created from `now - window` to `now`, both included; a delivery
+exactly `within_s` late meets the target, and an undelivered alert is a miss only once its
+deadline has passed (not at it). A row is breached when at least `min_samples` alerts are
+decided and attainment is below the target (exactly on target is met). Percentiles are the
+value at rank int(q * n) of the sorted latencies.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ def frontier(seen: dict[int, int], backlog: set[int], held: set[int], assigned: 
              moved_at: dict[int, float], now_s: float, align_ms: int, max_stall_s: float) -> int | None:
     """The event time up to which held records may be written (None: no partition constrains).
     seen: partition -> newest event time read from it; backlog: partitions with unread records;
-    held: partitions with held records."""
+    held: partitions with held records. A constraining partition not read from yet counts as
+    at event time -1, below every record, so nothing is written until it delivers."""
     moving = (held | {p for p in assigned if p not in seen}) - backlog
     constraining = [seen.get(p, -1) for p in backlog & assigned] + [
         seen.get(p, -1) for p in moving & assigned if now_s - moved_at.get(p, now_s) < max_stall_s]
@@ -33,7 +34,8 @@ def frontier(seen: dict[int, int], backlog: set[int], held: set[int], assigned: 
 
 def releasable(times: Iterable[int], upto: int | None) -> int:
     """How many of a partition's held records (event times in offset order) to write: the
-    prefix at or before `upto`, so committed offsets stay a prefix."""
+    prefix at or before `upto` (a record exactly at it is written), so committed offsets stay
+    a prefix."""
     n = 0
     for t in times:
         if upto is not None and t > upto:

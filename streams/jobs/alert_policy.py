@@ -56,6 +56,7 @@ def sla_limit_s(process_id: str, per_process: dict[str, float], default_s: float
 
 
 def sla_breached(status: str, started_ms: int | None, created_ms: int, limit_s: float, now_ms: int) -> bool:
+    """Still queued (accepted, not started) for longer than the limit: exactly at it is not a breach."""
     return status == "accepted" and started_ms is None and now_ms - created_ms > limit_s * 1000
 
 

@@ -8,7 +8,10 @@ header with other inputs, or for another process, is refused (422) instead of an
 a job that is not the one asked for. Without a header the request itself is the key.
 
 The key also travels to the tiers as the side-effect key (PostGIS result rows, Batch tags),
-so it names the same computation wherever it is seen: same tenant, process and inputs.
+so it names the same computation wherever it is seen: same tenant, process and inputs. Its
+value is therefore part of the contract (a tier that has seen it must see it again for the same
+request after an upgrade): "client:" or "auto:" and the SHA-256 of tenant, process, header and
+canonical inputs joined by the unit separator (0x1f).
 """
 
 from __future__ import annotations

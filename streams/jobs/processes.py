@@ -109,7 +109,10 @@ def _features(value: Any, name: str) -> list[tuple[Any, dict]]:
 
 
 def validate_inputs(process: Process, inputs: Any) -> dict:
-    """Checks every input against its spec; returns parsed values (shapely for geometries)."""
+    """Checks every input against its spec; returns parsed values (shapely for geometries).
+    A number's minimum and maximum are inclusive; a geometry may reach the WGS84 edges (+-180,
+    +-90) and not pass them; a Feature or FeatureCollection given for a geometry is its
+    geometry (the union of the collection's)."""
     if not isinstance(inputs, dict):
         raise ValidationError("inputs must be a JSON object")
     known = {i.name for i in process.inputs}

@@ -3,6 +3,11 @@
 Usage is counted from the followed `jobs.status` view (streams/jobs/status_view.py), so every
 API instance sees the same numbers: jobs not finished (accepted or running) for the
 concurrency limit, jobs created in the last 60 s for the rate. A limit of None is unlimited.
+
+Edges: an input of exactly `max_input_bytes` is admitted; a submission is refused once the
+jobs in flight, or those created less than 60 s ago, have reached their limit (so a limit of 0
+refuses every one). A rate refusal's `retry_after_s` is when the oldest recent job leaves the
+window, in whole seconds rounded up and at least 1.
 """
 
 from __future__ import annotations

@@ -33,20 +33,23 @@ UNIT = ROOT / "tests" / "unit"
 # Modules the unit tests reach through another module's API rather than by importing them.
 THROUGH = {"streams/cep/kinds/": ["test_cep.py", "test_cep_engine.py", "test_cep_join.py",
                                   "test_cep_anomaly.py", "test_cep_hostile.py", "test_boundaries.py",
-                                  "test_cep_match_records.py", "test_cep_rejections.py"]}
+                                  "test_cep_match_records.py", "test_cep_rejections.py"],
+           "streams/late_replay.py": ["test_membership.py", "test_membership_history.py",
+                                      "test_membership_order.py", "test_membership_records.py"],
+           "streams/config_validation.py": ["test_cep_rejections.py", "test_cep_parts_records.py",
+                                            "test_alerting_rules_records.py", "test_escalation_records.py"]}
 NOT_A_SELECTION = {"test_architecture.py"}  # imports everything, tests none of it
 
 
 def test_files(module: str) -> list[str]:
-    """The unit test files that import `module` (or reach it, per THROUGH)."""
-    for prefix, files in THROUGH.items():
-        if module.startswith(prefix):
-            return files
+    """The unit test files that import `module`, and those that reach it through another
+    module's API (THROUGH)."""
+    through = [f for prefix, files in THROUGH.items() if module.startswith(prefix) for f in files]
     dotted = module[:-3].replace("/", ".").removesuffix(".__init__")
     parent, _, leaf = dotted.rpartition(".")
     pattern = re.compile(rf"\b{re.escape(dotted)}\b|from {re.escape(parent)} import [^\n]*\b{leaf}\b")
-    return sorted(p.name for p in UNIT.glob("test_*.py")
-                  if p.name not in NOT_A_SELECTION and pattern.search(p.read_text()))
+    return sorted(set(through) | {p.name for p in UNIT.glob("test_*.py")
+                                  if p.name not in NOT_A_SELECTION and pattern.search(p.read_text())})
 
 
 def scratch_copy(module: str, tests: list[str]) -> Path:

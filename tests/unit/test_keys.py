@@ -23,3 +23,14 @@ def test_tenant_ids_are_restricted_so_the_separator_is_unambiguous(bad):
 def test_unscoped_refuses_keys_that_are_not_scoped(key):
     with pytest.raises(ValidationError):
         unscoped(key)
+
+
+def test_key_refusals_word_for_word():
+    """The wording a person reads in a 422 or a DLQ record, pinned (mutation testing)."""
+    with pytest.raises(ValidationError) as e:
+        check_tenant("a b")
+    assert str(e.value) == "tenant_id 'a b' must be 1-120 characters of letters, digits, . _ : -"
+    long = "x" * 100
+    with pytest.raises(ValidationError) as e:
+        unscoped(long)
+    assert str(e.value) == f"key {'x' * 80!r} is not tenant-scoped (tenant/id)"
