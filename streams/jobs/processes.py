@@ -34,6 +34,9 @@ class InputSpec:
     required: bool = True
     minimum: float | None = None
     maximum: float | None = None
+    #: a geometry's coordinates are in the CRS this other input names (an EPSG code; WGS84
+    #: lon/lat when it is absent or 4326): only then are they held to the lon/lat range
+    crs_input: str | None = None
 
     def describe(self) -> dict:
         schema: dict[str, Any] = {
@@ -76,11 +79,11 @@ class Process:
 
 
 # -- input parsing ------------------------------------------------------------------------------
-def _geometry(value: Any, name: str):
+def _geometry(value: Any, name: str, lonlat: bool = True):
     if isinstance(value, dict) and value.get("type") == "Feature":
         value = value.get("geometry")
     if isinstance(value, dict) and value.get("type") == "FeatureCollection":
-        return unary_union([_geometry(f, name) for f in value.get("features") or []])
+        return unary_union([_geometry(f, name, lonlat) for f in value.get("features") or []])
     if not isinstance(value, dict) or "type" not in value:
         raise ValidationError(f"input {name}: expected a GeoJSON geometry, Feature or FeatureCollection")
     try:
@@ -90,7 +93,9 @@ def _geometry(value: Any, name: str):
     if geom.is_empty:
         raise ValidationError(f"input {name}: empty geometry")
     minx, miny, maxx, maxy = geom.bounds
-    if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise ValidationError(f"input {name}: coordinates must be finite numbers")
+    if lonlat and (minx < -180 or maxx > 180 or miny < -90 or maxy > 90):
         raise ValidationError(f"input {name}: coordinates outside WGS84 lon/lat range")
     if not geom.is_valid:
         raise ValidationError(f"input {name}: invalid geometry: {shapely.is_valid_reason(geom)}")
@@ -127,7 +132,8 @@ def validate_inputs(process: Process, inputs: Any) -> dict:
             continue
         value = inputs[spec.name]
         if spec.kind == "geometry":
-            parsed[spec.name] = _geometry(value, spec.name)
+            crs = inputs.get(spec.crs_input) if spec.crs_input else None
+            parsed[spec.name] = _geometry(value, spec.name, lonlat=crs in (None, 4326))
         elif spec.kind == "features":
             parsed[spec.name] = _features(value, spec.name)
         elif spec.kind in ("number", "integer"):
@@ -241,6 +247,9 @@ def run_reproject(p: dict, progress: Progress) -> dict:
     src, dst = _crs(p.get("from_epsg", 4326), "from_epsg"), _crs(p["to_epsg"], "to_epsg")
     t = Transformer.from_crs(src, dst, always_xy=True)
     out = shapely.transform(p["geometry"], t.transform, include_z=None, interleaved=False)
+    if not all(math.isfinite(v) for v in out.bounds):
+        raise ValidationError(f"input geometry: outside the area EPSG:{src.to_epsg()} -> "
+                              f"EPSG:{dst.to_epsg()} can transform")
     return {"geometry": mapping(out), "crs": f"EPSG:{dst.to_epsg()}"}
 
 
@@ -281,7 +290,8 @@ PROCESSES: dict[str, Process] = {p.id: p for p in [
              G("id_property", "string", "polygon id property (default id)", False)),
             {"counts": "points per polygon", "points": "points with `within`"}, run_point_in_polygon),
     Process("reproject", "Reproject", "Transforms a geometry between EPSG coordinate systems.",
-            (G("geometry", "geometry", "input geometry"),
+            (G("geometry", "geometry", "input geometry, in from_epsg's coordinates",
+               crs_input="from_epsg"),
              G("from_epsg", "integer", "source EPSG (default 4326)", False),
              G("to_epsg", "integer", "target EPSG")),
             {"geometry": "reprojected geometry", "crs": "target CRS"}, run_reproject),

@@ -238,3 +238,20 @@ def test_simplify_never_collapses_a_polygon_and_point_in_polygon_tests_the_shape
     triangle = collection(feature({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 1], [0, 0]]]}, id="t"))
     out = run("point-in-polygon", {"points": collection(point(0.9, 0.9)), "polygons": triangle})
     assert out["counts"] == {"t": 0}
+
+
+def test_reproject_takes_a_geometry_in_its_source_crs_not_only_lon_lat():
+    """A geometry in metres (EPSG:3857) is read in from_epsg's coordinates; without from_epsg it
+    is lon/lat and the same numbers are out of range."""
+    from geoflux.errors import ValidationError
+    from streams.jobs.processes import PROCESSES, validate_inputs
+
+    p = PROCESSES["reproject"]
+    metres = {"type": "Point", "coordinates": [1113194.9, 1118890.0]}
+    out = p.run(validate_inputs(p, {"geometry": metres, "from_epsg": 3857, "to_epsg": 4326}), lambda _x: None)
+    lon, lat = out["geometry"]["coordinates"]
+    assert abs(lon - 10.0) < 1e-6 and abs(lat - 10.0) < 1e-6 and out["crs"] == "EPSG:4326"
+    with pytest.raises(ValidationError, match="outside WGS84 lon/lat range"):
+        validate_inputs(p, {"geometry": metres, "to_epsg": 3857})
+    with pytest.raises(ValidationError, match="outside WGS84 lon/lat range"):
+        validate_inputs(p, {"geometry": metres, "from_epsg": 4326, "to_epsg": 3857})
