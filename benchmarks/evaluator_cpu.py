@@ -126,14 +126,14 @@ def main() -> None:
         warm = min(len(msgs) // 5, args.entities * 2)  # every entity's state exists before timing
 
         def decode_only(part: list) -> None:
-            for i in range(0, len(part), args.txn):
-                ev._decode(part[i:i + args.txn], Txn())
+            for i in range(0, len(part), args.batch):
+                ev._decode(part[i:i + args.batch], Txn())
 
         def evaluate(part: list) -> None:
-            for i in range(0, len(part), args.txn):
+            for i in range(0, len(part), args.batch):
                 txn = ev._open = Txn()
                 ev._touched = {}
-                ev.process(ev._decode(part[i:i + args.txn], txn), txn)
+                ev.process(ev._decode(part[i:i + args.batch], txn), txn)
                 commit_locally(ev, txn)
 
         evaluate(msgs[:warm])
