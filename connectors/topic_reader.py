@@ -145,8 +145,10 @@ class TopicReader:
                 # records are among those asked for
                 self._probe = Consumer(consumer_config(self.kafka, f"reader-probe-{uuid.uuid4().hex[:8]}",
                                                        **{"isolation.level": "read_uncommitted"}))
-            highs = {p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
-                     for p in parts}
+            highs = {}
+            for p in parts:  # the deadline is for the whole answer, not for each partition's
+                left = max(0.1, deadline - time.monotonic())
+                highs[p] = self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=left)[1]
         except KafkaException:
             return False
         while True:

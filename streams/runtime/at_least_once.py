@@ -147,6 +147,8 @@ class AtLeastOnceWorker:
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
+        committing: asyncio.Future | None = None
+        committing_offsets: dict = {}
         tasks = self._tasks
         try:
             while self.running and (stop_at is None or time.monotonic() < stop_at):
@@ -171,14 +173,28 @@ class AtLeastOnceWorker:
                     task = asyncio.create_task(self._work(work))
                     tasks[task] = work
                     task.add_done_callback(self._forget_task)
-                if time.monotonic() - last_commit >= self.commit_interval_s:
-                    await asyncio.to_thread(self.commit)
+                if committing is not None and committing.done():
+                    if committing.result():  # a commit that raised ends the worker here
+                        self.tracker.committed(committing_offsets)
+                    committing = None
+                if committing is None and time.monotonic() - last_commit >= self.commit_interval_s:
+                    # not awaited: a commit waits for the group coordinator, and with the broker
+                    # away or back from a pause the coordinator is found again only while the
+                    # consumer keeps being polled (its rebalance served). Awaiting it here once
+                    # kept the loop from polling until max.poll.interval.ms dropped the worker.
+                    # The offsets are read here, on the loop that changes them
+                    committing_offsets = self.tracker.committable()
+                    if committing_offsets:
+                        committing = asyncio.ensure_future(asyncio.to_thread(self._send_commit,
+                                                                             committing_offsets))
                     self._flow_control()
                     self.housekeeping()
                     last_commit = time.monotonic()
                 await asyncio.sleep(0 if msgs else 0.005)  # idle: let started work progress
         finally:
             await self._drain(set(tasks))
+            if committing is not None:
+                await asyncio.wait([committing], timeout=STOP_FLUSH_S)
             try:
                 await asyncio.to_thread(self.commit, STOP_FLUSH_S)
             finally:
@@ -307,6 +323,13 @@ class AtLeastOnceWorker:
         offsets = self.tracker.committable()
         if not offsets:
             return True
+        if not self._send_commit(offsets, flush_timeout_s):
+            return False
+        self.tracker.committed(offsets)
+        return True
+
+    def _send_commit(self, offsets: dict, flush_timeout_s: float = 30.0) -> bool:
+        """The blocking part of a commit (flush, then commit), safe in another thread."""
         remaining = self.producer.flush(flush_timeout_s)
         if self._produce_errors:
             raise TransientError(f"{len(self._produce_errors)} output(s) not delivered, first: "
@@ -320,7 +343,6 @@ class AtLeastOnceWorker:
         except KafkaException as exc:
             log.warning("commit failed; trying again later", error=exc.args[0].str())
             return False
-        self.tracker.committed(offsets)
         return True
 
     def _flow_control(self) -> None:
