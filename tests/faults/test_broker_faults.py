@@ -8,8 +8,7 @@ import pytest
 from tests.faults.checks import PIPELINES
 from tests.faults.matrix import assert_cell, run_phase
 
-# not in the default run (see docs/SLA.md): `python -m tests.faults.report` and
-# `pytest -m broker_faults` run it
+# in the default run; `pytest -m broker_faults` runs these phases alone
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.faults,
               pytest.mark.broker_faults]
 
