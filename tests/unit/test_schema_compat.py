@@ -169,3 +169,53 @@ def test_recursive_schemas_terminate():
                    field("label", ["null", "string"], default=None), name="Node")
     assert read_problems(grown, node) == []
     assert read_problems(node, grown)  # long narrowed to int, however deep
+
+
+def _renamed(inner_writer_name: str, wrap) -> tuple[dict, dict]:
+    """A writer whose named type `inner_writer_name` the reader renamed, keeping the old name as
+    an alias without its namespace; `wrap` puts the named type where the test needs it."""
+    old = {"type": "record", "name": inner_writer_name, "fields": [{"name": "x", "type": "int"}]}
+    new = {"type": "record", "name": "Fresh", "aliases": [inner_writer_name.rsplit(".", 1)[-1]],
+           "fields": [{"name": "x", "type": "int"}]}
+    if "." in inner_writer_name:
+        new["name"] = inner_writer_name.rsplit(".", 1)[0] + ".Fresh"
+    return wrap(new), wrap(old)
+
+
+def test_an_unqualified_alias_takes_the_namespace_of_a_dotted_name_wherever_the_type_sits():
+    from schemas.compat import read_problems
+
+    wraps = {
+        "top": lambda t: t,
+        "field": lambda t: {"type": "record", "name": "a.b.Outer", "fields": [{"name": "f", "type": t}]},
+        "array": lambda t: {"type": "record", "name": "a.b.Outer",
+                            "fields": [{"name": "f", "type": {"type": "array", "items": t}}]},
+        "map": lambda t: {"type": "record", "name": "a.b.Outer",
+                          "fields": [{"name": "f", "type": {"type": "map", "values": t}}]},
+        "union": lambda t: {"type": "record", "name": "a.b.Outer", "fields": [{"name": "f", "type": ["null", t]}]},
+    }
+    for where, wrap in wraps.items():
+        reader, writer = _renamed("deep.ns.Inner", wrap)
+        assert read_problems(reader, writer) == [], where
+        if where != "top":  # an undotted inner name inherits the enclosing namespace, a.b
+            reader, writer = _renamed("Inner", wrap)
+            assert read_problems(reader, writer) == [], f"{where}, inherited namespace"
+    # the namespace is everything before the last dot: another split finds no match
+    reader, writer = _renamed("deep.ns.Inner", wraps["top"])
+    reader["aliases"] = ["ns.Inner"]  # qualified already: taken as it is, and it is not the name
+    assert read_problems(reader, writer) != []
+
+
+def test_a_reason_names_every_kind_message_and_location():
+    from schemas.compat import full_transitive_problems, read_problems
+
+    w = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]}
+    r = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "string"},
+                                                   {"name": "b", "type": "string"}]}
+    assert read_problems(r, w) == [
+        "reader_field_missing_default_value, type_mismatch: b; reader type: string not compatible "
+        "with writer type: int (at /fields/0/type, /fields/1)"]
+    added = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}, {"name": "b", "type": "string"}]}
+    assert full_transitive_problems([w, added], first=1) == [
+        "v2 vs v1: new cannot read old: reader_field_missing_default_value: b (at /fields/1)"]
+    assert full_transitive_problems([w], first=1) == []
