@@ -204,3 +204,40 @@ def test_quota_parsing_and_defaults():
     for bad in ({"a": {"nope": 1}}, {"a": {"concurrent_jobs": -1}}, {"a": {"concurrent_jobs": "2"}}):
         with pytest.raises(Exception):
             parse_quotas(bad)
+
+
+def test_sns_refusals_say_why_in_these_words(signer):
+    key, pem = signer
+    msg = signed(key, Timestamp="2026-01-01T00:00:00.000Z")
+    sent = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    verify(msg, pem, now_s=sent + 3600)  # exactly the maximum age is still fresh
+    with pytest.raises(BadSignature, match=r"^SNS message is older than 3600 s \(replay\?\)$"):
+        verify(msg, pem, now_s=sent + 3600.5)
+    with pytest.raises(BadSignature, match=r"^SNS message is older than 10 s"):
+        verify(msg, pem, now_s=sent - 11, max_age_s=10)  # from the future counts too
+    cases = [
+        ({**msg, "SignatureVersion": "3"}, "^unsupported SignatureVersion '3'$"),
+        ({k: v for k, v in msg.items() if k != "SignatureVersion"}, "^unsupported SignatureVersion ''$"),
+        ({**msg, "Signature": "not base64!"}, "^Signature is not base64$"),
+        ({**msg, "Signature": base64.b64encode(b"x" * 256).decode()}, "^SNS signature does not verify$"),
+        ({**msg, "Type": "Other"}, "^unknown SNS message Type 'Other'$"),
+        ({k: v for k, v in msg.items() if k != "Type"}, "^unknown SNS message Type None$"),
+    ]
+    for bad, reason in cases:
+        with pytest.raises(BadSignature, match=reason):
+            verify(bad, pem, now_s=sent)
+    with pytest.raises(BadSignature, match="^signing certificate unreadable"):
+        verify(msg, b"not a certificate", now_s=sent)
+    unreadable = signed(key, Timestamp="yesterday")
+    with pytest.raises(BadSignature, match="^SNS Timestamp unreadable$"):
+        verify(unreadable, pem)
+    with pytest.raises(BadSignature, match="^SNS message lacks MessageId$"):
+        string_to_sign({k: v for k, v in msg.items() if k != "MessageId"})
+
+
+def test_sns_subject_is_signed_when_present_and_skipped_when_absent():
+    base = {"Type": "Notification", "Message": "m", "MessageId": "i", "Timestamp": "t", "TopicArn": "a"}
+    assert string_to_sign(base) == b"Message\nm\nMessageId\ni\nTimestamp\nt\nTopicArn\na\nType\nNotification\n"
+    assert string_to_sign({**base, "Subject": "s"}) == (
+        b"Message\nm\nMessageId\ni\nSubject\ns\nTimestamp\nt\nTopicArn\na\nType\nNotification\n")
+    assert string_to_sign({**base, "subject": "ignored"}) == string_to_sign(base)
