@@ -125,3 +125,46 @@ def test_bad_query_parameters_are_400_with_the_reason(params, reason):
     with pytest.raises(HTTPProblem) as err:
         parse_query(params, None, 1000)
     assert err.value.status == 400 and reason in err.value.detail
+
+
+def test_rows_are_whole_and_their_edges_are_pinned():
+    from connectors.audit_rows import AuditRow, canonical_json, ms_to_datetime
+
+    # a position on the edges of lon/lat is kept; one past them is dropped, the row stays
+    for lon, lat in ((-180, -90), (180, 90), (-180.0, 90.0)):
+        row = to_row("geofence_event", {**EVENT, "lon": lon, "lat": lat}, "t", 0, 0)
+        assert (row.lon, row.lat) == (float(lon), float(lat))
+    for lon, lat in ((-180.01, 0), (180.01, 0), (0, -90.01), (0, 90.01), ("1", 0)):
+        row = to_row("geofence_event", {**EVENT, "lon": lon, "lat": lat}, "t", 0, 0)
+        assert (row.lon, row.lat) == (None, None)
+    # record times: 0 and the last millisecond of 9999 are in, one outside either is refused
+    assert ms_to_datetime(0) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert ms_to_datetime(253_402_300_799_999).year == 9999
+    for bad in (-1, 253_402_300_800_000, 1.5, "1"):
+        with pytest.raises(ValidationError, match=r"^record time .* ms is outside 1970\.\.9999$"):
+            ms_to_datetime(bad)
+    # the payload is canonical: keys sorted, no spaces, anything else as its text
+    assert canonical_json({"b": 1, "a": date(2026, 1, 2)}) == '{"a":"2026-01-02","b":1}'
+    payload = canonical_json(MATCH)
+    assert to_row("cep_match", MATCH, "geo.cep-matches", 1, 7) == AuditRow(
+        "m1", "cep_match", "acme", "truck-1", "zone-7", "loiter",
+        datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc), None, None, payload, "geo.cep-matches", 1, 7)
+    # the detail's ids win over the key's parts
+    detailed = {**MATCH, "detail": {"kind": "count", "entity_id": "E", "geofence_id": "G"}}
+    row = to_row("cep_match", detailed, "t", 0, 0)
+    assert (row.entity_id, row.geofence_id) == ("E", "G")
+    assert to_row("cep_match", {**MATCH, "key": "truck-1"}, "t", 0, 0).geofence_id is None
+    alert = to_row("alert_status", ALERT, "alerts.status", 0, 3)
+    assert alert == AuditRow(alert.id, "alert_status", "acme", None, None, "SENT",
+                             datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=timezone.utc), None, None,
+                             canonical_json(ALERT), "alerts.status", 0, 3)
+    assert alert.id.startswith("a1:SENT:1700000000500:") and len(alert.id.rsplit(":", 1)[1]) == 12
+    job = to_row("job_status", JOB, "jobs.status", 2, 9)
+    assert job == AuditRow(job.id, "job_status", "globex", None, None, "running",
+                           datetime(2023, 11, 14, 22, 13, 20, 900000, tzinfo=timezone.utc), None, None,
+                           canonical_json(JOB), "jobs.status", 2, 9)
+    assert job.id.startswith("j1:running:1:10:1700000000900:")
+    with pytest.raises(ValidationError, match=r"^job_status record lacks a field the audit row needs: KeyError\('progress'\)$"):
+        to_row("job_status", {k: v for k, v in JOB.items() if k != "progress"}, "t", 0, 0)
+    with pytest.raises(ValidationError, match=r"^unknown audit kind 'other'$"):
+        to_row("other", JOB, "t", 0, 0)
