@@ -69,6 +69,9 @@ def timeout_for(process_id: str, requested: float | None, settings: JobSettings)
 class JobStage(AtLeastOnceWorker):
     stage = STAGE
     poll_max = 100
+    # jobs queued while no worker ran start by priority, not by which partition's fetch came
+    # back first (with one slot, a low-priority job started before the high ones were read)
+    gather_s = 0.5
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings,
                  tiers: dict[str, ComputeTier], objects: ObjectStore | None = None,

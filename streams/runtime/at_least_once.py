@@ -65,6 +65,9 @@ class AtLeastOnceWorker:
     # at a rebalance, how long started work on a revoked partition may finish before it is
     # cancelled (the whole group waits meanwhile; a cancelled one runs again at its new owner)
     revoke_wait_s = 10.0
+    # after an assignment, how long work is only read, not started: a backlog waiting for this
+    # worker arrives over several fetches, and what ranks first may not be in the first one
+    gather_s = 0.0
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, group: str, topics: list[str],
                  stage_sensor: StageSensor | None = None) -> None:
@@ -76,6 +79,7 @@ class AtLeastOnceWorker:
         self._tasks: dict[asyncio.Task, Work] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._starts_after = 0.0
         self._poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.stage}-poll")
         self.running = True
         self.paused = False
@@ -143,7 +147,7 @@ class AtLeastOnceWorker:
     async def run(self, max_seconds: float | None = None) -> None:
         await self.open()
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
-        self.consumer.subscribe(self.topics, on_assign=lambda _c, tps: self.assigned(tps),
+        self.consumer.subscribe(self.topics, on_assign=lambda _c, tps: self._on_assign(tps),
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
@@ -165,7 +169,8 @@ class AtLeastOnceWorker:
                 for msg in self.queue.unread_due(now_s):
                     self.intake(msg)
                 self.queue.release(now_s)
-                while self.max_in_flight is None or self.in_flight < self.max_in_flight:
+                while ((self.max_in_flight is None or self.in_flight < self.max_in_flight)
+                       and time.monotonic() >= self._starts_after):
                     work = self.queue.next_ready()
                     if work is None:
                         break
@@ -224,6 +229,10 @@ class AtLeastOnceWorker:
 
     def _forget_task(self, task: asyncio.Task) -> None:
         self._tasks.pop(task, None)
+
+    def _on_assign(self, partitions: list) -> None:
+        self._starts_after = time.monotonic() + self.gather_s
+        self.assigned(partitions)
 
     def _on_revoke(self, consumer, partitions) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
