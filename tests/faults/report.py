@@ -49,12 +49,12 @@ def cell(row: dict | None) -> str:
     return text if ok else f"**FAILED**: {text}; {'; '.join(row['problems'])}"
 
 
-def table(rows: list[dict], commit: str) -> str:
+def table(rows: list[dict], commit: str, how: str = "by `python -m tests.faults.report`") -> str:
     by = {(r["fault"], r["pipeline"]): r for r in rows}
     lines = [BEGIN, "",
              f"Measured at commit `{commit}` on {platform.node() or 'this machine'} "
              f"({os.cpu_count()} cores, broker and every worker on it), {time.strftime('%Y-%m-%d')}, "
-             "by `python -m tests.faults.report`. A cell: items delivered/expected, then lost (neither "
+             f"{how}. A cell: items delivered/expected, then lost (neither "
              "delivered nor dead-lettered), duplicated (two records for one item), repeated (the same "
              "item sent again, dropped by its id downstream) and dead-lettered (set aside with the reason).",
              "",
@@ -72,11 +72,11 @@ def table(rows: list[dict], commit: str) -> str:
     return "\n".join(lines)
 
 
-def write(rows: list[dict], commit: str | None = None) -> None:
+def write(rows: list[dict], commit: str | None = None, how: str | None = None) -> None:
     commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                       text=True).stdout.strip() or "unknown"
     text = SLA.read_text()
-    block = table(rows, commit)
+    block = table(rows, commit, *([how] if how else []))
     if BEGIN in text:
         text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
     else:
@@ -88,13 +88,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, help="a results file (JSON lines) already measured")
     parser.add_argument("--commit", help="the commit the results file was measured at (default: HEAD)")
+    parser.add_argument("--how", help="how the results file was measured, for the table's first line")
     args = parser.parse_args()
     code = 0
     if args.source is None:
         args.source = Path(tempfile.mkstemp(prefix="fault-matrix-", suffix=".jsonl")[1])
         code = run(args.source)
     rows = [json.loads(line) for line in args.source.read_text().splitlines() if line.strip()]
-    write(rows, args.commit)
+    write(rows, args.commit, args.how)
     print(f"docs/SLA.md: {len(rows)} cells written from {args.source}")
     return code
 
