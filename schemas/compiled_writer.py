@@ -78,6 +78,13 @@ class _Compiler:
         self.n += 1
         return f"{prefix}{self.n}"
 
+    def length(self, expr: str, ind: int) -> list[str]:
+        """Writes a length (a non-negative int from len()): below 64 its zig-zag varint is one
+        byte, 2n, appended without calling encode_long; most strings and arrays are that short."""
+        pad, n = "    " * ind, self.var("n")
+        return [f"{pad}{n} = {expr}", f"{pad}if {n} < 64:", f"{pad}    o.append({n} << 1)",
+                f"{pad}else:", f"{pad}    o += _long({n})"]
+
     def emit(self, t: Any, expr: str, ind: int, lines: list[str]) -> None:
         """Appends to `lines` the statements that write `expr`, of Avro type `t`, to `o`."""
         pad = "    " * ind
@@ -107,7 +114,7 @@ class _Compiler:
                 lines.append(f"{pad}o += {table}[{expr}]")
             elif kind in ("array", "map"):
                 item = self.var()
-                lines += [f"{pad}if {expr}:", f"{pad}    o += _long(len({expr}))"]
+                lines += [f"{pad}if {expr}:", *self.length(f"len({expr})", ind + 1)]
                 if kind == "array":
                     lines.append(f"{pad}    for {item} in {expr}:")
                 else:
@@ -125,9 +132,9 @@ class _Compiler:
             pass
         elif t == "string":
             b = self.var()
-            lines += [f"{pad}{b} = {expr}.encode()", f"{pad}o += _long(len({b}))", f"{pad}o += {b}"]
+            lines += [f"{pad}{b} = {expr}.encode()", *self.length(f"len({b})", ind), f"{pad}o += {b}"]
         elif t == "bytes":
-            lines += [f"{pad}o += _long(len({expr}))", f"{pad}o += {expr}"]
+            lines += [*self.length(f"len({expr})", ind), f"{pad}o += {expr}"]
         elif t in ("int", "long"):
             lines.append(f"{pad}o += _long({expr})")
         elif t == "double":

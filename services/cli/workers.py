@@ -12,7 +12,11 @@ from services.cli.base import checks_credentials, codec, main, one_line_errors
 # -- workers and services ---------------------------------------------------------------------
 @main.group(help="Stream workers.")
 def worker() -> None:
-    pass
+    import gc
+
+    from geoflux.settings import StreamSettings
+
+    gc.set_threshold(*StreamSettings().gc_threshold)
 
 
 METRICS_PORT = click.option("--metrics-port", default=0, show_default=True,
