@@ -9,10 +9,14 @@ For each fence count it
   2. feeds updates at fixed rates from a separate producer process and measures end-to-end
      latency, update produced -> event readable by a read_committed consumer (P50/P95/P99);
   3. reads the evaluator's peak RSS.
+With `--churn N`, a third process edits N fences a second (each moved by up to a fence's width,
+a new version through the geofence registry, as the API writes it) during every latency run.
 
     python benchmarks/geofence_throughput.py --fences 1000,10000,100000
     python benchmarks/geofence_throughput.py --fences 10000 --rates "" --profile /tmp/ev.svg
         (drain and ceiling only; py-spy samples the evaluator while it drains)
+    python benchmarks/geofence_throughput.py --fences 100000 --rates 10000 --churn 100
+        (issue 17's churn target: P95 at 10,000 updates/s while 100 fences a second change)
     python benchmarks/geofence_throughput.py --smoke     # seconds: the script works, figures mean nothing
 
 Everything runs on this machine: broker, evaluator, producer and consumer share its cores.
@@ -146,8 +150,32 @@ def wait(pred, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def edit_fences(settings: KafkaSettings, n_fences: int, rate: float, stop_at: float, done) -> None:
+    """Moves randomly chosen fences, `rate` edits a second, until the wall clock passes
+    `stop_at`: each edit is a new version of an existing fence, written as the API writes it."""
+    reg = GeofenceRegistry(settings, GeofenceSettings(max_vertices=100), AvroCodec())
+    reg.start()
+    feats, rnd, ext = fence_features(n_fences), random.Random(11), extent_for(n_fences)
+    start, i = time.time(), 0
+    try:
+        while time.time() < stop_at:
+            ahead = i / rate - (time.time() - start)
+            if ahead > 0:
+                time.sleep(ahead)  # pacing the edits to the target rate
+            feature, fid = feats[rnd.randrange(n_fences)]
+            (x0, y0), (x1, y1) = (feature["geometry"]["coordinates"][0][k] for k in (0, 2))
+            dx, dy = rnd.uniform(-0.02, 0.02), rnd.uniform(-0.02, 0.02)
+            x, y = min(max(min(x0, x1) + dx, 0), ext), min(max(min(y0, y1) + dy, 0), ext)
+            moved = {**feature, "geometry": mapping(box(x, y, x + abs(x1 - x0), y + abs(y1 - y0)))}
+            reg.put(moved, fid)
+            i += 1
+            done.value = i
+    finally:
+        reg.close()
+
+
 def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities: int,
-                ext: float, seed: int) -> dict:
+                ext: float, seed: int, churn: float = 0, n_fences: int = 0) -> dict:
     events_topic = topic("geo.geofence-events", settings)
     codec = AvroCodec()
     c = Consumer(client_config(settings, **{"group.id": uuid.uuid4().hex,
@@ -159,6 +187,10 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
     n = int(rate * seconds)
     base = committed_total(settings)
     proc = mp.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed))
+    editor, edits = None, mp.Value("i", 0)
+    if churn:  # edits stop with the feed's last update (the expected end of the feed)
+        editor = mp.Process(target=edit_fences, args=(settings, n_fences, churn, time.time() + seconds, edits))
+        editor.start()
     t0 = time.monotonic()
     proc.start()
     lat: list[int] = []
@@ -173,10 +205,14 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
             break
     proc.join()
     elapsed = time.monotonic() - t0
+    if editor is not None:
+        editor.join(seconds + 60)
+        if editor.is_alive():
+            editor.kill()
     c.close()
     lat.sort()
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
-    return {"rate": rate, "achieved": n / elapsed, "events": len(lat), "p50": q(0.50),
+    return {"rate": rate, "churn": edits.value / seconds, "achieved": n / elapsed, "events": len(lat), "p50": q(0.50),
             "p95": q(0.95), "p99": q(0.99)}
 
 
@@ -187,7 +223,7 @@ def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int, max_batch: int) -
 
 def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], seconds: float,
             partitions: int, n_entities: int, workdir: Path, max_batch: int,
-            profile: str | None, evaluators: int = 1) -> dict:
+            profile: str | None, evaluators: int = 1, churn: float = 0) -> dict:
     settings = KafkaSettings(bootstrap=bootstrap, partitions=partitions,
                              topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     apply(settings)
@@ -221,7 +257,8 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
         if spy is not None:
             spy.send_signal(2)  # py-spy writes its profile on SIGINT
             spy.wait(60)
-        runs = [latency_run(settings, r, seconds, n_entities, ext, 3 + i) for i, r in enumerate(rates)]
+        runs = [latency_run(settings, r, seconds, n_entities, ext, 3 + i, churn, n_fences)
+                for i, r in enumerate(rates)]
         rss, peak = rss_mb(worker.pid)
     finally:
         if spy is not None and spy.poll() is None:
@@ -271,12 +308,15 @@ def main() -> None:
                     help="evaluator counts, e.g. 1,2,3: drain the same backlog with each many "
                          "evaluator processes (at the first --fences count) and print how close "
                          "to linear it is; latency runs are skipped")
+    ap.add_argument("--churn", type=float, default=0,
+                    help="fence edits per second during the latency runs (0: none)")
     ap.add_argument("--smoke", action="store_true",
-                    help="100 fences, 3,000 updates of backlog, 200 updates/s for 2 s, batch 500")
+                    help="100 fences, 3,000 updates of backlog, 200 updates/s for 2 s with 5 fence "
+                         "edits/s, batch 500")
     args = ap.parse_args()
     if args.smoke:
         args.fences, args.backlog, args.rates, args.seconds = "100", 3000, "200", 2
-        args.entities, args.max_batch = 200, 500
+        args.entities, args.max_batch, args.churn = 200, 500, 5
     rates = [float(r) for r in args.rates.split(",") if r]
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-bench-"))
     broker = None
@@ -292,7 +332,8 @@ def main() -> None:
             return
         for n in [int(x) for x in args.fences.split(",")]:
             results.append(run_one(bootstrap, n, args.backlog, rates, args.seconds, args.partitions,
-                                   args.entities, workdir, args.max_batch, args.profile))
+                                   args.entities, workdir, args.max_batch, args.profile,
+                                   churn=args.churn))
             print(f"done: {n} fences", file=sys.stderr, flush=True)
     finally:
         if broker:
@@ -308,13 +349,13 @@ def main() -> None:
     if not rates:
         return
     print()
-    print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'achieved/s':>11} {'events':>7} "
+    print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'edits/s':>8} {'achieved/s':>11} {'events':>7} "
           f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'RSS MB':>7} {'peak MB':>8}")
     for r in results:
         for i, run in enumerate(r["runs"]):
             head = (f"{r['fences']:>8} {r['drain']:>12,.0f}" if i == 0 else f"{'':>8} {'':>12}")
             tail = f" {r['rss']:>7.0f} {r['peak']:>8.0f}" if i == 0 else ""
-            print(f"{head} {run['rate']:>9,.0f} {run['achieved']:>11,.0f} {run['events']:>7} "
+            print(f"{head} {run['rate']:>9,.0f} {run['churn']:>8,.0f} {run['achieved']:>11,.0f} {run['events']:>7} "
                   f"{run['p50']:>7.0f} {run['p95']:>7.0f} {run['p99']:>7.0f}{tail}")
 
 
