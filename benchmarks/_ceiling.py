@@ -1,14 +1,18 @@
-"""The ceiling a stage's throughput is compared with, measured in the same run: the same
+"""The ceilings a stage's throughput is compared with, measured in the same run: the same
 transactional shell with the same batch size, decoding every input record and producing its
-bytes on unchanged, one transaction per batch — a stage minus its work."""
+bytes on unchanged, one transaction per batch — a stage minus its work; and a bare read of a
+topic by one consumer, for stages that only read (a sink, a restore)."""
 
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Callable
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.kafka_config import admin_config
+from connectors.kafka_config import admin_config, consumer_config
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -46,3 +50,25 @@ def pass_through_ceiling(settings: KafkaSettings, codec: AvroCodec, logical_inpu
     if stage.done_at is None:
         raise SystemExit(f"the pass-through stage passed {stage.seen} of {n} records in 600 s")
     return n / (stage.done_at - stage.first_at)
+
+
+def read_topic(settings: KafkaSettings, t: str, on_record: Callable | None = None) -> tuple[float, int]:
+    """Seconds and records: one read_committed consumer reading every partition of `t` from
+    the beginning to its end, calling `on_record` on each record (e.g. to decode it)."""
+    c = Consumer(consumer_config(settings, f"bench-read-{uuid.uuid4().hex[:8]}",
+                                 **{"enable.partition.eof": True}))
+    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
+    t0, n, eof = time.monotonic(), 0, set()
+    try:
+        while len(eof) < settings.partitions:
+            for m in c.consume(10_000, 0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                    continue
+                n += 1
+                if on_record is not None:
+                    on_record(m)
+        return time.monotonic() - t0, n
+    finally:
+        c.close()

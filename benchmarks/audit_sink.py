@@ -31,11 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._ceiling import read_topic  # noqa: E402
 from benchmarks._postgres import benchmark_postgres  # noqa: E402
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition  # noqa: E402
 
 from connectors.kafka_admin import apply  # noqa: E402
-from connectors.kafka_config import consumer_config  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
@@ -65,23 +64,10 @@ def publish(settings: KafkaSettings, n: int) -> float:
 def read_ceiling(settings: KafkaSettings, n: int) -> float:
     """Records/s: the backlog read and decoded by one consumer, nothing written."""
     codec, t = AvroCodec(), topic("geo.geofence-events", settings)
-    c = Consumer(consumer_config(settings, f"bench-read-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True}))
-    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
-    t0, seen, eof = time.monotonic(), 0, set()
-    try:
-        while len(eof) < settings.partitions:
-            for m in c.consume(10_000, 0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        eof.add(m.partition())
-                    continue
-                codec.decode(m.value(), "GeofenceEvent")
-                seen += 1
-    finally:
-        c.close()
+    seconds, seen = read_topic(settings, t, lambda m: codec.decode(m.value(), "GeofenceEvent"))
     if seen != n:
         raise SystemExit(f"the ceiling's read saw {seen} of {n} records")
-    return n / (time.monotonic() - t0)
+    return n / seconds
 
 
 def count(dsn: str, table: str) -> int:

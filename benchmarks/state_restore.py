@@ -49,10 +49,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from shapely.geometry import shape  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._ceiling import read_topic  # noqa: E402
 from benchmarks.geofence_throughput import fence_features  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from connectors.kafka_config import consumer_config, producer_config, transactional_config  # noqa: E402
@@ -187,26 +188,6 @@ def populate_cep(settings, codec, n) -> tuple[int, int]:
 
 
 # -- ceilings ---------------------------------------------------------------------------------
-def read_changelog(settings: KafkaSettings, t: str, on_record=None) -> tuple[float, int]:
-    c = Consumer(consumer_config(settings, f"bench-read-{uuid.uuid4().hex[:8]}",
-                                 **{"enable.partition.eof": True}))
-    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
-    t0, n, eof = time.monotonic(), 0, set()
-    try:
-        while len(eof) < settings.partitions:
-            for m in c.consume(10_000, 0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        eof.add(m.partition())
-                    continue
-                n += 1
-                if on_record is not None:
-                    on_record(m)
-        return time.monotonic() - t0, n
-    finally:
-        c.close()
-
-
 def decode_entity(codec: AvroCodec):
     def on_record(m) -> None:
         key = m.key().decode()
@@ -539,8 +520,8 @@ def run_evaluator_phase(bootstrap: str, n: int, args, work: Path, codec: AvroCod
     res["ev_records"], res["ev_bytes"] = populate_evaluator(s, codec, index, boxes, positions, n)
     res["ev_populate"] = time.monotonic() - t0
     t_log = topic("geo.evaluator-state", s)
-    res["ev_bare"] = read_changelog(s, t_log)[0]
-    res["ev_decode"] = read_changelog(s, t_log, decode_entity(codec))[0]
+    res["ev_bare"] = read_topic(s, t_log)[0]
+    res["ev_decode"] = read_topic(s, t_log, decode_entity(codec))[0]
     evaluator = Stage("evaluator", s, ["worker", "evaluator", "--instance", "0"], s.topic_prefix + GEO.group_id,
                       [topic("geo.locations", s)], work, "evaluator")
     pub, probes, flowing = evaluator_traffic(s, codec, boxes, n)
@@ -560,7 +541,7 @@ def run_cep_phase(bootstrap: str, n: int, args, work: Path, codec: AvroCodec, re
     apply(c)
     res["cep_records"], res["cep_bytes"] = populate_cep(c, codec, n)
     t_cep = topic("geo.cep-state", c)
-    res["cep_bare"] = read_changelog(c, t_cep)[0]
+    res["cep_bare"] = read_topic(c, t_cep)[0]
     cep = Stage("cep-entity", c, ["worker", "cep", "--mode", "entity"], c.topic_prefix + "geoflux-cep-entity",
                 [topic("geo.cep-input", c)], work, "cep-entity")
     pub, probes, flowing = cep_traffic(c, codec, n)
