@@ -27,7 +27,7 @@ from schemas.codec import AvroCodec
 from streams.cep.engine import Engine
 from streams.cep.index import PatternSet, PatternTable
 from streams.cep.keystate import FORMAT, KeyState
-from streams.cep.outputs import AggregateGone, Match
+from streams.cep.outputs import Aggregate, AggregateGone, Match
 from streams.cep.patterns import parse_pattern
 from streams.cep.rekey import MAX_BATCH, CepRekeyStage  # noqa: F401  (the CLI starts every CEP stage from here)
 from streams.runtime.sensor import StageSensor
@@ -164,13 +164,33 @@ class CepStage(TransactionalProcessor):
                 self.to_publish[key] = partition
 
     def _emit(self, txn: Txn, outputs) -> None:
+        alike: dict[tuple, list[Aggregate]] | None = None
         for out in outputs:
+            if type(out) is Aggregate:
+                # one window's copies for the patterns sharing its state differ only in their
+                # pattern id: encoded once (the closing of 20 identical patterns' windows was
+                # a third of a geofence stage's CPU when each was encoded on its own)
+                p = out.pattern
+                alike = alike if alike is not None else {}
+                alike.setdefault((id(out.window), out.geofence_id, out.closed, out.late, p.tenant_id, p.shape),
+                                 []).append(out)
+                continue
+            if alike:
+                self._emit_aggregates(txn, alike)
+                alike = None
             if isinstance(out, Match):
                 self.emit(txn, self.t_matches, scoped(out.pattern.tenant_id, out.key), "CepMatch", out.record())
             elif isinstance(out, AggregateGone):
                 self.produce(txn, self.t_aggregates, out.key, None)
-            else:
-                self.emit(txn, self.t_aggregates, out.key, "CepAggregate", out.record())
+        if alike:
+            self._emit_aggregates(txn, alike)
+
+    def _emit_aggregates(self, txn: Txn, alike: dict[tuple, list[Aggregate]]) -> None:
+        for group in alike.values():
+            values = self.codec.encode_each(self.t_aggregates, "CepAggregate", group[0].record(),
+                                            [o.pattern.pattern_id for o in group])
+            for out, value in zip(group, values):
+                self.produce(txn, self.t_aggregates, out.key, value)
 
     # -- timers --------------------------------------------------------------------------------
     def wants_tick(self) -> bool:
