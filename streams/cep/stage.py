@@ -127,6 +127,7 @@ class CepStage(TransactionalProcessor):
         wall = now_ms()
         self._refresh()
         table = self.engine.table
+        touched: dict[str, int] = {}
         for msg in records:
             rec = msg.rec
             self._clock(msg, rec["ts_ms"], wall)
@@ -160,8 +161,28 @@ class CepStage(TransactionalProcessor):
                     continue
                 self.put_state(partition, key, ks)
             self._changed(txn, key, partition, ks)
+            touched[key] = partition
             if table.publishing(tenant):
                 self.to_publish[key] = partition
+        self._tick_touched(txn, touched)
+
+    def _tick_touched(self, txn: Txn, touched: dict[str, int]) -> None:
+        """The timers of the keys this batch changed that the input clock, moved on by the
+        batch, has already reached: fired now, as a tick right after the batch would, so each
+        such key is written once in this transaction instead of once now and again at the next
+        tick (draining a backlog, a batch spans more event time than the lateness: most of its
+        events are released before it commits)."""
+        now = self.input_clock(now_ms())
+        if now is None:
+            return
+        for key, partition in touched.items():
+            ks = self.state(key, partition)
+            if ks is None:
+                continue  # deleted in this transaction
+            due = self.engine.due(ks)
+            if due is not None and due <= now:
+                self._emit(txn, self.engine.on_tick(ks, now))
+                self._changed(txn, key, partition, ks)
 
     def _emit(self, txn: Txn, outputs) -> None:
         alike: dict[tuple, list[Aggregate]] | None = None
