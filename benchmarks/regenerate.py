@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "jobs_throughput": ["--jobs", "1000"],
     "jobs_memory": ["--statuses", "1000000"],
     "cep_throughput": ["--events", "100000"],
+    "cep_cpu": ["--events", "40000"],
     "audit_sink": ["--events", "50000", "--batch-sizes", "500,2000,5000"],
     "gateway_fanout": ["--subscribers", "100", "--events", "2000", "--rate", "100"],
     "state_restore": ["--entities", "100000,1000000"],

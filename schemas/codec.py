@@ -26,7 +26,7 @@ from fastavro.schema import to_parsing_canonical_form
 from geoflux.errors import ConfigurationError, PermanentError, TransientError, ValidationError
 from geoflux.settings import RegistrySettings
 from schemas.avro_dir import AVRO_DIR, AvroDir
-from schemas.compiled_writer import Unusual, Writer, compile_writer
+from schemas.compiled_writer import Unusual, Writer, compile_writer, encode_long
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -218,6 +218,28 @@ class AvroCodec:
             return buf.getvalue()
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
             raise ValidationError(f"record does not match {schema_name}: {exc}") from exc
+
+    def encode_each(self, topic: str, schema_name: str, record: dict[str, Any], firsts: list[str]) -> list[bytes]:
+        """`record` encoded once for each value of its first field (a string): the bytes
+        after that field are alike, so they are encoded once and each value is put before
+        them — what `encode` gives for each, for a fraction of the work (a CEP pattern's
+        outputs copied to the identical patterns that share its state differ only there)."""
+        parsed = self.schemas.parsed(schema_name)
+        first = parsed["fields"][0] if isinstance(parsed, dict) and parsed.get("fields") else None
+        if first is None or first["type"] != "string" or not firsts:
+            return [self.encode(topic, schema_name, {**record, first["name"]: v} if first else record)
+                    for v in firsts]
+        one = self.encode(topic, schema_name, {**record, first["name"]: firsts[0]})
+        own = firsts[0].encode()
+        tail = one[5 + len(encode_long(len(own))) + len(own):]
+        header = one[:5]
+        out = [one]
+        for v in firsts[1:]:
+            if type(v) is not str:
+                raise ValidationError(f"record does not match {schema_name}: {first['name']} must be a string")
+            raw = v.encode()
+            out.append(b"".join((header, encode_long(len(raw)), raw, tail)))
+        return out
 
     def _writer(self, schema_id: int) -> tuple[dict, str]:
         if schema_id not in self._writers:

@@ -170,40 +170,85 @@ class Engine:
 
     @staticmethod
     def _offer(ks: KeyState, item: dict, offers, late: list, locations: bool = False) -> list:
-        """Feeds an event (or a location) to the patterns in `offers` ((pattern, starts)
-        pairs): a starter gets state if it has none, a continuer only counts where it has
-        state. Each distinct state object is fed once and its outputs copied to the patterns
-        that share it (see shared state). The hot loop: written out, not factored."""
+        """Feeds an event (or a location) to the patterns in `offers` (runs of patterns alike
+        in shape and `starts`: `PatternTable`'s Route): a starter gets state if it has none, a
+        continuer only counts where it has state. Each distinct state object is fed once and
+        its outputs copied to the patterns that share it (see shared state). A run whose
+        patterns all share one state (or all have none yet) is fed once as a whole; anything
+        else, one pattern at a time. The hot loop: written out, not factored."""
         out: list = []
         patterns, subject, done, fresh = ks.patterns, ks.subject, {}, None
-        for p, starts in offers:
-            entry = patterns.get(p.pattern_id)
-            if entry is None or entry[0] != p.shape:
-                if not starts:
+        for shape, starts, run in offers:
+            if len(run) > 1:
+                first = patterns.get(run[0].pattern_id)
+                st = None
+                if first is None:
+                    if starts and all(patterns.get(q.pattern_id) is None for q in run):
+                        fresh = fresh if fresh is not None else {}
+                        st = fresh.get(shape)
+                        if st is None:
+                            st = fresh[shape] = run[0].impl.initialize(run[0])
+                        for q in run:
+                            patterns[q.pattern_id] = [shape, st]
+                elif first[0] == shape:
+                    st = first[1]
+                    for q in run:
+                        e = patterns.get(q.pattern_id)
+                        if e is None or e[1] is not st or e[0] != shape:
+                            st = None
+                            break
+                if st is not None:  # one state for the whole run
+                    res = done.get(id(st))
+                    if res is None:
+                        p = run[0]
+                        impl = p.impl
+                        got = impl.on_location(p, st, item, subject) if locations else impl.feed(p, st, item, subject)
+                        res = done[id(st)] = (got, impl.empty(st), bool(got) and LATE in got)
+                        mine = got
+                    else:
+                        mine = [o.for_pattern(run[0]) for o in res[0] if o is not LATE] if res[0] else res[0]
+                    got, gone, was_late = res
+                    if got or gone:
+                        for i, q in enumerate(run):
+                            if got:
+                                if i:
+                                    mine = [o.for_pattern(q) for o in got if o is not LATE]
+                                if was_late:
+                                    late.append(q.pattern_id)
+                                    mine = [o for o in mine if o is not LATE]
+                                if mine:
+                                    out += mine
+                            if gone:
+                                del patterns[q.pattern_id]
                     continue
-                fresh = fresh if fresh is not None else {}  # shape -> state created for this item
-                st = fresh.get(p.shape)
-                if st is None:
-                    st = fresh[p.shape] = p.impl.initialize(p)
-                entry = patterns[p.pattern_id] = [p.shape, st]
-            st = entry[1]
-            res = done.get(id(st))
-            if res is None:
-                impl = p.impl
-                got = impl.on_location(p, st, item, subject) if locations else impl.feed(p, st, item, subject)
-                res = done[id(st)] = (got, impl.empty(st), bool(got) and LATE in got)
-                mine = got
-            elif res[0]:
-                mine = [o.for_pattern(p) for o in res[0] if o is not LATE]
-            else:
-                mine = res[0]
-            if res[2]:
-                late.append(p.pattern_id)
-                mine = [o for o in mine if o is not LATE]
-            if mine:
-                out += mine
-            if res[1]:
-                del patterns[p.pattern_id]
+            for p in run:
+                entry = patterns.get(p.pattern_id)
+                if entry is None or entry[0] != shape:
+                    if not starts:
+                        continue
+                    fresh = fresh if fresh is not None else {}  # shape -> state created for this item
+                    st = fresh.get(shape)
+                    if st is None:
+                        st = fresh[shape] = p.impl.initialize(p)
+                    entry = patterns[p.pattern_id] = [shape, st]
+                st = entry[1]
+                res = done.get(id(st))
+                if res is None:
+                    impl = p.impl
+                    got = impl.on_location(p, st, item, subject) if locations else impl.feed(p, st, item, subject)
+                    res = done[id(st)] = (got, impl.empty(st), bool(got) and LATE in got)
+                    mine = got
+                elif res[0]:
+                    mine = [o.for_pattern(p) for o in res[0] if o is not LATE]
+                else:
+                    mine = res[0]
+                if res[2]:
+                    late.append(p.pattern_id)
+                    mine = [o for o in mine if o is not LATE]
+                if mine:
+                    out += mine
+                if res[1]:
+                    del patterns[p.pattern_id]
         return out
 
     @staticmethod

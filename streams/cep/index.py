@@ -16,6 +16,20 @@ from streams.cep.specs import EventSpec
 MAX_CACHED = 200_000
 
 
+Run = tuple[str, bool, tuple[Pattern, ...]]
+
+
+def runs(pairs: Iterable[tuple[Pattern, bool]]) -> tuple[Run, ...]:
+    """(pattern, starts) pairs as runs of adjacent ones alike in shape and starts, in order."""
+    out: list[list] = []
+    for p, starts in pairs:
+        if out and out[-1][0] == p.shape and out[-1][1] == starts:
+            out[-1][2].append(p)
+        else:
+            out.append([p.shape, starts, [p]])
+    return tuple((shape, starts, tuple(ps)) for shape, starts, ps in out)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """Who an event concerns. `direct`: kinds that order themselves (fed on arrival);
@@ -24,9 +38,11 @@ class Route:
 
     direct: tuple[Pattern, ...] = ()
     groups: dict[int, tuple[tuple[Pattern, ...], tuple[Pattern, ...]]] = field(default_factory=dict)
-    # the same, as the engine walks them: (pattern, starts) pairs, starters first
-    offers: dict[int, tuple[tuple[Pattern, bool], ...]] = field(default_factory=dict)
-    direct_offers: tuple[tuple[Pattern, bool], ...] = ()
+    # the same, as the engine walks them: runs of adjacent patterns alike in shape and in
+    # `starts` ((shape, starts, patterns)), starters first — identical patterns (which share
+    # state) are fed once per run, not looked at one by one
+    offers: dict[int, tuple[Run, ...]] = field(default_factory=dict)
+    direct_offers: tuple[Run, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.direct or self.groups)
@@ -40,7 +56,7 @@ class PatternTable:
         self.by_id: dict[tuple[str, str], Pattern] = {}
         self._specs: dict[str, dict[tuple[str | None, str | None], list[tuple[Pattern, bool]]]] = {}
         self._locations: dict[str, tuple[Pattern, ...]] = {}
-        self._location_offers: dict[str, tuple[tuple[Pattern, bool], ...]] = {}
+        self._location_offers: dict[str, tuple[Run, ...]] = {}
         self._lateness: dict[str, frozenset[int]] = {}
         self._attributes: dict[str, frozenset[str]] = {}
         self._timed: dict[str, frozenset[str]] = {}
@@ -73,10 +89,10 @@ class PatternTable:
     def locations(self, tenant: str) -> tuple[Pattern, ...]:
         return self._locations.get(tenant, ())
 
-    def location_offers(self, tenant: str) -> tuple[tuple[Pattern, bool], ...]:
+    def location_offers(self, tenant: str) -> tuple[Run, ...]:
         offers = self._location_offers.get(tenant)
         if offers is None:
-            offers = self._location_offers[tenant] = tuple((p, True) for p in self.locations(tenant))
+            offers = self._location_offers[tenant] = runs((p, True) for p in self.locations(tenant))
         return offers
 
     def latenesses(self, tenant: str) -> frozenset[int]:
@@ -119,9 +135,9 @@ class PatternTable:
             if p.impl.ordered:
                 groups.setdefault(p.lateness_ms, ([], []))[0 if s else 1].append(p)
         return Route(direct, {late: (tuple(a), tuple(b)) for late, (a, b) in groups.items()},
-                     {late: tuple((p, True) for p in a) + tuple((p, False) for p in b)
+                     {late: runs([*((p, True) for p in a), *((p, False) for p in b)])
                       for late, (a, b) in groups.items()},
-                     tuple((p, True) for p in direct))
+                     runs((p, True) for p in direct))
 
 
 def _attribute_keys(params: object) -> frozenset[str]:

@@ -20,6 +20,7 @@ HEADERS = {
     "alert_delivery.py": "scenario      alerts  rate/s  SENT/s  ratio",
     "alert_soak.py": "severity  alerts   SENT  lost",
     "audit_sink.py": " batch     rows  distinct  rows/s steady",
+    "cep_cpu.py": "stage      events  decode us (ceiling)",
     "entity_history.py": "reports/s points apply us state us of ceiling",
     "evaluator_cpu.py": "evaluator, Python's default collector",
     "fence_churn.py": "  fences        index   P50 ms   P95 ms",

@@ -75,6 +75,18 @@ def test_key_state_json_keeps_unshared_states_apart_and_shared_ones_shared():
     assert (back.max, back.buffers) == (7, {0: [5, []]})
 
 
+def test_key_state_written_in_the_layout_before_groups_is_still_read():
+    # a store or changelog written before the "g" layout: a restart keeps its partial matches
+    old = ('{"m":7,"b":[[0,5,[]]],"p":{"a":["s1",[[3,4,"ev2"]]],"c":["s2",[[1,2,"ev1"]]],'
+           '"d":["s2",null,"c"],"b":["s1",[[5,6,"ev3"]]]}}')
+    back = KeyState.from_json("t", "e1", old)
+    assert back.patterns == {"a": ["s1", [[3, 4, "ev2"]]], "b": ["s1", [[5, 6, "ev3"]]],
+                             "c": ["s2", [[1, 2, "ev1"]]], "d": ["s2", [[1, 2, "ev1"]]]}
+    assert back.patterns["c"][1] is back.patterns["d"][1] and back.patterns["a"][1] is not back.patterns["b"][1]
+    assert (back.max, back.buffers) == (7, {0: [5, []]})
+    assert '"g":' in back.to_json() and KeyState.from_json("t", "e1", back.to_json()).patterns == back.patterns
+
+
 def test_a_key_is_empty_only_with_neither_patterns_nor_buffers():
     assert KeyState("t", "e").empty()
     assert not KeyState("t", "e", buffers={0: [None, []]}).empty()

@@ -167,3 +167,23 @@ def test_a_history_column_round_trips_bytes_unchanged():
     rec["history_columns"] = {**SAMPLES["EntityState"]["history_columns"], "ts_ms": cols}
     codec = AvroCodec()
     assert codec.decode(codec.encode("t", "EntityState", rec), "EntityState")["history_columns"]["ts_ms"] == cols
+
+
+@pytest.mark.parametrize("name", ["CepAggregate", "CepMatch", "GeofenceEvent"])
+def test_encode_each_gives_the_bytes_encode_gives_for_each_first_field_value(name):
+    codec, record = AvroCodec(), dict(SAMPLES[name])
+    first = load_schema(name)["fields"][0]["name"]
+    # lengths on both sides of a one-byte varint (63 / 64 bytes), non-ASCII, empty
+    values = ["p1", "", "x" * 63, "y" * 64, "é-模式-" * 20, "p2"]
+    got = codec.encode_each("t", name, record, values)
+    assert got == [codec.encode("t", name, {**record, first: v}) for v in values]
+    assert [codec.decode(b, name)[first] for b in got] == values
+    assert codec.encode_each("t", name, record, []) == []
+
+
+def test_encode_each_refuses_a_first_field_that_is_not_a_string():
+    codec, record = AvroCodec(), dict(SAMPLES["CepAggregate"])
+    with pytest.raises(ValidationError):
+        codec.encode_each("t", "CepAggregate", record, ["p1", 7])
+    with pytest.raises(ValidationError):
+        codec.encode_each("t", "CepAggregate", record, [None, "p1"])
