@@ -132,6 +132,7 @@ def main() -> None:
                     help="API processes sharing the port (GEOFLUX_API_WORKERS; default: its default)")
     ap.add_argument("--profile", help="py-spy flame graph (.svg) of the first API process during "
                     "the first evaluate run")
+    ap.add_argument("--profile-evaluator", help="the same, of the evaluator")
     ap.add_argument("--smoke", action="store_true", help="20 fences, 200 requests at concurrency 10")
     args = ap.parse_args()
     if args.smoke:
@@ -150,7 +151,7 @@ def main() -> None:
             env["GEOFLUX_API_WORKERS"] = str(args.api_workers)
         worker = start_worker(settings, "0", workdir, GEOFLUX_STREAM_DATA_DIR=str(workdir / "ev"))
         api = start_api(settings, port, workdir, **env)
-        spy = None
+        spies: list[subprocess.Popen] = []
         try:
             deadline = time.monotonic() + 120
             while not port_is_open("127.0.0.1", port):
@@ -165,23 +166,25 @@ def main() -> None:
                 ceiling = asyncio.run(drive(url, key, bodies(args.requests, args.entities, False), c))
                 print(f"concurrency {c}: ceiling {ceiling['rps']:,.0f}/s {ceiling['statuses']}; {load()}",
                       file=sys.stderr, flush=True)
-                if args.profile and i == 0:
-                    spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "-r", "50", "-f",
-                                            "flamegraph" if args.profile.endswith(".svg") else "raw",
-                                            "-o", args.profile, "--pid", str(api_pids(api)[-1])],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for path, pid in ((args.profile, api_pids(api)[-1]), (args.profile_evaluator, worker.pid)):
+                    if path and i == 0:
+                        spies.append(subprocess.Popen(
+                            ["py-spy", "record", "--nonblocking", "-r", "50", "-f",
+                             "flamegraph" if path.endswith(".svg") else "raw", "-o", path, "--pid", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 run = asyncio.run(drive(url, key, bodies(args.requests, args.entities, True, seed=3 + i), c))
-                if spy is not None:
+                for spy in spies:
                     spy.send_signal(2)  # py-spy writes its profile on SIGINT
                     spy.wait(60)
-                    spy = None
+                spies = []
                 print(f"concurrency {c}: evaluate {run['rps']:,.0f}/s {run['statuses']}; {load()}",
                       file=sys.stderr, flush=True)
                 rows.append((c, ceiling, run))
         finally:
-            if spy is not None and spy.poll() is None:
-                spy.kill()
-                spy.wait()
+            for spy in spies:
+                if spy.poll() is None:
+                    spy.kill()
+                    spy.wait()
             stop(api)
             stop(worker)
     shutil.rmtree(workdir, ignore_errors=True)

@@ -14,6 +14,7 @@ from schemas.codec import AvroCodec
 from services.api import (gateway, routes_alerts, routes_audit, routes_cep, routes_console,
                           routes_entities, routes_geoevent, routes_geofences, routes_inbox,
                           routes_processes, routes_stack, routes_twilio, stream_tickets)
+from services.api.async_producer import AsyncProducer
 from services.api.auth import auth_middleware, load_api_keys
 from services.api.stream_tickets import TicketBook
 from services.api.evaluation_waiter import EvaluationWaiter
@@ -57,7 +58,8 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     waiter = EvaluationWaiter(kafka, codec)
     app[routes_geofences.REGISTRY] = registry
     routes_geofences.add_routes(app)
-    routes_geoevent.add_routes(app, kafka, api, codec, producer, waiter)
+    evaluate_producer = AsyncProducer(kafka)  # the evaluate path's: acks as futures, no thread per request
+    routes_geoevent.add_routes(app, kafka, api, codec, evaluate_producer, waiter)
     closeables = routes_alerts.add_routes(app, kafka, codec, producer, AlertSettings().rules_file)
     routes_twilio.add_routes(app, api.public_url)  # voice channels' keypress acknowledgements
     jobs = JobsService(kafka, codec, JobSettings(), producer).start()
@@ -83,7 +85,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_ogc.add_routes(app, openapi_paths.OPERATIONS)
 
     async def on_cleanup(_app):
-        for c in (registry, waiter, *closeables):
+        for c in (registry, waiter, evaluate_producer, *closeables):
             c.close()
 
     app.on_cleanup.append(on_cleanup)

@@ -13,6 +13,7 @@ import uuid
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from connectors.kafka_config import consumer_config
+from geoflux.errors import ValidationError
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -36,17 +37,31 @@ class EvaluationWaiter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            msgs = self._consumer.consume(500, 0.1)
+            # poll() returns at the first reply; consume(n, t) would wait out t for a full batch,
+            # and that wait was added to every request's latency
+            first = self._consumer.poll(0.1)
             self._ready.set()  # the first fetch has resolved OFFSET_END to a position
+            if first is None:
+                continue
+            msgs = [first, *self._consumer.consume(500, 0)]
+            ready: dict[asyncio.AbstractEventLoop, list] = {}
             for m in msgs:
                 if m.error() or m.value() is None:
                     continue
-                rec = self.codec.decode(m.value(), "EvaluationResult")
+                # the key is the request id: answers to other API processes are not decoded
+                key = m.key()
                 with self._lock:
-                    entry = self._futures.pop(rec["request_id"], None)
-                if entry:
-                    loop, fut = entry
-                    loop.call_soon_threadsafe(lambda f=fut, r=rec: f.done() or f.set_result(r))
+                    entry = self._futures.pop(key.decode(errors="replace"), None) if key else None
+                if entry is None:
+                    continue
+                try:
+                    rec = self.codec.decode(m.value(), "EvaluationResult")
+                except ValidationError:  # not the evaluator's record: the request times out (504)
+                    continue
+                loop, fut = entry
+                ready.setdefault(loop, []).append((fut, rec))
+            for loop, items in ready.items():  # one wake-up of the loop per batch
+                loop.call_soon_threadsafe(_resolve, items)
 
     def expect(self, request_id: str) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -64,3 +79,8 @@ class EvaluationWaiter:
         self._thread.join(5)
         self._consumer.close()
 
+
+def _resolve(items: list[tuple[asyncio.Future, dict]]) -> None:
+    for fut, rec in items:
+        if not fut.done():  # the request may have timed out meanwhile
+            fut.set_result(rec)
