@@ -42,7 +42,7 @@ from shapely.geometry import box, mapping  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
-from geoflux.settings import KafkaSettings  # noqa: E402
+from geoflux.settings import ApiSettings, KafkaSettings  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from services.devstack.local_process import free_port, port_is_open  # noqa: E402
 from tests.integration.geo_helpers import TENANT_KEYS, publish_fences, start_api, start_worker, stop  # noqa: E402
@@ -117,6 +117,33 @@ def api_pids(api: subprocess.Popen) -> list[int]:
     return [api.pid, *(int(p) for p in out.split())]
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far: on a shared machine, what
+    a request costs each part whatever else runs."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def measured(pids: dict[str, list[int]], work) -> dict:
+    """Runs `work()` and adds the CPU milliseconds per request of each process group and of
+    this process (the client) to its result."""
+    before = {name: cpu_s(p) for name, p in pids.items()}
+    client0 = time.process_time()
+    result = work()
+    result["cpu_ms"] = {name: 1000 * (cpu_s(p) - before[name]) / result["n"] for name, p in pids.items()}
+    result["cpu_ms"]["client"] = 1000 * (time.process_time() - client0) / result["n"]
+    return result
+
+
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -161,9 +188,11 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}/api/v1/geoevent/evaluate"
             key = TENANT_KEYS[TENANT]
             warm_up(url, key)
-            workers = len(api_pids(api)) - (1 if args.api_workers and args.api_workers > 1 else 0)
+            workers = args.api_workers or ApiSettings().workers
+            pids = {"api": api_pids(api), "evaluator": [worker.pid]}
             for i, c in enumerate(levels):
-                ceiling = asyncio.run(drive(url, key, bodies(args.requests, args.entities, False), c))
+                ceiling = measured(pids, lambda: asyncio.run(
+                    drive(url, key, bodies(args.requests, args.entities, False), c)))
                 print(f"concurrency {c}: ceiling {ceiling['rps']:,.0f}/s {ceiling['statuses']}; {load()}",
                       file=sys.stderr, flush=True)
                 for path, pid in ((args.profile, api_pids(api)[-1]), (args.profile_evaluator, worker.pid)):
@@ -172,7 +201,8 @@ def main() -> None:
                             ["py-spy", "record", "--nonblocking", "-r", "50", "-f",
                              "flamegraph" if path.endswith(".svg") else "raw", "-o", path, "--pid", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                run = asyncio.run(drive(url, key, bodies(args.requests, args.entities, True, seed=3 + i), c))
+                run = measured(pids, lambda: asyncio.run(
+                    drive(url, key, bodies(args.requests, args.entities, True, seed=3 + i), c)))
                 for spy in spies:
                     spy.send_signal(2)  # py-spy writes its profile on SIGINT
                     spy.wait(60)
@@ -200,6 +230,13 @@ def main() -> None:
               f"{run['rps'] / ceiling['rps']:>6.2f} {run['p50']:>7.0f} {run['p95']:>7.0f} "
               f"{run['p99']:>7.0f} {ceiling['p95']:>8.0f} {run['load']:>5.2f}  "
               + " ".join(f"{k}:{v}" for k, v in sorted(run["statuses"].items(), key=str)))
+    print("\nCPU milliseconds per request (user + system, whatever else the machine runs; the "
+          "broker's not counted)\n")
+    print(f"{'conc':>5} {'run':>9} {'API':>6} {'evaluator':>9} {'client':>6}")
+    for c, ceiling, run in rows:
+        for name, r in (("ceiling", ceiling), ("evaluate", run)):
+            ms = r["cpu_ms"]
+            print(f"{c:>5} {name:>9} {ms['api']:>6.2f} {ms['evaluator']:>9.2f} {ms['client']:>6.2f}")
 
 
 if __name__ == "__main__":

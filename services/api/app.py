@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import multiprocessing.connection
+import signal
 
 import structlog
 from aiohttp import web
@@ -43,7 +46,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
-               codec: AvroCodec) -> web.Application:
+               codec: AvroCodec, instance: int = 0) -> web.Application:
     TopicReader.default_on_skip = PrometheusStageSensor().skipped  # every view this process follows
     keys = load_api_keys(api.keys, api.keys_file)
     if not keys:
@@ -70,7 +73,8 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     gateway.add_routes(app, kafka, codec)
     stream_tickets.add_routes(app, tickets)
     closeables += routes_console.add_routes(app, kafka, codec)  # /console and /api/v1/entities
-    state, name = StreamSettings(), f"api-{api.port}"  # occupancy and entity attributes: local views
+    # occupancy and entity attributes: local views, one store per API process
+    state, name = StreamSettings(), f"api-{api.port}" + (f"-{instance}" if instance else "")
     closeables += routes_entities.add_routes(app, MembershipView(kafka, codec, state, name),
                                              AttributesView(kafka, codec, state, name), codec, producer)
     from services.api import routes_replay  # replay by time or offset, NDJSON
@@ -93,5 +97,42 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
 
 
 def serve(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings, codec: AvroCodec) -> None:
-    web.run_app(create_app(kafka, geo, api, codec), host=api.host, port=api.port,
-                print=None, access_log=None)
+    if api.workers <= 1:
+        web.run_app(create_app(kafka, geo, api, codec), host=api.host, port=api.port,
+                    print=None, access_log=None)
+        return
+    # several processes on one port (SO_REUSEPORT): the kernel spreads connections over them;
+    # each has its own producer, reply matcher (replies are matched by key in the process that
+    # asked) and views. Spawned, not forked: no librdkafka thread is copied half-way.
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_serve_one, args=(kafka, geo, api, codec, i), name=f"api-{i}")
+             for i in range(api.workers)]
+    for p in procs:
+        p.start()
+    signalled: list[int] = []
+
+    def stop(signum: int | None = None, _frame=None) -> None:
+        if signum is not None:
+            signalled.append(signum)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: each runs its cleanup
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    # one process gone is the API degraded: stop the rest so the supervisor restarts it whole
+    mp.connection.wait([p.sentinel for p in procs])
+    stop()
+    for p in procs:
+        p.join(30)
+    if not signalled or any(p.exitcode not in (0, -signal.SIGTERM) for p in procs):
+        raise SystemExit(1)
+
+
+def _serve_one(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings, codec: AvroCodec,
+               instance: int) -> None:
+    from services.logging import configure_logging
+
+    configure_logging()
+    web.run_app(create_app(kafka, geo, api, codec, instance), host=api.host, port=api.port,
+                reuse_port=True, print=None, access_log=None)
