@@ -22,9 +22,9 @@ from geoflux.settings import KafkaSettings
 
 
 class AsyncProducer:
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, **overrides) -> None:
         self.settings = settings
-        self._producer = Producer(producer_config(settings))
+        self._producer = Producer(producer_config(settings, **overrides))
         self._done: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, str | None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="evaluate-producer", daemon=True)
