@@ -188,7 +188,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}/api/v1/geoevent/evaluate"
             key = TENANT_KEYS[TENANT]
             warm_up(url, key)
-            workers = args.api_workers or ApiSettings().workers
+            workers = args.api_workers or getattr(ApiSettings(), "workers", 1)  # older trees: 1
             pids = {"api": api_pids(api), "evaluator": [worker.pid]}
             for i, c in enumerate(levels):
                 ceiling = measured(pids, lambda: asyncio.run(
