@@ -19,7 +19,7 @@ def closed_port() -> int:
 
 def test_an_unacknowledged_record_fails_its_future_with_a_transient_error():
     producer = AsyncProducer(KafkaSettings(bootstrap=f"127.0.0.1:{closed_port()}"),
-                             **{"delivery.timeout.ms": 300, "linger.ms": 0})
+                             **{"delivery.timeout.ms": 300, "linger.ms": 0, "log_level": 0})
 
     async def run():
         futures = [producer.produce("geo.locations", b"x", f"k{i}") for i in range(3)]
@@ -36,7 +36,7 @@ def test_an_unacknowledged_record_fails_its_future_with_a_transient_error():
 
 def test_a_full_local_queue_is_a_transient_error_not_a_blocked_loop():
     producer = AsyncProducer(KafkaSettings(bootstrap=f"127.0.0.1:{closed_port()}"),
-                             **{"queue.buffering.max.messages": 2})
+                             **{"queue.buffering.max.messages": 2, "log_level": 0})
 
     async def run():
         producer.produce("geo.locations", b"x", "a")
