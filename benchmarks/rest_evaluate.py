@@ -167,57 +167,61 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-restbench-"))
     rows = []
-    with benchmark_broker(workdir) as bootstrap:
-        settings = KafkaSettings(bootstrap=bootstrap, partitions=args.partitions,
-                                 topic_prefix=f"rest{uuid.uuid4().hex[:6]}.")
-        apply(settings)
-        publish_fences(settings, fences(args.fences), AvroCodec()).close()
-        port = free_port()
-        env = {"GEOFLUX_STREAM_DATA_DIR": str(workdir / "state")}
-        if args.api_workers:
-            env["GEOFLUX_API_WORKERS"] = str(args.api_workers)
-        worker = start_worker(settings, "0", workdir, GEOFLUX_STREAM_DATA_DIR=str(workdir / "ev"))
-        api = start_api(settings, port, workdir, **env)
-        spies: list[subprocess.Popen] = []
-        try:
-            deadline = time.monotonic() + 120
-            while not port_is_open("127.0.0.1", port):
-                if time.monotonic() > deadline or api.poll() is not None:
-                    raise SystemExit("the API did not start; see " + str(workdir / "api.log"))
-                time.sleep(0.2)  # polling the port
-            url = f"http://127.0.0.1:{port}/api/v1/geoevent/evaluate"
-            key = TENANT_KEYS[TENANT]
-            warm_up(url, key)
-            workers = args.api_workers or getattr(ApiSettings(), "workers", 1)  # older trees: 1
-            pids = {"api": api_pids(api), "evaluator": [worker.pid]}
-            for i, c in enumerate(levels):
-                ceiling = measured(pids, lambda: asyncio.run(
-                    drive(url, key, bodies(args.requests, args.entities, False), c)))
-                print(f"concurrency {c}: ceiling {ceiling['rps']:,.0f}/s {ceiling['statuses']}; {load()}",
-                      file=sys.stderr, flush=True)
-                for path, pid in ((args.profile, api_pids(api)[-1]), (args.profile_evaluator, worker.pid)):
-                    if path and i == 0:
-                        spies.append(subprocess.Popen(
-                            ["py-spy", "record", "--nonblocking", "-r", "50", "-f",
-                             "flamegraph" if path.endswith(".svg") else "raw", "-o", path, "--pid", str(pid)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                run = measured(pids, lambda: asyncio.run(
-                    drive(url, key, bodies(args.requests, args.entities, True, seed=3 + i), c)))
+    try:
+        with benchmark_broker(workdir) as bootstrap:
+            settings = KafkaSettings(bootstrap=bootstrap, partitions=args.partitions,
+                                     topic_prefix=f"rest{uuid.uuid4().hex[:6]}.")
+            apply(settings)
+            publish_fences(settings, fences(args.fences), AvroCodec()).close()
+            port = free_port()
+            env = {"GEOFLUX_STREAM_DATA_DIR": str(workdir / "state")}
+            if args.api_workers:
+                env["GEOFLUX_API_WORKERS"] = str(args.api_workers)
+            worker = api = None
+            spies: list[subprocess.Popen] = []
+            try:
+                worker = start_worker(settings, "0", workdir, GEOFLUX_STREAM_DATA_DIR=str(workdir / "ev"))
+                api = start_api(settings, port, workdir, **env)
+                deadline = time.monotonic() + 120
+                while not port_is_open("127.0.0.1", port):
+                    if time.monotonic() > deadline or api.poll() is not None:
+                        raise SystemExit("the API did not start; see " + str(workdir / "api.log"))
+                    time.sleep(0.2)  # polling the port
+                url = f"http://127.0.0.1:{port}/api/v1/geoevent/evaluate"
+                key = TENANT_KEYS[TENANT]
+                warm_up(url, key)
+                workers = args.api_workers or getattr(ApiSettings(), "workers", 1)  # older trees: 1
+                pids = {"api": api_pids(api), "evaluator": [worker.pid]}
+                for i, c in enumerate(levels):
+                    ceiling = measured(pids, lambda: asyncio.run(
+                        drive(url, key, bodies(args.requests, args.entities, False), c)))
+                    print(f"concurrency {c}: ceiling {ceiling['rps']:,.0f}/s {ceiling['statuses']}; {load()}",
+                          file=sys.stderr, flush=True)
+                    for path, pid in ((args.profile, api_pids(api)[-1]), (args.profile_evaluator, worker.pid)):
+                        if path and i == 0:
+                            spies.append(subprocess.Popen(
+                                ["py-spy", "record", "--nonblocking", "-r", "50", "-f",
+                                 "flamegraph" if path.endswith(".svg") else "raw", "-o", path, "--pid", str(pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                    run = measured(pids, lambda: asyncio.run(
+                        drive(url, key, bodies(args.requests, args.entities, True, seed=3 + i), c)))
+                    for spy in spies:
+                        spy.send_signal(2)  # py-spy writes its profile on SIGINT
+                        spy.wait(60)
+                    spies = []
+                    print(f"concurrency {c}: evaluate {run['rps']:,.0f}/s {run['statuses']}; {load()}",
+                          file=sys.stderr, flush=True)
+                    rows.append((c, ceiling, run))
+            finally:
                 for spy in spies:
-                    spy.send_signal(2)  # py-spy writes its profile on SIGINT
-                    spy.wait(60)
-                spies = []
-                print(f"concurrency {c}: evaluate {run['rps']:,.0f}/s {run['statuses']}; {load()}",
-                      file=sys.stderr, flush=True)
-                rows.append((c, ceiling, run))
-        finally:
-            for spy in spies:
-                if spy.poll() is None:
-                    spy.kill()
-                    spy.wait()
-            stop(api)
-            stop(worker)
-    shutil.rmtree(workdir, ignore_errors=True)
+                    if spy.poll() is None:
+                        spy.kill()
+                        spy.wait()
+                for proc in (api, worker):
+                    if proc is not None:
+                        stop(proc)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nREST evaluate, one location per request, through the durable stream: {args.fences} fences, "
           f"{args.entities} entities, {args.partitions} partitions, {workers} API process(es), 1 evaluator; "
           f"{os.cpu_count()} cores shared with broker and load generator; {load()} at the end\n")
