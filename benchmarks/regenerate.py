@@ -46,6 +46,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "gateway_fanout": ["--subscribers", "100", "--events", "2000", "--rate", "100"],
     "state_restore": ["--entities", "100000,1000000"],
     "stack_start": ["--warm-runs", "2"],
+    "rest_evaluate": ["--requests", "20000", "--concurrency", "100,500"],
 }
 
 # blocks written by a script of another name (the same script run with other arguments)

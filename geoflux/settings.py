@@ -271,6 +271,10 @@ class ApiSettings(BaseSettings):
     port: int = 8080
     max_batch: int = 1000
     evaluate_timeout_s: float = 10.0
+    # API processes sharing the port (SO_REUSEPORT, Linux); each runs the whole API with its
+    # own Kafka clients and views. WebSocket tickets are per process: keep 1 for browsers'
+    # live streams (a ticket redeemed by another process is refused)
+    workers: int = 1
     # API keys as JSON {"key": "tenant" | "*"} ("*": an operator key, every tenant), and/or a
     # file holding the same; with none configured every request is refused (services/api/auth.py)
     keys: str = ""

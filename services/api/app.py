@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import multiprocessing.connection
+import signal
 
 import structlog
 from aiohttp import web
@@ -14,6 +17,7 @@ from schemas.codec import AvroCodec
 from services.api import (gateway, routes_alerts, routes_audit, routes_cep, routes_console,
                           routes_entities, routes_geoevent, routes_geofences, routes_inbox,
                           routes_processes, routes_stack, routes_twilio, stream_tickets)
+from services.api.async_producer import AsyncProducer
 from services.api.auth import auth_middleware, load_api_keys
 from services.api.stream_tickets import TicketBook
 from services.api.evaluation_waiter import EvaluationWaiter
@@ -42,7 +46,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
-               codec: AvroCodec) -> web.Application:
+               codec: AvroCodec, instance: int = 0) -> web.Application:
     TopicReader.default_on_skip = PrometheusStageSensor().skipped  # every view this process follows
     keys = load_api_keys(api.keys, api.keys_file)
     if not keys:
@@ -57,7 +61,8 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     waiter = EvaluationWaiter(kafka, codec)
     app[routes_geofences.REGISTRY] = registry
     routes_geofences.add_routes(app)
-    routes_geoevent.add_routes(app, kafka, api, codec, producer, waiter)
+    evaluate_producer = AsyncProducer(kafka)  # the evaluate path's: acks as futures, no thread per request
+    routes_geoevent.add_routes(app, kafka, api, codec, evaluate_producer, waiter)
     closeables = routes_alerts.add_routes(app, kafka, codec, producer, AlertSettings().rules_file)
     routes_twilio.add_routes(app, api.public_url)  # voice channels' keypress acknowledgements
     jobs = JobsService(kafka, codec, JobSettings(), producer).start()
@@ -68,7 +73,8 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     gateway.add_routes(app, kafka, codec)
     stream_tickets.add_routes(app, tickets)
     closeables += routes_console.add_routes(app, kafka, codec)  # /console and /api/v1/entities
-    state, name = StreamSettings(), f"api-{api.port}"  # occupancy and entity attributes: local views
+    # occupancy and entity attributes: local views, one store per API process
+    state, name = StreamSettings(), f"api-{api.port}" + (f"-{instance}" if instance else "")
     closeables += routes_entities.add_routes(app, MembershipView(kafka, codec, state, name),
                                              AttributesView(kafka, codec, state, name), codec, producer)
     from services.api import routes_replay  # replay by time or offset, NDJSON
@@ -83,7 +89,7 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
     routes_ogc.add_routes(app, openapi_paths.OPERATIONS)
 
     async def on_cleanup(_app):
-        for c in (registry, waiter, *closeables):
+        for c in (registry, waiter, evaluate_producer, *closeables):
             c.close()
 
     app.on_cleanup.append(on_cleanup)
@@ -91,5 +97,42 @@ def create_app(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings,
 
 
 def serve(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings, codec: AvroCodec) -> None:
-    web.run_app(create_app(kafka, geo, api, codec), host=api.host, port=api.port,
-                print=None, access_log=None)
+    if api.workers <= 1:
+        web.run_app(create_app(kafka, geo, api, codec), host=api.host, port=api.port,
+                    print=None, access_log=None)
+        return
+    # several processes on one port (SO_REUSEPORT): the kernel spreads connections over them;
+    # each has its own producer, reply matcher (replies are matched by key in the process that
+    # asked) and views. Spawned, not forked: no librdkafka thread is copied half-way.
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_serve_one, args=(kafka, geo, api, codec, i), name=f"api-{i}")
+             for i in range(api.workers)]
+    for p in procs:
+        p.start()
+    signalled: list[int] = []
+
+    def stop(signum: int | None = None, _frame=None) -> None:
+        if signum is not None:
+            signalled.append(signum)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: each runs its cleanup
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    # one process gone is the API degraded: stop the rest so the supervisor restarts it whole
+    mp.connection.wait([p.sentinel for p in procs])
+    stop()
+    for p in procs:
+        p.join(30)
+    if not signalled or any(p.exitcode not in (0, -signal.SIGTERM) for p in procs):
+        raise SystemExit(1)
+
+
+def _serve_one(kafka: KafkaSettings, geo: GeofenceSettings, api: ApiSettings, codec: AvroCodec,
+               instance: int) -> None:
+    from services.logging import configure_logging
+
+    configure_logging()
+    web.run_app(create_app(kafka, geo, api, codec, instance), host=api.host, port=api.port,
+                reuse_port=True, print=None, access_log=None)

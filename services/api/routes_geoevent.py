@@ -15,12 +15,12 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from connectors.kafka_producer import ReliableProducer
-from geoflux.errors import ValidationError
+from geoflux.errors import TransientError, ValidationError
 from geoflux.keys import check_tenant, scoped
 from geoflux.settings import ApiSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
+from services.api.async_producer import AsyncProducer
 from services.api.auth import with_tenant
 from services.api.evaluation_waiter import EvaluationWaiter
 from services.api.problems import HTTPProblem, json_body
@@ -87,25 +87,38 @@ async def _evaluate(request: web.Request, locations: list[dict]) -> list[dict]:
     codec: AvroCodec = ctx["codec"]
     waiter: EvaluationWaiter = ctx["waiter"]
     t = ctx["topic"]
+    producer: AsyncProducer = ctx["producer"]
     ids = [uuid.uuid4().hex for _ in locations]
     futures = [waiter.expect(i) for i in ids]
     now = int(time.time() * 1000)
-    records = []
-    for rid, loc in zip(ids, locations):
-        rec = dict(loc, attributes={**loc["attributes"], REPLY_ATTRIBUTE: rid}, produced_ms=now)
-        records.append((t, codec.encode(t, "LocationUpdate", rec), scoped(loc["tenant_id"], loc["entity_id"])))
+    acks: list[asyncio.Future] = []
+    timeout = ctx["api"].evaluate_timeout_s
     try:
-        await asyncio.to_thread(ctx["producer"].deliver, records)
-        timeout = ctx["api"].evaluate_timeout_s
-        done = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        for rid, loc in zip(ids, locations):
+            rec = dict(loc, attributes={**loc["attributes"], REPLY_ATTRIBUTE: rid}, produced_ms=now)
+            acks.append(producer.produce(t, codec.encode(t, "LocationUpdate", rec),
+                                         scoped(loc["tenant_id"], loc["entity_id"])))
+        # every ack first: a record the broker refused is a 503, never a wait for its answer
+        done = await asyncio.wait_for(_acked_then_answered(acks, futures), timeout)
     except asyncio.TimeoutError:
+        if not all(a.done() and not a.cancelled() and a.exception() is None for a in acks):
+            raise TransientError(f"the update was not acknowledged by the broker within {timeout:.0f}s; "
+                                 "it may still be written") from None
         raise HTTPProblem(504, "Gateway Timeout",
                           f"the evaluator did not answer within {ctx['api'].evaluate_timeout_s:.0f}s; "
                           "the update is durable and will be evaluated when it is back") from None
     finally:
         for rid in ids:
             waiter.forget(rid)
+        for a in acks:  # a failed ack nobody awaits any more is not an unretrieved exception
+            if a.done() and not a.cancelled():
+                a.exception()
     return [_result(r) for r in done]
+
+
+async def _acked_then_answered(acks: list[asyncio.Future], answers: list[asyncio.Future]) -> list[dict]:
+    await asyncio.gather(*acks)
+    return await asyncio.gather(*answers)
 
 
 async def evaluate(request: web.Request) -> web.Response:
@@ -132,7 +145,7 @@ async def evaluate_batch(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, kafka: KafkaSettings, api: ApiSettings, codec: AvroCodec,
-               producer: ReliableProducer, waiter: EvaluationWaiter) -> None:
+               producer: AsyncProducer, waiter: EvaluationWaiter) -> None:
     app[CONTEXT] = {"codec": codec, "waiter": waiter, "producer": producer, "api": api,
                     "topic": topic("geo.locations", kafka)}
     app.router.add_post("/api/v1/geoevent/evaluate", evaluate)

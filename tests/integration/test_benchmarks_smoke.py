@@ -28,6 +28,7 @@ HEADERS = {
     "geofence_throughput.py": "  fences  ceiling/s  drain upd/s  ratio",
     "jobs_memory.py": "finished job statuses",
     "jobs_throughput.py": "in-process / ceiling:",
+    "rest_evaluate.py": " conc requests  ceiling/s eval req/s  ratio",
     "stack_start.py": "run                         seconds  ceiling  ratio",
 }
 # these have smoke tests of their own, with more to check in their output
