@@ -8,6 +8,7 @@ For each: alerts/s through router, gate, delivery and status; created -> deliver
 P50/P95/P99; share delivered within the seed's 30 s; lost (not SENT at the end).
 
     python benchmarks/alert_delivery.py --alerts 3000 --rate 300
+    python benchmarks/alert_delivery.py --alerts 20000 --rate 1000 --scenarios healthy
     python benchmarks/alert_delivery.py --smoke     # seconds: the script works, figures mean nothing
 
 The ceiling compared with: the rate asked of the source (alerts/s); the ratio is SENT/s over it.
@@ -40,6 +41,35 @@ from tests.integration.alert_helpers import STAGES, StatusView, geofence_event  
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
 
 NO_LIMITS = json.dumps({s: 10**9 for s in ("critical", "high", "warning", "info")})
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process (all its threads) has used: on a machine shared with other work,
+    CPU per alert says where the time goes when wall-clock figures move with the load."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def broker_pids() -> list[int]:
+    """The throwaway broker's JVM (a child of this process), if this run started one."""
+    me, found = str(os.getpid()), []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = f.read().rpartition(")")[2].split()[1]
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    java = f.read().startswith(b"java")
+            except OSError:
+                continue
+            if ppid == me and java:
+                found.append(int(d))
+    return found
 
 
 def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdir: Path,
@@ -65,6 +95,10 @@ def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdi
     producer = ReliableProducer(settings)
     try:
         time.sleep(settle_s)  # let the four consumer groups settle before the clock starts
+        pids = {**{stage: p.pid for stage, p in procs.items()},
+                **{"broker": pid for pid in broker_pids()}}
+        cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+        cpu0["bench"] = time.process_time()
         start = time.monotonic()
         for i in range(n):
             ahead = i / rate - (time.monotonic() - start)
@@ -77,13 +111,16 @@ def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdi
         while statuses.by_status().get("SENT", 0) < n and time.monotonic() < deadline:
             time.sleep(0.2)
         elapsed = time.monotonic() - start
+        cpu = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+        cpu["bench"] = time.process_time() - cpu0["bench"]
         snap = statuses.snapshot().values()
         lat = sorted((s["delivered_ms"] - s["created_ms"]) / 1000 for s in snap if s["status"] == "SENT")
         q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
         return {"scenario": name, "alerts": n, "rate": rate, "throughput": len(lat) / elapsed,
                 "p50": q(0.5), "p95": q(0.95), "p99": q(0.99),
                 "within_30s": sum(1 for x in lat if x <= 30) / n, "lost": n - len(lat),
-                "via_fallback": sum(1 for s in snap if s["delivered_by"].get("primary") == "fallback")}
+                "via_fallback": sum(1 for s in snap if s["delivered_by"].get("primary") == "fallback"),
+                "cpu_per_1k": {name: 1000 * v / n for name, v in cpu.items()}, "load": os.getloadavg()[0]}
     finally:
         for p in procs.values():
             stop(p)
@@ -99,13 +136,15 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=300)
     ap.add_argument("--settle-s", type=float, default=8, help="after the workers start, before the clock")
     ap.add_argument("--smoke", action="store_true", help="30 alerts at 30/s, no settling")
+    ap.add_argument("--scenarios", default="healthy,primary-down",
+                    help="comma-separated, of: healthy, primary-down")
     args = ap.parse_args()
     if args.smoke:  # the workers read from the earliest offset: alerts sent while they start wait
         args.alerts, args.rate, args.settle_s = 30, 30, 0
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
     with benchmark_broker(workdir) as bootstrap:
-        rows = [run(bootstrap, "healthy", True, args.alerts, args.rate, workdir, args.settle_s),
-                run(bootstrap, "primary-down", False, args.alerts, args.rate, workdir, args.settle_s)]
+        rows = [run(bootstrap, name, name == "healthy", args.alerts, args.rate, workdir, args.settle_s)
+                for name in args.scenarios.split(",")]
     print(f"\ncritical alerts through router -> gate -> delivery -> status ({os.cpu_count()} cores, "
           f"broker and receivers on the same machine)\n")
     print("ceiling: the rate asked of the source; ratio: SENT/s over it (issue 17 asks 1,000 alerts/s "
@@ -116,6 +155,13 @@ def main() -> None:
         print(f"{r['scenario']:<13} {r['alerts']:>6} {r['rate']:>7.0f} {r['throughput']:>7.1f} "
               f"{r['throughput'] / r['rate']:>6.2f} {r['p50']:>6.2f} {r['p95']:>6.2f} {r['p99']:>6.2f} {r['within_30s']:>7.1%} "
               f"{r['lost']:>5} {r['via_fallback']:>8}")
+    print("\nCPU seconds per 1,000 alerts (from the clock's start to the last SENT; bench = the "
+          "source, the receivers and the status reader in this process)\n")
+    names = list(rows[0]["cpu_per_1k"]) if rows else []
+    print(f"{'scenario':<13} " + " ".join(f"{n:>8}" for n in names) + f" {'load 1m':>8}")
+    for r in rows:
+        print(f"{r['scenario']:<13} " + " ".join(f"{r['cpu_per_1k'][n]:>8.2f}" for n in names)
+              + f" {r['load']:>8.1f}")
 
 
 if __name__ == "__main__":
