@@ -56,6 +56,10 @@ def hold_key(tenant_id: str, fp: str) -> str:
     return scoped(tenant_id, f"hold:{fp}")
 
 
+def _batch_wait(given: float | None) -> float:
+    return AlertSettings().batch_wait_s if given is None else given
+
+
 def alert_id_for(tenant_id: str, rule_id: str, source_id: str) -> str:
     """Rule ids are per tenant, so the tenant is part of the alert's identity."""
     return hashlib.sha256(f"{tenant_id}\x1f{rule_id}\x1f{source_id}".encode()).hexdigest()[:32]
@@ -67,12 +71,13 @@ class AlertRouterStage(TransactionalProcessor):
     stage = "alert-router"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
-                 sensor: StageSensor | None = None) -> None:
+                 sensor: StageSensor | None = None, batch_wait_s: float | None = None) -> None:
         self.by_topic = {topic(name, kafka): spec for name, spec in SOURCES.items()}
         self.t_dlq = topic("alerts.dlq", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-router",
                          instance_id=instance_id, dlq_topic=self.t_dlq, sensor=sensor,
-                         inputs={t: spec[0] for t, spec in self.by_topic.items()})
+                         inputs={t: spec[0] for t, spec in self.by_topic.items()},
+                         poll_timeout_s=_batch_wait(batch_wait_s))
         self.t_candidates = topic("alerts.candidates", kafka)
         self.rules: dict[str, AlertRule] = {}
         self.side_inputs.append(ConfigSideInput(kafka, topic("alerts.rules", kafka), codec,
@@ -143,7 +148,7 @@ class AlertGateStage(TransactionalProcessor):
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-gate",
                          instance_id=instance_id, inputs={topic("alerts.candidates", kafka): "Alert"},
                          dlq_topic=topic("alerts.dlq", kafka), sensor=stage_sensor,
-                         tick_interval_s=HOLD_SWEEP_S)
+                         tick_interval_s=HOLD_SWEEP_S, poll_timeout_s=settings.batch_wait_s)
         self.settings, self.sensor = settings, sensor or NullSensor()
         self.changelog_topic = topic("alerts.gate-state", kafka)
         self.t_alerts = topic("alerts.alerts", kafka)
@@ -267,14 +272,16 @@ class AlertStatusStage(TransactionalProcessor):
     stage = "alert-status"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
-                 tick_interval_s: float = 0.5, sensor: StageSensor | None = None) -> None:
+                 tick_interval_s: float = 0.5, sensor: StageSensor | None = None,
+                 batch_wait_s: float | None = None) -> None:
         self.t_alerts = topic("alerts.alerts", kafka)
         self.t_lifecycle = topic("alerts.lifecycle", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-status",
                          instance_id=instance_id, tick_interval_s=tick_interval_s,
                          inputs={self.t_alerts: "Alert", topic("alerts.outcomes", kafka): "DeliveryAttempt",
                                  self.t_lifecycle: "AlertAction"},
-                         dlq_topic=topic("alerts.dlq", kafka), sensor=sensor)
+                         dlq_topic=topic("alerts.dlq", kafka), sensor=sensor,
+                         poll_timeout_s=_batch_wait(batch_wait_s))
         self.changelog_topic = topic("alerts.status", kafka)
         self.t_deliveries = topic("alerts.deliveries", kafka)
         self.policies: dict = {}
