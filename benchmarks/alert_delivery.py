@@ -9,6 +9,7 @@ P50/P95/P99; share delivered within the seed's 30 s; lost (not SENT at the end).
 
     python benchmarks/alert_delivery.py --alerts 3000 --rate 300
     python benchmarks/alert_delivery.py --alerts 20000 --rate 1000 --scenarios healthy
+    python benchmarks/alert_delivery.py --alerts 20000 --rate 1000 --down-alerts 2000 --down-rate 200
     python benchmarks/alert_delivery.py --smoke     # seconds: the script works, figures mean nothing
 
 The ceilings compared with, both measured in the same run: the rate asked of the source
@@ -151,6 +152,7 @@ def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdi
             time.sleep(0.2)
         elapsed = time.monotonic() - start
         cpu = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+        cpu["pipeline"] = sum(cpu.values())  # the four workers and the broker
         cpu["bench"] = time.process_time() - cpu0["bench"]
         snap = statuses.snapshot().values()
         lat = sorted((s["delivered_ms"] - s["created_ms"]) / 1000 for s in snap if s["status"] == "SENT")
@@ -177,14 +179,19 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="30 alerts at 30/s, no settling")
     ap.add_argument("--scenarios", default="healthy,primary-down",
                     help="comma-separated, of: healthy, primary-down")
+    ap.add_argument("--down-alerts", type=int, help="primary-down's alerts (default: --alerts)")
+    ap.add_argument("--down-rate", type=float, help="primary-down's rate (default: --rate): each of its "
+                    "alerts costs three failed attempts before the fallback")
     args = ap.parse_args()
     if args.smoke:  # the workers read from the earliest offset: alerts sent while they start wait
-        args.alerts, args.rate, args.settle_s = 30, 30, 0
+        args.alerts, args.rate, args.settle_s, args.down_alerts, args.down_rate = 30, 30, 0, None, None
+    shape = {"healthy": (args.alerts, args.rate),
+             "primary-down": (args.down_alerts or args.alerts, args.down_rate or args.rate)}
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-abench-"))
     with benchmark_broker(workdir) as bootstrap:
         concurrency = AlertSettings().per_channel_concurrency
         receiver = receiver_ceiling(min(args.alerts, 10_000), concurrency)  # the broker up, idle
-        rows = [run(bootstrap, name, name == "healthy", args.alerts, args.rate, workdir, args.settle_s)
+        rows = [run(bootstrap, name, name == "healthy", *shape[name], workdir, args.settle_s)
                 for name in args.scenarios.split(",")]
     print(f"\ncritical alerts through router -> gate -> delivery -> status ({os.cpu_count()} cores, "
           f"broker and receivers on the same machine)\n")
@@ -198,8 +205,9 @@ def main() -> None:
               f"{r['throughput'] / r['rate']:>6.2f} {receiver:>6.0f} {r['throughput'] / receiver:>6.2f} "
               f"{r['p50']:>6.2f} {r['p95']:>6.2f} {r['p99']:>6.2f} {r['within_30s']:>7.1%} "
               f"{r['lost']:>5} {r['via_fallback']:>8}")
-    print("\nCPU seconds per 1,000 alerts (from the clock's start to the last SENT; bench = the "
-          "source, the receivers and the status reader in this process)\n")
+    print("\nCPU seconds per 1,000 alerts (from the clock's start to the last SENT; pipeline = the four "
+          "workers and the broker; bench = the source, the receivers and the status reader in this "
+          "process)\n")
     names = list(rows[0]["cpu_per_1k"]) if rows else []
     print(f"{'scenario':<13} " + " ".join(f"{n:>8}" for n in names) + f" {'load 1m':>8}")
     for r in rows:

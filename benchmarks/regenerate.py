@@ -35,7 +35,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "evaluator_cpu": ["--fences", "10000", "--entities", "5000", "--updates", "60000"],
     "entity_history": ["--fences", "1000", "--lateness-s", "30"],
     "fence_churn": ["--fences", "10000,100000"],
-    "alert_delivery": ["--alerts", "2000", "--rate", "200"],
+    "alert_delivery": ["--alerts", "20000", "--rate", "1000", "--down-alerts", "2000", "--down-rate", "200"],
     "alert_soak": ["--minutes", "5", "--rate", "10"],
     "jobs_throughput": ["--jobs", "1000"],
     "jobs_memory": ["--statuses", "1000000"],
