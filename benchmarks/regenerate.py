@@ -36,7 +36,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "entity_history": ["--fences", "1000", "--lateness-s", "30"],
     "fence_churn": ["--fences", "10000,100000"],
     "geofence_churn": ["--fences", "100000", "--rates", "10000", "--churn", "100"],
-    "alert_delivery": ["--alerts", "2000", "--rate", "200"],
+    "alert_delivery": ["--alerts", "20000", "--rate", "1000", "--down-alerts", "2000", "--down-rate", "200"],
     "alert_soak": ["--minutes", "5", "--rate", "10"],
     "jobs_throughput": ["--jobs", "1000"],
     "jobs_memory": ["--statuses", "1000000"],

@@ -128,6 +128,9 @@ class AlertSettings(BaseSettings):
     per_channel_concurrency: int = 32
     max_pending: int = 10_000
     commit_interval_s: float = 0.2
+    # how long the router, gate and status stages gather records into one transaction: each
+    # transaction costs the broker a commit and a marker per partition, whatever it carries
+    batch_wait_s: float = 0.2
     dedup_s: dict[str, int] = {"critical": 300, "high": 600, "warning": 900, "info": 1800}
     rate_per_hour: dict[str, int] = {"critical": 20, "high": 10, "warning": 5, "info": 3}
     rules_file: Path | None = None

@@ -185,8 +185,10 @@ class DeliveryStage(AtLeastOnceWorker):
             sem = self._sems.setdefault(ckey, asyncio.Semaphore(self.s.per_channel_concurrency))
             async with sem:
                 try:
-                    await asyncio.wait_for(channel.send(self._notification(req)), self.s.send_timeout_s)
-                except asyncio.TimeoutError as exc:
+                    # a deadline on this task, not wait_for's extra task per send
+                    async with asyncio.timeout(self.s.send_timeout_s):
+                        await channel.send(self._notification(req))
+                except TimeoutError as exc:
                     raise TransientError(f"{name}: no answer within {self.s.send_timeout_s:.0f}s") from exc
             breaker.record(True, time.time())
             self._outcome(req, "SENT")

@@ -21,7 +21,7 @@ from geoflux.settings import AlertSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.alerting.delivery_policy import overall_status
-from streams.alerting.noise import Silence, TenantNoiseState, decide, fingerprint, parse_silence
+from streams.alerting.noise import Hold, Silence, TenantNoiseState, decide, fingerprint, parse_silence
 from streams.alerting.escalation import (CLOSED, apply_action, channels_to_tell, escalate, first_due,
                                         parse_policy, policy_for)
 from streams.alerting.rules import (AlertRule, flatten, matches, parse_rule, render, resolve_key,
@@ -30,7 +30,7 @@ from streams.alerting.sensor import AlertSensor, NullSensor
 from streams.cep.patterns import parse_pattern, pattern_alert_rule
 from geoflux.keys import scoped
 from streams.runtime.sensor import StageSensor
-from streams.state.timers import TIMERS, parse_timer, timer_entry
+from streams.state.timers import TIMERS, due_keys, next_due, parse_timer, timer_entry
 from streams.runtime.txn_processor import Txn, ConfigSideInput, Record, TransactionalProcessor, now_ms
 
 log = structlog.get_logger("geoflux.alerts")
@@ -45,6 +45,19 @@ SOURCES = {
 
 
 MAX_OPEN_PER_KEY = 50  # open alerts one resolving record can resolve; older ones need a person
+# The gate's state keys: a tenant's own state under its id, each fingerprint's de-duplication
+# window under hold_key(). A hold is a GateState record with hour HOLD_HOUR and one held_until
+# entry, so the changelog keeps one schema; its timer deletes it once the window is over.
+HOLD_HOUR = -1
+HOLD_SWEEP_S = 1.0  # how often windows that are over are deleted (a late one is ignored anyway)
+
+
+def hold_key(tenant_id: str, fp: str) -> str:
+    return scoped(tenant_id, f"hold:{fp}")
+
+
+def _batch_wait(given: float | None) -> float:
+    return AlertSettings().batch_wait_s if given is None else given
 
 
 def alert_id_for(tenant_id: str, rule_id: str, source_id: str) -> str:
@@ -58,12 +71,13 @@ class AlertRouterStage(TransactionalProcessor):
     stage = "alert-router"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
-                 sensor: StageSensor | None = None) -> None:
+                 sensor: StageSensor | None = None, batch_wait_s: float | None = None) -> None:
         self.by_topic = {topic(name, kafka): spec for name, spec in SOURCES.items()}
         self.t_dlq = topic("alerts.dlq", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-router",
                          instance_id=instance_id, dlq_topic=self.t_dlq, sensor=sensor,
-                         inputs={t: spec[0] for t, spec in self.by_topic.items()})
+                         inputs={t: spec[0] for t, spec in self.by_topic.items()},
+                         poll_timeout_s=_batch_wait(batch_wait_s))
         self.t_candidates = topic("alerts.candidates", kafka)
         self.rules: dict[str, AlertRule] = {}
         self.side_inputs.append(ConfigSideInput(kafka, topic("alerts.rules", kafka), codec,
@@ -133,7 +147,8 @@ class AlertGateStage(TransactionalProcessor):
                  stage_sensor: StageSensor | None = None) -> None:
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-gate",
                          instance_id=instance_id, inputs={topic("alerts.candidates", kafka): "Alert"},
-                         dlq_topic=topic("alerts.dlq", kafka), sensor=stage_sensor)
+                         dlq_topic=topic("alerts.dlq", kafka), sensor=stage_sensor,
+                         tick_interval_s=HOLD_SWEEP_S, poll_timeout_s=settings.batch_wait_s)
         self.settings, self.sensor = settings, sensor or NullSensor()
         self.changelog_topic = topic("alerts.gate-state", kafka)
         self.t_alerts = topic("alerts.alerts", kafka)
@@ -144,13 +159,48 @@ class AlertGateStage(TransactionalProcessor):
             kafka, topic("alerts.silences", kafka), codec, self.silences,
             lambda body, sid, rec: parse_silence(body, sid, rec["updated_ms"])))
 
-    def state_from_record(self, rec: dict) -> TenantNoiseState:
+    def state_from_record(self, rec: dict) -> TenantNoiseState | Hold:
+        if rec["hour"] == HOLD_HOUR:
+            (fp, until), = rec["held_until"].items()
+            return Hold(rec["tenant_id"], fp, until)
         return TenantNoiseState(dict(rec["held_until"]), rec["hour"], dict(rec["counts"]),
                                 rec["tenant_id"], {k: list(v) for k, v in rec["open"].items()})
 
-    def state_to_record(self, s: TenantNoiseState) -> dict:
+    def state_to_record(self, s: TenantNoiseState | Hold) -> dict:
+        if isinstance(s, Hold):
+            return {"tenant_id": s.tenant_id, "held_until": {s.fp: s.until_ms}, "hour": HOLD_HOUR,
+                    "counts": {}, "open": {}}
         return {"tenant_id": s.tenant_id, "held_until": s.held_until, "hour": s.hour,
                 "counts": s.counts, "open": s.open}
+
+    def index_keys(self, key: str, state: TenantNoiseState | Hold):
+        return (timer_entry(state.until_ms, key),) if isinstance(state, Hold) else ()
+
+    def wants_tick(self) -> bool:
+        now = now_ms()
+        return any((due := next_due(self.table(p).index(TIMERS))) is not None and due <= now
+                   for p in self.ready)
+
+    def tick(self, txn: Txn) -> None:
+        """Deletes holds whose windows are over, so the store keeps only live windows."""
+        now = now_ms()
+        for p in sorted(self.ready):
+            for key in due_keys(self.table(p).index(TIMERS), now):
+                hold = self.state(key, p)
+                if isinstance(hold, Hold) and hold.until_ms <= now:  # not renewed meanwhile
+                    self.delete_state(txn, key, p)
+
+    def _put_hold(self, txn: Txn, partition: int, hold: Hold) -> None:
+        key = hold_key(hold.tenant_id, hold.fp)
+        self.put_state(partition, key, hold)
+        self.mark_dirty(txn, key, hold)
+
+    def _move_windows(self, txn: Txn, partition: int, state: TenantNoiseState, now: int) -> None:
+        """Windows an earlier version kept in the tenant's own record become holds, once."""
+        for fp, until in state.held_until.items():
+            if until > now:
+                self._put_hold(txn, partition, Hold(state.tenant_id, fp, until))
+        state.held_until = {}
 
     def process(self, records: list[Record], txn: Txn) -> None:
         for r in records:
@@ -169,13 +219,20 @@ class AlertGateStage(TransactionalProcessor):
                         "origin": "source", "note": None, "at_ms": now})
                 self.mark_dirty(txn, tenant, state)
                 continue
+            if state.held_until:
+                self._move_windows(txn, r.partition(), state, now)
             silences = [s for s in self.silences.values() if s.tenant_id == tenant]
-            decision = decide(state, fp=alert["fingerprint"], severity=alert["severity"],
+            fp = alert["fingerprint"]
+            hold = self.state(hold_key(tenant, fp), r.partition())
+            holds = {} if hold is None else {fp: hold.until_ms}
+            decision = decide(state, fp=fp, severity=alert["severity"],
                               labels=alert["labels"], silences=silences, now_ms=now,
                               dedup_window_s=alert["dedup_window_s"],
                               dedup_defaults=self.settings.dedup_s,
-                              rate_limits=self.settings.rate_per_hour)
+                              rate_limits=self.settings.rate_per_hour, holds=holds)
             self.mark_dirty(txn, tenant, state)
+            if fp in holds and (hold is None or hold.until_ms != holds[fp]):
+                self._put_hold(txn, r.partition(), Hold(tenant, fp, holds[fp]))
             if not decision.allowed:
                 self.sensor.suppressed(decision.reason.split(":")[0].split(" ")[0])
                 self.emit(txn, self.t_alerts, alert["alert_id"], "Alert",
@@ -215,14 +272,16 @@ class AlertStatusStage(TransactionalProcessor):
     stage = "alert-status"
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, instance_id: str = "0",
-                 tick_interval_s: float = 0.5, sensor: StageSensor | None = None) -> None:
+                 tick_interval_s: float = 0.5, sensor: StageSensor | None = None,
+                 batch_wait_s: float | None = None) -> None:
         self.t_alerts = topic("alerts.alerts", kafka)
         self.t_lifecycle = topic("alerts.lifecycle", kafka)
         super().__init__(kafka, codec, group=kafka.topic_prefix + "geoflux-alert-status",
                          instance_id=instance_id, tick_interval_s=tick_interval_s,
                          inputs={self.t_alerts: "Alert", topic("alerts.outcomes", kafka): "DeliveryAttempt",
                                  self.t_lifecycle: "AlertAction"},
-                         dlq_topic=topic("alerts.dlq", kafka), sensor=sensor)
+                         dlq_topic=topic("alerts.dlq", kafka), sensor=sensor,
+                         poll_timeout_s=_batch_wait(batch_wait_s))
         self.changelog_topic = topic("alerts.status", kafka)
         self.t_deliveries = topic("alerts.deliveries", kafka)
         self.policies: dict = {}
