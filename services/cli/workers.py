@@ -167,9 +167,13 @@ def worker_delivery(metrics_port: int) -> None:
 @one_line_errors
 @checks_credentials
 def api() -> None:
+    import gc
+
+    from geoflux.settings import StreamSettings
     from services.api.app import serve
     from services.logging import configure_logging
 
+    gc.set_threshold(*StreamSettings().gc_threshold)  # as the workers: see the setting
     configure_logging()
     serve(KafkaSettings(), GeofenceSettings(), ApiSettings(), codec())
 

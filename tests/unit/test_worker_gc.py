@@ -1,5 +1,5 @@
-"""Every `geoflux worker ...` process sets the cyclic collector's thresholds from
-`GEOFLUX_STREAM_GC_THRESHOLD` before its stage starts (benchmarks/evaluator_cpu.py measures why)."""
+"""Every `geoflux worker ...` process and `geoflux api` set the cyclic collector's thresholds
+from `GEOFLUX_STREAM_GC_THRESHOLD` before they start (benchmarks/evaluator_cpu.py measures why)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,15 @@ def test_a_worker_command_applies_the_setting_before_it_runs(command, monkeypatc
     result = CliRunner().invoke(main, ["worker", command, "--help"])
     assert result.exit_code == 0, result.output
     assert gc.get_threshold() == (1234, 11, 12)
+
+
+def test_the_api_applies_it_too(monkeypatch, restore_gc):
+    import services.api.app as app
+
+    gc.set_threshold(700, 10, 10)
+    monkeypatch.setenv("GEOFLUX_STREAM_GC_THRESHOLD", "[2345, 13, 14]")
+    seen = []
+    monkeypatch.setattr(app, "serve", lambda *_a, **_k: seen.append(gc.get_threshold()))
+    result = CliRunner().invoke(main, ["api"])
+    assert result.exit_code == 0, result.output
+    assert seen == [(2345, 13, 14)]
