@@ -67,7 +67,10 @@ def git(*args: str) -> str:
 
 def commit(out: Path) -> str:
     """The commit, and "dirty" when code differs from it (the doc being written does not count)."""
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
+    # not git(): its strip() would eat the first line's leading status column
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout
+    changed = [line[3:] for line in status.splitlines()]
     mine = str(out.resolve().relative_to(ROOT)) if out.resolve().is_relative_to(ROOT) else None
     return git("rev-parse", "--short", "HEAD") + (" dirty" if [p for p in changed if p != mine] else "")
 
