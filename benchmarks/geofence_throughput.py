@@ -152,24 +152,30 @@ def wait(pred, timeout: float, what: str) -> None:
 
 def edit_fences(settings: KafkaSettings, n_fences: int, rate: float, stop_at: float, done) -> None:
     """Moves randomly chosen fences, `rate` edits a second, until the wall clock passes
-    `stop_at`: each edit is a new version of an existing fence, written as the API writes it."""
+    `stop_at`: each edit is a new version of an existing fence, written as the API writes it.
+    The edits due at each moment go out in one registry write (one acknowledgement each time):
+    waiting for one acknowledgement per edit capped the rate near 33 a second."""
     reg = GeofenceRegistry(settings, GeofenceSettings(max_vertices=100), AvroCodec())
     reg.start()
     feats, rnd, ext = fence_features(n_fences), random.Random(11), extent_for(n_fences)
-    start, i = time.time(), 0
+    start, i, written = time.time(), 0, 0
     try:
         while time.time() < stop_at:
-            ahead = i / rate - (time.time() - start)
-            if ahead > 0:
-                time.sleep(ahead)  # pacing the edits to the target rate
-            feature, fid = feats[rnd.randrange(n_fences)]
-            (x0, y0), (x1, y1) = (feature["geometry"]["coordinates"][0][k] for k in (0, 2))
-            dx, dy = rnd.uniform(-0.02, 0.02), rnd.uniform(-0.02, 0.02)
-            x, y = min(max(min(x0, x1) + dx, 0), ext), min(max(min(y0, y1) + dy, 0), ext)
-            moved = {**feature, "geometry": mapping(box(x, y, x + abs(x1 - x0), y + abs(y1 - y0)))}
-            reg.put(moved, fid)
-            i += 1
-            done.value = i
+            due = int((time.time() - start) * rate) + 1 - i
+            if due <= 0:
+                time.sleep(min(0.01, 1 / rate))  # pacing the edits to the target rate
+                continue
+            edits = {}
+            for _ in range(due):
+                feature, fid = feats[rnd.randrange(n_fences)]
+                (x0, y0), (x1, y1) = (feature["geometry"]["coordinates"][0][k] for k in (0, 2))
+                dx, dy = rnd.uniform(-0.02, 0.02), rnd.uniform(-0.02, 0.02)
+                x, y = min(max(min(x0, x1) + dx, 0), ext), min(max(min(y0, y1) + dy, 0), ext)
+                edits[fid] = {**feature, "geometry": mapping(box(x, y, x + abs(x1 - x0), y + abs(y1 - y0)))}
+            reg.put_many([(feature, fid) for fid, feature in edits.items()])
+            i += due
+            written += len(edits)  # two picks of one fence in a group are one edit
+            done.value = written
     finally:
         reg.close()
 
