@@ -150,15 +150,18 @@ def wait(pred, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def edit_fences(settings: KafkaSettings, n_fences: int, rate: float, stop_at: float, done) -> None:
-    """Moves randomly chosen fences, `rate` edits a second, until the wall clock passes
-    `stop_at`: each edit is a new version of an existing fence, written as the API writes it.
+def edit_fences(settings: KafkaSettings, n_fences: int, rate: float, seconds: float, done, ready) -> None:
+    """Moves randomly chosen fences, `rate` edits a second for `seconds` once `ready` is set
+    (the registry read: at 100,000 fences that takes seconds of CPU, which must not overlap the
+    measured feed); each edit is a new version of an existing fence, written as the API writes it.
     The edits due at each moment go out in one registry write (one acknowledgement each time):
     waiting for one acknowledgement per edit capped the rate near 33 a second."""
     reg = GeofenceRegistry(settings, GeofenceSettings(max_vertices=100), AvroCodec())
     reg.start()
     feats, rnd, ext = fence_features(n_fences), random.Random(11), extent_for(n_fences)
+    ready.set()
     start, i, written = time.time(), 0, 0
+    stop_at = start + seconds
     try:
         while time.time() < stop_at:
             due = int((time.time() - start) * rate) + 1 - i
@@ -193,10 +196,12 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
     n = int(rate * seconds)
     base = committed_total(settings)
     proc = mp.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed))
-    editor, edits = None, mp.Value("i", 0)
-    if churn:  # edits stop with the feed's last update (the expected end of the feed)
-        editor = mp.Process(target=edit_fences, args=(settings, n_fences, churn, time.time() + seconds, edits))
+    editor, edits, ready = None, mp.Value("i", 0), mp.Event()
+    if churn:  # edits start with the feed and stop with its last update (its expected end)
+        editor = mp.Process(target=edit_fences, args=(settings, n_fences, churn, seconds, edits, ready))
         editor.start()
+        if not ready.wait(600):
+            raise SystemExit("the fence editor did not read the registry within 600 s")
     t0 = time.monotonic()
     proc.start()
     lat: list[int] = []
