@@ -36,10 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
-from benchmarks._ceiling import pass_through_ceiling  # noqa: E402
+from benchmarks._ceiling import pass_through_ceiling, read_topic  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from connectors.kafka_config import consumer_config, producer_config  # noqa: E402
 from geoflux.settings import KafkaSettings  # noqa: E402
@@ -118,22 +118,15 @@ def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int) -> float:
 
 def changelog_size(settings: KafkaSettings, logical: str, distinct=None) -> tuple[int, int]:
     """(keys, bytes of the latest value per key); with `distinct`, keys are distinct(value)."""
-    t = topic(logical, settings)
-    c = Consumer(consumer_config(settings, uuid.uuid4().hex, **{"enable.partition.eof": True}))
     latest: dict[bytes, int] = {}
-    c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
-    eof: set[int] = set()
-    while len(eof) < settings.partitions:
-        for m in c.consume(1000, 1):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                continue
-            if m.value() is None:
-                latest.pop(m.key(), None)
-            else:
-                latest[distinct(m.value()) if distinct else m.key()] = len(m.value())
-    c.close()
+
+    def keep(m) -> None:
+        if m.value() is None:
+            latest.pop(m.key(), None)
+        else:
+            latest[distinct(m.value()) if distinct else m.key()] = len(m.value())
+
+    read_topic(settings, topic(logical, settings), keep)
     return len(latest), sum(latest.values())
 
 
