@@ -87,16 +87,9 @@ class Msg:
 
 def commit_locally(ev: EvaluatorStage, txn: Txn) -> None:
     """The local half of the shell's commit: changelog values, index keys, store writes."""
-    changes: dict[int, list] = {}
-    for key, (partition, state) in txn.dirty.items():
-        value = ev.codec.encode(ev.changelog_topic, ev.changelog_schema, ev.state_to_record(state))
-        ev.produce(txn, ev.changelog_topic, key, value, partition)
-        changes.setdefault(partition, []).append((key, value, ev.index_keys(key, state)))
+    changes = ev.changelog_changes(txn)
     ev._open = None
-    for partition, items in changes.items():
-        ev.tables[partition].apply(items, 1)
-        for key, _value, _index in items:
-            ev.cache.put(key, partition, txn.dirty[key][1])
+    ev.apply_committed(txn, changes, {p: 1 for p in changes})
 
 
 def main() -> None:

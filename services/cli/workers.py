@@ -10,13 +10,19 @@ from services.cli.base import checks_credentials, codec, main, one_line_errors
 
 
 # -- workers and services ---------------------------------------------------------------------
-@main.group(help="Stream workers.")
-def worker() -> None:
+def _collector_thresholds() -> None:
+    """Every long-running process sets the cyclic collector's thresholds from the one setting
+    (`GEOFLUX_STREAM_GC_THRESHOLD`: why, in its comment)."""
     import gc
 
     from geoflux.settings import StreamSettings
 
     gc.set_threshold(*StreamSettings().gc_threshold)
+
+
+@main.group(help="Stream workers.")
+def worker() -> None:
+    _collector_thresholds()
 
 
 METRICS_PORT = click.option("--metrics-port", default=0, show_default=True,
@@ -167,13 +173,10 @@ def worker_delivery(metrics_port: int) -> None:
 @one_line_errors
 @checks_credentials
 def api() -> None:
-    import gc
-
-    from geoflux.settings import StreamSettings
     from services.api.app import serve
     from services.logging import configure_logging
 
-    gc.set_threshold(*StreamSettings().gc_threshold)  # as the workers: see the setting
+    _collector_thresholds()
     configure_logging()
     serve(KafkaSettings(), GeofenceSettings(), ApiSettings(), codec())
 

@@ -565,6 +565,20 @@ class TransactionalProcessor:
             if err is None:
                 delivered[msg.partition()] = max(delivered.get(msg.partition(), -1), msg.offset())
 
+        changes = self.changelog_changes(txn, on_delivery)
+        if txn.offsets:
+            self._retrying(lambda: self.producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in txn.offsets.items()],
+                self.consumer.consumer_group_metadata(), self.kafka.request_timeout_s))
+        self._retrying(lambda: self.producer.commit_transaction(self.kafka.request_timeout_s * 2))
+        self.producer.poll(0)
+        self.transactions += 1
+        self._open = None
+        self.apply_committed(txn, changes, {p: last + 1 for p, last in delivered.items()})
+
+    def changelog_changes(self, txn: Txn, on_delivery: Callable | None = None) -> dict[int, list]:
+        """The transaction's state changes, encoded and produced to the changelog: per
+        partition, (key, value, index keys) in the order they were produced."""
         changes: dict[int, list] = {}
         for key, (partition, state) in txn.dirty.items():
             value = None if state is None else self.codec.encode(
@@ -575,20 +589,16 @@ class TransactionalProcessor:
         for (partition, name), value in txn.meta.items():
             self.produce(txn, self.changelog_topic, META_PREFIX + name, value, partition, on_delivery)
             changes.setdefault(partition, []).append((META_PREFIX + name, value, None))
-        if txn.offsets:
-            self._retrying(lambda: self.producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in txn.offsets.items()],
-                self.consumer.consumer_group_metadata(), self.kafka.request_timeout_s))
-        self._retrying(lambda: self.producer.commit_transaction(self.kafka.request_timeout_s * 2))
-        self.producer.poll(0)
-        self.transactions += 1
-        self._open = None
+        return changes
+
+    def apply_committed(self, txn: Txn, changes: dict[int, list], next_offsets: dict[int, int]) -> None:
+        """Once the transaction committed: its changes into the local stores (each checkpointed
+        at the changelog offset after the last one delivered) and the decoded-state cache."""
         for partition, items in changes.items():
             table = self.tables.get(partition)
             if table is None:
                 continue
-            last = delivered.get(partition)
-            table.apply(items, None if last is None else last + 1)
+            table.apply(items, next_offsets.get(partition))
             for key, _value, _index in items:
                 if key.startswith(META_PREFIX):
                     continue
