@@ -260,7 +260,16 @@ def main() -> None:
             time.sleep(settle_s)
             n_matches, _ = changelog_size(settings, "geo.cep-matches",
                                           lambda v: codec.decode(v, "CepMatch")["match_id"])
-            n_late, _ = changelog_size(settings, "geo.cep.dlq")
+            late_by_stage: dict[str, int] = {}
+
+            def count_late(m) -> None:
+                rec = codec.decode(m.value(), "DlqRecord")
+                if not late_by_stage:
+                    say(f"first dead letter: {rec['stage']}: {rec['error_class']}: {rec['error_message'][:300]}")
+                late_by_stage[rec["stage"]] = late_by_stage.get(rec["stage"], 0) + 1
+
+            read_topic(settings, topic("geo.cep.dlq", settings), count_late)
+            n_late = sum(late_by_stage.values())
             ent_keys, ent_bytes = changelog_size(settings, "geo.cep-state")
             geo_keys, geo_bytes = changelog_size(settings, "geo.cep-geofence-state")
             say(f"drained in {elapsed:.1f} s; sustained load ...")
@@ -277,7 +286,9 @@ def main() -> None:
     print(f"| re-key stage (decode, partition merge), finished first | {args.events / rekey_s:,.0f} "
           f"| {args.events / rekey_s / roof:.2f} |")
     print(f"| drained through re-key + entity + geofence stages | {cep:,.0f} | {cep / roof:.2f} |")
-    print(f"\nmatches (distinct ids): {n_matches:,}; events later than the lateness (geo.cep.dlq): {n_late:,}")
+    by_stage = ", ".join(f"{n:,} from {stage}" for stage, n in sorted(late_by_stage.items()))
+    print(f"\nmatches (distinct ids): {n_matches:,}; events later than the lateness (geo.cep.dlq): {n_late:,}"
+          + (f" ({by_stage})" if by_stage else ""))
     print(f"entity state: {ent_keys:,} keys, {ent_bytes / max(ent_keys, 1):,.0f} bytes per entity; "
           f"geofence state: {geo_keys:,} keys, {geo_bytes / max(geo_keys, 1):,.0f} bytes per fence "
           "(latest changelog value per key)")

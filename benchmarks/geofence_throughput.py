@@ -270,6 +270,10 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
             spy.wait(60)
         runs = [latency_run(settings, r, seconds, n_entities, ext, 3 + i, churn, n_fences)
                 for i, r in enumerate(rates)]
+        if any(not run["events"] for run in runs) or worker.poll() is not None:
+            # a run without events is a stalled or dead evaluator: say why, before its log goes
+            tail = (workdir / "evaluator-0.log").read_text(errors="replace").splitlines()[-40:]
+            print("the evaluator's log, its last lines:", *tail, sep="\n", file=sys.stderr, flush=True)
         rss, peak = rss_mb(worker.pid)
     finally:
         if spy is not None and spy.poll() is None:

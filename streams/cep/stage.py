@@ -226,11 +226,7 @@ class CepStage(TransactionalProcessor):
         assigned) within IDLE_MS; a busy one that has delivered nothing yet — just assigned,
         after a restart — leaves the clock unknown (None: no timers until it has)."""
         assignment = self.consumer.assignment()
-        backlog = set()
-        for tp in self.consumer.position(assignment) if assignment else ():
-            _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and hi > tp.offset + 1:  # more than a transaction marker unread
-                backlog.add((tp.topic, tp.partition))
+        backlog = self.unread()
         holds = []
         for tp in assignment:
             part = (tp.topic, tp.partition)

@@ -53,6 +53,7 @@ from streams.state.table import META_PREFIX, PartitionTable, StateCache
 log = structlog.get_logger("geoflux.processor")
 
 FENCED_LIMIT = 5  # producer replacements within a minute: another process has our --instance
+STARTS_TIMEOUT_S = 2.0  # asking a partition's committed offset for `unread`, and again after a failure
 WATCHDOG_GRACE_S = 30.0  # past a call's own timeout, a blocked transactional call is hung
 RESTORE_STALL_S = 60.0  # a restore reading nothing for this long starts again with a new consumer
 REWIND_TRIES = 2  # committed-offset lookups timing out in a row before the consumer is replaced
@@ -168,6 +169,8 @@ class TransactionalProcessor:
         self._restorer: Restorer | None = None
         self._restore_retry_at = 0.0
         self._calls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="txn-call")
+        self._starts: dict[tuple[str, int], int] = {}  # where reading began, until a record is read
+        self._starts_retry_at: dict[tuple[str, int], float] = {}
         self.consumer = self._new_consumer()
         self.producer = self._new_producer_instance()
 
@@ -319,7 +322,42 @@ class TransactionalProcessor:
             self.tables[partition] = PartitionTable(store, partition)
         return self.tables[partition]
 
+    def unread(self) -> set[tuple[str, int]]:
+        """(topic, partition) of the assigned partitions with records not read yet (more than a
+        transaction marker). Until a record is read from a partition its position is unknown;
+        it then starts at its committed offset (asked once). A partition no fetch has reported
+        the end of yet counts as unread: it may hold the oldest records, and a fetch soon tells.
+        Counting such a partition as read once let the CEP re-key write past its records when it
+        was slow to deliver its first one, and those records then came too late."""
+        assignment = self.consumer.assignment()
+        out = set()
+        for tp in self.consumer.position(assignment) if assignment else ():
+            _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+            start = tp.offset if tp.offset >= 0 else self._start(tp.topic, tp.partition)
+            if hi < 0 or start is None or hi > start + 1:
+                out.add((tp.topic, tp.partition))
+        return out
+
+    def _start(self, t: str, partition: int) -> int | None:
+        key = (t, partition)
+        if key in self._starts:
+            return self._starts[key]
+        if time.monotonic() < self._starts_retry_at.get(key, 0.0):
+            return None
+        try:
+            [tp] = self.consumer.committed([TopicPartition(t, partition)], timeout=STARTS_TIMEOUT_S)
+            offset = tp.offset if tp.offset >= 0 else self.consumer.get_watermark_offsets(tp, cached=True)[0]
+        except KafkaException:
+            offset = -1
+        if offset < 0:  # the broker away, or no fetch has told the beginning yet: ask again soon
+            self._starts_retry_at[key] = time.monotonic() + STARTS_TIMEOUT_S
+            return None
+        self._starts[key] = offset
+        return offset
+
     def _on_assign(self, consumer, partitions) -> None:
+        for tp in partitions:
+            self._starts.pop((tp.topic, tp.partition), None)
         consumer.assign(partitions)
         consumer.pause(partitions)  # resumed once each partition's state is complete
         self._pending |= {tp.partition for tp in partitions}
@@ -720,6 +758,7 @@ class TransactionalProcessor:
             assigned = [tp for tp in self.consumer.assignment() if tp.partition in self.ready]
             try:
                 committed = self.consumer.committed(assigned, timeout=self.kafka.request_timeout_s) if assigned else []
+                self._starts.clear()
                 for tp in committed:
                     self.consumer.seek(TopicPartition(tp.topic, tp.partition,
                                                       tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))

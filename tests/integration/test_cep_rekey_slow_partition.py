@@ -1,0 +1,98 @@
+"""The CEP re-key's merge when one input partition is slow to deliver its first record.
+
+Draining a backlog, the consumer can serve some partitions for seconds before another one
+delivers anything. The re-key once counted such a partition as read (its position is unknown
+until a record is read from it), so after `MAX_STALL_S` it stopped holding the merge: the
+other partitions' records were written, and the slow one's older records came after them,
+later than the entity stage's lateness (dead-lettered as `late` in the CEP benchmark's drains).
+Here partition 0, holding the oldest records, is kept from fetching for a few seconds right
+after its assignment; every record must still come out in merged event-time order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from confluent_kafka import Producer, TopicPartition
+
+from connectors.kafka_config import producer_config
+from schemas.catalogue import topic
+from schemas.codec import AvroCodec
+from streams.cep.rekey import CepRekeyStage
+from tests.conftest import wait_for
+from tests.integration.geo_helpers import EventCollector
+
+pytestmark = [pytest.mark.kafka]
+
+EVENTS, ENTITIES, STEP_MS = 300, 5, 200  # a minute of event time over every partition
+
+
+class SlowFirstPartition(CepRekeyStage):
+    """Partition 0 fetches nothing for `SLOW_S` after its assignment (as a consumer serving
+    other partitions first would), and a partition stalls after half a second, so the slow
+    start outlasts the stall limit many times over."""
+
+    MAX_STALL_S = 0.5
+    SLOW_S = 4.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.resume_at: float | None = None
+
+    def _finish_restore(self, partition: int) -> None:
+        super()._finish_restore(partition)  # resumes the partition: paused again at once
+        if partition == 0 and self.resume_at is None:
+            self.consumer.pause([TopicPartition(self.t_in, 0)])
+            self.resume_at = time.monotonic() + self.SLOW_S
+
+    def step(self) -> None:
+        if self.resume_at and time.monotonic() >= self.resume_at:
+            self.consumer.resume([TopicPartition(self.t_in, 0)])
+            self.resume_at = 0.0
+        super().step()
+
+
+def events(t0: int, partitions: int) -> list[tuple[int, dict]]:
+    """(partition, event): event i at t0 + i * STEP_MS in partition i % partitions, so every
+    partition holds a share of the whole minute and partition 0 the oldest record."""
+    return [(i % partitions, {
+        "event_id": f"{i:032x}", "event_type": "ENTER" if i % 2 == 0 else "EXIT",
+        "entity_id": f"e{i % ENTITIES}", "geofence_id": f"g{i % 7}", "geofence_version": 1,
+        "tenant_id": "t", "lon": 0.0, "lat": 0.0, "ts_ms": t0 + i * STEP_MS, "source": f"loc:{i}",
+        "reason": None, "produced_ms": None, "attributes": {}}) for i in range(EVENTS)]
+
+
+def test_a_partition_slow_to_deliver_still_holds_the_merge(kafka_settings):
+    codec = AvroCodec()
+    t_in = topic("geo.geofence-events", kafka_settings)
+    t0 = int(time.time() * 1000) - 3_600_000
+    backlog = events(t0, kafka_settings.partitions)
+    producer = Producer(producer_config(kafka_settings))
+    for partition, e in backlog:
+        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
+    assert producer.flush(60) == 0
+
+    out = EventCollector(kafka_settings, codec, "geo.cep-input")
+    stage = SlowFirstPartition(kafka_settings, codec)
+    runner = threading.Thread(target=stage.run, kwargs={"max_seconds": 120}, daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: len(out.snapshot()) >= EVENTS, 90, what="every event re-keyed")
+        wait_for(lambda: stage.resume_at == 0.0, 30, what="the slow partition resumed")
+    finally:
+        stage.stop()
+        runner.join(30)
+        out.close()
+    written = out.snapshot()
+    assert sorted(r["event_id"] for r in written) == sorted(e["event_id"] for _p, e in backlog)
+    # each entity's events, in the order the entity stage reads them (one partition per key),
+    # never more than the merge's alignment behind the newest one written before them
+    newest: dict[str, int] = {}
+    behind = []
+    for r in written:
+        ahead = newest.get(r["entity_id"], r["ts_ms"])
+        if r["ts_ms"] < ahead - CepRekeyStage.ALIGN_MS:
+            behind.append((r["event_id"], ahead - r["ts_ms"]))
+        newest[r["entity_id"]] = max(ahead, r["ts_ms"])
+    assert not behind, f"{len(behind)} events written after newer ones of their entity, first {behind[:3]}"
