@@ -171,6 +171,7 @@ class TransactionalProcessor:
         self._calls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="txn-call")
         self._starts: dict[tuple[str, int], int] = {}  # where reading began, until a record is read
         self._starts_retry_at: dict[tuple[str, int], float] = {}
+        self._fetched: set[tuple[str, int]] = set()  # partitions of records read, not yet processed
         self.consumer = self._new_consumer()
         self.producer = self._new_producer_instance()
 
@@ -327,10 +328,11 @@ class TransactionalProcessor:
         transaction marker). Until a record is read from a partition its position is unknown;
         it then starts at its committed offset (asked once). A partition no fetch has reported
         the end of yet counts as unread: it may hold the oldest records, and a fetch soon tells.
-        Counting such a partition as read once let the CEP re-key write past its records when it
-        was slow to deliver its first one, and those records then came too late."""
+        Records already read but not processed yet (a tick runs before the batch that read them)
+        count as unread too: their position is past them. Counting either as read once let the
+        CEP re-key write past a partition's records, which then came too late."""
         assignment = self.consumer.assignment()
-        out = set()
+        out = set(self._fetched)
         for tp in self.consumer.position(assignment) if assignment else ():
             _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
             start = tp.offset if tp.offset >= 0 else self._start(tp.topic, tp.partition)
@@ -512,6 +514,7 @@ class TransactionalProcessor:
         txn = self._begin()
         if txn is None:
             return
+        self._fetched = {(m.topic(), m.partition()) for m in msgs}
         try:
             if self._pending_changed or self.has_pending_work():
                 self.on_side_input(txn, set(self._pending_changed))
@@ -520,6 +523,7 @@ class TransactionalProcessor:
                 self.tick(txn)
             try:
                 records = self._decode(msgs, txn)
+                self._fetched = set()
                 if records:
                     self.process(records, txn)
                 self._commit(txn)
@@ -537,6 +541,8 @@ class TransactionalProcessor:
         except KafkaException as exc:
             self._recover(exc)
             return
+        finally:
+            self._fetched = set()
         self._pending_changed = set()
         self._committed(txn)
 
