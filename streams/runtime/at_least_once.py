@@ -201,16 +201,16 @@ class AtLeastOnceWorker:
                     flushing = None
                 if commit_sent is not None and time.monotonic() - commit_sent > COMMIT_REPLY_S:
                     commit_sent = None
-                if (flushing is None and commit_sent is None and not to_commit
-                        and time.monotonic() - last_commit >= self.commit_interval_s):
-                    # the outputs' acknowledgement is not awaited: with the broker away it takes
-                    # up to the flush timeout, and the loop goes on polling (rebalances served)
-                    # and working meanwhile. The offsets are read here, on the loop that changes
-                    # them, before the flush: their work's outputs are all in it
-                    flushing_offsets = self.tracker.committable()
-                    if flushing_offsets:
-                        flushing = asyncio.ensure_future(asyncio.to_thread(self._outputs_acknowledged))
-                    self._flow_control()
+                if time.monotonic() - last_commit >= self.commit_interval_s:
+                    if flushing is None and commit_sent is None and not to_commit:
+                        # the outputs' acknowledgement is not awaited: with the broker away it
+                        # takes up to the flush timeout, and the loop goes on polling (rebalances
+                        # served) and working meanwhile. The offsets are read here, on the loop
+                        # that changes them, before the flush: their work's outputs are all in it
+                        flushing_offsets = self.tracker.committable()
+                        if flushing_offsets:
+                            flushing = asyncio.ensure_future(asyncio.to_thread(self._outputs_acknowledged))
+                    self._flow_control()  # between polls: the poll thread is idle
                     self.housekeeping()
                     last_commit = time.monotonic()
                 await asyncio.sleep(0 if msgs else 0.005)  # idle: let started work progress
