@@ -2,8 +2,8 @@
 session timeout. The client lets one caller at a time into a consumer: a synchronous commit
 waiting for the away coordinator held the poll thread, and the loop awaiting it, until the
 broker answered again. Work already read did not start, and the lost partitions' rebalance
-was served only after that commit failed (the fault matrix's jobs cell saw exactly this
-sequence before its job worker settled nothing). Commits are now asynchronous and sent from
+was served only after that commit failed: the sequence the job worker logged in a run of
+the fault matrix whose jobs cell never settled. Commits are now asynchronous and sent from
 the poll thread (streams/runtime/at_least_once.py)."""
 
 import asyncio
