@@ -22,7 +22,11 @@ A revoked partition is handed over only after its started work has finished (or,
 `revoke_wait_s`, been cancelled) and what finished is committed: its next owner reads again
 only what never finished, and never while the old owner still works on it. So that the
 rebalance can wait for work running on the event loop, the consumer is polled from a thread
-of its own.
+of its own, and every other consumer call is made there too, or while that thread is idle: the
+client lets one caller at a time into a consumer, so a call elsewhere that waits (a synchronous
+commit waiting for an away group coordinator) keeps the poll, and the loop awaiting it, waiting
+as long. Commits are therefore asynchronous, sent from the poll thread, their outcome reported
+in `on_commit` (served by the same polls).
 
 and the class attributes below. One pass of the loop: consume, intake, read again what is
 due, release due work, start ready work up to `max_in_flight`, commit every
@@ -34,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
@@ -51,6 +56,9 @@ from streams.runtime.work_queue import Work, WorkQueue
 log = structlog.get_logger("geoflux.worker")
 STOP_FLUSH_S = 10.0  # at stop, outputs not acknowledged by then are re-done by the next owner
 CANCEL_WAIT_S = 5.0  # at a rebalance, how long cancelled work may take to unwind
+# an asynchronous commit whose outcome has not arrived by then is sent again (committing the
+# same offsets twice is harmless; never committing again is not)
+COMMIT_REPLY_S = 60.0
 
 __all__ = ["AtLeastOnceWorker", "Work"]
 
@@ -84,9 +92,12 @@ class AtLeastOnceWorker:
         self.running = True
         self.paused = False
         self._produce_errors: list[str] = []
+        # outcomes of asynchronous commits, appended in the poll thread, read on the loop
+        self._commit_outcomes: deque[dict] = deque()
+        self._lost = False  # the last assignment was lost, not handed over
         self.consumer = Consumer(consumer_config(kafka, kafka.topic_prefix + group, **{
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-            "max.poll.interval.ms": 300_000}))
+            "max.poll.interval.ms": 300_000, "on_commit": self._on_commit}))
         self.producer = Producer(producer_config(kafka))
 
     # -- what a worker supplies -----------------------------------------------------------------
@@ -151,16 +162,22 @@ class AtLeastOnceWorker:
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
-        committing: asyncio.Future | None = None
-        committing_offsets: dict = {}
+        flushing: asyncio.Future | None = None  # outputs being acknowledged before a commit
+        flushing_offsets: dict = {}
+        to_commit: dict = {}  # acknowledged: committed with the next poll
+        commit_sent = None  # when the commit whose outcome is awaited was sent
         tasks = self._tasks
         try:
             while self.running and (stop_at is None or time.monotonic() < stop_at):
                 # consumed even while paused: the call also serves rebalances, and paused
                 # partitions return nothing. In its own thread: a revocation inside it waits
                 # for work running on this loop
-                msgs = await self._loop.run_in_executor(self._poller, self.consumer.consume,
-                                                        self.poll_max, 0)
+                msgs = await self._loop.run_in_executor(self._poller, self._poll, to_commit)
+                if to_commit:
+                    to_commit, commit_sent = {}, time.monotonic()
+                while self._commit_outcomes:
+                    self.tracker.committed(self._commit_outcomes.popleft())
+                    commit_sent = None
                 for msg in msgs:
                     if not msg.error():
                         self.tracker.add((msg.topic(), msg.partition()), msg.offset())
@@ -178,28 +195,29 @@ class AtLeastOnceWorker:
                     task = asyncio.create_task(self._work(work))
                     tasks[task] = work
                     task.add_done_callback(self._forget_task)
-                if committing is not None and committing.done():
-                    if committing.result():  # a commit that raised ends the worker here
-                        self.tracker.committed(committing_offsets)
-                    committing = None
-                if committing is None and time.monotonic() - last_commit >= self.commit_interval_s:
-                    # not awaited: a commit waits for the group coordinator, and with the broker
-                    # away or back from a pause the coordinator is found again only while the
-                    # consumer keeps being polled (its rebalance served). Awaiting it here once
-                    # kept the loop from polling until max.poll.interval.ms dropped the worker.
-                    # The offsets are read here, on the loop that changes them
-                    committing_offsets = self.tracker.committable()
-                    if committing_offsets:
-                        committing = asyncio.ensure_future(asyncio.to_thread(self._send_commit,
-                                                                             committing_offsets))
-                    self._flow_control()
+                if flushing is not None and flushing.done():
+                    if flushing.result():  # outputs the producer gave up on end the worker here
+                        to_commit = flushing_offsets
+                    flushing = None
+                if commit_sent is not None and time.monotonic() - commit_sent > COMMIT_REPLY_S:
+                    commit_sent = None
+                if time.monotonic() - last_commit >= self.commit_interval_s:
+                    if flushing is None and commit_sent is None and not to_commit:
+                        # the outputs' acknowledgement is not awaited: with the broker away it
+                        # takes up to the flush timeout, and the loop goes on polling (rebalances
+                        # served) and working meanwhile. The offsets are read here, on the loop
+                        # that changes them, before the flush: their work's outputs are all in it
+                        flushing_offsets = self.tracker.committable()
+                        if flushing_offsets:
+                            flushing = asyncio.ensure_future(asyncio.to_thread(self._outputs_acknowledged))
+                    self._flow_control()  # between polls: the poll thread is idle
                     self.housekeeping()
                     last_commit = time.monotonic()
                 await asyncio.sleep(0 if msgs else 0.005)  # idle: let started work progress
         finally:
             await self._drain(set(tasks))
-            if committing is not None:
-                await asyncio.wait([committing], timeout=STOP_FLUSH_S)
+            if flushing is not None:
+                await asyncio.wait([flushing], timeout=STOP_FLUSH_S)
             try:
                 await asyncio.to_thread(self.commit, STOP_FLUSH_S)
             finally:
@@ -230,7 +248,44 @@ class AtLeastOnceWorker:
     def _forget_task(self, task: asyncio.Task) -> None:
         self._tasks.pop(task, None)
 
+    def _poll(self, offsets: dict) -> list:
+        """In the poll thread: the commit of acknowledged work's offsets, then a consume. The
+        commit's outcome arrives in `_on_commit`, served by a later consume."""
+        if offsets:
+            # only partitions still assigned: one revoked or lost since its offsets were read
+            # has been let go, and its next owner may have committed past them
+            owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            offsets = {tp: o for tp, o in offsets.items() if tp in owned}
+            try:
+                if offsets:
+                    self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                         asynchronous=True)
+                else:  # nothing sent, no outcome to wait for
+                    self._commit_outcomes.append({})
+            except KafkaException as exc:  # the next interval sends them again
+                log.warning("commit not sent; trying again later", stage=self.stage,
+                            error=exc.args[0].str())
+                self._commit_outcomes.append({})
+        return self.consumer.consume(self.poll_max, 0)
+
+    def _on_commit(self, err, partitions) -> None:
+        """An asynchronous commit's outcome (in the poll thread), handed to the loop: what it
+        committed counts; on an error nothing does, and the next interval commits it again."""
+        done = {}
+        if err is None:
+            done = {(tp.topic, tp.partition): tp.offset for tp in partitions or []
+                    if tp.error is None and tp.offset >= 0}
+        else:
+            log.warning("commit failed; trying again later", stage=self.stage, error=err.str())
+        self._commit_outcomes.append(done)
+
     def _on_assign(self, partitions: list) -> None:
+        # a line per assignment, so a worker that takes no work says whether it has any; one
+        # following a loss (the broker away past the session timeout) is worth a warning
+        (log.warning if self._lost else log.info)(
+            "assigned", stage=self.stage, after_loss=self._lost,
+            partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+        self._lost = False
         self._starts_after = time.monotonic() + self.gather_s
         self.assigned(partitions)
 
@@ -261,6 +316,7 @@ class AtLeastOnceWorker:
         work until it was killed. Started work is cancelled rather than waited for, so it never
         runs beside its new owner's; the new owner reads everything uncommitted again."""
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._lost = True
         log.warning("partitions lost without a handover; their uncommitted work is read again",
                     stage=self.stage, partitions=sorted(p for _t, p in lost))
         loop = self._loop
@@ -337,14 +393,24 @@ class AtLeastOnceWorker:
         self.tracker.committed(offsets)
         return True
 
-    def _send_commit(self, offsets: dict, flush_timeout_s: float = 30.0) -> bool:
-        """The blocking part of a commit (flush, then commit), safe in another thread."""
+    def _outputs_acknowledged(self, flush_timeout_s: float = 30.0) -> bool:
+        """Waits for every output produced so far to be acknowledged: True then; False when
+        some are still queued at the timeout (the broker away). An output the producer gave
+        up on is work that must be done again: this raises, the worker exits, and its
+        successor re-reads everything uncommitted."""
         remaining = self.producer.flush(flush_timeout_s)
         if self._produce_errors:
             raise TransientError(f"{len(self._produce_errors)} output(s) not delivered, first: "
                                  f"{self._produce_errors[0]}; exiting so the work is read again")
         if remaining:
             log.warning("outputs not acknowledged yet; not committing", remaining=remaining)
+            return False
+        return True
+
+    def _send_commit(self, offsets: dict, flush_timeout_s: float = 30.0) -> bool:
+        """A synchronous commit after the outputs' acknowledgement: only where no poll runs
+        beside it (at stop), since it holds the consumer until the coordinator answers."""
+        if not self._outputs_acknowledged(flush_timeout_s):
             return False
         try:
             self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
