@@ -326,7 +326,8 @@ class TransactionalProcessor:
     def unread(self) -> set[tuple[str, int]]:
         """(topic, partition) of the assigned partitions with records not read yet (more than a
         transaction marker). Until a record is read from a partition its position is unknown;
-        it then starts at its committed offset (asked once). A partition no fetch has reported
+        it then starts at its committed offset, or at the log's start if retention deleted past
+        that (asked once). A partition no fetch has reported
         the end of yet counts as unread: it may hold the oldest records, and a fetch soon tells.
         Records already read but not processed yet (a tick runs before the batch that read them)
         count as unread too: their position is past them. Counting either as read once let the
@@ -347,11 +348,15 @@ class TransactionalProcessor:
         if time.monotonic() < self._starts_retry_at.get(key, 0.0):
             return None
         try:
-            [tp] = self.consumer.committed([TopicPartition(t, partition)], timeout=STARTS_TIMEOUT_S)
-            offset = tp.offset if tp.offset >= 0 else self.consumer.get_watermark_offsets(tp, cached=True)[0]
+            tp = TopicPartition(t, partition)
+            committed = self.consumer.committed([tp], timeout=STARTS_TIMEOUT_S)[0].offset
+            # asked, not cached: no fetch may have told it yet (one at a committed offset that
+            # retention has deleted past fails, and reading restarts at the log's start)
+            lo = self.consumer.get_watermark_offsets(tp, timeout=STARTS_TIMEOUT_S, cached=False)[0]
+            offset = max(committed, lo)
         except KafkaException:
             offset = -1
-        if offset < 0:  # the broker away, or no fetch has told the beginning yet: ask again soon
+        if offset < 0:  # the broker away: ask again soon, the partition unread meanwhile
             self._starts_retry_at[key] = time.monotonic() + STARTS_TIMEOUT_S
             return None
         self._starts[key] = offset
@@ -369,6 +374,7 @@ class TransactionalProcessor:
         self._forget({tp.partition for tp in partitions})
 
     def _forget(self, gone: set[int]) -> None:
+        self._starts = {tp: o for tp, o in self._starts.items() if tp[1] not in gone}
         if self._restorer is not None:
             self._restorer.cancel(gone)
         self.ready -= gone

@@ -16,9 +16,10 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from connectors.kafka_config import producer_config
+from connectors.kafka_config import admin_config, consumer_config, producer_config, transactional_config
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.cep.rekey import CepRekeyStage
@@ -101,3 +102,77 @@ def test_a_partition_slow_to_deliver_still_holds_the_merge(kafka_settings):
             behind.append((r["event_id"], ahead - r["ts_ms"]))
         newest[r["entity_id"]] = max(ahead, r["ts_ms"])
     assert not behind, f"{len(behind)} events written after newer ones of their entity, first {behind[:3]}"
+
+
+@pytest.mark.parametrize("committed_first", [True, False], ids=["record-then-abort", "only-an-abort"])
+def test_a_partition_ending_in_an_aborted_transaction_does_not_hold_the_merge(kafka_settings, committed_first):
+    """Aborted records and their marker sit past a partition's last committed record: a
+    read_committed consumer never reads them, so a partition ending so is read to its end
+    though its high watermark lies several offsets ahead. Counted as unread, it held every
+    other partition's records past its last one back until it delivered again."""
+    codec = AvroCodec()
+    t_in = topic("geo.geofence-events", kafka_settings)
+    t0 = int(time.time() * 1000) - 3_600_000
+    backlog = [(p, e) for p, e in events(t0, kafka_settings.partitions) if p != 0]
+    first = events(t0, 1)[0][1]  # partition 0: one committed record, the oldest, then an abort
+    producer = Producer(producer_config(kafka_settings))
+    if committed_first:
+        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", first), key="g0", partition=0)
+    for partition, e in backlog:
+        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
+    assert producer.flush(60) == 0
+    aborter = Producer(transactional_config(kafka_settings, f"{kafka_settings.topic_prefix}aborter"))
+    aborter.init_transactions(30)
+    aborter.begin_transaction()
+    for i in range(3):
+        aborter.produce(t_in, codec.encode(t_in, "GeofenceEvent", {**first, "event_id": f"{i:032x}"[::-1],
+                                                                   "ts_ms": t0 + 1}), partition=0)
+    aborter.abort_transaction(30)
+
+    out = EventCollector(kafka_settings, codec, "geo.cep-input")
+    stage = CepRekeyStage(kafka_settings, codec)
+    runner = threading.Thread(target=stage.run, kwargs={"max_seconds": 120}, daemon=True)
+    runner.start()
+    try:
+        want = [first["event_id"]] * committed_first + [e["event_id"] for _p, e in backlog]
+        wait_for(lambda: len(out.snapshot()) >= len(want), 60, what="every committed event re-keyed")
+    finally:
+        stage.stop()
+        runner.join(30)
+        out.close()
+    assert sorted(r["event_id"] for r in out.snapshot()) == sorted(want)
+
+
+def test_a_committed_offset_retention_deleted_past_does_not_hold_the_merge(kafka_settings):
+    """The group committed offset 2 of partition 0, and retention has since deleted the
+    partition's records up to its end: reading starts at the log's start, where nothing is left
+    to read. Counted from the committed offset, the partition looked unread for good, and with
+    nothing read from it the merge wrote nothing at all."""
+    codec = AvroCodec()
+    t_in = topic("geo.geofence-events", kafka_settings)
+    t0 = int(time.time() * 1000) - 3_600_000
+    records = events(t0, kafka_settings.partitions)
+    producer = Producer(producer_config(kafka_settings))
+    for partition, e in records:
+        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
+    assert producer.flush(60) == 0
+    group = Consumer(consumer_config(kafka_settings, kafka_settings.topic_prefix + "geoflux-cep-rekey"))
+    group.commit(offsets=[TopicPartition(t_in, 0, 2)], asynchronous=False)
+    group.close()
+    end = EVENTS // kafka_settings.partitions
+    admin = AdminClient(admin_config(kafka_settings))
+    for fut in admin.delete_records([TopicPartition(t_in, 0, end)]).values():
+        assert fut.result(30).low_watermark == end  # the partition's log now starts at its end
+
+    out = EventCollector(kafka_settings, codec, "geo.cep-input")
+    stage = CepRekeyStage(kafka_settings, codec)
+    runner = threading.Thread(target=stage.run, kwargs={"max_seconds": 120}, daemon=True)
+    runner.start()
+    want = sorted(e["event_id"] for p, e in records if p != 0)
+    try:
+        wait_for(lambda: len(out.snapshot()) >= len(want), 60, what="the other partitions' events re-keyed")
+    finally:
+        stage.stop()
+        runner.join(30)
+        out.close()
+    assert sorted(r["event_id"] for r in out.snapshot()) == want
