@@ -25,6 +25,7 @@ state (streams/cep/engine.py) evaluates once. `--mix distinct` varies every para
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -32,6 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -172,6 +174,19 @@ class Reader:
         return self.values
 
 
+def assigned_at(work: Path) -> list[float]:
+    """When each CEP stage was first assigned its partitions (epoch seconds), from its log."""
+    out = []
+    for mode in ("rekey", "entity", "geofence"):
+        log = work / f"cep-{mode}.log"
+        for line in log.read_text(errors="replace").splitlines() if log.exists() else ():
+            if line.startswith("{") and '"assigned"' in line:
+                stamp = json.loads(line)["timestamp"]
+                out.append(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+                break
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
@@ -241,22 +256,29 @@ def main() -> None:
             roof = ceiling(settings, codec, args.events)
             say(f"ceiling {roof:,.0f}/s; draining through the CEP stages ...")
             for mode in ("rekey", "entity", "geofence"):
-                procs[mode] = start_cli(settings, ["worker", "cep", "--mode", mode], f"cep-{mode}", work)
+                # INFO: their "assigned" lines date the drain's start (`assigned_at`)
+                procs[mode] = start_cli(settings, ["worker", "cep", "--mode", mode], f"cep-{mode}", work,
+                                        GEOFLUX_LOG_LEVEL="INFO")
             groups = {"rekey": ("geoflux-cep-rekey", "geo.geofence-events"),
                       "entity": ("geoflux-cep-entity", "geo.cep-input"),
                       "geofence": ("geoflux-cep-geofence", "geo.geofence-events")}
-            start = done_rekey = None
+            start = None
             deadline = time.monotonic() + 1800
             while not all(lag_is_zero(settings, g, t) for g, t in groups.values()):
                 if time.monotonic() > deadline:
                     raise SystemExit("CEP did not drain in 30 minutes")
                 if start is None and any(committed_any(settings, g, t) for g, t in groups.values()):
-                    start = time.monotonic()
-                if start is not None and done_rekey is None and lag_is_zero(settings, *groups["rekey"]):
-                    done_rekey = time.monotonic()
+                    start = time.time()
                 time.sleep(0.2)
-            elapsed = time.monotonic() - start
-            rekey_s = (done_rekey or time.monotonic()) - start
+            end = time.time()
+            # from the stages' first assignment (their logs) to the re-key's last output record
+            # (its timestamp) and to the drain's end: polling three groups' lags is slow enough
+            # that the re-key was often done before the loop above first saw a commit
+            start = min([start or end, *assigned_at(work)])
+            stamps: list[int] = []
+            read_topic(settings, topic("geo.cep-input", settings), lambda m: stamps.append(m.timestamp()[1]))
+            elapsed = end - start
+            rekey_s = max(stamps) / 1000 - start if stamps else elapsed
             time.sleep(settle_s)
             n_matches, _ = changelog_size(settings, "geo.cep-matches",
                                           lambda v: codec.decode(v, "CepMatch")["match_id"])
