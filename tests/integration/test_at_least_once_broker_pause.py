@@ -17,11 +17,9 @@ from confluent_kafka import Producer
 
 from connectors.kafka_admin import apply
 from connectors.kafka_config import producer_config
-from geoflux.settings import KafkaSettings, LocalKafkaSettings
+from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.devstack.local_kafka import LocalKafka
-from services.devstack.local_process import free_port
 from streams.runtime.at_least_once import AtLeastOnceWorker, Work
 from tests.conftest import wait_for
 
@@ -51,17 +49,6 @@ class Recorder(AtLeastOnceWorker):
     def _on_lost(self, consumer, partitions) -> None:
         self.lost_calls += 1
         super()._on_lost(consumer, partitions)
-
-
-@pytest.fixture
-def pausable(tmp_path):
-    broker = LocalKafka(LocalKafkaSettings(data_dir=tmp_path / "kafka", port=free_port(),
-                                           controller_port=free_port()))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop(kill=True)
 
 
 def test_a_worker_whose_partitions_are_lost_to_a_paused_broker_takes_work_again(pausable):

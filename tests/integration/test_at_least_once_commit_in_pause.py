@@ -17,11 +17,9 @@ from confluent_kafka import Producer
 
 from connectors.kafka_admin import apply
 from connectors.kafka_config import producer_config
-from geoflux.settings import KafkaSettings, LocalKafkaSettings
+from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from services.devstack.local_kafka import LocalKafka
-from services.devstack.local_process import free_port
 from streams.runtime.at_least_once import AtLeastOnceWorker, Work
 from tests.conftest import wait_for
 
@@ -58,18 +56,6 @@ class Recorder(AtLeastOnceWorker):
     def _on_lost(self, consumer, partitions) -> None:
         self.lost_at.append(time.monotonic())
         super()._on_lost(consumer, partitions)
-
-
-@pytest.fixture
-def pausable(tmp_path):
-    broker = LocalKafka(LocalKafkaSettings(data_dir=tmp_path / "kafka", port=free_port(),
-                                           controller_port=free_port()))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        os.kill(broker.pid(), signal.SIGCONT)  # a failed assertion inside the pause
-        broker.stop(kill=True)
 
 
 def test_a_commit_waiting_for_a_stopped_broker_holds_neither_work_nor_rebalance(pausable):

@@ -19,7 +19,12 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from connectors.kafka_config import admin_config, consumer_config, producer_config, transactional_config
+from connectors.kafka_config import (
+    admin_config,
+    consumer_config,
+    producer_config,
+    transactional_config,
+)
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.cep.rekey import CepRekeyStage
@@ -69,6 +74,23 @@ def events(t0: int, partitions: int) -> list[tuple[int, dict]]:
         "reason": None, "produced_ms": None, "attributes": {}}) for i in range(EVENTS)]
 
 
+def rekeyed(settings, codec: AvroCodec, stage: CepRekeyStage, n: int, what: str,
+            also=lambda: True) -> list[dict]:
+    """Runs the stage until `n` events are on `geo.cep-input` (read_committed, in read order)
+    and `also()` holds; returns them."""
+    out = EventCollector(settings, codec, "geo.cep-input")
+    runner = threading.Thread(target=stage.run, kwargs={"max_seconds": 120}, daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: len(out.snapshot()) >= n, 90, what=what)
+        wait_for(also, 30, what=f"{what}: the test's own condition")
+    finally:
+        stage.stop()
+        runner.join(30)
+        out.close()
+    return out.snapshot()
+
+
 def test_a_partition_slow_to_deliver_still_holds_the_merge(kafka_settings):
     codec = AvroCodec()
     t_in = topic("geo.geofence-events", kafka_settings)
@@ -79,18 +101,9 @@ def test_a_partition_slow_to_deliver_still_holds_the_merge(kafka_settings):
         producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
     assert producer.flush(60) == 0
 
-    out = EventCollector(kafka_settings, codec, "geo.cep-input")
     stage = SlowFirstPartition(kafka_settings, codec)
-    runner = threading.Thread(target=stage.run, kwargs={"max_seconds": 120}, daemon=True)
-    runner.start()
-    try:
-        wait_for(lambda: len(out.snapshot()) >= EVENTS, 90, what="every event re-keyed")
-        wait_for(lambda: stage.resume_at == 0.0, 30, what="the slow partition resumed")
-    finally:
-        stage.stop()
-        runner.join(30)
-        out.close()
-    written = out.snapshot()
+    written = rekeyed(kafka_settings, codec, stage, EVENTS, "every event re-keyed",
+                      lambda: stage.resume_at == 0.0)
     assert sorted(r["event_id"] for r in written) == sorted(e["event_id"] for _p, e in backlog)
     # each entity's events, in the order the entity stage reads them (one partition per key),
     # never more than the merge's alignment behind the newest one written before them
@@ -129,18 +142,10 @@ def test_a_partition_ending_in_an_aborted_transaction_does_not_hold_the_merge(ka
                                                                    "ts_ms": t0 + 1}), partition=0)
     aborter.abort_transaction(30)
 
-    out = EventCollector(kafka_settings, codec, "geo.cep-input")
-    stage = CepRekeyStage(kafka_settings, codec)
-    runner = threading.Thread(target=stage.run, kwargs={"max_seconds": 120}, daemon=True)
-    runner.start()
-    try:
-        want = [first["event_id"]] * committed_first + [e["event_id"] for _p, e in backlog]
-        wait_for(lambda: len(out.snapshot()) >= len(want), 60, what="every committed event re-keyed")
-    finally:
-        stage.stop()
-        runner.join(30)
-        out.close()
-    assert sorted(r["event_id"] for r in out.snapshot()) == sorted(want)
+    want = [first["event_id"]] * committed_first + [e["event_id"] for _p, e in backlog]
+    written = rekeyed(kafka_settings, codec, CepRekeyStage(kafka_settings, codec), len(want),
+                      "every committed event re-keyed")
+    assert sorted(r["event_id"] for r in written) == sorted(want)
 
 
 def test_a_committed_offset_retention_deleted_past_does_not_hold_the_merge(kafka_settings):
@@ -164,15 +169,7 @@ def test_a_committed_offset_retention_deleted_past_does_not_hold_the_merge(kafka
     for fut in admin.delete_records([TopicPartition(t_in, 0, end)]).values():
         assert fut.result(30).low_watermark == end  # the partition's log now starts at its end
 
-    out = EventCollector(kafka_settings, codec, "geo.cep-input")
-    stage = CepRekeyStage(kafka_settings, codec)
-    runner = threading.Thread(target=stage.run, kwargs={"max_seconds": 120}, daemon=True)
-    runner.start()
     want = sorted(e["event_id"] for p, e in records if p != 0)
-    try:
-        wait_for(lambda: len(out.snapshot()) >= len(want), 60, what="the other partitions' events re-keyed")
-    finally:
-        stage.stop()
-        runner.join(30)
-        out.close()
-    assert sorted(r["event_id"] for r in out.snapshot()) == want
+    written = rekeyed(kafka_settings, codec, CepRekeyStage(kafka_settings, codec), len(want),
+                      "the other partitions' events re-keyed")
+    assert sorted(r["event_id"] for r in written) == want
