@@ -74,6 +74,15 @@ def events(t0: int, partitions: int) -> list[tuple[int, dict]]:
         "reason": None, "produced_ms": None, "attributes": {}}) for i in range(EVENTS)]
 
 
+def publish(settings, codec: AvroCodec, records: list[tuple[int, dict]]) -> None:
+    """(partition, event) pairs onto `geo.geofence-events`, each into its partition."""
+    t = topic("geo.geofence-events", settings)
+    producer = Producer(producer_config(settings))
+    for partition, e in records:
+        producer.produce(t, codec.encode(t, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
+    assert producer.flush(60) == 0
+
+
 def rekeyed(settings, codec: AvroCodec, stage: CepRekeyStage, n: int, what: str,
             also=lambda: True) -> list[dict]:
     """Runs the stage until `n` events are on `geo.cep-input` (read_committed, in read order)
@@ -93,13 +102,9 @@ def rekeyed(settings, codec: AvroCodec, stage: CepRekeyStage, n: int, what: str,
 
 def test_a_partition_slow_to_deliver_still_holds_the_merge(kafka_settings):
     codec = AvroCodec()
-    t_in = topic("geo.geofence-events", kafka_settings)
     t0 = int(time.time() * 1000) - 3_600_000
     backlog = events(t0, kafka_settings.partitions)
-    producer = Producer(producer_config(kafka_settings))
-    for partition, e in backlog:
-        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
-    assert producer.flush(60) == 0
+    publish(kafka_settings, codec, backlog)
 
     stage = SlowFirstPartition(kafka_settings, codec)
     written = rekeyed(kafka_settings, codec, stage, EVENTS, "every event re-keyed",
@@ -128,12 +133,7 @@ def test_a_partition_ending_in_an_aborted_transaction_does_not_hold_the_merge(ka
     t0 = int(time.time() * 1000) - 3_600_000
     backlog = [(p, e) for p, e in events(t0, kafka_settings.partitions) if p != 0]
     first = events(t0, 1)[0][1]  # partition 0: one committed record, the oldest, then an abort
-    producer = Producer(producer_config(kafka_settings))
-    if committed_first:
-        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", first), key="g0", partition=0)
-    for partition, e in backlog:
-        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
-    assert producer.flush(60) == 0
+    publish(kafka_settings, codec, [(0, first)] * committed_first + backlog)
     aborter = Producer(transactional_config(kafka_settings, f"{kafka_settings.topic_prefix}aborter"))
     aborter.init_transactions(30)
     aborter.begin_transaction()
@@ -157,10 +157,7 @@ def test_a_committed_offset_retention_deleted_past_does_not_hold_the_merge(kafka
     t_in = topic("geo.geofence-events", kafka_settings)
     t0 = int(time.time() * 1000) - 3_600_000
     records = events(t0, kafka_settings.partitions)
-    producer = Producer(producer_config(kafka_settings))
-    for partition, e in records:
-        producer.produce(t_in, codec.encode(t_in, "GeofenceEvent", e), key=e["geofence_id"], partition=partition)
-    assert producer.flush(60) == 0
+    publish(kafka_settings, codec, records)
     group = Consumer(consumer_config(kafka_settings, kafka_settings.topic_prefix + "geoflux-cep-rekey"))
     group.commit(offsets=[TopicPartition(t_in, 0, 2)], asynchronous=False)
     group.close()
