@@ -81,7 +81,7 @@ class CepRekeyStage(TransactionalProcessor):
         assigned = {tp.partition: tp for tp in self.consumer.assignment()}
         for p in [p for p in self.held if p not in assigned]:
             del self.held[p]  # revoked: its new owner re-reads from the committed offset
-        backlog = {p for t, p in self.unread() if t == self.t_in}
+        backlog = {p for t, p in self.unread(list(assigned.values())) if t == self.t_in}
         upto = frontier(self.seen, backlog, {p for p, h in self.held.items() if h}, set(assigned),
                         self.moved_at, time.monotonic(), self.ALIGN_MS, self.MAX_STALL_S)
         out = []

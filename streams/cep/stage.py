@@ -226,7 +226,7 @@ class CepStage(TransactionalProcessor):
         assigned) within IDLE_MS; a busy one that has delivered nothing yet — just assigned,
         after a restart — leaves the clock unknown (None: no timers until it has)."""
         assignment = self.consumer.assignment()
-        backlog = self.unread()
+        backlog = self.unread(assignment)
         holds = []
         for tp in assignment:
             part = (tp.topic, tp.partition)

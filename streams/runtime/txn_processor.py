@@ -323,16 +323,15 @@ class TransactionalProcessor:
             self.tables[partition] = PartitionTable(store, partition)
         return self.tables[partition]
 
-    def unread(self) -> set[tuple[str, int]]:
-        """(topic, partition) of the assigned partitions with records not read yet (more than a
-        transaction marker). Until a record is read from a partition its position is unknown;
-        it then starts at its committed offset, or at the log's start if retention deleted past
-        that (asked once). A partition no fetch has reported
-        the end of yet counts as unread: it may hold the oldest records, and a fetch soon tells.
+    def unread(self, assignment: list[TopicPartition]) -> set[tuple[str, int]]:
+        """(topic, partition) of the `assignment` (the consumer's) with records not read yet
+        (more than a transaction marker). Until a record is read from a partition its position
+        is unknown; it then starts at its committed offset, or at the log's start if retention
+        deleted past that (asked once). A partition no fetch has reported the end of yet counts
+        as unread: it may hold the oldest records, and a fetch soon tells.
         Records already read but not processed yet (a tick runs before the batch that read them)
         count as unread too: their position is past them. Counting either as read once let the
         CEP re-key write past a partition's records, which then came too late."""
-        assignment = self.consumer.assignment()
         out = set(self._fetched)
         for tp in self.consumer.position(assignment) if assignment else ():
             _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
@@ -374,7 +373,6 @@ class TransactionalProcessor:
         self._forget({tp.partition for tp in partitions})
 
     def _forget(self, gone: set[int]) -> None:
-        self._starts = {tp: o for tp, o in self._starts.items() if tp[1] not in gone}
         if self._restorer is not None:
             self._restorer.cancel(gone)
         self.ready -= gone
