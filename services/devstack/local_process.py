@@ -91,6 +91,10 @@ def last_error_line(*logs: Path, since: dict[Path, int] | None = None) -> str:
     return "no error logged"
 
 
+# how long a process that looks dead may take to become waitable (its last threads exiting)
+EXIT_SETTLE_S = 5.0
+
+
 def exit_cause(returncode: int | None) -> str:
     """A child's end in words: `exit code 1`, `killed by SIGKILL`, or unknown (not our child)."""
     if returncode is None:
@@ -132,7 +136,17 @@ class ManagedProcess:
     def exit_code(self) -> int | None:
         """The exit status of the process we spawned, once it has ended (None while it runs,
         or when we did not spawn it)."""
-        return self._proc.poll() if self._proc is not None else None
+        if self._proc is None:
+            return None
+        code = self._proc.poll()
+        if code is None and not pid_alive(self._proc.pid):
+            # a multi-threaded process shows as a zombie as soon as its main thread is gone, but
+            # can be waited for only once its other threads have exited too: wait for that
+            try:
+                code = self._proc.wait(timeout=EXIT_SETTLE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        return code
 
     def last_error(self) -> str:
         """The last error line this process logged since we spawned it."""

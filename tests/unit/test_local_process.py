@@ -1,0 +1,40 @@
+"""A SIGKILLed child is reported as killed by SIGKILL as soon as it looks dead: a process with
+many threads looks dead (a zombie) before it can be waited for, and the supervisor read that
+window as "not our child"."""
+
+import os
+import signal
+import sys
+import time
+
+from services.devstack.local_process import ManagedProcess, exit_cause, pid_alive
+
+# threads that each hold the process in the kernel's exit path a little longer
+MANY_THREADS = """
+import threading, time
+for _ in range(200):
+    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+print("ready", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_a_killed_threaded_child_is_reported_killed_by_sigkill(tmp_path):
+    for attempt in range(5):
+        log = tmp_path / f"child{attempt}.log"
+        proc = ManagedProcess("child", tmp_path / "child.pid", [log])
+        pid = proc.spawn([sys.executable, "-c", MANY_THREADS], log)
+        deadline = time.monotonic() + 30
+        while "ready" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the child never started its threads"
+            time.sleep(0.02)
+        os.killpg(pid, signal.SIGKILL)
+        while pid_alive(pid):  # what the supervisor checks before asking why it ended
+            assert time.monotonic() < deadline, "the child outlived SIGKILL"
+            time.sleep(0.001)
+        assert exit_cause(proc.exit_code()) == "killed by SIGKILL"
+
+
+def test_a_child_not_spawned_here_has_no_exit_status(tmp_path):
+    assert exit_cause(ManagedProcess("x", tmp_path / "x.pid", []).exit_code()) == \
+        "exited (not our child: no exit status)"
