@@ -1,10 +1,12 @@
 """The ceilings a stage's throughput is compared with, measured in the same run: the same
 transactional shell with the same batch size, decoding every input record and producing its
-bytes on unchanged, one transaction per batch — a stage minus its work; and a bare read of a
-topic by one consumer, for stages that only read (a sink, a restore)."""
+bytes on unchanged, one transaction per batch — a stage minus its work; the same shell as a
+running process forwarding a share of a paced feed, for latency; and a bare read of a topic by
+one consumer, for stages that only read (a sink, a restore)."""
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.kafka_config import admin_config, consumer_config
-from geoflux.settings import KafkaSettings
+from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.runtime.txn_processor import Txn, TransactionalProcessor
@@ -50,6 +52,46 @@ def pass_through_ceiling(settings: KafkaSettings, codec: AvroCodec, logical_inpu
     if stage.done_at is None:
         raise SystemExit(f"the pass-through stage passed {stage.seen} of {n} records in 600 s")
     return n / (stage.done_at - stage.first_at)
+
+
+class SampledPassThrough(TransactionalProcessor):
+    """The latency ceiling: the shell, in its own process, forwarding one input record in
+    `every` unchanged (about the share of a stage's inputs that make an output) until stopped."""
+
+    stage = "bench-latency-passthrough"
+
+    def __init__(self, settings: KafkaSettings, codec: AvroCodec, logical_input: str, schema: str,
+                 out_topic: str, every: int, group: str, max_batch: int, poll_timeout_s: float) -> None:
+        super().__init__(settings, codec, group=group, instance_id="0",
+                         inputs={topic(logical_input, settings): schema}, max_batch=max_batch,
+                         poll_timeout_s=poll_timeout_s)
+        self.out_topic, self.every = out_topic, every
+
+    def process(self, records: list, txn: Txn) -> None:
+        for r in records:
+            if r.offset() % self.every == 0:
+                self.produce(txn, self.out_topic, r.key(), r.raw())
+
+
+def run_sampled_pass_through(settings: KafkaSettings, logical_input: str, schema: str, out_topic: str,
+                             every: int, group: str, max_batch: int, poll_timeout_s: float) -> None:
+    """A process's target: the latency ceiling's stage, started where `group` committed, run until
+    the process is terminated (with the workers' collector thresholds, as a worker is)."""
+    gc.set_threshold(*StreamSettings().gc_threshold)
+    SampledPassThrough(settings, AvroCodec(), logical_input, schema, out_topic, every, group, max_batch,
+                       poll_timeout_s).run()
+
+
+def commit_at_end(settings: KafkaSettings, group: str, t: str) -> None:
+    """Starts `group` at the end of `t`: a latency ceiling measures the feed to come, not the
+    records earlier runs left on the topic."""
+    c = Consumer(consumer_config(settings, group))
+    try:
+        ends = [TopicPartition(t, p, c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1])
+                for p in range(settings.partitions)]
+        c.commit(offsets=ends, asynchronous=False)
+    finally:
+        c.close()
 
 
 def read_topic(settings: KafkaSettings, t: str, on_record: Callable | None = None) -> tuple[float, int]:

@@ -8,6 +8,8 @@ For each fence count it
      updates/s), printed with its ratio to the ceiling;
   2. feeds updates at fixed rates from a separate producer process and measures end-to-end
      latency, update produced -> event readable by a read_committed consumer (P50/P95/P99);
+     then, the evaluator stopped, the same feeds through the pass-through in a process of its
+     own forwarding about the share of updates that made an event: the latency ceiling;
   3. reads the evaluator's peak RSS.
 With `--churn N`, a third process edits N fences a second (each moved by up to a fence's width,
 a new version through the geofence registry, as the API writes it) during every latency run.
@@ -39,11 +41,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
-from benchmarks._ceiling import pass_through_ceiling  # noqa: E402
+from benchmarks._ceiling import commit_at_end, pass_through_ceiling, run_sampled_pass_through  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
-from connectors.kafka_config import client_config  # noqa: E402
+from connectors.kafka_config import admin_config, client_config  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
@@ -128,8 +131,12 @@ def produce(settings: KafkaSettings, n: int, rate: float, n_entities: int, ext: 
     producer.flush(60)
 
 
-def committed_total(settings: KafkaSettings) -> int:
-    c = Consumer(client_config(settings, **{"group.id": settings.topic_prefix + GeofenceSettings().group_id}))
+def evaluator_group(settings: KafkaSettings) -> str:
+    return settings.topic_prefix + GeofenceSettings().group_id
+
+
+def committed_total(settings: KafkaSettings, group: str | None = None) -> int:
+    c = Consumer(client_config(settings, **{"group.id": group or evaluator_group(settings)}))
     try:
         parts = [TopicPartition(topic("geo.locations", settings), p) for p in range(settings.partitions)]
         return sum(max(tp.offset, 0) for tp in c.committed(parts, timeout=10))
@@ -183,9 +190,22 @@ def edit_fences(settings: KafkaSettings, n_fences: int, rate: float, seconds: fl
         reg.close()
 
 
+def is_event_of(run_start_ms: int):
+    return lambda rec: (rec["produced_ms"] or 0) >= run_start_ms and rec["source"].startswith("loc:")
+
+
+def is_update_of(run_start_ms: int):
+    return lambda rec: (rec["produced_ms"] or 0) >= run_start_ms
+
+
 def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities: int,
-                ext: float, seed: int, churn: float = 0, n_fences: int = 0) -> dict:
-    events_topic = topic("geo.geofence-events", settings)
+                ext: float, seed: int, churn: float = 0, n_fences: int = 0,
+                read: tuple[str, str, object] | None = None, group: str | None = None) -> dict:
+    """P50/P95/P99 of update produced -> its output readable (read_committed). By default the
+    output is the evaluator's events (`geo.geofence-events`); `read` is (topic, schema,
+    counts(run_start_ms) -> predicate) for another stage's, and `group` the group whose commits
+    say every update of the run was processed."""
+    events_topic, schema, counts = read or (topic("geo.geofence-events", settings), "GeofenceEvent", is_event_of)
     codec = AvroCodec()
     c = Consumer(client_config(settings, **{"group.id": uuid.uuid4().hex,
                                             "isolation.level": "read_committed",
@@ -193,8 +213,9 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
     c.subscribe([events_topic])
     wait(lambda: (c.consume(100, 0.2), bool(c.assignment()))[1], 30, "event consumer assignment")
     run_start_ms = int(time.time() * 1000)  # only events caused by this run's updates count
+    counted = counts(run_start_ms)
     n = int(rate * seconds)
-    base = committed_total(settings)
+    base = committed_total(settings, group)
     proc = mp.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed))
     editor, edits, ready = None, mp.Value("i", 0), mp.Event()
     if churn:  # edits start with the feed and stop with its last update (its expected end)
@@ -205,12 +226,12 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
     t0 = time.monotonic()
     proc.start()
     lat: list[int] = []
-    while proc.is_alive() or committed_total(settings) < base + n:
+    while proc.is_alive() or committed_total(settings, group) < base + n:
         for m in c.consume(1000, 0.005):  # a longer wait would be measured as latency
             if not m.error():
                 now = int(time.time() * 1000)
-                rec = codec.decode(m.value(), "GeofenceEvent")
-                if (rec["produced_ms"] or 0) >= run_start_ms and rec["source"].startswith("loc:"):
+                rec = codec.decode(m.value(), schema)
+                if counted(rec):
                     lat.append(now - rec["produced_ms"])
         if time.monotonic() - t0 > seconds * 6 + 60:
             break
@@ -230,6 +251,30 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
 def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int, max_batch: int) -> float:
     return pass_through_ceiling(settings, codec, "geo.locations", "LocationUpdate", n, max_batch,
                                 GeofenceSettings().poll_timeout_s)
+
+
+def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float, n_entities: int,
+                    ext: float, max_batch: int, every: int) -> list[dict]:
+    """The same paced feeds through the shell forwarding one update in `every` (the evaluator's
+    share of updates that made an event in the same run), in a process of its own as the
+    evaluator is: the latency no stage on this shell, broker and machine can beat."""
+    out, group = settings.topic_prefix + "bench.latency-passthrough", settings.topic_prefix + "bench-latency"
+    admin = AdminClient(admin_config(settings))
+    for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
+        f.result()
+    locations = topic("geo.locations", settings)
+    commit_at_end(settings, group, locations)
+    stage = mp.Process(target=run_sampled_pass_through,
+                       args=(settings, "geo.locations", "LocationUpdate", out, every, group, max_batch,
+                             GeofenceSettings().poll_timeout_s))
+    stage.start()
+    try:
+        return [latency_run(settings, r, seconds, n_entities, ext, 3 + i,
+                            read=(out, "LocationUpdate", is_update_of), group=group)
+                for i, r in enumerate(rates)]
+    finally:
+        stage.terminate()
+        stage.join(30)
 
 
 def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], seconds: float,
@@ -281,7 +326,13 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
             spy.wait()
         for w in workers:
             stop(w)
-    return {"fences": n_fences, "drain": drained, "ceiling": roof, "runs": runs, "rss": rss,
+    floor = []
+    if runs:
+        every = max(1, round(sum(run["rate"] * seconds for run in runs) / max(1, sum(run["events"] for run in runs))))
+        floor = latency_ceiling(settings, rates, seconds, n_entities, ext, max_batch, every)
+        print(f"{n_fences} fences: latency ceiling measured (one update in {every} forwarded); {load()}",
+              file=sys.stderr, flush=True)
+    return {"fences": n_fences, "drain": drained, "ceiling": roof, "runs": runs, "floor": floor, "rss": rss,
             "peak": peak, "evaluators": evaluators}
 
 
@@ -363,15 +414,20 @@ def main() -> None:
         print(f"{r['fences']:>8} {r['ceiling']:>10,.0f} {r['drain']:>12,.0f} {r['drain'] / r['ceiling']:>6.2f}")
     if not rates:
         return
-    print()
+    print("\nlatency ceiling (ceil): the same paced feed through the transactional pass-through in its "
+          "own process,\nforwarding unchanged about the share of updates that made an event "
+          "(update produced -> record readable)\n")
     print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'edits/s':>8} {'achieved/s':>11} {'events':>7} "
-          f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'RSS MB':>7} {'peak MB':>8}")
+          f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'ceil P50':>8} {'ceil P95':>8} {'ceil P99':>8} "
+          f"{'RSS MB':>7} {'peak MB':>8}")
     for r in results:
         for i, run in enumerate(r["runs"]):
             head = (f"{r['fences']:>8} {r['drain']:>12,.0f}" if i == 0 else f"{'':>8} {'':>12}")
             tail = f" {r['rss']:>7.0f} {r['peak']:>8.0f}" if i == 0 else ""
+            ceil = r["floor"][i]
             print(f"{head} {run['rate']:>9,.0f} {run['churn']:>8,.0f} {run['achieved']:>11,.0f} {run['events']:>7} "
-                  f"{run['p50']:>7.0f} {run['p95']:>7.0f} {run['p99']:>7.0f}{tail}")
+                  f"{run['p50']:>7.0f} {run['p95']:>7.0f} {run['p99']:>7.0f} "
+                  f"{ceil['p50']:>8.0f} {ceil['p95']:>8.0f} {ceil['p99']:>8.0f}{tail}")
 
 
 if __name__ == "__main__":
