@@ -333,7 +333,7 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
         print(f"{n_fences} fences: latency ceiling measured (one update in {every} forwarded); {load()}",
               file=sys.stderr, flush=True)
     return {"fences": n_fences, "drain": drained, "ceiling": roof, "runs": runs, "floor": floor, "rss": rss,
-            "peak": peak, "evaluators": evaluators}
+            "peak": peak, "evaluators": evaluators, "every": every if runs else None}
 
 
 def scaling(bootstrap: str, args, workdir: Path) -> None:
@@ -415,8 +415,8 @@ def main() -> None:
     if not rates:
         return
     print("\nlatency ceiling (ceil): the same paced feed through the transactional pass-through in its "
-          "own process,\nforwarding unchanged about the share of updates that made an event "
-          "(update produced -> record readable)\n")
+          "own process,\nforwarding unchanged one update in N, N the evaluator's updates per event in the "
+          f"same run ({', '.join(str(r['every']) for r in results)}); update produced -> record readable\n")
     print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'edits/s':>8} {'achieved/s':>11} {'events':>7} "
           f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'ceil P50':>8} {'ceil P95':>8} {'ceil P99':>8} "
           f"{'RSS MB':>7} {'peak MB':>8}")
