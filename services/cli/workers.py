@@ -102,7 +102,7 @@ def _run_stage(stage) -> None:
 @checks_credentials
 def worker_alert_router(instance: str) -> None:
     from services.logging import configure_logging
-    from streams.alerting.stages import AlertRouterStage
+    from streams.alerting.router_stage import AlertRouterStage
 
     configure_logging()
     _run_stage(AlertRouterStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))
@@ -116,7 +116,7 @@ def worker_alert_router(instance: str) -> None:
 def worker_alert_gate(instance: str, metrics_port: int) -> None:
     from geoflux.settings import AlertSettings
     from services.logging import configure_logging
-    from streams.alerting.stages import AlertGateStage
+    from streams.alerting.gate_stage import AlertGateStage
 
     configure_logging()
     _run_stage(AlertGateStage(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port),
@@ -150,7 +150,7 @@ def worker_sla_monitor(metrics_port: int) -> None:
 @checks_credentials
 def worker_alert_status(instance: str) -> None:
     from services.logging import configure_logging
-    from streams.alerting.stages import AlertStatusStage
+    from streams.alerting.status_stage import AlertStatusStage
 
     configure_logging()
     _run_stage(AlertStatusStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))

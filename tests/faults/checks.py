@@ -15,7 +15,7 @@ import psycopg
 from geoflux.errors import ValidationError
 from geoflux.keys import scoped
 from schemas.catalogue import topic
-from streams.alerting.stages import alert_id_for
+from streams.alerting.router_stage import alert_id_for
 from tests.faults.stack import RULE, TENANT, FaultStack
 from tests.integration.geo_helpers import OPERATOR_KEY, http
 from tests.integration.replay_helpers import read_raw

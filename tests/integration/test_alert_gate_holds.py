@@ -17,7 +17,7 @@ from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import AlertSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.alerting.stages import AlertGateStage, hold_key
+from streams.alerting.gate_stage import AlertGateStage, hold_key
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

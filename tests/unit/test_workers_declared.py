@@ -72,7 +72,9 @@ def offline_stage(name: str):
                                   JobSettings, KafkaSettings)
     from schemas.codec import AvroCodec
     from streams.alerting.delivery import DeliveryStage
-    from streams.alerting.stages import AlertGateStage, AlertRouterStage, AlertStatusStage
+    from streams.alerting.gate_stage import AlertGateStage
+    from streams.alerting.router_stage import AlertRouterStage
+    from streams.alerting.status_stage import AlertStatusStage
     from streams.audit_sink import AuditSinkStage
     from streams.cep.stage import CepRekeyStage, CepStage
     from streams.evaluator import EvaluatorStage
