@@ -145,8 +145,8 @@ def test_kubernetes_runs_each_worker_with_its_declared_replicas():
 
 
 # the row of docs/ARCHITECTURE.md's topic table that describes each worker
-DOC_ROWS = {"evaluator": "| evaluator (", "alert-router": "| alert router (", "alert-gate": "| alert gate |",
-            "alert-status": "| alert status |", "delivery": "| delivery (", "sla-monitor": "| SLA monitor (",
+DOC_ROWS = {"evaluator": "| evaluator (", "alert-router": "| alert router (", "alert-gate": "| alert gate (",
+            "alert-status": "| alert status (", "delivery": "| delivery (", "sla-monitor": "| SLA monitor (",
             "job-alerts": "| job alerts (", "cep-rekey": "| CEP re-key (", "cep-entity": "| CEP entity / geofence (",
             "cep-geofence": "| CEP entity / geofence (", "jobs": "| jobs (", "audit": "| audit sink ("}
 
