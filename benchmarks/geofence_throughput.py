@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import ConsumerGroupState, Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
@@ -54,6 +54,13 @@ from services.control.geofence_registry import GeofenceRegistry  # noqa: E402
 from services.devstack.local_kafka import LocalKafka  # noqa: E402
 from services.devstack.local_process import free_port  # noqa: E402
 from tests.integration.geo_helpers import start_worker, stop  # noqa: E402
+
+
+# the feed, editor and latency-ceiling processes are spawned, not forked: a forked child inherits
+# the locks of this process's live librdkafka clients (the latency reader is subscribed while
+# the feed starts) without the threads that hold them, and hung creating its own producer in
+# about one run in four
+SPAWN = mp.get_context("spawn")
 
 
 def extent_for(n_fences: int) -> float:
@@ -104,12 +111,17 @@ def _zigzag(n: int) -> bytes:
     return bytes(out)
 
 
-def produce(settings: KafkaSettings, n: int, rate: float, n_entities: int, ext: float, seed: int) -> None:
+def produce(settings: KafkaSettings, n: int, rate: float, n_entities: int, ext: float, seed: int,
+            started=None) -> None:
+    """`n` updates at `rate` a second (0: as fast as it can); `started` (a shared double) is set
+    to the wall-clock time the first one is produced at."""
     codec, t = AvroCodec(), topic("geo.locations", settings)
     producer = Producer(client_config(settings, **{
         "linger.ms": 2, "enable.idempotence": True, "acks": "all", "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000}))
     fleet = Fleet(n_entities, ext, seed)
+    if started is not None:
+        started.value = time.time()
     start = time.perf_counter()
     for i in range(n):
         if rate:
@@ -216,10 +228,11 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
     counted = counts(run_start_ms)
     n = int(rate * seconds)
     base = committed_total(settings, group)
-    proc = mp.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed))
-    editor, edits, ready = None, mp.Value("i", 0), mp.Event()
+    started = SPAWN.Value("d", 0.0)
+    proc = SPAWN.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed, started))
+    editor, edits, ready = None, SPAWN.Value("i", 0), SPAWN.Event()
     if churn:  # edits start with the feed and stop with its last update (its expected end)
-        editor = mp.Process(target=edit_fences, args=(settings, n_fences, churn, seconds, edits, ready))
+        editor = SPAWN.Process(target=edit_fences, args=(settings, n_fences, churn, seconds, edits, ready))
         editor.start()
         if not ready.wait(600):
             raise SystemExit("the fence editor did not read the registry within 600 s")
@@ -236,7 +249,8 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
         if time.monotonic() - t0 > seconds * 6 + 60:
             break
     proc.join()
-    elapsed = time.monotonic() - t0
+    # from the feed's first update: a spawned process takes a second or so to import
+    elapsed = time.time() - started.value if started.value else time.monotonic() - t0
     if editor is not None:
         editor.join(seconds + 60)
         if editor.is_alive():
@@ -253,6 +267,12 @@ def ceiling(settings: KafkaSettings, codec: AvroCodec, n: int, max_batch: int) -
                                 GeofenceSettings().poll_timeout_s)
 
 
+def group_stable(admin: AdminClient, group: str) -> bool:
+    """Whether `group` has a member holding an assignment (the stage is reading)."""
+    desc = admin.describe_consumer_groups([group])[group].result(10)
+    return desc.state == ConsumerGroupState.STABLE and any(m.assignment.topic_partitions for m in desc.members)
+
+
 def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float, n_entities: int,
                     ext: float, max_batch: int, every: int) -> list[dict]:
     """The same paced feeds through the shell forwarding one update in `every` (the evaluator's
@@ -264,11 +284,12 @@ def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float,
         f.result()
     locations = topic("geo.locations", settings)
     commit_at_end(settings, group, locations)
-    stage = mp.Process(target=run_sampled_pass_through,
+    stage = SPAWN.Process(target=run_sampled_pass_through,
                        args=(settings, "geo.locations", "LocationUpdate", out, every, group, max_batch,
                              GeofenceSettings().poll_timeout_s))
     stage.start()
     try:
+        wait(lambda: group_stable(admin, group), 120, "the latency ceiling's stage to join its group")
         return [latency_run(settings, r, seconds, n_entities, ext, 3 + i,
                             read=(out, "LocationUpdate", is_update_of), group=group)
                 for i, r in enumerate(rates)]
