@@ -365,7 +365,13 @@ class GeofenceSettings(BaseSettings):
     # `history_exceeded`. About 32 bytes a point in memory, 24 in the changelog.
     history_max_points: int = 1000
     history_per_entity: int | None = None  # its old name (GEOFLUX_GEOFENCE_HISTORY_PER_ENTITY), still read
-    max_batch: int = 2000
+    # Records per transaction at most. A batch is this large only when a backlog waits (a paced
+    # feed fills smaller ones); then one changelog record covers all of an entity's updates in
+    # it and the commit's cost is spread wider: 10,000 drained 47,700-47,900 updates/s against
+    # 25,400-27,900 with 2,000, with no P95 difference beyond the noise at 5,000 and 10,000/s
+    # (benchmarks/geofence_throughput.py, 10,000 fences). A batch whose processing raises is
+    # retried one record per transaction, so a larger one takes longer to isolate its culprit.
+    max_batch: int = 10_000
     poll_timeout_s: float = 0.005  # consume() waits this long to fill a batch: it is latency
     tick_interval_s: float = 0.2
     group_id: str = "geoflux-evaluator"
