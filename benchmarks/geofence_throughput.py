@@ -56,10 +56,9 @@ from services.devstack.local_process import free_port  # noqa: E402
 from tests.integration.geo_helpers import start_worker, stop  # noqa: E402
 
 
-# the feed, editor and latency-ceiling processes are spawned, not forked: a forked child inherits
-# the locks of this process's live librdkafka clients (the latency reader is subscribed while
-# the feed starts) without the threads that hold them, and hung creating its own producer in
-# about one run in four
+# the feed, editor and latency-ceiling processes are spawned, not forked: forked while the
+# latency reader's librdkafka client was live (its threads are not copied into the child, the
+# locks they may hold are), the feed or the ceiling's stage produced nothing in 2 of 13 runs
 SPAWN = mp.get_context("spawn")
 
 
@@ -277,7 +276,7 @@ def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float,
                     ext: float, max_batch: int, every: int) -> list[dict]:
     """The same paced feeds through the shell forwarding one update in `every` (the evaluator's
     share of updates that made an event in the same run), in a process of its own as the
-    evaluator is: the latency no stage on this shell, broker and machine can beat."""
+    evaluator is: the latency of the shell, broker, feed and reader with no stage's work."""
     out, group = settings.topic_prefix + "bench.latency-passthrough", settings.topic_prefix + "bench-latency"
     admin = AdminClient(admin_config(settings))
     for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
@@ -285,8 +284,8 @@ def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float,
     locations = topic("geo.locations", settings)
     commit_at_end(settings, group, locations)
     stage = SPAWN.Process(target=run_sampled_pass_through,
-                       args=(settings, "geo.locations", "LocationUpdate", out, every, group, max_batch,
-                             GeofenceSettings().poll_timeout_s))
+                          args=(settings, "geo.locations", "LocationUpdate", out, every, group, max_batch,
+                                GeofenceSettings().poll_timeout_s))
     stage.start()
     try:
         wait(lambda: group_stable(admin, group), 120, "the latency ceiling's stage to join its group")
