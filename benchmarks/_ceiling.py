@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
-from connectors.kafka_config import admin_config, consumer_config
+from connectors.kafka_admin import admin_client
+from connectors.kafka_config import consumer_config
 from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -44,14 +45,18 @@ def pass_through_ceiling(settings: KafkaSettings, codec: AvroCodec, logical_inpu
                          n: int, max_batch: int, poll_timeout_s: float = 0.02) -> float:
     """Records per second through the pass-through stage, over `n` records already on the input."""
     out = settings.topic_prefix + "bench.passthrough"
-    admin = AdminClient(admin_config(settings))
-    for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
-        f.result()
+    create_output_topic(settings, out)
     stage = PassThrough(settings, codec, logical_input, schema, out, n, max_batch, poll_timeout_s)
     stage.run(max_seconds=600)  # the stage stops itself once it has passed n records on
     if stage.done_at is None:
         raise SystemExit(f"the pass-through stage passed {stage.seen} of {n} records in 600 s")
     return n / (stage.done_at - stage.first_at)
+
+
+def create_output_topic(settings: KafkaSettings, name: str) -> None:
+    """The topic a pass-through forwards to, partitioned as its input."""
+    for f in admin_client(settings).create_topics([NewTopic(name, settings.partitions, 1)]).values():
+        f.result()
 
 
 class SampledPassThrough(TransactionalProcessor):

@@ -41,12 +41,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import ConsumerGroupState, Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
-from benchmarks._ceiling import commit_at_end, pass_through_ceiling, run_sampled_pass_through  # noqa: E402
-from connectors.kafka_admin import apply  # noqa: E402
-from connectors.kafka_config import admin_config, client_config  # noqa: E402
+from benchmarks._ceiling import (commit_at_end, create_output_topic, pass_through_ceiling,  # noqa: E402
+                                 run_sampled_pass_through)
+from connectors.kafka_admin import admin_client, apply  # noqa: E402
+from connectors.kafka_config import client_config  # noqa: E402
 from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
@@ -278,9 +279,8 @@ def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float,
     share of updates that made an event in the same run), in a process of its own as the
     evaluator is: the latency of the shell, broker, feed and reader with no stage's work."""
     out, group = settings.topic_prefix + "bench.latency-passthrough", settings.topic_prefix + "bench-latency"
-    admin = AdminClient(admin_config(settings))
-    for f in admin.create_topics([NewTopic(out, settings.partitions, 1)]).values():
-        f.result()
+    create_output_topic(settings, out)
+    admin = admin_client(settings)
     locations = topic("geo.locations", settings)
     commit_at_end(settings, group, locations)
     stage = SPAWN.Process(target=run_sampled_pass_through,
