@@ -36,6 +36,9 @@ due, release due work, start ready work up to `max_in_flight`, commit every
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
+import os
 import threading
 import time
 from collections import deque
@@ -56,6 +59,7 @@ from streams.runtime.work_queue import Work, WorkQueue
 log = structlog.get_logger("geoflux.worker")
 STOP_FLUSH_S = 10.0  # at stop, outputs not acknowledged by then are re-done by the next owner
 CANCEL_WAIT_S = 5.0  # at a rebalance, how long cancelled work may take to unwind
+FORGET_WAIT_S = 30.0  # a loop that takes longer to forget partitions is stuck, not busy
 # an asynchronous commit whose outcome has not arrived by then is sent again (committing the
 # same offsets twice is harmless; never committing again is not)
 COMMIT_REPLY_S = 60.0
@@ -346,9 +350,19 @@ class AtLeastOnceWorker:
                             stage=self.stage, tasks=len(stuck))
 
     def _forget_from_poll_thread(self, loop, tps: set) -> None:
+        """The loop forgets the partitions: only it changes the tracker and the queue. While the
+        worker runs, the loop is free between polls; one that does not answer in
+        FORGET_WAIT_S is stuck (a handler blocking it), and changing its tracker from this
+        thread would be a race under it. The worker exits instead, for its supervisor to start
+        it again; nothing is lost, as the partitions' uncommitted work is read again by their
+        next owner."""
         try:
-            asyncio.run_coroutine_threadsafe(self._forget_now(tps), loop).result(5)
-        except Exception:  # the loop is stuck: forget from here; the loop only reads these
+            asyncio.run_coroutine_threadsafe(self._forget_now(tps), loop).result(FORGET_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            log.critical("the event loop is stuck; exiting for the supervisor", stage=self.stage)
+            logging.shutdown()
+            os._exit(75)  # EX_TEMPFAIL: restart me
+        except RuntimeError:  # the loop closed meanwhile: nothing runs on it to race with
             self._forget(tps)
 
     async def _forget_now(self, revoked: set) -> None:
