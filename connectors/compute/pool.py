@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
+import signal
 import time
 from multiprocessing.reduction import ForkingPickler
 from typing import Callable
@@ -27,6 +29,12 @@ INLINE_SEND = 32 * 1024  # jobs this small are written to the pipe from the even
 
 def _serve(target: Callable, conn) -> None:
     """A child's life: take a job, run it, answer, repeat until told to stop or orphaned."""
+    # A stop signal sent to the worker's whole process group (systemd, Kubernetes, Ctrl-C) is
+    # the worker's to act on: it cancels the job and kills this child, so the job is read again
+    # by the next worker without spending an attempt. Dying here first made it a failed attempt.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def progress(pct: int) -> None:
         conn.send(("progress", int(pct)))
 
@@ -44,6 +52,18 @@ def _serve(target: Callable, conn) -> None:
             conn.send(("error", (getattr(exc, "error_class", "permanent"), f"{type(exc).__name__}: {exc}")))
 
 
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has ended), for a child whose forkserver cannot say."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    except OSError:  # no /proc here: kill(0) said it exists
+        return True
+
+
 class _Child:
     def __init__(self, target: Callable) -> None:
         self.conn, theirs = _CTX.Pipe(duplex=True)
@@ -52,9 +72,22 @@ class _Child:
         theirs.close()
         self.jobs = 0
 
-    def kill(self) -> None:
+    def alive(self) -> bool:
         if self.proc.is_alive():
-            self.proc.kill()
+            return True
+        # 255 is also what a forkserver that is gone itself (a signal to the worker's group
+        # ends it) reports for each of its children, which may still be running: ask the system
+        return self.proc.exitcode == 255 and _running(self.proc.pid)
+
+    def kill(self) -> None:
+        if self.alive():
+            try:  # by pid: Process.kill() does nothing once the forkserver reported it dead
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 5  # no forkserver reports its end then: wait for it
+            while _running(self.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         self.proc.join(5)
         self.conn.close()
 
@@ -83,7 +116,7 @@ class ProcessPool:
         await self._free.acquire()
         while self._idle:
             child = self._idle.pop()
-            if child.proc.is_alive():
+            if child.alive():
                 return child
             await asyncio.to_thread(child.kill)
         try:
@@ -94,7 +127,7 @@ class ProcessPool:
 
     def _release(self, child: _Child, healthy: bool) -> None:
         child.jobs += 1
-        if healthy and child.jobs < self.max_jobs and child.proc.is_alive():
+        if healthy and child.jobs < self.max_jobs and child.alive():
             self._idle.append(child)
         else:
             child.kill()  # the next job starts a fresh one
@@ -125,7 +158,7 @@ class ProcessPool:
                 try:
                     await asyncio.wait_for(readable.wait(), WAKE_S)
                 except asyncio.TimeoutError:
-                    if not child.proc.is_alive() and not child.conn.poll():
+                    if not child.alive() and not child.conn.poll():
                         raise TransientError(f"worker child for job {ctx.job_id} died "
                                              f"(exit code {child.proc.exitcode})") from None
                     continue

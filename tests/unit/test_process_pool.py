@@ -114,3 +114,41 @@ def test_a_cancelled_task_kills_its_child(run):
 
     assert go(cancel_midway()) == ["cancelled"]
     assert not alive(seen[0]) and not pool._idle  # killed, not returned to the pool
+
+
+def test_a_stop_signal_to_the_workers_group_is_left_to_the_worker(run):
+    """SIGTERM sent to the worker's process group (systemd, Kubernetes) also reaches the
+    forkserver and the job's child. The child ignores it and runs on until the worker cancels
+    the job, which then spends no attempt; the forkserver's end does not make the pool take the
+    running child for dead, nor leave it running once the job is cancelled."""
+    import signal
+    from multiprocessing import forkserver
+
+    pool, go = run
+    seen = []
+
+    async def until(pred, what):
+        deadline = time.monotonic() + 30
+        while not pred():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.05)
+
+    async def signal_then_cancel():
+        task = asyncio.ensure_future(job(pool, "sleep", {"s": 30}, progress=seen.append))
+        await until(lambda: seen, "the job's first progress")
+        server = forkserver._forkserver._forkserver_pid
+        os.kill(server, signal.SIGTERM)
+        os.kill(seen[0], signal.SIGTERM)
+        await until(lambda: not alive(server), "the forkserver to end")
+        reported = len(seen)
+        await until(lambda: len(seen) >= reported + 10, "a second more of the job's progress")
+        assert not task.done() and alive(seen[0])  # neither dead nor taken for dead
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert go(signal_then_cancel()) == ["cancelled"]
+    assert not alive(seen[0]) and not pool._idle  # killed at the cancel, not left running
+    assert go(job(pool))[0]["pid"]  # a new forkserver serves the next job
