@@ -64,7 +64,7 @@ def test_a_job_running_at_stop_is_not_committed_and_the_next_worker_finishes_it(
         slow = svc.submit("sleep", {"seconds": 6}, tenant_id="acme")[0]["job_id"]
         wait_for(lambda: svc.get(slow)["status"] == "running", 60, what="the slow job running")
         stop(first)
-        # SIGTERM goes to the worker's process group, as systemd and Kubernetes send it: the
+        # SIGTERM goes to the worker's process group, as systemd and `geoflux up` send it: the
         # job's pool child ignores it and the worker cancels the job, so the job is neither
         # retried nor charged an attempt; its request's offset stays uncommitted
         assert first.returncode is not None and svc.get(slow)["status"] == "running"

@@ -117,7 +117,7 @@ def test_a_cancelled_task_kills_its_child(run):
 
 
 def test_a_stop_signal_to_the_workers_group_is_left_to_the_worker(run):
-    """SIGTERM sent to the worker's process group (systemd, Kubernetes) also reaches the
+    """SIGTERM sent to the worker's process group (as systemd sends it) also reaches the
     forkserver and the job's child. The child ignores it and runs on until the worker cancels
     the job, which then spends no attempt; the forkserver's end does not make the pool take the
     running child for dead, nor leave it running once the job is cancelled."""
