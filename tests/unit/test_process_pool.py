@@ -42,6 +42,22 @@ def run():
     loop.close()
 
 
+async def until(pred, what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def cancel(task: asyncio.Task) -> str:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        return "cancelled"
+    return "finished"
+
+
 def job(pool, name="pid", inputs=None, timeout_s=30.0, cancelled=lambda: False, progress=None):
     return pool.run(ctx(name, timeout_s), inputs or {}, progress or (lambda p: None), cancelled)
 
@@ -103,14 +119,8 @@ def test_a_cancelled_task_kills_its_child(run):
 
     async def cancel_midway():
         task = asyncio.ensure_future(job(pool, "sleep", {"s": 30}, progress=seen.append))
-        deadline = time.monotonic() + 30
-        while not seen and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            return "cancelled"
+        await until(lambda: seen, "the job's first progress")
+        return await cancel(task)
 
     assert go(cancel_midway()) == ["cancelled"]
     assert not alive(seen[0]) and not pool._idle  # killed, not returned to the pool
@@ -127,12 +137,6 @@ def test_a_stop_signal_to_the_workers_group_is_left_to_the_worker(run):
     pool, go = run
     seen = []
 
-    async def until(pred, what):
-        deadline = time.monotonic() + 30
-        while not pred():
-            assert time.monotonic() < deadline, what
-            await asyncio.sleep(0.05)
-
     async def signal_then_cancel():
         task = asyncio.ensure_future(job(pool, "sleep", {"s": 30}, progress=seen.append))
         await until(lambda: seen, "the job's first progress")
@@ -143,11 +147,7 @@ def test_a_stop_signal_to_the_workers_group_is_left_to_the_worker(run):
         reported = len(seen)
         await until(lambda: len(seen) >= reported + 10, "a second more of the job's progress")
         assert not task.done() and alive(seen[0])  # neither dead nor taken for dead
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            return "cancelled"
+        return await cancel(task)
 
     assert go(signal_then_cancel()) == ["cancelled"]
     assert not alive(seen[0]) and not pool._idle  # killed at the cancel, not left running
