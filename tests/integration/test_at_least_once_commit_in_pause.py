@@ -6,22 +6,15 @@ was served only after that commit failed: the sequence the job worker logged in 
 the fault matrix whose jobs cell never settled. Commits are now asynchronous and sent from
 the poll thread (streams/runtime/at_least_once.py)."""
 
-import asyncio
 import os
 import signal
-import threading
 import time
 
 import pytest
-from confluent_kafka import Producer
 
-from connectors.kafka_admin import apply
-from connectors.kafka_config import producer_config
-from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
-from schemas.codec import AvroCodec
-from streams.runtime.at_least_once import AtLeastOnceWorker, Work
 from tests.conftest import wait_for
+from tests.integration.alo_recorder import Recorder, produce_round_robin, run_in_thread, three_partitions
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -29,49 +22,29 @@ WORK_S = 0.2
 SLOTS = 4
 
 
-class Recorder(AtLeastOnceWorker):
+class Committing(Recorder):
     """Work that takes a moment, a few at a time, committed at the default interval: a
     commit is under way whenever the broker stops."""
     stage = "commit-pause-test"
     max_in_flight = SLOTS
+    work_s = WORK_S
 
-    def __init__(self, kafka: KafkaSettings) -> None:
-        super().__init__(kafka, AvroCodec(), "commit-pause-test",
-                         [topic("jobs.requests", kafka), topic("jobs.retry", kafka)])
-        self.finished: list[tuple[int, int]] = []
-        self.lost_at: list[float] = []
+    def __init__(self, kafka, topics) -> None:
+        super().__init__(kafka, topics)
         self.assignments: list[list] = []
-
-    def intake(self, msg) -> None:
-        self.hold(Work((msg.topic(), msg.partition()), msg.offset(), {}), 0)
-
-    async def handle(self, work) -> None:
-        await asyncio.sleep(WORK_S)
-        self.finished.append((work.tp[1], work.offset))
-        self.finish(work)
 
     def assigned(self, partitions) -> None:
         self.assignments.append(sorted((tp.topic, tp.partition) for tp in partitions))
 
-    def _on_lost(self, consumer, partitions) -> None:
-        self.lost_at.append(time.monotonic())
-        super()._on_lost(consumer, partitions)
-
 
 def test_a_commit_waiting_for_a_stopped_broker_holds_neither_work_nor_rebalance(pausable):
-    kafka = KafkaSettings(bootstrap=pausable.bootstrap, partitions=3, topic_prefix="c.")
-    apply(kafka)
-    t = topic("jobs.requests", kafka)
-    producer = Producer(producer_config(kafka))
+    kafka, t, producer = three_partitions(pausable.bootstrap, "c.")
 
     def send(start: int, n: int) -> None:
-        for i in range(start, start + n):
-            producer.produce(t, key=f"k{i}".encode(), value=b"x", partition=i % 3)
-        producer.poll(0)
+        produce_round_robin(producer, t, start, n)
 
-    worker = Recorder(kafka)
-    runner = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True)
-    runner.start()
+    worker = Committing(kafka, [t, topic("jobs.retry", kafka)])
+    runner = run_in_thread(worker)
     pid = pausable.pid()
     try:
         send(0, 60)
