@@ -55,7 +55,8 @@ def pass_through_ceiling(settings: KafkaSettings, codec: AvroCodec, logical_inpu
 
 def create_output_topic(settings: KafkaSettings, name: str) -> None:
     """The topic a pass-through forwards to, partitioned as its input."""
-    for f in admin_client(settings).create_topics([NewTopic(name, settings.partitions, 1)]).values():
+    admin = admin_client(settings)  # held until the results are in: a dropped client ends them
+    for f in admin.create_topics([NewTopic(name, settings.partitions, 1)]).values():
         f.result()
 
 
