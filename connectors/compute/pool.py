@@ -29,9 +29,10 @@ INLINE_SEND = 32 * 1024  # jobs this small are written to the pipe from the even
 
 def _serve(target: Callable, conn) -> None:
     """A child's life: take a job, run it, answer, repeat until told to stop or orphaned."""
-    # A stop signal sent to the worker's whole process group (systemd stopping its unit, Ctrl-C in a terminal, `geoflux up`) is
-    # the worker's to act on: it cancels the job and kills this child, so the job is read again
-    # by the next worker without spending an attempt. Dying here first made it a failed attempt.
+    # A stop signal sent to the worker's whole process group (systemd stopping its unit, Ctrl-C
+    # in a terminal, `geoflux up`) is the worker's to act on: it cancels the job and kills this
+    # child, so the job is read again by the next worker without spending an attempt. Dying
+    # here first made it a failed attempt.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
