@@ -21,6 +21,7 @@ from typing import Callable
 
 from connectors.compute.base import JobCancelled, JobContext, JobTimedOut
 from geoflux.errors import PermanentError, TransientError
+from geoflux.pids import pid_alive
 
 _CTX = mp.get_context("forkserver")
 WAKE_S = 0.1  # how often a waiting job checks for dismissal and its deadline
@@ -53,18 +54,6 @@ def _serve(target: Callable, conn) -> None:
             conn.send(("error", (getattr(exc, "error_class", "permanent"), f"{type(exc).__name__}: {exc}")))
 
 
-def _running(pid: int) -> bool:
-    """Whether `pid` runs (a zombie has ended), for a child whose forkserver cannot say."""
-    try:
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-    except OSError:  # no /proc here: kill(0) said it exists
-        return True
-
-
 class _Child:
     def __init__(self, target: Callable) -> None:
         self.conn, theirs = _CTX.Pipe(duplex=True)
@@ -78,7 +67,7 @@ class _Child:
             return True
         # 255 is also what a forkserver that is gone itself (a signal to the worker's group
         # ends it) reports for each of its children, which may still be running: ask the system
-        return self.proc.exitcode == 255 and _running(self.proc.pid)
+        return self.proc.exitcode == 255 and pid_alive(self.proc.pid)
 
     def kill(self) -> None:
         if self.alive():
@@ -87,7 +76,7 @@ class _Child:
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + 5  # no forkserver reports its end then: wait for it
-            while _running(self.proc.pid) and time.monotonic() < deadline:
+            while pid_alive(self.proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
         self.proc.join(5)
         self.conn.close()

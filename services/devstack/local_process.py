@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from geoflux.errors import ConfigurationError
+from geoflux.pids import pid_alive  # the dev stack and its tests import it from here
 
 
 def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
@@ -49,21 +50,6 @@ def _ephemeral_range() -> tuple[int, int]:
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:  # reaped between the signal and the read: gone
-        return False
-    except OSError:
-        return True
 
 
 # what marks a line as an error in the logs we read: our workers' JSON lines (structlog),
