@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
-import os
 import threading
 import time
 from collections import deque
@@ -53,6 +51,7 @@ from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
 from streams.runtime.offset_tracker import OffsetTracker
+from streams.runtime.restart import exit_for_supervisor
 from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.runtime.work_queue import Work, WorkQueue
 
@@ -359,9 +358,7 @@ class AtLeastOnceWorker:
         try:
             asyncio.run_coroutine_threadsafe(self._forget_now(tps), loop).result(FORGET_WAIT_S)
         except concurrent.futures.TimeoutError:
-            log.critical("the event loop is stuck; exiting for the supervisor", stage=self.stage)
-            logging.shutdown()
-            os._exit(75)  # EX_TEMPFAIL: restart me
+            exit_for_supervisor(log, "the event loop is stuck", self.stage)
         except RuntimeError:  # the loop closed meanwhile: nothing runs on it to race with
             self._forget(tps)
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from geoflux.errors import ConfigurationError, GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
+from streams.runtime.restart import exit_for_supervisor
 from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.state.restore import Restorer, start_offset
 from streams.state.store import KeyValueStore, open_store, resolve_kind
@@ -673,10 +672,7 @@ class TransactionalProcessor:
         try:
             return future.result(timeout=self.kafka.request_timeout_s * 2 + WATCHDOG_GRACE_S)
         except concurrent.futures.TimeoutError:
-            log.critical("a transactional call hung past its timeout; exiting for the supervisor",
-                         stage=self.stage)
-            logging.shutdown()
-            os._exit(75)  # EX_TEMPFAIL: restart me
+            exit_for_supervisor(log, "a transactional call hung past its timeout", self.stage)
 
     def _retrying(self, call: Callable[[], Any], deadline_s: float = 60.0) -> None:
         """A retriable error (a timeout, a coordinator loading) is retried until the deadline;
