@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.kafka_admin import admin_client
 from connectors.kafka_config import consumer_config
@@ -45,7 +45,7 @@ def pass_through_ceiling(settings: KafkaSettings, codec: AvroCodec, logical_inpu
                          n: int, max_batch: int, poll_timeout_s: float = 0.02) -> float:
     """Records per second through the pass-through stage, over `n` records already on the input."""
     out = settings.topic_prefix + "bench.passthrough"
-    create_output_topic(settings, out)
+    create_output_topic(admin_client(settings), settings, out)
     stage = PassThrough(settings, codec, logical_input, schema, out, n, max_batch, poll_timeout_s)
     stage.run(max_seconds=600)  # the stage stops itself once it has passed n records on
     if stage.done_at is None:
@@ -53,9 +53,9 @@ def pass_through_ceiling(settings: KafkaSettings, codec: AvroCodec, logical_inpu
     return n / (stage.done_at - stage.first_at)
 
 
-def create_output_topic(settings: KafkaSettings, name: str) -> None:
-    """The topic a pass-through forwards to, partitioned as its input."""
-    admin = admin_client(settings)  # held until the results are in: a dropped client ends them
+def create_output_topic(admin: AdminClient, settings: KafkaSettings, name: str) -> None:
+    """The topic a pass-through forwards to, partitioned as its input. The caller holds `admin`
+    until this returns: a client dropped before the results are in ends them (_DESTROY)."""
     for f in admin.create_topics([NewTopic(name, settings.partitions, 1)]).values():
         f.result()
 

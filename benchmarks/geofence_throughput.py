@@ -279,8 +279,8 @@ def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float,
     share of updates that made an event in the same run), in a process of its own as the
     evaluator is: the latency of the shell, broker, feed and reader with no stage's work."""
     out, group = settings.topic_prefix + "bench.latency-passthrough", settings.topic_prefix + "bench-latency"
-    create_output_topic(settings, out)
     admin = admin_client(settings)
+    create_output_topic(admin, settings, out)
     locations = topic("geo.locations", settings)
     commit_at_end(settings, group, locations)
     stage = SPAWN.Process(target=run_sampled_pass_through,
