@@ -29,6 +29,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from connectors.topic_reader import TopicReader
+from geoflux.pids import pid_alive
 from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -49,25 +50,16 @@ def _newest_first(ms: int) -> bytes:
     return _ms(_MAX_MS - ms)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def open_private_store(name: str, settings: StreamSettings | None = None) -> tuple[KeyValueStore, Path]:
     """A store only this process uses, under the stream data directory, and its directory;
     leftovers of processes that died without closing theirs are removed (a view is rebuilt from
-    its topic at every start anyway)."""
+    its topic at every start anyway). A zombie's leftover counts as dead: it exited and only
+    waits to be reaped, so nothing will open its store again."""
     s = settings or StreamSettings()
     root = Path(s.data_dir) / "views"
     for stale in root.glob(f"{name}-*-*") if root.is_dir() else []:
         pid = stale.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     path = root / f"{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     store = open_store(s.store, path, block_cache_mb=s.rocksdb_block_cache_mb,

@@ -2,14 +2,17 @@
 quota usage, the idempotency index (newest job of a key wins, expiry) — fed records directly,
 as the topic reader would."""
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from geoflux.settings import KafkaSettings
+from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.codec import AvroCodec
 from streams.jobs.idempotency import index_key
-from streams.jobs.status_view import StatusView
+from streams.jobs.status_view import StatusView, open_private_store
 from streams.state import open_store
 
 CODEC = AvroCodec()
@@ -94,3 +97,34 @@ def test_own_writes_never_overwrite_what_the_topic_already_said(view):
     assert view.get("j")["status"] == "running"
     view.record_own(st("k"))
     assert view.get("k")["status"] == "accepted" and view.usage("acme", NOW)[0] == 2
+
+
+def test_private_store_removes_leftovers_of_dead_and_zombie_processes(tmp_path):
+    """A leftover store of a process that is gone, or exited and not yet reaped (a zombie), is
+    removed at the next start; a live process's store is kept."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # exited, not waited for: a zombie until poll() below
+        with open(f"/proc/{zombie.pid}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the child did not exit within 10 s")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        views = tmp_path / "views"
+        left = {name: views / f"v-{proc.pid}-abcdef01" for name, proc in
+                (("zombie", zombie), ("gone", gone), ("live", live))}
+        for d in left.values():
+            d.mkdir(parents=True)
+        store, path = open_private_store("v", StreamSettings(data_dir=str(tmp_path), store="memory"))
+        store.close()
+        assert {name: d.exists() for name, d in left.items()} == {"zombie": False, "gone": False, "live": True}
+        assert path.name.startswith(f"v-{os.getpid()}-")
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()
