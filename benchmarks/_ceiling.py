@@ -6,7 +6,6 @@ one consumer, for stages that only read (a sink, a restore)."""
 
 from __future__ import annotations
 
-import gc
 import time
 import uuid
 from collections.abc import Callable
@@ -83,7 +82,7 @@ def run_sampled_pass_through(settings: KafkaSettings, logical_input: str, schema
                              every: int, group: str, max_batch: int, poll_timeout_s: float) -> None:
     """A process's target: the latency ceiling's stage, started where `group` committed, run until
     the process is terminated (with the workers' collector thresholds, as a worker is)."""
-    gc.set_threshold(*StreamSettings().gc_threshold)
+    StreamSettings().apply_gc_threshold()
     SampledPassThrough(settings, AvroCodec(), logical_input, schema, out_topic, every, group, max_batch,
                        poll_timeout_s).run()
 

@@ -136,7 +136,7 @@ def main() -> None:
             ev.process(ev._decode(batch, txn), txn)
             commit_locally(ev, txn)
 
-        gc.set_threshold(*StreamSettings().gc_threshold)
+        StreamSettings().apply_gc_threshold()
         evaluate(msgs[:warm])
         timed = msgs[warm:]
         rows = []

@@ -111,6 +111,13 @@ class StreamSettings(BaseSettings):
     web_port: int = 6066
     commit_interval_s: float = 1.0
 
+    def apply_gc_threshold(self) -> None:
+        """Sets the cyclic collector's thresholds, as every long-running process (and a benchmark
+        that stands in for one) does before it starts."""
+        import gc
+
+        gc.set_threshold(*self.gc_threshold)
+
 
 class AlertSettings(BaseSettings):
     """The alert pipeline (`GEOFLUX_ALERT_*`). Seed defaults: 3 primary attempts 1 s / 2 s

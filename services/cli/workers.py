@@ -13,11 +13,9 @@ from services.cli.base import checks_credentials, codec, main, one_line_errors
 def _collector_thresholds() -> None:
     """Every long-running process sets the cyclic collector's thresholds from the one setting
     (`GEOFLUX_STREAM_GC_THRESHOLD`: why, in its comment)."""
-    import gc
-
     from geoflux.settings import StreamSettings
 
-    gc.set_threshold(*StreamSettings().gc_threshold)
+    StreamSettings().apply_gc_threshold()
 
 
 @main.group(help="Stream workers.")
