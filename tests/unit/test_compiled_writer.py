@@ -13,10 +13,8 @@ import pytest
 from geoflux.errors import ValidationError
 from schemas.codec import AvroCodec, all_schema_names, load_schema
 from schemas.compiled_writer import Unusual, compile_writer, encode_long
+from tests.avro_random import INT64, random_value
 from tests.samples import SAMPLES
-
-INT64 = (-(2 ** 63), 2 ** 63 - 1)
-
 
 def fastavro_bytes(name: str, record: dict) -> bytes:
     buf = io.BytesIO()
@@ -40,45 +38,12 @@ def test_every_product_schema_is_compiled():
     assert [n for n in all_schema_names() if compile_writer(load_schema(n)) is None] == []
 
 
-def _text(rnd: random.Random) -> str:
-    return "".join(rnd.choice("aZ09/._-éß€😀\x00") for _ in range(rnd.choice((0, 1, 5, 63, 64, 200))))
-
-
-def _long(rnd: random.Random) -> int:
-    return rnd.choice((0, 1, -1, 63, 64, -64, -65, 2 ** 31 - 1, -(2 ** 31), 1_795_969_015_474,
-                       *INT64, rnd.randint(*INT64)))
-
-
-def _value(rnd: random.Random, t, named: dict):
-    if isinstance(t, list):
-        return None if rnd.random() < 0.4 else _value(rnd, next(b for b in t if b != "null"), named)
-    if isinstance(t, str) and t in named:
-        return _value(rnd, named[t], named)
-    if isinstance(t, dict):
-        kind = t["type"]
-        if kind == "record":
-            named[t["name"]] = t
-            return {f["name"]: _value(rnd, f["type"], named) for f in t["fields"]}
-        if kind == "enum":
-            return rnd.choice(t["symbols"])
-        if kind == "array":
-            return [_value(rnd, t["items"], named) for _ in range(rnd.choice((0, 1, 3, 70)))]
-        if kind == "map":
-            return {_text(rnd): _value(rnd, t["values"], named) for _ in range(rnd.choice((0, 1, 4)))}
-        return _value(rnd, kind, named)
-    return {"string": lambda: _text(rnd), "bytes": lambda: _text(rnd).encode(),
-            "int": lambda: rnd.choice((0, -1, 2 ** 31 - 1, -(2 ** 31), rnd.randint(-999, 999))),
-            "long": lambda: _long(rnd), "boolean": lambda: rnd.random() < 0.5,
-            "double": lambda: rnd.choice((0.0, -0.0, 1e308, -1.5, float("inf"), rnd.uniform(-180, 180))),
-            "float": lambda: rnd.choice((0.0, 1.5, -2.25)), "null": lambda: None}[t]()
-
-
 @pytest.mark.parametrize("name", ["EntityState", "GeofenceEvent", "LocationUpdate", "DlqRecord",
                                   "EvaluationResult", "AlertStatus"])
 def test_random_records_are_written_as_fastavro_writes_them(name):
     rnd, schema = random.Random(name), load_schema(name)
     for _ in range(300):
-        rec = _value(rnd, schema, {})
+        rec = random_value(rnd, schema, {})
         assert compiled_bytes(name, rec) == fastavro_bytes(name, rec)
 
 
