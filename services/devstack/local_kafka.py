@@ -38,7 +38,16 @@ logger.kafka.name = kafka
 logger.kafka.level = WARN
 logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
+logger.lifecycle.name = kafka.server.BrokerLifecycleManager
+logger.lifecycle.level = INFO
+logger.tocontroller.name = kafka.server.NodeToControllerRequestThread
+logger.tocontroller.level = INFO
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = INFO
 """
+# The node is its own controller: when it fences itself as a broker (a pause longer than
+# broker.session.timeout.ms, a suspended laptop) every partition is without a leader until the
+# controller unfences it again. Those steps are logged at INFO only, so they are kept.
 
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
