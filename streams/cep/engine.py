@@ -28,6 +28,9 @@ have had alone.
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import is_
+
 from streams.cep.index import PatternTable
 from streams.cep.keystate import KeyState, compact_event, expand_event
 from streams.cep.outputs import LATE
@@ -178,25 +181,26 @@ class Engine:
         else, one pattern at a time. The hot loop: written out, not factored."""
         out: list = []
         patterns, subject, done, fresh = ks.patterns, ks.subject, {}, None
-        for shape, starts, run in offers:
+        for shape, starts, run, ids in offers:
             if len(run) > 1:
-                first = patterns.get(run[0].pattern_id)
+                first = patterns.get(ids[0])
                 st = None
                 if first is None:
-                    if starts and all(patterns.get(q.pattern_id) is None for q in run):
+                    if starts and patterns.keys().isdisjoint(ids):
                         fresh = fresh if fresh is not None else {}
                         st = fresh.get(shape)
                         if st is None:
                             st = fresh[shape] = run[0].impl.initialize(run[0])
-                        for q in run:
-                            patterns[q.pattern_id] = [shape, st]
+                        # one entry object for the run: the next event finds it shared in C
+                        patterns.update(dict.fromkeys(ids, [shape, st]))
                 elif first[0] == shape:
                     st = first[1]
-                    for q in run:
-                        e = patterns.get(q.pattern_id)
-                        if e is None or e[1] is not st or e[0] != shape:
-                            st = None
-                            break
+                    if not all(map(is_, repeat(first), map(patterns.get, ids))):  # not one shared entry:
+                        for q in run:  # equal entries (read from the changelog) still share
+                            e = patterns.get(q.pattern_id)
+                            if e is None or e[1] is not st or e[0] != shape:
+                                st = None
+                                break
                 if st is not None:  # one state for the whole run
                     res = done.get(id(st))
                     if res is None:
@@ -208,18 +212,18 @@ class Engine:
                     else:
                         mine = [o.for_pattern(run[0]) for o in res[0] if o is not LATE] if res[0] else res[0]
                     got, gone, was_late = res
-                    if got or gone:
+                    if got:
                         for i, q in enumerate(run):
-                            if got:
-                                if i:
-                                    mine = [o.for_pattern(q) for o in got if o is not LATE]
-                                if was_late:
-                                    late.append(q.pattern_id)
-                                    mine = [o for o in mine if o is not LATE]
-                                if mine:
-                                    out += mine
-                            if gone:
-                                del patterns[q.pattern_id]
+                            if i:
+                                mine = [o.for_pattern(q) for o in got if o is not LATE]
+                            if was_late:
+                                late.append(q.pattern_id)
+                                mine = [o for o in mine if o is not LATE]
+                            if mine:
+                                out += mine
+                    if gone:
+                        for pid in ids:
+                            del patterns[pid]
                     continue
             for p in run:
                 entry = patterns.get(p.pattern_id)

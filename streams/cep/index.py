@@ -16,7 +16,9 @@ from streams.cep.specs import EventSpec
 MAX_CACHED = 200_000
 
 
-Run = tuple[str, bool, tuple[Pattern, ...]]
+# (shape, starts, patterns, their ids): the ids too, so the engine can look a whole run up in
+# C (dict.fromkeys, map) instead of one pattern at a time in Python
+Run = tuple[str, bool, tuple[Pattern, ...], tuple[str, ...]]
 
 
 def runs(pairs: Iterable[tuple[Pattern, bool]]) -> tuple[Run, ...]:
@@ -27,7 +29,7 @@ def runs(pairs: Iterable[tuple[Pattern, bool]]) -> tuple[Run, ...]:
             out[-1][2].append(p)
         else:
             out.append([p.shape, starts, [p]])
-    return tuple((shape, starts, tuple(ps)) for shape, starts, ps in out)
+    return tuple((shape, starts, tuple(ps), tuple(p.pattern_id for p in ps)) for shape, starts, ps in out)
 
 
 @dataclass(frozen=True, slots=True)

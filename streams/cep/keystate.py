@@ -56,9 +56,8 @@ class KeyState:
         doc = json.loads(text)
         patterns = {}
         for group in doc.get("g", ()):
-            entry_state = group[1]
-            for pid in group[2:]:
-                patterns[pid] = [group[0], entry_state]
+            # one entry object per group, as the engine makes them (it checks sharing by identity)
+            patterns.update(dict.fromkeys(group[2:], [group[0], group[1]]))
         for pid, entry in doc.get("p", {}).items():  # the layout before "g" (see the module docstring)
             patterns[pid] = [entry[0], patterns[entry[2]][1]] if len(entry) == 3 else entry
         return cls(tenant, subject, doc.get("m"), {b[0]: [b[1], b[2]] for b in doc.get("b", ())}, patterns)

@@ -211,6 +211,32 @@ def test_identical_patterns_share_state_and_match_exactly_as_they_would_alone():
     assert together == alone and alone["a"] != alone["b"]
 
 
+@pytest.mark.parametrize("restart", ["none", "changelog", "old layout"])
+def test_a_run_of_identical_patterns_is_fed_once_per_event_before_and_after_a_restart(restart, monkeypatch):
+    """20 identical patterns that started together share one state and are fed once per event,
+    also when their state was read back from the changelog (in either layout): sharing is what
+    keeps 100 identical patterns from costing 100 times one."""
+    pats = [pattern(f"c{i}", kind="count", within_s=100, at_least=3, lateness_s=0, event={"event_type": "EXIT"})
+            for i in range(20)]
+    engine, ks = Engine(PatternTable(pats)), KeyState("t", "e1")
+    fed = []
+    impl = type(pats[0].impl)
+    real = impl.feed
+    monkeypatch.setattr(impl, "feed", lambda self, *a: fed.append(1) or real(self, *a))
+    assert engine.on_event(ks, ev(1, "EXIT", "G", 1_000))[0] == []
+    if restart == "changelog":
+        ks = KeyState.from_json("t", "e1", ks.to_json())
+    elif restart == "old layout":  # each pattern its own [shape, state] list, equal but not one object
+        doc = json.loads(ks.to_json())
+        (group,) = doc.pop("g")
+        doc["p"] = {group[2]: [group[0], group[1]], **{pid: [group[0], None, group[2]] for pid in group[3:]}}
+        ks = KeyState.from_json("t", "e1", json.dumps(doc))
+    assert engine.on_event(ks, ev(2, "EXIT", "G", 2_000))[0] == []
+    matches = engine.on_event(ks, ev(3, "EXIT", "G", 3_000))[0]
+    assert sorted(m.pattern.pattern_id for m in matches) == sorted(p.pattern_id for p in pats)
+    assert len(fed) == 3
+
+
 def test_matches_know_their_pattern_and_tenant():
     engine, ks = Engine(PatternTable([seq("p", "acme")])), KeyState("acme", "truck/1|x")
     engine.on_event(ks, ev(1, "ENTER", "A", 0, "truck/1|x"))

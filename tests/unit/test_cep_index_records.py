@@ -25,7 +25,7 @@ def test_what_a_tenants_patterns_need_is_gathered_over_all_of_them():
     j1, j2 = join("j1", {"a": "1"}, {"b": "2"}, lateness_s=1), join("j2", {"c": "3"}, {}, lateness_s=2)
     table = PatternTable([s1, s2, j1, j2])
     assert table.locations("t") == (s1, s2)
-    assert table.location_offers("t") == ((s1.shape, True, (s1,)), (s2.shape, True, (s2,)))  # two shapes: two runs
+    assert table.location_offers("t") == ((s1.shape, True, (s1,), ("s1",)), (s2.shape, True, (s2,), ("s2",)))  # two shapes: two runs
     assert table.latenesses("t") == frozenset({1000, 2000})
     assert table.attribute_keys("t") == frozenset({"a", "b", "c"})
     assert table.timed("t") == frozenset({"s1", "s2"})
@@ -44,17 +44,18 @@ def test_a_pattern_that_starts_on_an_event_and_also_continues_on_it_is_a_starter
     p = pattern("a", kind="absence", within_s=60, trigger={"event_type": "ENTER", "geofence_id": "G"},
                 expected={"event_type": "ENTER"})
     route = PatternTable([p]).route("t", "ENTER", "G")
-    assert route.groups == {5000: ((p,), ())} and route.offers == {5000: ((p.shape, True, (p,)),)}
+    assert route.groups == {5000: ((p,), ())} and route.offers == {5000: ((p.shape, True, (p,), ("a",)),)}
     elsewhere = PatternTable([p]).route("t", "ENTER", "H")
-    assert elsewhere.groups == {5000: ((), (p,))} and elsewhere.offers == {5000: ((p.shape, False, (p,)),)}
+    assert elsewhere.groups == {5000: ((), (p,))} and elsewhere.offers == {5000: ((p.shape, False, (p,), ("a",)),)}
 
 
 def test_runs_are_adjacent_patterns_alike_in_shape_and_starts_in_their_order():
     c = [pattern(f"c{i}", kind="count", within_s=60, at_least=2, event={"event_type": "EXIT"}) for i in range(3)]
     other = pattern("o", kind="count", within_s=61, at_least=2, event={"event_type": "EXIT"})
     pairs = [(c[0], True), (c[1], True), (other, True), (c[2], True), (c[2], False)]
-    assert index_module.runs(pairs) == ((c[0].shape, True, (c[0], c[1])), (other.shape, True, (other,)),
-                                        (c[2].shape, True, (c[2],)), (c[2].shape, False, (c[2],)))
+    assert index_module.runs(pairs) == (
+        (c[0].shape, True, (c[0], c[1]), ("c0", "c1")), (other.shape, True, (other,), ("o",)),
+        (c[2].shape, True, (c[2],), ("c2",)), (c[2].shape, False, (c[2],), ("c2",)))
     assert index_module.runs([]) == ()
 
 
