@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
 from benchmarks._ceiling import pass_through_ceiling, read_topic  # noqa: E402
@@ -133,12 +133,73 @@ def changelog_size(settings: KafkaSettings, logical: str, distinct=None) -> tupl
     return len(latest), sum(latest.values())
 
 
-def committed_any(settings: KafkaSettings, group: str, logical: str) -> bool:
-    t = topic(logical, settings)
-    c = Consumer(consumer_config(settings, settings.topic_prefix + group))
+class DrainWatch:
+    """When each stage's group has committed the whole of its input, polled every 50 ms through
+    one consumer per group kept open. (Until 2026-11-30 each check made a fresh consumer per
+    group and read the partitions' tails again: a check took about a second and the last one
+    nearly four, so the drain's end was seen seconds late.) A topic's end is its last record's
+    offset + 1 per partition (a topic written in transactions ends in commit markers, which are
+    not records), read once the topic is complete: the events topic at once, geo.cep-input once
+    the re-key has committed every event."""
+
+    def __init__(self, settings: KafkaSettings, groups: dict[str, tuple[str, str]]) -> None:
+        self.settings, self.groups = settings, groups
+        self.consumers = {mode: Consumer(consumer_config(settings, settings.topic_prefix + g))
+                          for mode, (g, _t) in groups.items()}
+        self.ends: dict[str, list[int]] = {}
+        self.done_at: dict[str, float] = {}
+        self._seen_commit = False
+
+    def _committed(self, mode: str) -> list[int]:
+        t = topic(self.groups[mode][1], self.settings)
+        got = self.consumers[mode].committed([TopicPartition(t, p) for p in range(self.settings.partitions)],
+                                             timeout=10)
+        return [tp.offset for tp in got]
+
+    def _end_of(self, logical: str) -> list[int]:
+        if logical not in self.ends:
+            self.ends[logical] = last_offsets(self.settings, topic(logical, self.settings))
+        return self.ends[logical]
+
+    def poll(self) -> bool:
+        """Whether every group is done; each group's done time is kept in `done_at`."""
+        for mode, (_g, logical) in self.groups.items():
+            if mode in self.done_at or (logical == "geo.cep-input" and "rekey" not in self.done_at):
+                continue  # geo.cep-input is complete only once the re-key is done
+            got = self._committed(mode)
+            self._seen_commit = self._seen_commit or any(o > 0 for o in got)
+            if all(o >= end for o, end in zip(got, self._end_of(logical))):
+                self.done_at[mode] = time.time()
+        return len(self.done_at) == len(self.groups)
+
+    def any_committed(self) -> bool:
+        return self._seen_commit
+
+    def close(self) -> None:
+        for c in self.consumers.values():
+            c.close()
+
+
+def last_offsets(settings: KafkaSettings, t: str) -> list[int]:
+    """Per partition, the offset after its last record a read_committed reader sees (0 if none)."""
+    c = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex}", **{
+        "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False}))
     try:
-        parts = c.committed([TopicPartition(t, p) for p in range(settings.partitions)], timeout=10)
-        return any(tp.offset > 0 for tp in parts)
+        his = [c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in range(settings.partitions)]
+        ends = [0] * settings.partitions
+        open_parts = {p for p, hi in enumerate(his) if hi > 0}
+        c.assign([TopicPartition(t, p, max(0, his[p] - 50)) for p in open_parts])
+        deadline = time.monotonic() + 30
+        while open_parts and time.monotonic() < deadline:
+            for m in c.consume(500, 0.2):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        open_parts.discard(m.partition())
+                    continue
+                ends[m.partition()] = m.offset() + 1
+        if open_parts:
+            raise SystemExit(f"could not read the end of {t} within 30 s")
+        return ends
     finally:
         c.close()
 
@@ -272,16 +333,22 @@ def main() -> None:
                       "geofence": ("geoflux-cep-geofence", "geo.geofence-events")}
             start = None
             deadline = time.monotonic() + 1800
-            while not all(lag_is_zero(settings, g, t) for g, t in groups.values()):
-                if time.monotonic() > deadline:
-                    raise SystemExit("CEP did not drain in 30 minutes")
-                if start is None and any(committed_any(settings, g, t) for g, t in groups.values()):
-                    start = time.time()
-                time.sleep(0.2)
-            end = time.time()
+            watch = DrainWatch(settings, groups)
+            try:
+                while not watch.poll():
+                    if time.monotonic() > deadline:
+                        raise SystemExit("CEP did not drain in 30 minutes")
+                    if start is None and watch.any_committed():
+                        start = time.time()
+                    time.sleep(0.05)
+            finally:
+                watch.close()
+            end = max(watch.done_at.values())
+            if not all(lag_is_zero(settings, g, t) for g, t in groups.values()):  # slow, independent
+                raise SystemExit("the drain watch saw every group done, but a group's lag is not zero")
             # from the stages' first assignment (their logs) to the re-key's last output record
-            # (its timestamp) and to the drain's end: polling three groups' lags is slow enough
-            # that the re-key was often done before the loop above first saw a commit
+            # (its timestamp) and to the drain's end: the re-key can be done before the loop
+            # above first sees a commit
             start = min([start or end, *assigned_at(work)])
             stamps: list[int] = []
             read_topic(settings, topic("geo.cep-input", settings), lambda m: stamps.append(m.timestamp()[1]))
