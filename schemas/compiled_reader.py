@@ -26,6 +26,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from schemas.codegen import SchemaCompiler, Unsupported
+
 Reader = Callable[[bytes, int], tuple[Any, int]]
 
 # a one-byte zig-zag varint's value: most lengths, enum and union indexes and small ints
@@ -57,20 +59,10 @@ def _corrupt(what: str) -> None:
     raise Corrupt(what)
 
 
-class _Unsupported(Exception):
-    pass
-
-
-class _Compiler:
+class _Compiler(SchemaCompiler):
     def __init__(self) -> None:
-        self.ns: dict[str, Any] = {"_zz": _ZZ, "_long": read_long, "_corrupt": _corrupt}
-        self.records: dict[str, str] = {}  # full record name -> its function's name
+        super().__init__({"_zz": _ZZ, "_long": read_long, "_corrupt": _corrupt})
         self.defs: dict[str, dict] = {}  # full record name -> its schema
-        self.n = 0
-
-    def var(self, prefix: str = "v") -> str:
-        self.n += 1
-        return f"{prefix}{self.n}"
 
     def long(self, target: str, pad: str) -> list[str]:
         """Reads a varint into `target`: one byte without a call, longer ones through read_long."""
@@ -88,12 +80,7 @@ class _Compiler:
         """Appends to `lines` the statements that read a value of Avro type `t` into `target`."""
         pad = "    " * ind
         if isinstance(t, list):
-            if len(t) != 2 or "null" not in t:
-                raise _Unsupported("a union other than [null, X]")
-            i = t.index("null")
-            branch = t[1 - i]
-            if isinstance(branch, dict) and "logicalType" in branch:
-                raise _Unsupported("logical types")
+            i, branch = self.nullable(t)
             k = self.var("k")
             lines += [*self.long(k, pad), f"{pad}if {k} == {i}:", f"{pad}    {target} = None",
                       f"{pad}elif {k} == {1 - i}:"]
@@ -101,9 +88,7 @@ class _Compiler:
             lines += [f"{pad}else:", f"{pad}    _corrupt('a union index out of range')"]
             return
         if isinstance(t, dict):
-            if "logicalType" in t:
-                raise _Unsupported("logical types")
-            kind = t["type"]
+            kind = self.kind(t)
             if kind == "record":
                 lines.append(f"{pad}{target}, p = {self.record(t)}(d, p, end)")
             elif kind == "enum":
@@ -113,7 +98,7 @@ class _Compiler:
                           f"{pad}    _corrupt('an enum index out of range')", f"{pad}{target} = {symbols}[{i}]"]
             elif kind in ("array", "map"):
                 if kind == "array" and not self.takes_a_byte(t["items"]):
-                    raise _Unsupported("an array of items that can take no bytes")
+                    raise Unsupported("an array of items that can take no bytes")
                 count, item = self.var("c"), self.var()
                 lines += [f"{pad}{target} = {'[]' if kind == 'array' else '{}'}", *self.long(count, pad),
                           f"{pad}while {count}:",
@@ -151,7 +136,7 @@ class _Compiler:
         elif t == "boolean":
             lines += [f"{pad}{target} = d[p] != 0", f"{pad}p += 1"]
         else:
-            raise _Unsupported(f"type {t!r}")
+            raise Unsupported(f"type {t!r}")
 
     def takes_a_byte(self, t: Any, seen: frozenset = frozenset()) -> bool:
         """Whether every value of `t` takes at least one byte (all but null and records of them)."""
@@ -198,12 +183,8 @@ class _Compiler:
 def compile_reader(parsed_schema: dict) -> Reader | None:
     """A function reading a record's Avro body from `data` at `pos`, returning the record and
     the position after it; or None if the schema uses something not compiled here."""
-    if not isinstance(parsed_schema, dict) or parsed_schema.get("type") != "record":
-        return None
-    compiler = _Compiler()
-    try:
-        fn = compiler.ns[compiler.record(parsed_schema)]
-    except _Unsupported:
+    fn = _Compiler().compile(parsed_schema)
+    if fn is None:
         return None
 
     def read(data: bytes, pos: int) -> tuple[Any, int]:

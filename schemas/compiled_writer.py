@@ -20,6 +20,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from schemas.codegen import SchemaCompiler, Unsupported
+
 Writer = Callable[[bytearray, Any], bytearray]
 
 _DOUBLE = struct.Struct("<d").pack
@@ -46,10 +48,6 @@ def encode_long(n: int) -> bytes:
     return bytes(out)
 
 
-class _Unsupported(Exception):
-    pass
-
-
 class Unusual(Exception):
     """A union's value of another Python type than the one its branch is normally given
     (a float for a long, a tuple for an array...): fastavro's union matching decides those,
@@ -67,16 +65,9 @@ def _unusual() -> None:
     raise Unusual
 
 
-class _Compiler:
+class _Compiler(SchemaCompiler):
     def __init__(self) -> None:
-        self.ns: dict[str, Any] = {"_long": encode_long, "_double": _DOUBLE, "_float": _FLOAT,
-                                   "_unusual": _unusual}
-        self.records: dict[str, str] = {}  # full record name -> its function's name
-        self.n = 0
-
-    def var(self, prefix: str = "v") -> str:
-        self.n += 1
-        return f"{prefix}{self.n}"
+        super().__init__({"_long": encode_long, "_double": _DOUBLE, "_float": _FLOAT, "_unusual": _unusual})
 
     def length(self, expr: str, ind: int) -> list[str]:
         """Writes a length (a non-negative int from len()): below 64 its zig-zag varint is one
@@ -89,23 +80,18 @@ class _Compiler:
         """Appends to `lines` the statements that write `expr`, of Avro type `t`, to `o`."""
         pad = "    " * ind
         if isinstance(t, list):
-            if len(t) != 2 or "null" not in t:
-                raise _Unsupported("a union other than [null, X]")
-            i = t.index("null")
-            branch = t[1 - i]
+            i, branch = self.nullable(t)
             kind = branch["type"] if isinstance(branch, dict) else branch
             kind = "record" if kind in self.records else kind
-            if kind not in _UNION_TYPES or (isinstance(branch, dict) and "logicalType" in branch):
-                raise _Unsupported(f"a union with {kind!r}")
+            if kind not in _UNION_TYPES:
+                raise Unsupported(f"a union with {kind!r}")
             lines += [f"{pad}if {expr} is None:", f"{pad}    o += {encode_long(i)!r}",
                       f"{pad}elif type({expr}) is not {_UNION_TYPES[kind]}:", f"{pad}    _unusual()",
                       f"{pad}else:", f"{pad}    o += {encode_long(1 - i)!r}"]
             self.emit(branch, expr, ind + 1, lines)
             return
         if isinstance(t, dict):
-            if "logicalType" in t:
-                raise _Unsupported("logical types")
-            kind = t["type"]
+            kind = self.kind(t)
             if kind == "record":
                 lines.append(f"{pad}{self.record(t)}(o, {expr})")
             elif kind == "enum":
@@ -144,7 +130,7 @@ class _Compiler:
         elif t == "boolean":
             lines.append(f"{pad}o += b'\\x01' if {expr} else b'\\x00'")
         else:
-            raise _Unsupported(f"type {t!r}")
+            raise Unsupported(f"type {t!r}")
 
     def record(self, t: dict) -> str:
         name = t["name"]
@@ -171,10 +157,4 @@ class _Compiler:
 def compile_writer(parsed_schema: dict) -> Writer | None:
     """A function appending the Avro body of a record to a bytearray (and returning it), or
     None if the schema uses something not compiled here."""
-    if not isinstance(parsed_schema, dict) or parsed_schema.get("type") != "record":
-        return None
-    compiler = _Compiler()
-    try:
-        return compiler.ns[compiler.record(parsed_schema)]
-    except _Unsupported:
-        return None
+    return _Compiler().compile(parsed_schema)
