@@ -157,3 +157,43 @@ def test_the_codec_reads_through_it_and_turns_corruption_into_a_validation_error
         codec.decode(data[:-3], "GeofenceEvent")
     with pytest.raises(ValidationError, match="cannot decode as GeofenceEvent"):
         codec.decode(data[:5] + encode_long(2 ** 40) + data[6:], "GeofenceEvent")
+
+
+def _rec(name: str, *fields: tuple[str, object]) -> dict:
+    return {"type": "record", "name": name, "fields": [{"name": n, "type": t} for n, t in fields]}
+
+
+NULLS = _rec("Nulls", ("n", "null"))
+LONGS = _rec("Longs", ("n", "null"), ("l", "long"))
+
+
+@pytest.mark.parametrize("schema", [
+    # shapes the product's schemas do not use today: [X, null], a type written as an object,
+    # a null field, a record ending in a run of float and double, a single double
+    _rec("A", ("a", ["long", "null"]), ("b", {"type": "string"}), ("c", "null"), ("x", "float"),
+         ("y", "double")),
+    # a record type used again by name, alone and as array items; boolean and bytes
+    _rec("B", ("p", _rec("P", ("lon", "double"))), ("q", "P"), ("ps", {"type": "array", "items": "P"}),
+         ("flag", "boolean"), ("raw", "bytes")),
+], ids=["unions-objects-nulls-floats", "named-records"])
+def test_other_schema_shapes_are_read_as_fastavro_reads_them(schema):
+    parsed, rnd = fastavro.parse_schema(schema), random.Random(schema["name"])
+    reader = compile_reader(parsed)
+    assert reader is not None
+    for _ in range(100):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, random_value(rnd, schema, {}))
+        data = buf.getvalue()
+        assert reader(data, 0) == (fastavro.schemaless_reader(io.BytesIO(data), parsed, None), len(data))
+
+
+@pytest.mark.parametrize("items, compiled", [
+    ("null", False), (_rec("N2", ("n", "null")), False), (_rec("L2", ("n", "null"), ("l", "long")), True),
+    ({"type": "enum", "name": "E", "symbols": ["A"]}, True),
+    ({"type": "map", "values": "null"}, True), ({"type": "array", "items": "long"}, True),
+    ("Nulls", False), ("Longs", True),  # by name: the records defined in the fields before
+])
+def test_an_array_compiles_only_if_each_item_takes_a_byte(items, compiled):
+    """An item that can take no bytes would let a corrupt count loop without reading."""
+    schema = _rec("R", ("nulls", NULLS), ("longs", LONGS), ("xs", {"type": "array", "items": items}))
+    assert (compile_reader(fastavro.parse_schema(schema)) is not None) == compiled
