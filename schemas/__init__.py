@@ -1,5 +1,3 @@
-"""Avro contracts of every topic and the one codec that reads and writes them."""
-
-from schemas.codec import AvroCodec, HttpSchemaRegistry, LocalSchemaRegistry, load_schema
-
-__all__ = ["AvroCodec", "HttpSchemaRegistry", "LocalSchemaRegistry", "load_schema"]
+"""Avro contracts of every topic and the one codec that reads and writes them
+(`schemas.codec`). The package itself imports nothing, so its pure modules (the compiled
+readers and writers) can import each other without pulling in the codec's registry client."""
