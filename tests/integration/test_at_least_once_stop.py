@@ -61,7 +61,9 @@ def test_a_job_running_at_stop_is_not_committed_and_the_next_worker_finishes_it(
         quick = svc.submit("convex-hull", {"geometry": {"type": "Point", "coordinates": [1, 2]}},
                            tenant_id="acme")[0]["job_id"]
         wait_for(lambda: svc.get(quick)["status"] == "successful", 120, what="a quick job done")
-        slow = svc.submit("sleep", {"seconds": 6}, tenant_id="acme")[0]["job_id"]
+        # long enough that it is still running when the stop lands: with 6 s, on a loaded
+        # machine the status view's lag and the stop together once outlasted the job
+        slow = svc.submit("sleep", {"seconds": 20}, tenant_id="acme")[0]["job_id"]
         wait_for(lambda: svc.get(slow)["status"] == "running", 60, what="the slow job running")
         stop(first)
         # SIGTERM goes to the worker's process group, as systemd and `geoflux up` send it: the
