@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
 from benchmarks._ceiling import pass_through_ceiling, read_topic  # noqa: E402
@@ -49,7 +49,7 @@ from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from streams.cep.stage import MAX_BATCH  # noqa: E402
 from tests.integration.cep_helpers import put_patterns  # noqa: E402
-from tests.integration.geo_helpers import lag_is_zero, start_cli, stop  # noqa: E402
+from tests.integration.geo_helpers import lag_is_zero, last_offsets, start_cli, stop  # noqa: E402
 
 LATENESS_S = 5  # the patterns' default
 QUIET_END_S = LATENESS_S + 6  # the lateness, the stage's idle detection (5 s) and a second
@@ -158,7 +158,8 @@ class DrainWatch:
 
     def _end_of(self, logical: str) -> list[int]:
         if logical not in self.ends:
-            self.ends[logical] = last_offsets(self.settings, topic(logical, self.settings))
+            ends = last_offsets(self.settings, topic(logical, self.settings), range(self.settings.partitions))
+            self.ends[logical] = [ends[p] for p in range(self.settings.partitions)]
         return self.ends[logical]
 
     def poll(self) -> bool:
@@ -178,30 +179,6 @@ class DrainWatch:
     def close(self) -> None:
         for c in self.consumers.values():
             c.close()
-
-
-def last_offsets(settings: KafkaSettings, t: str) -> list[int]:
-    """Per partition, the offset after its last record a read_committed reader sees (0 if none)."""
-    c = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex}", **{
-        "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False}))
-    try:
-        his = [c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in range(settings.partitions)]
-        ends = [0] * settings.partitions
-        open_parts = {p for p, hi in enumerate(his) if hi > 0}
-        c.assign([TopicPartition(t, p, max(0, his[p] - 50)) for p in open_parts])
-        deadline = time.monotonic() + 30
-        while open_parts and time.monotonic() < deadline:
-            for m in c.consume(500, 0.2):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        open_parts.discard(m.partition())
-                    continue
-                ends[m.partition()] = m.offset() + 1
-        if open_parts:
-            raise SystemExit(f"could not read the end of {t} within 30 s")
-        return ends
-    finally:
-        c.close()
 
 
 class Reader:

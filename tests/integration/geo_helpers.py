@@ -161,25 +161,31 @@ def http(method: str, url: str, body=None, timeout: float = 30.0,
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def _last_data_offset(settings: KafkaSettings, t: str, partition: int, hi: int) -> int:
-    """The offset of the partition's last record a read_committed consumer can see (a topic
-    written in transactions ends with commit markers, which are not records)."""
+def last_offsets(settings: KafkaSettings, t: str, partitions) -> dict[int, int]:
+    """Per partition, the offset after its last record a read_committed consumer can see, 0 if
+    none (a topic written in transactions ends with commit markers, which are not records).
+    One consumer reads every partition's tail."""
     from confluent_kafka import KafkaError, TopicPartition
 
     c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
                   "isolation.level": "read_committed", "enable.partition.eof": True,
                   "enable.auto.commit": False})
     try:
-        c.assign([TopicPartition(t, partition, max(0, hi - 50))])
-        last, deadline = -1, time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for m in c.consume(100, 0.2):
+        his = {p: c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in partitions}
+        ends = dict.fromkeys(his, 0)
+        tails = {p for p, hi in his.items() if hi > 0}
+        if not tails:
+            return ends
+        c.assign([TopicPartition(t, p, max(0, his[p] - 50)) for p in tails])
+        deadline = time.monotonic() + 10
+        while tails and time.monotonic() < deadline:
+            for m in c.consume(500, 0.2):
                 if m.error():
                     if m.error().code() == KafkaError._PARTITION_EOF:
-                        return last
+                        tails.discard(m.partition())
                     continue
-                last = m.offset()
-        return last
+                ends[m.partition()] = m.offset() + 1
+        return ends
     finally:
         c.close()
 
@@ -195,12 +201,13 @@ def lag_is_zero(settings: KafkaSettings, group: str | None = None,
                   "group.id": settings.topic_prefix + (group or GeofenceSettings().group_id)})
     try:
         parts = [TopicPartition(t, p) for p in range(settings.partitions)]
+        behind = {}  # partition -> committed offset, short of the high watermark
         for tp in c.committed(parts, timeout=10):
             _, hi = c.get_watermark_offsets(TopicPartition(t, tp.partition), timeout=10)
-            if hi == 0 or tp.offset >= hi:
-                continue
-            if tp.offset <= _last_data_offset(settings, t, tp.partition, hi):
-                return False
-        return True
+            if hi > 0 and tp.offset < hi:
+                behind[tp.partition] = tp.offset
     finally:
         c.close()
+    # short of the watermark is still done when only commit markers are left
+    ends = last_offsets(settings, t, behind) if behind else {}
+    return all(offset >= ends[p] for p, offset in behind.items())

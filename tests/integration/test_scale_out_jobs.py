@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
@@ -40,7 +38,7 @@ from tests.integration.geo_helpers import (
     start_cli,
     stop,
 )
-from tests.integration.geo_helpers import _last_data_offset as last_data_offset
+from tests.integration.geo_helpers import last_offsets
 from tests.integration.test_jobs import execute, status_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -71,19 +69,12 @@ def started(path: Path) -> list[dict]:
 
 def read_to_end(settings, collector: EventCollector, logical: str) -> bool:
     """The collector has read every record of the topic there is now."""
-    t = topic(logical, settings)
-    probe = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"probe-{uuid.uuid4().hex}"})
-    try:
-        ends = {p: probe.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-                for p in range(settings.partitions)}
-    finally:
-        probe.close()
+    ends = last_offsets(settings, topic(logical, settings), range(settings.partitions))
     with collector._lock:
         read = defaultdict(lambda: -1)
         for p, offset, _ in collector.records:
             read[p] = max(read[p], offset)
-    return all(hi == 0 or read[p] >= last_data_offset(settings, t, p, hi)
-               for p, hi in ends.items())
+    return all(read[p] + 1 >= end for p, end in ends.items())
 
 
 def runs_of(statuses: list[dict]) -> dict[int, list[dict]]:
