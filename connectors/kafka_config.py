@@ -16,6 +16,7 @@ from geoflux.settings import KafkaSettings
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+REBOOTSTRAP_AFTER_MS = 10_000
 
 
 def security_config(s: KafkaSettings) -> dict:
@@ -103,6 +104,13 @@ def raise_on_auth_failure(bootstrap: str):
 def client_config(s: KafkaSettings, **overrides) -> dict:
     """What every client shares: where the cluster is and how to authenticate to it."""
     cfg = {"bootstrap.servers": s.bootstrap, "socket.connection.setup.timeout.ms": 5000,
+           # A broker that was paused past its controller session comes back fenced, and for a
+           # moment its metadata lists no brokers, itself included. The client then forgets
+           # every broker it knew and, by default, finds them again from bootstrap.servers only
+           # after 5 minutes: a worker that saw that answer took no work for minutes after the
+           # broker was healthy (its group coordinator unknown, its commits queued). 10 s
+           # without a usable broker is enough to start over from the bootstrap list.
+           "metadata.recovery.rebootstrap.trigger.ms": REBOOTSTRAP_AFTER_MS,
            # warnings and errors only: informational lines would break one-line CLI errors
            "log_level": 4, "error_cb": raise_on_auth_failure(s.bootstrap), **security_config(s)}
     cfg.update(overrides)

@@ -176,6 +176,22 @@ def test_every_client_config_carries_the_error_callback():
     assert client_config(settings(), error_cb=print)["error_cb"] is print  # a caller may replace it
 
 
+def test_every_librdkafka_client_starts_over_from_the_bootstrap_list_within_seconds():
+    """A broker back from a pause answers metadata without itself for a moment; the client
+    then knows no broker at all until it re-bootstraps (librdkafka's default: 5 minutes). The
+    real client classes are built from each config, so a key this librdkafka does not know
+    fails here, not at a worker's start."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
+
+    from connectors.kafka_config import REBOOTSTRAP_AFTER_MS, admin_config, producer_config
+    built = [(Consumer, consumer_config(settings(), "g")), (Producer, producer_config(settings())),
+             (Producer, transactional_config(settings(), "t")), (AdminClient, admin_config(settings()))]
+    for cls, cfg in built:
+        assert cfg["metadata.recovery.rebootstrap.trigger.ms"] == REBOOTSTRAP_AFTER_MS <= 10_000
+        cls(cfg)
+
+
 def test_no_kafka_client_is_configured_by_hand():
     """Product code and benchmarks build clients only from connectors/kafka_config.py (or its
     aiokafka twin): a literal configuration would miss the security settings."""
