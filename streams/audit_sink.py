@@ -32,6 +32,8 @@ from geoflux.settings import AuditSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
+from streams.runtime.group_health import STATS_INTERVAL_MS, GroupHealth
+from streams.runtime.restart import exit_when
 
 log = structlog.get_logger("geoflux.audit")
 
@@ -55,8 +57,11 @@ class AuditSinkStage:
         self.sources = {topic(logical, kafka): spec for logical, spec in SOURCES.items()}
         self.dlq_topic = topic("audit.dlq", kafka)
         self.group = kafka.topic_prefix + audit.group_id
+        self.health = GroupHealth(kafka.group_stall_s, since=time.monotonic())
         self.consumer = Consumer(consumer_config(kafka, self.group, **{
-            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}))
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": lambda stats: self.health.observe(stats, time.monotonic())}))
         self.producer = ReliableProducer(kafka)
         self.running = True
         self.paused = False
@@ -71,13 +76,19 @@ class AuditSinkStage:
         self.consumer.subscribe(list(self.sources), on_revoke=self._on_revoke)
         log.info("audit sink started", group=self.group, topics=sorted(self.sources),
                  table=self.audit.table)
+        # a synchronous commit waits for the group coordinator with no deadline of its own
+        self.health.since = time.monotonic()
+        watching = exit_when(lambda: self.health.stalled(time.monotonic()), log, "audit")
         try:
             while self.running:
                 self.step()
         finally:
-            self.consumer.close()
-            self.store.close()
-            self.producer.flush_or_raise(10)
+            try:
+                self.consumer.close()
+                self.store.close()
+                self.producer.flush_or_raise(10)
+            finally:
+                watching.set()
 
     def step(self) -> None:
         msgs = self.consumer.consume(self.audit.batch_size, self.audit.poll_timeout_s)

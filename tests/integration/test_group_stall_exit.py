@@ -1,0 +1,68 @@
+"""A worker whose consumer stops taking part in its group exits for its supervisor, and one
+that is a steady member does not. Real librdkafka statistics against a real broker, paused
+(SIGSTOP) past the stall limit, which is shortened to seconds for the test; the worker runs in
+a process of its own, as it does under `geoflux up`, since the exit ends the process."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.integration.alo_recorder import three_partitions
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+STALL_S = 8
+
+WORKER = """
+import asyncio, sys
+from geoflux.settings import KafkaSettings
+from schemas.catalogue import topic
+from tests.integration.alo_recorder import Recorder
+
+class Watched(Recorder):
+    stage = "stall-test"
+    def assigned(self, partitions):
+        print("assigned", len(partitions), flush=True)
+
+kafka = KafkaSettings(bootstrap=sys.argv[1], partitions=3, topic_prefix="s.", group_stall_s=float(sys.argv[2]))
+asyncio.run(Watched(kafka, [topic("jobs.requests", kafka)]).run())
+"""
+
+
+def test_a_worker_out_of_its_group_past_the_limit_exits_and_a_steady_one_does_not(pausable):
+    three_partitions(pausable.bootstrap, "s.")
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, pausable.bootstrap, str(STALL_S)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any(line.startswith("assigned") for line in lines), 60, what="an assignment")
+        # steady for three times the limit: statistics arrive, the group is up, nothing fires
+        deadline = time.monotonic() + 3 * STALL_S
+        while time.monotonic() < deadline:
+            assert worker.poll() is None, "".join(lines)
+            time.sleep(0.5)
+        pid = pausable.pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # the session expires after 6 s; the limit after that: exit code 75, well inside
+            # the pause, so the broker's absence (not its return) is what ended the worker
+            wait_for(lambda: worker.poll() is not None, 6 + STALL_S + 15, interval_s=0.2,
+                     what="the stalled worker to exit")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        reader.join(10)
+        out = "".join(lines)
+        assert worker.returncode == 75, out
+        assert "the consumer group has not been joined" in out, out
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait(10)
