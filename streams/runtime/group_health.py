@@ -15,18 +15,17 @@ group's `max.poll.interval.ms`, and a broker away for longer than `stall_s` ends
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 STATS_INTERVAL_MS = 5_000
 
 
-@dataclass
 class GroupHealth:
-    stall_s: float
-    since: float  # monotonic time the watch started: a fresh consumer is given stall_s to join
-    last_stats: float | None = None
-    last_steady: float | None = None
-    state: str = "none"  # the last state seen, for the reason given at exit
+    def __init__(self, stall_s: float, since: float) -> None:
+        self.stall_s = stall_s
+        self.since = since  # monotonic time the watch started: a fresh consumer has stall_s to join
+        self.last_stats: float | None = None
+        self.last_steady: float | None = None
+        self.state = "none"  # the last state seen, for the reason given at exit
 
     def observe(self, stats_json: str, now: float) -> None:
         """Statistics as librdkafka's `stats_cb` hands them over."""

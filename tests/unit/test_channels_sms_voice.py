@@ -102,6 +102,30 @@ def test_a_cut_before_the_only_non_gsm_character_travels_as_gsm():
 def test_compose_puts_severity_and_title_first():
     assert compose("critical", "t", "b") == "[CRITICAL] t\nb"
     assert compose("critical", "t", "resolved by x", "resolve") == "[RESOLVED] t\nresolved by x"
+    assert compose("low", "t", "") == "[LOW] t"  # no body, no trailing line
+
+
+def test_only_characters_past_the_basic_plane_take_two_ucs2_units():
+    # U+FFFF is the last character of one unit, U+10000 the first of a surrogate pair
+    assert segments("\uffff" * 70) == 1 and segments("\uffff" * 71) == 2
+    assert segments("\U00010000" * 35) == 1 and segments("\U00010000" * 36) == 2
+
+
+@pytest.mark.parametrize("max_segments", [1, 2, 3])
+def test_fit_keeps_the_longest_prefix_that_fits(max_segments):
+    """One character more than `fit` kept would not fit: the cut is not merely short enough."""
+    for n in range(150, 620, 37):
+        text = "b" * n
+        cut = fit(text, max_segments)
+        kept = len(cut) - 3 if cut.endswith("...") else len(cut)
+        assert segments(cut) <= max_segments
+        if kept < n:
+            assert segments(text[:kept + 1] + "...") > max_segments
+
+
+def test_a_cut_drops_the_space_before_the_ellipsis_and_keeps_the_leading_one():
+    # the longest prefix that fits one segment ends on the space before the y's
+    assert fit(" " + "x" * 155 + " " + "y" * 100, 1) == " " + "x" * 155 + "..."
 
 
 # -- validation: what the API answers 422 with ---------------------------------------------

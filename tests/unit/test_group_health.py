@@ -73,3 +73,23 @@ raise SystemExit(0)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 75, done.stderr
     assert "stuck for a test; exiting for the supervisor" in done.stdout + done.stderr
+
+
+def test_up_is_not_enough_a_join_that_never_ends_stalls():
+    h = GroupHealth(stall_s=60, since=0)
+    for t in range(0, 65, 5):
+        h.observe(stats("up", "wait-join"), t)
+    assert "(last state up/wait-join)" in h.stalled(61)
+    h2 = GroupHealth(stall_s=60, since=0)
+    for t in range(0, 65, 5):  # steady join state while the coordinator is being looked for
+        h2.observe(stats("wait-coord", "steady"), t)
+    assert "(last state wait-coord/steady)" in h2.stalled(61)
+
+
+def test_the_reason_says_when_no_group_state_was_ever_reported():
+    h = GroupHealth(stall_s=60, since=0)
+    h2 = GroupHealth(stall_s=60, since=0)
+    for t in range(0, 65, 5):
+        h.observe(json.dumps({"name": "c", "cgrp": {}}), t)
+        h2.observe(json.dumps({"name": "c"}), t)
+    assert h.stalled(61).endswith("(last state ?/?)") and h2.stalled(61).endswith("(last state ?/?)")
