@@ -32,8 +32,9 @@ class KafkaSettings(BaseSettings):
     request_timeout_s: float = 15.0
     # a worker whose consumer has not been a steady member of its group for this long (or has
     # not been polled) exits for its supervisor to start it again (streams/runtime/group_health.py);
-    # above the longest rebalance (max.poll.interval.ms, 300 s) plus a session
-    group_stall_s: float = 360.0
+    # twice the longest rebalance (max.poll.interval.ms, 300 s): a broker outage followed by a
+    # rebalance that waits out a stuck member must not end the members that are well
+    group_stall_s: float = 600.0
     # security (connectors/kafka_config.py turns these into every client's configuration):
     # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     security_protocol: str = "PLAINTEXT"

@@ -296,6 +296,7 @@ class AtLeastOnceWorker:
             "assigned", stage=self.stage, after_loss=self._lost,
             partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions))
         self._lost = False
+        self.health.joined(time.monotonic())
         self._starts_after = time.monotonic() + self.gather_s
         self.assigned(partitions)
 

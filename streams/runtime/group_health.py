@@ -35,6 +35,11 @@ class GroupHealth:
         if cgrp.get("state") == "up" and cgrp.get("join_state") == "steady":
             self.last_steady = now
 
+    def joined(self, now: float) -> None:
+        """An assignment arrived: the group was joined, however briefly steady it was between
+        two samples of the statistics."""
+        self.last_steady = now
+
     def stalled(self, now: float) -> str | None:
         """Why the consumer is stuck, or None while it is not."""
         last_stats = self.since if self.last_stats is None else self.last_stats
@@ -42,6 +47,8 @@ class GroupHealth:
             return f"no consumer statistics for {now - last_stats:.0f} s (its polling thread is stuck)"
         last_steady = self.since if self.last_steady is None else self.last_steady
         if now - last_steady > self.stall_s:
+            hint = " (the coordinator answers but no join starts, as when no subscribed topic exists)" \
+                if self.state == "up/init" else ""
             return (f"the consumer group has not been joined for {now - last_steady:.0f} s "
-                    f"(last state {self.state})")
+                    f"(last state {self.state}){hint}")
         return None

@@ -15,6 +15,9 @@ EX_TEMPFAIL = 75
 
 
 def exit_for_supervisor(log: structlog.typing.FilteringBoundLogger, why: str, stage: str) -> None:
+    # the stuck thread may be holding a logging handler's lock: the exit does not wait on it
+    # for more than a few seconds
+    threading.Timer(5.0, os._exit, (EX_TEMPFAIL,)).start()
     log.critical(f"{why}; exiting for the supervisor", stage=stage)
     logging.shutdown()  # the line above reaches the log before the process ends
     os._exit(EX_TEMPFAIL)

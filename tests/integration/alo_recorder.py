@@ -39,6 +39,9 @@ class Recorder(AtLeastOnceWorker):
 
 
 def run_in_thread(worker: AtLeastOnceWorker) -> threading.Thread:
+    # the stall watch ends its process: here that would be pytest's, so it never fires; the
+    # tests' own deadlines say when such a worker is stuck
+    worker.health.stall_s = float("inf")
     runner = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True)
     runner.start()
     return runner

@@ -93,3 +93,24 @@ def test_the_reason_says_when_no_group_state_was_ever_reported():
         h.observe(json.dumps({"name": "c", "cgrp": {}}), t)
         h2.observe(json.dumps({"name": "c"}), t)
     assert h.stalled(61).endswith("(last state ?/?)") and h2.stalled(61).endswith("(last state ?/?)")
+
+
+def test_an_assignment_counts_as_joined_between_two_samples():
+    h = GroupHealth(stall_s=60, since=0)
+    for t in range(0, 50, 5):
+        h.observe(stats("up", "wait-sync"), t)
+    h.joined(52)  # steady only between the samples at 50 and 55
+    for t in range(55, 115, 5):
+        h.observe(stats("up", "wait-join"), t)
+    assert h.stalled(112) is None and h.stalled(113) is not None
+
+
+def test_a_group_that_never_starts_joining_points_at_missing_topics():
+    h = GroupHealth(stall_s=60, since=0)
+    for t in range(0, 65, 5):
+        h.observe(stats("up", "init"), t)
+    assert "no subscribed topic exists" in h.stalled(61)
+    h2 = GroupHealth(stall_s=60, since=0)
+    for t in range(0, 65, 5):
+        h2.observe(stats("wait-coord", "init"), t)
+    assert "topic" not in h2.stalled(61)
