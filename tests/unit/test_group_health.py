@@ -75,24 +75,23 @@ raise SystemExit(0)
     assert "stuck for a test; exiting for the supervisor" in done.stdout + done.stderr
 
 
-def test_up_is_not_enough_a_join_that_never_ends_stalls():
+def stalled_after_a_minute_of(sample: str) -> str | None:
+    """The reason given after a minute of the same statistics, every 5 s, at a 60 s limit."""
     h = GroupHealth(stall_s=60, since=0)
     for t in range(0, 65, 5):
-        h.observe(stats("up", "wait-join"), t)
-    assert "(last state up/wait-join)" in h.stalled(61)
-    h2 = GroupHealth(stall_s=60, since=0)
-    for t in range(0, 65, 5):  # steady join state while the coordinator is being looked for
-        h2.observe(stats("wait-coord", "steady"), t)
-    assert "(last state wait-coord/steady)" in h2.stalled(61)
+        h.observe(sample, t)
+    return h.stalled(61)
+
+
+def test_up_is_not_enough_a_join_that_never_ends_stalls():
+    assert "(last state up/wait-join)" in stalled_after_a_minute_of(stats("up", "wait-join"))
+    # steady join state while the coordinator is being looked for
+    assert "(last state wait-coord/steady)" in stalled_after_a_minute_of(stats("wait-coord", "steady"))
 
 
 def test_the_reason_says_when_no_group_state_was_ever_reported():
-    h = GroupHealth(stall_s=60, since=0)
-    h2 = GroupHealth(stall_s=60, since=0)
-    for t in range(0, 65, 5):
-        h.observe(json.dumps({"name": "c", "cgrp": {}}), t)
-        h2.observe(json.dumps({"name": "c"}), t)
-    assert h.stalled(61).endswith("(last state ?/?)") and h2.stalled(61).endswith("(last state ?/?)")
+    for sample in ({"name": "c", "cgrp": {}}, {"name": "c"}):
+        assert stalled_after_a_minute_of(json.dumps(sample)).endswith("(last state ?/?)")
 
 
 def test_an_assignment_counts_as_joined_between_two_samples():
@@ -106,11 +105,5 @@ def test_an_assignment_counts_as_joined_between_two_samples():
 
 
 def test_a_group_that_never_starts_joining_points_at_missing_topics():
-    h = GroupHealth(stall_s=60, since=0)
-    for t in range(0, 65, 5):
-        h.observe(stats("up", "init"), t)
-    assert "no subscribed topic exists" in h.stalled(61)
-    h2 = GroupHealth(stall_s=60, since=0)
-    for t in range(0, 65, 5):
-        h2.observe(stats("wait-coord", "init"), t)
-    assert "topic" not in h2.stalled(61)
+    assert "no subscribed topic exists" in stalled_after_a_minute_of(stats("up", "init"))
+    assert "topic" not in stalled_after_a_minute_of(stats("wait-coord", "init"))
