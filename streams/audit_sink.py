@@ -32,8 +32,8 @@ from geoflux.settings import AuditSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
-from streams.runtime.group_health import STATS_INTERVAL_MS, GroupHealth
-from streams.runtime.restart import exit_when
+from streams.runtime.group_health import GroupHealth
+from streams.runtime.restart import group_stats_config, watch_group
 
 log = structlog.get_logger("geoflux.audit")
 
@@ -59,9 +59,7 @@ class AuditSinkStage:
         self.group = kafka.topic_prefix + audit.group_id
         self.health = GroupHealth(kafka.group_stall_s, since=time.monotonic())
         self.consumer = Consumer(consumer_config(kafka, self.group, **{
-            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-            "statistics.interval.ms": STATS_INTERVAL_MS,
-            "stats_cb": lambda stats: self.health.observe(stats, time.monotonic())}))
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **group_stats_config(self.health)}))
         self.producer = ReliableProducer(kafka)
         self.running = True
         self.paused = False
@@ -77,8 +75,7 @@ class AuditSinkStage:
         log.info("audit sink started", group=self.group, topics=sorted(self.sources),
                  table=self.audit.table)
         # a synchronous commit waits for the group coordinator with no deadline of its own
-        self.health.since = time.monotonic()
-        watching = exit_when(lambda: self.health.stalled(time.monotonic()), log, "audit")
+        watching = watch_group(self.health, log, "audit")
         try:
             while self.running:
                 self.step()

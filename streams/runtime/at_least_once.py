@@ -50,9 +50,9 @@ from geoflux.errors import TransientError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
-from streams.runtime.group_health import STATS_INTERVAL_MS, GroupHealth
+from streams.runtime.group_health import GroupHealth
 from streams.runtime.offset_tracker import OffsetTracker
-from streams.runtime.restart import exit_for_supervisor, exit_when
+from streams.runtime.restart import exit_for_supervisor, group_stats_config, watch_group
 from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.runtime.work_queue import Work, WorkQueue
 
@@ -103,8 +103,7 @@ class AtLeastOnceWorker:
         self.consumer = Consumer(consumer_config(kafka, kafka.topic_prefix + group, **{
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 300_000, "on_commit": self._on_commit,
-            "statistics.interval.ms": STATS_INTERVAL_MS,
-            "stats_cb": lambda stats: self.health.observe(stats, time.monotonic())}))
+            **group_stats_config(self.health)}))
         self.producer = Producer(producer_config(kafka))
 
     # -- what a worker supplies -----------------------------------------------------------------
@@ -167,8 +166,7 @@ class AtLeastOnceWorker:
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self.consumer.subscribe(self.topics, on_assign=lambda _c, tps: self._on_assign(tps),
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
-        self.health.since = time.monotonic()
-        watching = exit_when(lambda: self.health.stalled(time.monotonic()), log, self.stage)
+        watching = watch_group(self.health, log, self.stage)
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         last_commit = 0.0
         flushing: asyncio.Future | None = None  # outputs being acknowledged before a commit

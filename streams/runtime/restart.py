@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Callable
 
 import structlog
+
+from streams.runtime.group_health import STATS_INTERVAL_MS, GroupHealth
 
 EX_TEMPFAIL = 75
 
@@ -38,3 +41,17 @@ def exit_when(check: Callable[[], str | None], log: structlog.typing.FilteringBo
 
     threading.Thread(target=watch, name=f"{stage}-watchdog", daemon=True).start()
     return done
+
+
+def group_stats_config(health: GroupHealth) -> dict:
+    """A consumer's settings that feed `health` with librdkafka's statistics (delivered by the
+    consumer's own polls)."""
+    return {"statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": lambda stats: health.observe(stats, time.monotonic())}
+
+
+def watch_group(health: GroupHealth, log: structlog.typing.FilteringBoundLogger, stage: str) -> threading.Event:
+    """Ends the process once `health` finds the consumer stalled, counting from now (its
+    subscription); setting the returned event ends the watch."""
+    health.since = time.monotonic()
+    return exit_when(lambda: health.stalled(time.monotonic()), log, stage)
