@@ -100,6 +100,11 @@ class FaultStack:
                 "GEOFLUX_PG_DSN": self.pg_dsn, "GEOFLUX_AUDIT_TABLE": self.audit_table,
                 "GEOFLUX_AUDIT_BATCH_SIZE": "500", "GEOFLUX_AUDIT_BACKOFF_S": "[0.2, 0.5, 1, 2]",
                 "GEOFLUX_AUDIT_CONNECT_TIMEOUT_S": "2", "PYTHONUNBUFFERED": "1",
+                # the stall watch at a fifth of its default, so that a worker stuck after a
+                # broker fault is ended and started again within the settle deadline (in two CI
+                # runs the audit sink sat out the whole deadline after the SIGSTOP); a broker
+                # away past it ends the at-least-once workers too, and they are started again
+                "GEOFLUX_KAFKA_GROUP_STALL_S": "120",
                 "GEOFLUX_STREAM_DATA_DIR": str(self.root / "state"), **FAST_ALERTS}
 
     def _spawn(self, name: str) -> None:
