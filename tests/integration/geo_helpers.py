@@ -22,6 +22,7 @@ from geoflux.settings import GeofenceSettings, KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.control.geofence_registry import GeofenceRegistry
+from tests.conftest import wait_for
 
 
 def worker_env(settings: KafkaSettings, **extra) -> dict:
@@ -159,6 +160,22 @@ def http(method: str, url: str, body=None, timeout: float = 30.0,
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def wait_fence_in_effect(api_v1: str, fence_id: str, lon: float, lat: float, tenant: str = "t",
+                         key: str | None = OPERATOR_KEY, timeout_s: float = 60) -> None:
+    """Waits until the evaluator has read a fence the API just stored: it reads new fences from
+    their topic a moment after the 201, and until then an update inside gives no ENTER. Each
+    probe is a new entity named `probe-N`, so tests that count entities or events leave those out."""
+    probes = iter(range(10**6))
+
+    def in_effect():
+        status, body = http("POST", f"{api_v1}/geoevent/evaluate", {
+            "entity_id": f"probe-{next(probes)}", "lon": lon, "lat": lat, "tenant_id": tenant,
+            "timestamp": int(time.time() * 1000)}, key=key)
+        return status == 200 and fence_id in body["inside"]
+
+    wait_for(in_effect, timeout_s, what=f"the evaluator to have fence {fence_id}")
 
 
 def last_offsets(settings: KafkaSettings, t: str, partitions) -> dict[int, int]:

@@ -12,7 +12,8 @@ import pytest
 
 from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
-from tests.integration.geo_helpers import TENANT_KEYS, http, start_api, start_worker, stop
+from tests.integration.geo_helpers import (TENANT_KEYS, http, start_api, start_worker, stop,
+                                           wait_fence_in_effect)
 
 pytestmark = pytest.mark.kafka
 
@@ -55,6 +56,7 @@ def test_two_api_processes_each_answer_their_own_requests(kafka_settings, tmp_pa
         status, fence = http("POST", f"{base}/api/v1/geofences", {
             "type": "Feature", "geometry": SQUARE, "properties": {"name": "z", "tenant_id": "t"}})
         assert status == 201
+        wait_fence_in_effect(f"{base}/api/v1", fence["id"], 0.5, 0.5)
         wait_for(lambda: listeners(port) == 2, 90, what="both processes listening")
         results = asyncio.run(evaluate_all(f"{base}/api/v1/geoevent/evaluate", 200))
         assert [s for s, _, _ in results if s != 200] == []

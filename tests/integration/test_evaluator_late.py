@@ -8,7 +8,8 @@ import pytest
 from schemas.codec import AvroCodec
 from services.devstack.local_process import free_port, port_is_open
 from tests.conftest import wait_for
-from tests.integration.geo_helpers import EventCollector, http, start_api, start_worker, stop
+from tests.integration.geo_helpers import (EventCollector, http, start_api, start_worker, stop,
+                                           wait_fence_in_effect)
 
 pytestmark = pytest.mark.kafka
 
@@ -34,6 +35,8 @@ def test_late_updates_are_placed_or_dead_lettered_with_their_class(kafka_setting
 
         def events(res):
             return [(e["event_type"], e["ts_ms"]) for e in res["events"]]
+
+        wait_fence_in_effect(base, fence["id"], 0.5, 0.5)
 
         # placed: out of the yard for a moment between two reports inside it
         for ts in (t0, t0 + 1000, t0 + 2000):
