@@ -59,11 +59,13 @@ class AuditSinkStage:
         self.group = kafka.topic_prefix + audit.group_id
         self.health = GroupHealth(kafka.group_stall_s, since=time.monotonic())
         self.consumer = Consumer(consumer_config(kafka, self.group, **{
-            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **group_stats_config(self.health)}))
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "on_commit": self._on_commit,
+            **group_stats_config(self.health)}))
         self.producer = ReliableProducer(kafka)
         self.running = True
         self.paused = False
         self.written = 0  # rows new to the table since start (repeats excluded)
+        self.commit_failures = 0
         self._chunk: Chunk | None = None
 
     def stop(self, *_: object) -> None:
@@ -74,7 +76,6 @@ class AuditSinkStage:
         self.consumer.subscribe(list(self.sources), on_revoke=self._on_revoke)
         log.info("audit sink started", group=self.group, topics=sorted(self.sources),
                  table=self.audit.table)
-        # a synchronous commit waits for the group coordinator with no deadline of its own
         watching = watch_group(self.health, log, "audit")
         try:
             while self.running:
@@ -211,14 +212,24 @@ class AuditSinkStage:
                 self._add(chunk, extra)
 
     def _commit(self, chunk: Chunk) -> None:
+        """Asynchronous, so the loop keeps polling: a synchronous commit waits for the group
+        coordinator with no deadline of its own, and librdkafka can keep one queued for good
+        once it has lost the coordinator's address; the sink would then stop reading and drop
+        out of its group. A commit that fails or never arrives is covered by the next chunk's
+        (offsets only grow) or, at worst, costs a re-read that the table's key absorbs."""
         if not chunk.offsets:
             return
         try:
             self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in chunk.offsets.items()],
-                                 asynchronous=False)
+                                 asynchronous=True)
         except KafkaException as exc:
-            # e.g. a rebalance raced us: the rows are in; re-reading them adds nothing
-            log.warning("offset commit failed; the chunk will be re-read", error=str(exc))
+            log.warning("offset commit not sent; the next chunk's covers it", error=str(exc))
+
+    def _on_commit(self, err, _partitions) -> None:
+        # e.g. a rebalance raced us: the rows are in; re-reading them adds nothing
+        if err is not None:
+            self.commit_failures += 1
+            log.warning("offset commit failed; the next chunk's covers it", error=err.str())
 
 
 def run_audit(kafka: KafkaSettings, audit: AuditSettings, dsn: str, codec: AvroCodec) -> None:
