@@ -63,6 +63,21 @@ FORGET_WAIT_S = 30.0  # a loop that takes longer to forget partitions is stuck, 
 # an asynchronous commit whose outcome has not arrived by then is sent again (committing the
 # same offsets twice is harmless; never committing again is not)
 COMMIT_REPLY_S = 60.0
+SLOW_STOP_STEP_S = 2.0  # a step of a stop slower than this is logged by name
+
+
+class _StopSteps:
+    """Times a stop's steps, from the stop request on, and names a slow one in the log: a
+    worker that once took over 20 s to stop after SIGTERM logged nothing that said where."""
+
+    def __init__(self, stage: str, since: float | None) -> None:
+        self.stage, self._last = stage, since if since is not None else time.monotonic()
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        if now - self._last > SLOW_STOP_STEP_S:
+            log.warning("slow step at stop", stage=self.stage, step=step, took_s=round(now - self._last, 1))
+        self._last = now
 
 __all__ = ["AtLeastOnceWorker", "Work"]
 
@@ -94,6 +109,7 @@ class AtLeastOnceWorker:
         self._starts_after = 0.0
         self._poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.stage}-poll")
         self.running = True
+        self._stop_asked: float | None = None
         self.paused = False
         self._produce_errors: list[str] = []
         # outcomes of asynchronous commits, appended in the poll thread, read on the loop
@@ -159,6 +175,8 @@ class AtLeastOnceWorker:
 
     def stop(self, *_args) -> None:
         self.running = False
+        if self._stop_asked is None:
+            self._stop_asked = time.monotonic()
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self, max_seconds: float | None = None) -> None:
@@ -222,19 +240,27 @@ class AtLeastOnceWorker:
                     last_commit = time.monotonic()
                 await asyncio.sleep(0 if msgs else 0.005)  # idle: let started work progress
         finally:
+            steps = _StopSteps(self.stage, self._stop_asked)
+            steps.done("the loop seeing the stop")
             await self._drain(set(tasks))
+            steps.done("running work finishing or cancelled")
             if flushing is not None:
                 await asyncio.wait([flushing], timeout=STOP_FLUSH_S)
+            steps.done("outputs acknowledged")
             try:
                 await asyncio.to_thread(self.commit, STOP_FLUSH_S)
+                steps.done("the last commit")
             finally:
                 self._loop = None  # the revocation at close has nothing left to wait for
                 self.consumer.close()
                 self._poller.shutdown()
+                steps.done("leaving the group")
                 try:
                     await self.close()
+                    steps.done("the worker's own close")
                 finally:
                     self.producer.flush(STOP_FLUSH_S)
+                    steps.done("the producer's last flush")
                     watching.set()
 
     async def _work(self, work: Work) -> None:

@@ -70,7 +70,8 @@ def test_a_job_running_at_stop_is_not_committed_and_the_next_worker_finishes_it(
         # SIGTERM goes to the worker's process group, as systemd and `geoflux up` send it: the
         # job's pool child ignores it and the worker cancels the job, so the job is neither
         # retried nor charged an attempt; its request's offset stays uncommitted
-        assert first.returncode is not None and svc.get(slow)["status"] == "running"
+        worker_log = (tmp_path / "jobs-1.log").read_text(errors="replace")[-4000:]
+        assert first.returncode is not None and svc.get(slow)["status"] == "running", worker_log
         partition, offset = where(kafka_settings, slow)
         assert committed(kafka_settings, partition) <= offset  # never past unfinished work
         assert requests_of(kafka_settings, slow, "jobs.retry") == []

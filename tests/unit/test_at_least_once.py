@@ -115,3 +115,18 @@ def test_a_revoked_partitions_work_is_forgotten_wherever_it_waits():
     assert drain(q) == [2]
     q.release(100.0)
     assert drain(q) == [4]
+
+
+def test_a_slow_step_of_a_stop_is_named_and_a_quick_one_is_not():
+    import time
+
+    from structlog.testing import capture_logs
+
+    from streams.runtime.at_least_once import SLOW_STOP_STEP_S, _StopSteps
+
+    with capture_logs() as logs:
+        steps = _StopSteps("jobs", time.monotonic() - SLOW_STOP_STEP_S - 1)
+        steps.done("the loop seeing the stop")
+        steps.done("leaving the group")  # just after the last: quick
+    assert [(e["step"], e["stage"]) for e in logs] == [("the loop seeing the stop", "jobs")]
+    assert logs[0]["took_s"] >= SLOW_STOP_STEP_S + 1 and logs[0]["log_level"] == "warning"
