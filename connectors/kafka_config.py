@@ -17,6 +17,7 @@ from geoflux.settings import KafkaSettings
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 REBOOTSTRAP_AFTER_MS = 10_000
+TXN_RETRY_BACKOFF_MS = 10
 
 
 def security_config(s: KafkaSettings) -> dict:
@@ -127,7 +128,13 @@ def producer_config(s: KafkaSettings, **overrides) -> dict:
 
 def transactional_config(s: KafkaSettings, transactional_id: str, **overrides) -> dict:
     cfg = producer_config(s, **{"transactional.id": transactional_id, "linger.ms": 1,
-                                "transaction.timeout.ms": 15_000, **overrides})
+                                "transaction.timeout.ms": 15_000,
+                                # A transaction begun just after a commit finds the coordinator
+                                # still writing the last one's markers: its AddOffsetsToTxn is
+                                # refused (CONCURRENT_TRANSACTIONS) and retried after this
+                                # back-off, doubling up to retry.backoff.max.ms. librdkafka's
+                                # 100 ms default was most of a quiet stage's round trip.
+                                "retry.backoff.ms": TXN_RETRY_BACKOFF_MS, **overrides})
     # a record may not outlive its transaction: librdkafka refuses a longer delivery timeout
     cfg["delivery.timeout.ms"] = min(cfg["delivery.timeout.ms"], cfg["transaction.timeout.ms"])
     return cfg

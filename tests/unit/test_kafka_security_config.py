@@ -192,6 +192,19 @@ def test_every_librdkafka_client_starts_over_from_the_bootstrap_list_within_seco
         cls(cfg)
 
 
+def test_a_transactional_producer_retries_a_refused_transaction_start_within_milliseconds():
+    """The coordinator refuses a transaction begun while it writes the last one's markers;
+    librdkafka's 100 ms default back-off was most of a quiet stage's round trip. An override
+    still wins, and the real Producer accepts the result."""
+    from confluent_kafka import Producer
+
+    from connectors.kafka_config import TXN_RETRY_BACKOFF_MS
+    cfg = transactional_config(settings(), "t")
+    assert cfg["retry.backoff.ms"] == TXN_RETRY_BACKOFF_MS < 100
+    assert transactional_config(settings(), "t", **{"retry.backoff.ms": 50})["retry.backoff.ms"] == 50
+    Producer(cfg)
+
+
 def test_no_kafka_client_is_configured_by_hand():
     """Product code and benchmarks build clients only from connectors/kafka_config.py (or its
     aiokafka twin): a literal configuration would miss the security settings."""
