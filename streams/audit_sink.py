@@ -2,9 +2,9 @@
 
 Guarantee: at-least-once into an idempotent table. A chunk is consumed (read_committed, auto
 commit off), written in one database transaction, and only then are its offsets committed to
-Kafka. A SIGKILL at any point re-reads at most the chunk whose offsets were not committed;
-its rows map to the same `(id, ts)` keys (connectors/audit_rows.py) and ON CONFLICT drops
-them. No Kafka transaction can cover a PostgreSQL row, so this is the strongest guarantee the
+Kafka. A SIGKILL at any point re-reads what had not been committed (the chunk under way and
+any whose commit had not landed); their rows map to the same `(id, ts)` keys
+(connectors/audit_rows.py) and ON CONFLICT drops them. No Kafka transaction can cover a PostgreSQL row, so this is the strongest guarantee the
 pair allows, and the primary key turns it into exactly-once rows.
 
 PostgreSQL down: the chunk is held in memory, the assigned partitions are paused (the
