@@ -271,4 +271,4 @@ def run_delivery(kafka: KafkaSettings, codec: AvroCodec, settings: AlertSettings
     worker = DeliveryStage(kafka, codec, settings, sensor, stage_sensor)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    asyncio.run(worker.run())
+    worker.serve()

@@ -396,4 +396,4 @@ def run_jobs(kafka: KafkaSettings, codec: AvroCodec, settings: JobSettings, pg_d
     worker = JobStage(kafka, codec, settings, tiers, sensor=sensor)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    asyncio.run(worker.run())
+    worker.serve()

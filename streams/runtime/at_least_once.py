@@ -110,6 +110,7 @@ class AtLeastOnceWorker:
         self._poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.stage}-poll")
         self.running = True
         self._stop_asked: float | None = None
+        self._stop_last: float | None = None  # when the last timed step of a stop ended
         self.paused = False
         self._produce_errors: list[str] = []
         # outcomes of asynchronous commits, appended in the poll thread, read on the loop
@@ -179,6 +180,15 @@ class AtLeastOnceWorker:
             self._stop_asked = time.monotonic()
 
     # -- the loop -------------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Runs the worker until it is stopped, in an event loop of its own. asyncio.run waits
+        at its end for the threads its loop handed work to: that wait is a step of the stop."""
+        try:
+            asyncio.run(self.run())
+        finally:
+            if self._stop_asked is not None:
+                _StopSteps(self.stage, self._stop_last).done("the loop's threads finishing")
+
     async def run(self, max_seconds: float | None = None) -> None:
         await self.open()
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
@@ -261,6 +271,7 @@ class AtLeastOnceWorker:
                 finally:
                     self.producer.flush(STOP_FLUSH_S)
                     steps.done("the producer's last flush")
+                    self._stop_last = time.monotonic()
                     watching.set()
 
     async def _work(self, work: Work) -> None:
