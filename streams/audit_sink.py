@@ -4,8 +4,9 @@ Guarantee: at-least-once into an idempotent table. A chunk is consumed (read_com
 commit off), written in one database transaction, and only then are its offsets committed to
 Kafka. A SIGKILL at any point re-reads what had not been committed (the chunk under way and
 any whose commit had not landed); their rows map to the same `(id, ts)` keys
-(connectors/audit_rows.py) and ON CONFLICT drops them. No Kafka transaction can cover a PostgreSQL row, so this is the strongest guarantee the
-pair allows, and the primary key turns it into exactly-once rows.
+(connectors/audit_rows.py) and ON CONFLICT drops them. No Kafka transaction can cover a
+PostgreSQL row, so this is the strongest guarantee the pair allows, and the primary key turns
+it into exactly-once rows.
 
 PostgreSQL down: the chunk is held in memory, the assigned partitions are paused (the
 consumer keeps polling, so it stays in its group and reads nothing further), and the write is
@@ -65,7 +66,6 @@ class AuditSinkStage:
         self.running = True
         self.paused = False
         self.written = 0  # rows new to the table since start (repeats excluded)
-        self.commit_failures = 0
         self._chunk: Chunk | None = None
 
     def stop(self, *_: object) -> None:
@@ -228,7 +228,6 @@ class AuditSinkStage:
     def _on_commit(self, err, _partitions) -> None:
         # e.g. a rebalance raced us: the rows are in; re-reading them adds nothing
         if err is not None:
-            self.commit_failures += 1
             log.warning("offset commit failed; the next chunk's covers it", error=err.str())
 
 

@@ -79,6 +79,7 @@ class _StopSteps:
             log.warning("slow step at stop", stage=self.stage, step=step, took_s=round(now - self._last, 1))
         self._last = now
 
+
 __all__ = ["AtLeastOnceWorker", "Work"]
 
 
