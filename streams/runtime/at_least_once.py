@@ -111,7 +111,7 @@ class AtLeastOnceWorker:
         self._poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.stage}-poll")
         self.running = True
         self._stop_asked: float | None = None
-        self._stop_last: float | None = None  # when the last timed step of a stop ended
+        self._stop_steps: _StopSteps | None = None  # the clock of the stop under way
         self.paused = False
         self._produce_errors: list[str] = []
         # outcomes of asynchronous commits, appended in the poll thread, read on the loop
@@ -187,8 +187,8 @@ class AtLeastOnceWorker:
         try:
             asyncio.run(self.run())
         finally:
-            if self._stop_asked is not None:
-                _StopSteps(self.stage, self._stop_last).done("the loop's threads finishing")
+            if self._stop_asked is not None and self._stop_steps is not None:
+                self._stop_steps.done("the loop's threads finishing")
 
     async def run(self, max_seconds: float | None = None) -> None:
         await self.open()
@@ -251,7 +251,7 @@ class AtLeastOnceWorker:
                     last_commit = time.monotonic()
                 await asyncio.sleep(0 if msgs else 0.005)  # idle: let started work progress
         finally:
-            steps = _StopSteps(self.stage, self._stop_asked)
+            steps = self._stop_steps = _StopSteps(self.stage, self._stop_asked)
             steps.done("the loop seeing the stop")
             await self._drain(set(tasks))
             steps.done("running work finishing or cancelled")
@@ -272,7 +272,6 @@ class AtLeastOnceWorker:
                 finally:
                     self.producer.flush(STOP_FLUSH_S)
                     steps.done("the producer's last flush")
-                    self._stop_last = time.monotonic()
                     watching.set()
 
     async def _work(self, work: Work) -> None:
