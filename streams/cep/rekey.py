@@ -11,7 +11,7 @@ from geoflux.keys import scoped
 from geoflux.settings import KafkaSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.cep.alignment import frontier, releasable
+from streams.cep.alignment import frontier, releasable, settled
 from streams.runtime.sensor import StageSensor
 from streams.runtime.txn_processor import Txn, Record, TransactionalProcessor
 
@@ -24,6 +24,7 @@ class CepRekeyStage(TransactionalProcessor):
 
     ALIGN_MS = 1_000
     MAX_STALL_S = 5.0
+    SETTLE_S = 0.5  # a record ahead of a caught-up partition waits this long for it (alignment)
     MAX_HELD, RESUME_BELOW = 20_000, 5_000  # per partition: pause its fetching while this far ahead
 
     stage = "cep-rekey"
@@ -34,7 +35,7 @@ class CepRekeyStage(TransactionalProcessor):
                          instance_id=instance_id, inputs={topic("geo.geofence-events", kafka): "GeofenceEvent"},
                          dlq_topic=topic("geo.cep.dlq", kafka), max_batch=MAX_BATCH, sensor=sensor)
         self.t_in, self.t_out = topic("geo.geofence-events", kafka), topic("geo.cep-input", kafka)
-        self.held: dict[int, deque] = {}  # partition -> (ts, offset, key, value), offset order
+        self.held: dict[int, deque] = {}  # partition -> (ts, read at, offset, key, value), offset order
         self.seen: dict[int, int] = {}
         self.moved_at: dict[int, float] = {}
         self.paused: set[int] = set()
@@ -66,7 +67,7 @@ class CepRekeyStage(TransactionalProcessor):
             held = self.held.get(p)
             if held is None:
                 held = self.held[p] = deque()
-            held.append((ev["ts_ms"], msg.offset(), key, msg.raw()))
+            held.append((ev["ts_ms"], now, msg.offset(), key, msg.raw()))
             if ev["ts_ms"] > self.seen.get(p, -1):
                 self.seen[p], self.moved_at[p] = ev["ts_ms"], now
         self._write(txn)
@@ -82,18 +83,20 @@ class CepRekeyStage(TransactionalProcessor):
         for p in [p for p in self.held if p not in assigned]:
             del self.held[p]  # revoked: its new owner re-reads from the committed offset
         backlog = {p for t, p in self.unread(list(assigned.values())) if t == self.t_in}
+        now = time.monotonic()
         upto = frontier(self.seen, backlog, {p for p, h in self.held.items() if h}, set(assigned),
-                        self.moved_at, time.monotonic(), self.ALIGN_MS, self.MAX_STALL_S)
+                        self.moved_at, now, self.ALIGN_MS, self.MAX_STALL_S)
+        settled_ms = settled(self.seen, set(assigned), self.ALIGN_MS)
         out = []
         for p, held in self.held.items():
-            n = releasable((h[0] for h in held), upto)
+            n = releasable((h[:2] for h in held), upto, settled_ms, now - self.SETTLE_S)
             written = [held.popleft() for _ in range(n)]
             out += written
             if held:  # never commit past a held record: a crash re-reads it
-                txn.offsets[(self.t_in, p)] = held[0][1]
+                txn.offsets[(self.t_in, p)] = held[0][2]
             elif written:
-                txn.offsets[(self.t_in, p)] = written[-1][1] + 1
-        for _ts, _offset, key, value in sorted(out, key=lambda h: h[0]):  # stable: ties keep order
+                txn.offsets[(self.t_in, p)] = written[-1][2] + 1
+        for _ts, _read_at, _offset, key, value in sorted(out, key=lambda h: h[0]):  # stable: ties keep order
             self.produce(txn, self.t_out, key, value)
         self._flow(assigned)
 

@@ -324,13 +324,14 @@ def test_pattern_alert_block_is_a_rule_and_bad_ones_are_422s():
 
 # -- event-time alignment of the re-key's input partitions ----------------------------------
 
-from streams.cep.alignment import frontier, releasable  # noqa: E402
+from streams.cep.alignment import frontier, releasable, settled  # noqa: E402
 
 
 def counts(held, seen, backlog, assigned, moved, now_s, align_ms, stall_s):
     """What the re-key writes of each partition's held records, as the stage asks."""
     upto = frontier(seen, backlog, {p for p, t in held.items() if t}, assigned, moved, now_s, align_ms, stall_s)
-    return {p: releasable(times, upto) for p, times in held.items()}
+    return {p: releasable(((t, 0.0) for t in times), upto, settled(seen, assigned, align_ms), now_s - 0.5)
+            for p, times in held.items()}
 
 
 def test_rekey_writes_in_merged_event_time_order_and_holds_partitions_that_are_ahead():

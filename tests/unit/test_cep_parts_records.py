@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from geoflux.errors import ValidationError
-from streams.cep.alignment import frontier, releasable
+from streams.cep.alignment import frontier, releasable, settled
 from streams.cep.keystate import KeyState, compact_event, expand_event
 from streams.cep.patterns import parse_pattern, pattern_alert_rule
 
@@ -111,4 +111,23 @@ def test_a_partition_with_unread_records_and_nothing_seen_holds_everything_back(
 
 
 def test_a_record_exactly_at_the_frontier_is_written():
-    assert releasable([1, 2, 3], 2) == 2 and releasable([1, 2, 3], None) == 3 and releasable([3], 2) == 0
+    rows = [(1, 0.0), (2, 0.0), (3, 0.0)]
+    assert releasable(rows, 2, -1, 1.0) == 2 and releasable(rows, None, -1, 1.0) == 3
+    assert releasable([(3, 0.0)], 2, -1, 1.0) == 0
+
+
+def test_a_record_ahead_of_a_caught_up_partition_waits_the_settle_time_and_no_longer():
+    # partition 1 shows nothing unread, and last delivered at 10,000: a burst's record at
+    # 20,000 read from partition 0 at t=5.0 s may still have company on its way in partition 1
+    assigned, seen = {0, 1}, {0: 20_000, 1: 10_000}
+    upto = frontier(seen, backlog=set(), held={0}, assigned=assigned, moved_at={0: 5.0, 1: 0.0}, now_s=5.1,
+                    align_ms=1000, max_stall_s=5)
+    assert upto == 21_000  # the frontier alone would write it at once
+    settled_ms = settled(seen, assigned, 1000)
+    assert settled_ms == 11_000
+    assert releasable([(20_000, 5.0)], upto, settled_ms, read_by=5.1 - 0.5) == 0
+    assert releasable([(20_000, 5.0)], upto, settled_ms, read_by=5.5 - 0.5) == 1
+    # a record every partition has reached goes at once, and the wait keeps the prefix
+    assert releasable([(10_900, 5.0), (20_000, 5.0)], upto, settled_ms, read_by=4.6) == 1
+    # a partition nothing was read from yet settles nothing
+    assert settled({0: 20_000}, assigned, 1000) == 999
