@@ -17,7 +17,6 @@ a fence edit or a timer tick touches only the entities it concerns.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from dataclasses import dataclass
 
@@ -295,8 +294,6 @@ def run_evaluator(kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
                   instance_id: str, sensor: EvaluatorSensor | None = None,
                   stage_sensor: StageSensor | None = None) -> None:
     ev = EvaluatorStage(kafka, geo, codec, instance_id, sensor, stage_sensor=stage_sensor)
-    signal.signal(signal.SIGTERM, ev.stop)
-    signal.signal(signal.SIGINT, ev.stop)
-    ev.run()
+    ev.serve()
     log.info("evaluator stopped", transactions=ev.transactions, aborted=ev.aborted,
              **ev.stats.__dict__)

@@ -86,14 +86,6 @@ def _stage_sensor():
     return PrometheusStageSensor()
 
 
-def _run_stage(stage) -> None:
-    import signal
-
-    signal.signal(signal.SIGTERM, stage.stop)
-    signal.signal(signal.SIGINT, stage.stop)
-    stage.run()
-
-
 @worker.command("alert-router", help="Match geofence events, CEP matches and job ends against alert rules.")
 @click.option("--instance", default="0", show_default=True)
 @one_line_errors
@@ -103,7 +95,7 @@ def worker_alert_router(instance: str) -> None:
     from streams.alerting.router_stage import AlertRouterStage
 
     configure_logging()
-    _run_stage(AlertRouterStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))
+    AlertRouterStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()).serve()
 
 
 @worker.command("alert-gate", help="Noise control and persist-before-send (GEOFLUX_ALERT_*).")
@@ -117,8 +109,8 @@ def worker_alert_gate(instance: str, metrics_port: int) -> None:
     from streams.alerting.gate_stage import AlertGateStage
 
     configure_logging()
-    _run_stage(AlertGateStage(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port),
-                         instance, stage_sensor=_stage_sensor()))
+    AlertGateStage(KafkaSettings(), codec(), AlertSettings(), _alert_sensor(metrics_port),
+                   instance, stage_sensor=_stage_sensor()).serve()
 
 
 @worker.command("sla-monitor", help="Measure delivery SLA attainment; alert when it drops below target.")
@@ -151,7 +143,7 @@ def worker_alert_status(instance: str) -> None:
     from streams.alerting.status_stage import AlertStatusStage
 
     configure_logging()
-    _run_stage(AlertStatusStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()))
+    AlertStatusStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()).serve()
 
 
 @worker.command("delivery", help="Deliver alerts through their channels, with retries, breaker and DLQ.")
@@ -191,7 +183,7 @@ def worker_cep(mode: str, instance: str) -> None:
     configure_logging()
     stage = (CepRekeyStage(KafkaSettings(), codec(), instance, sensor=_stage_sensor()) if mode == "rekey"
              else CepStage(KafkaSettings(), codec(), mode, instance, sensor=_stage_sensor()))
-    _run_stage(stage)
+    stage.serve()
 
 
 @worker.command("jobs", help="Run geoprocessing jobs (in-process tier; PostGIS tier with GEOFLUX_PG_DSN).")
@@ -222,8 +214,7 @@ def worker_job_alerts(instance: str) -> None:
     from streams.jobs.alerts import JobAlertStage
 
     configure_logging()
-    _run_stage(JobAlertStage(KafkaSettings(), codec(), JobAlertSettings(), instance,
-                             sensor=_stage_sensor()))
+    JobAlertStage(KafkaSettings(), codec(), JobAlertSettings(), instance, sensor=_stage_sensor()).serve()
 
 
 @worker.command("audit", help="Write events, CEP matches and status changes to the PostgreSQL "

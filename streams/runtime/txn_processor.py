@@ -23,12 +23,18 @@ The shell every stateful geoflux stage shares. A subclass supplies `process` (an
 - **Side inputs** are compacted topics every instance reads whole and follows (geofences,
   rules, silences): loaded to their end before the first input record is processed; a bad
   record there is logged and skipped.
+- **A stage stuck out of its group ends its process** (`serve`, the entry of a stage's own
+  process): a consumer that has not been a steady group member for `group_stall_s`, or whose
+  statistics stopped (the loop is stuck in a call), exits with 75 for its supervisor, as the
+  at-least-once workers do (`streams.runtime.group_health`). `run` alone, as tests host a
+  stage inside their own process, arms no exit.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +49,8 @@ from geoflux.errors import ConfigurationError, GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
-from streams.runtime.restart import exit_for_supervisor
+from streams.runtime.group_health import GroupHealth
+from streams.runtime.restart import exit_for_supervisor, group_stats_config, watch_group
 from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.state.restore import Restorer, start_offset
 from streams.state.store import KeyValueStore, open_store, resolve_kind
@@ -171,13 +178,14 @@ class TransactionalProcessor:
         self._starts: dict[tuple[str, int], int] = {}  # where reading began, until a record is read
         self._starts_retry_at: dict[tuple[str, int], float] = {}
         self._fetched: set[tuple[str, int]] = set()  # partitions of records read, not yet processed
+        self.health = GroupHealth(kafka.group_stall_s, since=time.monotonic())
         self.consumer = self._new_consumer()
         self.producer = self._new_producer_instance()
 
     def _new_consumer(self) -> Consumer:
         return Consumer(consumer_config(self.kafka, self.group, **{
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-            "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5}))
+            "max.poll.interval.ms": 120_000, "fetch.wait.max.ms": 5, **group_stats_config(self.health)}))
 
     def _new_producer_instance(self) -> Producer:
         return Producer(transactional_config(self.kafka, f"{self.group}-{self.instance_id}"))
@@ -363,6 +371,7 @@ class TransactionalProcessor:
     def _on_assign(self, consumer, partitions) -> None:
         for tp in partitions:
             self._starts.pop((tp.topic, tp.partition), None)
+        self.health.joined(time.monotonic())
         consumer.assign(partitions)
         consumer.pause(partitions)  # resumed once each partition's state is complete
         self._pending |= {tp.partition for tp in partitions}
@@ -465,6 +474,17 @@ class TransactionalProcessor:
         self.consumer.resume(mine)
 
     # -- the loop -----------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Runs the stage as its process's one job: SIGTERM and SIGINT stop it, and a consumer
+        stuck out of its group ends the process for its supervisor (the module docstring)."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        watching = watch_group(self.health, log, self.stage)
+        try:
+            self.run()
+        finally:
+            watching.set()
+
     def run(self, max_seconds: float | None = None) -> None:
         self._init_transactions()
         for side in self.side_inputs:

@@ -1,7 +1,9 @@
 """A worker whose consumer stops taking part in its group exits for its supervisor, and one
-that is a steady member does not. Real librdkafka statistics against a real broker, paused
-(SIGSTOP) past the stall limit, which is shortened to seconds for the test; the worker runs in
-a process of its own, as it does under `geoflux up`, since the exit ends the process."""
+that is a steady member does not: an at-least-once worker, and a transactional stage (the CEP
+re-key, started as `geoflux worker cep --mode rekey`). Real librdkafka statistics against a
+real broker, paused (SIGSTOP) past the stall limit, which is shortened to seconds for the
+test; the worker runs in a process of its own, as it does under `geoflux up`, since the exit
+ends the process."""
 
 import os
 import signal
@@ -14,6 +16,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.integration.alo_recorder import three_partitions
+from tests.integration.geo_helpers import worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -35,15 +38,28 @@ asyncio.run(Watched(kafka, [topic("jobs.requests", kafka)]).run())
 """
 
 
-def test_a_worker_out_of_its_group_past_the_limit_exits_and_a_steady_one_does_not(pausable):
-    three_partitions(pausable.bootstrap, "s.")
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, pausable.bootstrap, str(STALL_S)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start(shell: str, kafka) -> subprocess.Popen:
+    if shell == "at-least-once":
+        cmd, env = [sys.executable, "-c", WORKER, kafka.bootstrap, str(STALL_S)], None
+    else:
+        cmd = [sys.executable, "-m", "services.cli", "worker", "cep", "--mode", "rekey"]
+        env = worker_env(kafka, GEOFLUX_KAFKA_GROUP_STALL_S=str(STALL_S), GEOFLUX_LOG_LEVEL="INFO")
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("shell", ["at-least-once", "transactional"])
+def test_a_worker_out_of_its_group_past_the_limit_exits_and_a_steady_one_does_not(pausable, shell):
+    kafka, _t, _producer = three_partitions(pausable.bootstrap, "s.")
+    worker = start(shell, kafka)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
     reader.start()
     try:
-        wait_for(lambda: any(line.startswith("assigned") for line in lines), 60, what="an assignment")
+        try:
+            wait_for(lambda: any(line.startswith("assigned") or '"event": "assigned"' in line for line in lines),
+                     60, what="an assignment")
+        except AssertionError:
+            raise AssertionError("no assignment; the worker wrote:\n" + "".join(lines)[-3000:]) from None
         # steady for three times the limit: statistics arrive, the group is up, nothing fires
         deadline = time.monotonic() + 3 * STALL_S
         while time.monotonic() < deadline:
