@@ -15,7 +15,8 @@ The shell every stateful geoflux stage shares. A subclass supplies `process` (an
   changelog offset they reflect. RAM holds a bounded cache of decoded states.
 - **Restore does not block the group.** A newly assigned partition is paused and its store
   brought up to the changelog's end a slice per loop turn (from its checkpoint when it has a
-  usable one), while the consumer keeps polling; then it is resumed.
+  usable one), while the consumer keeps polling; then it is resumed. The end is the log's, so
+  a transaction still open there is waited out rather than restored past.
 - **Broker faults are recoverable.** A commit that times out is retried; a transaction that
   must be aborted is aborted; a fenced or fatally failed producer is replaced (init_transactions
   fences the old epoch). Each time, cached state and consumer positions are rewound to what is
@@ -173,6 +174,7 @@ class TransactionalProcessor:
         self._poison: dict[tuple[str, int, int], str] = {}  # records that raised on their own
         self._fenced_at: list[float] = []
         self._restorer: Restorer | None = None
+        self._log_ends: Consumer | None = None  # read_uncommitted: asks where a changelog partition's log ends
         self._restore_retry_at = 0.0
         self._calls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="txn-call")
         self._starts: dict[tuple[str, int], int] = {}  # where reading began, until a record is read
@@ -414,6 +416,8 @@ class TransactionalProcessor:
         if self._restorer is None:
             restore_consumer = Consumer(consumer_config(
                 self.kafka, f"{self.group}-restore-{self.instance_id}", **{"enable.partition.eof": True}))
+            self._log_ends = Consumer(consumer_config(
+                self.kafka, f"{self.group}-restore-{self.instance_id}", **{"isolation.level": "read_uncommitted"}))
             self._restorer = Restorer(restore_consumer, self.changelog_topic, self.stage,
                                       self._index_raw, self.state_settings.restore_batch,
                                       lambda p, left, secs: self.stage_sensor.restore_remaining(self.stage, p, left, secs))
@@ -427,7 +431,11 @@ class TransactionalProcessor:
             return self._retry_restores(pending, exc)
         for i, p in enumerate(pending):
             try:
-                low, high = self._restorer.consumer.get_watermark_offsets(
+                # The log's end, not the stable end a read_committed client is told: a checkpoint
+                # past the stable end is not "another topic" when a transaction there (our own,
+                # its commit markers not written yet, as right after a broker pause) is still
+                # open. The restore then reads on until that transaction is settled.
+                low, high = self._log_ends.get_watermark_offsets(
                     TopicPartition(self.changelog_topic, p), timeout=self.kafka.request_timeout_s)
             except KafkaException as exc:  # the broker is away: try again shortly
                 return self._retry_restores(pending[i:], exc)
@@ -448,11 +456,12 @@ class TransactionalProcessor:
         if self._restorer is None:
             return
         self._pending |= set(self._restorer.active)
-        try:
-            self._restorer.consumer.close()
-        except (KafkaException, RuntimeError):
-            pass
-        self._restorer = None
+        for client in (self._restorer.consumer, self._log_ends):
+            try:
+                client.close()
+            except (KafkaException, RuntimeError):
+                pass
+        self._restorer = self._log_ends = None
 
     def _restore_step(self) -> None:
         self._begin_restores()
@@ -507,7 +516,7 @@ class TransactionalProcessor:
     def close(self) -> None:
         closers = [self.consumer.close, *(s.close for s in self.side_inputs)]
         if self._restorer is not None:
-            closers.append(self._restorer.consumer.close)
+            closers += [self._restorer.consumer.close, self._log_ends.close]
         for closer in closers:
             try:
                 closer()
