@@ -21,6 +21,7 @@ from streams.runtime.txn_processor import TransactionalProcessor
 from tests.conftest import wait_for
 from tests.integration.alert_helpers import geofence_event
 from tests.integration.geo_helpers import EventCollector
+from tests.integration.replay_helpers import committed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -91,7 +92,8 @@ def test_a_checkpoint_past_an_open_transaction_is_restored_from_not_wiped(kafka_
         assert foreign.flush(30) == 0
         send(2)  # counted and committed past the open transaction: the checkpoint is beyond it
         # (its store is written right after the commit, before the loop looks at stop())
-        wait_for(lambda: _committed_input(kafka, first) == 5, 60, interval_s=0.5, what="the fifth event committed")
+        wait_for(lambda: committed(kafka, "restore-test").get((t_in, 0)) == 5, 60, interval_s=0.5,
+                 what="the fifth event committed")
         first.stop()
         thread.join(30)
         assert not thread.is_alive()
@@ -116,17 +118,3 @@ def test_a_checkpoint_past_an_open_transaction_is_restored_from_not_wiped(kafka_
         thread.join(30)
     finally:
         counts.close()
-
-
-def _committed_input(kafka, stage: Counter) -> int:
-    """The stage's committed offset of its input partition 0, as its group has it."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from connectors.kafka_config import consumer_config
-
-    probe = Consumer(consumer_config(kafka, stage.group))
-    try:
-        (tp,) = probe.committed([TopicPartition(topic("geo.geofence-events", kafka), 0)], timeout=10)
-        return tp.offset
-    finally:
-        probe.close()
