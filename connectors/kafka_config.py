@@ -147,5 +147,12 @@ def consumer_config(s: KafkaSettings, group: str, **overrides) -> dict:
                                "auto.offset.reset": "earliest", **overrides})
 
 
+def log_end_config(s: KafkaSettings, group: str) -> dict:
+    """A client asked only where partitions end: the log's end (the high watermark), not the
+    stable end a read_committed client is told. The two differ while a transaction is open,
+    including one that has committed but whose markers are not written yet."""
+    return consumer_config(s, group, **{"isolation.level": "read_uncommitted"})
+
+
 def admin_config(s: KafkaSettings, **overrides) -> dict:
     return client_config(s, **overrides)

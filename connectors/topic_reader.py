@@ -15,7 +15,7 @@ from typing import Callable
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from connectors.kafka_config import consumer_config
+from connectors.kafka_config import consumer_config, log_end_config
 from geoflux.errors import GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings
 from schemas.codec import AvroCodec
@@ -140,11 +140,9 @@ class TopicReader:
                 parts = sorted(self._eof | set(self.positions))
             if self._probe is None:
                 # its own client: the follower's consumer blocks other calls while it polls. The
-                # high watermark, not the stable end a read_committed client is told: a
-                # transaction committed just before this call has no marker yet, and its
-                # records are among those asked for
-                self._probe = Consumer(consumer_config(self.kafka, f"reader-probe-{uuid.uuid4().hex[:8]}",
-                                                       **{"isolation.level": "read_uncommitted"}))
+                # log's end: a transaction committed just before this call has no marker yet,
+                # and its records are among those asked for
+                self._probe = Consumer(log_end_config(self.kafka, f"reader-probe-{uuid.uuid4().hex[:8]}"))
             highs = {}
             for p in parts:  # the deadline is for the whole answer, not for each partition's
                 left = max(0.1, deadline - time.monotonic())

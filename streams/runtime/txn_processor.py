@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from connectors.kafka_config import consumer_config, transactional_config
+from connectors.kafka_config import consumer_config, log_end_config, transactional_config
 from connectors.topic_reader import TopicReader
 from geoflux.errors import ConfigurationError, GeofluxError, ValidationError
 from geoflux.settings import KafkaSettings, StreamSettings
@@ -174,7 +174,7 @@ class TransactionalProcessor:
         self._poison: dict[tuple[str, int, int], str] = {}  # records that raised on their own
         self._fenced_at: list[float] = []
         self._restorer: Restorer | None = None
-        self._log_ends: Consumer | None = None  # read_uncommitted: asks where a changelog partition's log ends
+        self._log_ends: Consumer | None = None  # asks where a changelog partition's log ends
         self._restore_retry_at = 0.0
         self._calls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="txn-call")
         self._starts: dict[tuple[str, int], int] = {}  # where reading began, until a record is read
@@ -416,8 +416,7 @@ class TransactionalProcessor:
         if self._restorer is None:
             restore_consumer = Consumer(consumer_config(
                 self.kafka, f"{self.group}-restore-{self.instance_id}", **{"enable.partition.eof": True}))
-            self._log_ends = Consumer(consumer_config(
-                self.kafka, f"{self.group}-restore-{self.instance_id}", **{"isolation.level": "read_uncommitted"}))
+            self._log_ends = Consumer(log_end_config(self.kafka, f"{self.group}-restore-{self.instance_id}"))
             self._restorer = Restorer(restore_consumer, self.changelog_topic, self.stage,
                                       self._index_raw, self.state_settings.restore_batch,
                                       lambda p, left, secs: self.stage_sensor.restore_remaining(self.stage, p, left, secs))
