@@ -42,6 +42,11 @@ def run():
     loop.close()
 
 
+# How long a job's child may take to start and report: a fault matrix beside this suite once
+# delayed it past a 30 s job timeout, which failed the test for the machine's load alone.
+START_S = 120.0
+
+
 async def until(pred, what: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not pred():
@@ -99,7 +104,8 @@ def test_timeout_and_dismissal_kill_the_child(run):
     seen.clear()
     started = time.monotonic()
     # dismissed once it has reported: it is running, not starting
-    [dismissed] = go(job(pool, "sleep", {"s": 30}, cancelled=lambda: bool(seen), progress=seen.append))
+    [dismissed] = go(job(pool, "sleep", {"s": 120}, timeout_s=START_S, cancelled=lambda: bool(seen),
+                         progress=seen.append))
     assert isinstance(dismissed, JobCancelled) and time.monotonic() - started < 10
     assert not alive(seen[0]) and not pool._idle
     assert go(job(pool))[0]["pid"] and all(alive(c.proc.pid) for c in pool._idle)
@@ -118,8 +124,8 @@ def test_a_cancelled_task_kills_its_child(run):
     seen = []
 
     async def cancel_midway():
-        task = asyncio.ensure_future(job(pool, "sleep", {"s": 30}, progress=seen.append))
-        await until(lambda: seen, "the job's first progress")
+        task = asyncio.ensure_future(job(pool, "sleep", {"s": 120}, timeout_s=START_S, progress=seen.append))
+        await until(lambda: seen, "the job's first progress", START_S)
         return await cancel(task)
 
     assert go(cancel_midway()) == ["cancelled"]
@@ -138,8 +144,8 @@ def test_a_stop_signal_to_the_workers_group_is_left_to_the_worker(run):
     seen = []
 
     async def signal_then_cancel():
-        task = asyncio.ensure_future(job(pool, "sleep", {"s": 30}, progress=seen.append))
-        await until(lambda: seen, "the job's first progress")
+        task = asyncio.ensure_future(job(pool, "sleep", {"s": 120}, timeout_s=START_S, progress=seen.append))
+        await until(lambda: seen, "the job's first progress", START_S)
         server = forkserver._forkserver._forkserver_pid
         os.kill(server, signal.SIGTERM)
         os.kill(seen[0], signal.SIGTERM)
