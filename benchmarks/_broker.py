@@ -1,9 +1,11 @@
 """The broker a benchmark runs against: `GEOFLUX_KAFKA_BOOTSTRAP` if set, else a throwaway
-local broker on free ports, stopped when the benchmark ends."""
+local broker on free ports, stopped when the benchmark ends, including by SIGTERM."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +23,9 @@ def benchmark_broker(workdir: Path) -> Iterator[str]:
         return
     broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
                                            controller_port=free_port(), heap="1g"))
+    # Python's default SIGTERM ends the process without its `finally` blocks: the broker and
+    # the workers a benchmark started ran on as orphans. As SystemExit, both are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         yield broker.start()
     finally:

@@ -44,16 +44,15 @@ from confluent_kafka import ConsumerGroupState, Consumer, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
+from benchmarks._broker import benchmark_broker  # noqa: E402
 from benchmarks._ceiling import (commit_at_end, create_output_topic, pass_through_ceiling,  # noqa: E402
                                  run_sampled_pass_through)
 from connectors.kafka_admin import admin_client, apply  # noqa: E402
 from connectors.kafka_config import client_config  # noqa: E402
-from geoflux.settings import GeofenceSettings, KafkaSettings, LocalKafkaSettings  # noqa: E402
+from geoflux.settings import GeofenceSettings, KafkaSettings  # noqa: E402
 from schemas.catalogue import topic  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
 from services.control.geofence_registry import GeofenceRegistry  # noqa: E402
-from services.devstack.local_kafka import LocalKafka  # noqa: E402
-from services.devstack.local_process import free_port  # noqa: E402
 from tests.integration.geo_helpers import start_worker, stop  # noqa: E402
 
 
@@ -405,25 +404,18 @@ def main() -> None:
         args.entities, args.max_batch, args.churn = 200, 500, 5
     rates = [float(r) for r in args.rates.split(",") if r]
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-bench-"))
-    broker = None
-    bootstrap = os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
-                                               controller_port=free_port(), heap="1g"))
-        bootstrap = broker.start()
     results = []
     try:
-        if args.scaling:
-            scaling(bootstrap, args, workdir)
-            return
-        for n in [int(x) for x in args.fences.split(",")]:
-            results.append(run_one(bootstrap, n, args.backlog, rates, args.seconds, args.partitions,
-                                   args.entities, workdir, args.max_batch, args.profile,
-                                   churn=args.churn))
-            print(f"done: {n} fences", file=sys.stderr, flush=True)
+        with benchmark_broker(workdir) as bootstrap:
+            if args.scaling:
+                scaling(bootstrap, args, workdir)
+                return
+            for n in [int(x) for x in args.fences.split(",")]:
+                results.append(run_one(bootstrap, n, args.backlog, rates, args.seconds, args.partitions,
+                                       args.entities, workdir, args.max_batch, args.profile,
+                                       churn=args.churn))
+                print(f"done: {n} fences", file=sys.stderr, flush=True)
     finally:
-        if broker:
-            broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\ngeofence evaluation through Kafka: 1 evaluator, {args.partitions} partitions, "
           f"{args.entities} entities, batch {args.max_batch}, {os.cpu_count()} cores shared with "
