@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._cpu import broker_pids, cpu_s  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from connectors.kafka_producer import ReliableProducer  # noqa: E402
 from geoflux.settings import AlertSettings, KafkaSettings  # noqa: E402
@@ -47,37 +48,6 @@ from tests.integration.alert_helpers import STAGES, StatusView, geofence_event  
 from tests.integration.geo_helpers import start_cli, stop  # noqa: E402
 
 NO_LIMITS = json.dumps({s: 10**9 for s in ("critical", "high", "warning", "info")})
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds a process (all its threads) has used: on a machine shared with other work,
-    CPU per alert says where the time goes when wall-clock figures move with the load."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def broker_pids() -> list[int]:
-    """The throwaway broker's JVM (a child of this process), if this run started one."""
-    me, found = str(os.getpid()), []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = f.read().rpartition(")")[2].split()[1]
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    java = f.read().startswith(b"java")
-            except OSError:
-                continue
-            if ppid == me and java:
-                found.append(int(d))
-    return found
-
-
 ROOT = Path(__file__).resolve().parents[1]
 SENDER = """
 import asyncio, sys, time
@@ -129,7 +99,7 @@ class ReceiverProcess:
             raise SystemExit("the receiver process did not start")
 
     def cpu_s(self) -> float:
-        return cpu_s(self.proc.pid)
+        return cpu_s([self.proc.pid])
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -181,7 +151,7 @@ def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdi
         time.sleep(settle_s)  # let the four consumer groups settle before the clock starts
         pids = {**{stage: p.pid for stage, p in procs.items()},
                 **{"broker": pid for pid in broker_pids()}}
-        cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+        cpu0 = {name: cpu_s([pid]) for name, pid in pids.items()}
         cpu0["bench"] = time.process_time()
         cpu0["receivers"] = primary.cpu_s() + fallback.cpu_s()
         start = time.monotonic()
@@ -197,7 +167,7 @@ def run(bootstrap: str, name: str, primary_ok: bool, n: int, rate: float, workdi
         while statuses.by_status().get("SENT", 0) < n and time.monotonic() < deadline:
             time.sleep(0.2)
         elapsed = time.monotonic() - start
-        cpu = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+        cpu = {name: cpu_s([pid]) - cpu0[name] for name, pid in pids.items()}
         cpu["pipeline"] = sum(cpu.values())  # the four workers and the broker
         cpu["bench"] = time.process_time() - cpu0["bench"]
         cpu["receivers"] = primary.cpu_s() + fallback.cpu_s() - cpu0["receivers"]

@@ -45,6 +45,7 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 from shapely.geometry import box, mapping  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._cpu import machine_busy_s  # noqa: E402
 from benchmarks._ceiling import (commit_at_end, create_output_topic, pass_through_ceiling,  # noqa: E402
                                  run_sampled_pass_through)
 from connectors.kafka_admin import admin_client, apply  # noqa: E402
@@ -235,7 +236,7 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
         editor.start()
         if not ready.wait(600):
             raise SystemExit("the fence editor did not read the registry within 600 s")
-    t0 = time.monotonic()
+    t0, busy0 = time.monotonic(), machine_busy_s()
     proc.start()
     lat: list[int] = []
     while proc.is_alive() or committed_total(settings, group) < base + n:
@@ -247,6 +248,7 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
                     lat.append(now - rec["produced_ms"])
         if time.monotonic() - t0 > seconds * 6 + 60:
             break
+    busy = (machine_busy_s() - busy0) / (time.monotonic() - t0)  # cores busy, whoever used them
     proc.join()
     # from the feed's first update: a spawned process takes a second or so to import
     elapsed = time.time() - started.value if started.value else time.monotonic() - t0
@@ -257,7 +259,7 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
     c.close()
     lat.sort()
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
-    return {"rate": rate, "churn": edits.value / seconds, "achieved": n / elapsed, "events": len(lat), "p50": q(0.50),
+    return {"rate": rate, "churn": edits.value / seconds, "achieved": n / elapsed, "events": len(lat), "busy": busy, "p50": q(0.50),
             "p95": q(0.95), "p99": q(0.99)}
 
 
@@ -428,18 +430,19 @@ def main() -> None:
         return
     print("\nlatency ceiling (ceil): the same paced feed through the transactional pass-through in its "
           "own process,\nforwarding unchanged one update in N, N the evaluator's updates per event in the "
-          f"same run ({', '.join(str(r['every']) for r in results)}); update produced -> record readable\n")
+          f"same run ({', '.join(str(r['every']) for r in results)}); update produced -> record readable;\n"
+          f"busy: the machine's cores busy during the run (of {os.cpu_count()}), whoever used them\n")
     print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'edits/s':>8} {'achieved/s':>11} {'events':>7} "
-          f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'ceil P50':>8} {'ceil P95':>8} {'ceil P99':>8} "
-          f"{'RSS MB':>7} {'peak MB':>8}")
+          f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'busy':>5} {'ceil P50':>8} {'ceil P95':>8} {'ceil P99':>8} "
+          f"{'ceil busy':>9} {'RSS MB':>7} {'peak MB':>8}")
     for r in results:
         for i, run in enumerate(r["runs"]):
             head = (f"{r['fences']:>8} {r['drain']:>12,.0f}" if i == 0 else f"{'':>8} {'':>12}")
             tail = f" {r['rss']:>7.0f} {r['peak']:>8.0f}" if i == 0 else ""
             ceil = r["floor"][i]
             print(f"{head} {run['rate']:>9,.0f} {run['churn']:>8,.0f} {run['achieved']:>11,.0f} {run['events']:>7} "
-                  f"{run['p50']:>7.0f} {run['p95']:>7.0f} {run['p99']:>7.0f} "
-                  f"{ceil['p50']:>8.0f} {ceil['p95']:>8.0f} {ceil['p99']:>8.0f}{tail}")
+                  f"{run['p50']:>7.0f} {run['p95']:>7.0f} {run['p99']:>7.0f} {run['busy']:>5.2f} "
+                  f"{ceil['p50']:>8.0f} {ceil['p95']:>8.0f} {ceil['p99']:>8.0f} {ceil['busy']:>9.2f}{tail}")
 
 
 if __name__ == "__main__":

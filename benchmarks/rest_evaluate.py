@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shapely.geometry import box, mapping  # noqa: E402
 
 from benchmarks._broker import benchmark_broker  # noqa: E402
+from benchmarks._cpu import broker_pids, cpu_s, machine_busy_s  # noqa: E402
 from connectors.kafka_admin import apply  # noqa: E402
 from geoflux.settings import ApiSettings, KafkaSettings  # noqa: E402
 from schemas.codec import AvroCodec  # noqa: E402
@@ -117,45 +118,13 @@ def api_pids(api: subprocess.Popen) -> list[int]:
     return [api.pid, *(int(p) for p in out.split())]
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user + system) the processes have used so far: on a shared machine, what
-    a request costs each part whatever else runs."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
-
-
-def broker_pids(workdir: Path) -> list[int]:
-    """The benchmark's own broker, found by its data directory on its command line; none when
-    GEOFLUX_KAFKA_BOOTSTRAP names a broker elsewhere."""
-    out = subprocess.run(["pgrep", "-f", str(workdir / "kafka")], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores spent on anything but idling (/proc/stat: user, nice, system,
-    irq, softirq, steal), whoever spent them."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
-    return (user + nice + system + irq + softirq + steal) / TICK
-
-
 def measured(pids: dict[str, list[int]], work) -> dict:
     """Runs `work()` and adds the CPU milliseconds per request of each process group, of this
     process (the client) and of the whole machine to its result."""
     before = {name: cpu_s(p) for name, p in pids.items()}
     client0, machine0 = time.process_time(), machine_busy_s()
     result = work()
-    result["cpu_ms"] = {name: 1000 * (cpu_s(p) - before[name]) / result["n"] if p else float("nan")
-                        for name, p in pids.items()}
+    result["cpu_ms"] = {name: 1000 * (cpu_s(p) - before[name]) / result["n"] for name, p in pids.items()}
     result["cpu_ms"]["client"] = 1000 * (time.process_time() - client0) / result["n"]
     result["cpu_ms"]["machine"] = 1000 * (machine_busy_s() - machine0) / result["n"]
     return result
@@ -208,7 +177,7 @@ def main() -> None:
                 key = TENANT_KEYS[TENANT]
                 warm_up(url, key)
                 workers = args.api_workers or getattr(ApiSettings(), "workers", 1)  # older trees: 1
-                pids = {"api": api_pids(api), "evaluator": [worker.pid], "broker": broker_pids(workdir)}
+                pids = {"api": api_pids(api), "evaluator": [worker.pid], "broker": broker_pids()}
                 for i, c in enumerate(levels):
                     ceiling = measured(pids, lambda: asyncio.run(
                         drive(url, key, bodies(args.requests, args.entities, False), c)))
