@@ -513,14 +513,12 @@ class TransactionalProcessor:
         self.running = False
 
     def close(self) -> None:
-        closers = [self.consumer.close, *(s.close for s in self.side_inputs)]
-        if self._restorer is not None:
-            closers += [self._restorer.consumer.close, self._log_ends.close]
-        for closer in closers:
+        for closer in (self.consumer.close, *(s.close for s in self.side_inputs)):
             try:
                 closer()
             except (KafkaException, RuntimeError):
                 pass
+        self._reset_restorer()  # its two clients
         self.producer.flush(10)
         for store in self._stores.values():
             store.close()
