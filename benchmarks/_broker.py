@@ -17,15 +17,16 @@ from services.devstack.local_process import free_port
 
 @contextmanager
 def benchmark_broker(workdir: Path) -> Iterator[str]:
+    # Python's default SIGTERM ends the process without its `finally` blocks: the broker and
+    # the workers a benchmark started ran on as orphans. As SystemExit, both are stopped (the
+    # workers also when the broker is someone else's).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     bootstrap = os.environ.get("GEOFLUX_KAFKA_BOOTSTRAP")
     if bootstrap:
         yield bootstrap
         return
     broker = LocalKafka(LocalKafkaSettings(data_dir=workdir / "kafka", port=free_port(),
                                            controller_port=free_port(), heap="1g"))
-    # Python's default SIGTERM ends the process without its `finally` blocks: the broker and
-    # the workers a benchmark started ran on as orphans. As SystemExit, both are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         yield broker.start()
     finally:
