@@ -104,6 +104,10 @@ class StreamSettings(BaseSettings):
     cache_entries: int = 100_000  # decoded states kept in memory per stage
     rocksdb_block_cache_mb: int = 16  # per store (one store per partition)
     rocksdb_write_buffer_mb: int = 8
+    # RocksDB runs without its write-ahead log (the changelog or topic is the durable copy):
+    # memtables are written to disk at least this often, which bounds how much of the changelog
+    # a restore after a crash replays
+    rocksdb_flush_interval_s: float = 30.0
     restore_batch: int = 10_000  # changelog records restored per loop turn (the loop keeps polling)
     # Python's cyclic collector, per worker process: (generation 0, 1, 2) thresholds. Python's
     # default (700, 10, 10) walks the young objects every 700 allocations; a stage allocates a

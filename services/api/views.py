@@ -32,7 +32,7 @@ from geoflux.keys import scoped, unscoped
 from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
-from streams.state import open_store
+from streams.state import open_configured_store
 
 log = structlog.get_logger("geoflux.views")
 SEP = b"\x00"
@@ -48,8 +48,7 @@ class FollowedStore:
         self.kafka, self.codec = kafka, codec
         self.topic = topic(self.logical, kafka)
         path = Path(state.data_dir) / "api" / name / self.topic.replace("/", "_")
-        self.store = open_store(state.store, path, block_cache_mb=state.rocksdb_block_cache_mb,
-                                write_buffer_mb=state.rocksdb_write_buffer_mb)
+        self.store = open_configured_store(state, path)
         self.lock = threading.Lock()
         self.behind: int | None = None  # records left to the end seen at start; 0 caught up; -1 stopped
         self._stop = threading.Event()

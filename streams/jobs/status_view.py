@@ -35,7 +35,7 @@ from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.jobs import idempotency
 from streams.jobs.quotas import WINDOW_MS
-from streams.state import KeyValueStore, open_store
+from streams.state import KeyValueStore, open_configured_store
 
 ACTIVE = ("accepted", "running")
 FLUSH_AT = 20_000  # pending writes
@@ -62,8 +62,7 @@ def open_private_store(name: str, settings: StreamSettings | None = None) -> tup
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     path = root / f"{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    store = open_store(s.store, path, block_cache_mb=s.rocksdb_block_cache_mb,
-                       write_buffer_mb=s.rocksdb_write_buffer_mb)
+    store = open_configured_store(s, path)
     return store, path
 
 

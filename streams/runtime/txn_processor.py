@@ -54,7 +54,7 @@ from streams.runtime.group_health import GroupHealth
 from streams.runtime.restart import exit_for_supervisor, group_stats_config, watch_group
 from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.state.restore import Restorer, start_offset
-from streams.state.store import KeyValueStore, open_store, resolve_kind
+from streams.state.store import KeyValueStore, open_configured_store, resolve_kind
 from streams.state.table import META_PREFIX, PartitionTable, StateCache
 
 log = structlog.get_logger("geoflux.processor")
@@ -325,9 +325,7 @@ class TransactionalProcessor:
 
     def _table_for(self, partition: int) -> PartitionTable:
         if partition not in self.tables:
-            store = open_store(self.state_settings.store, self._store_path(partition),
-                               block_cache_mb=self.state_settings.rocksdb_block_cache_mb,
-                               write_buffer_mb=self.state_settings.rocksdb_write_buffer_mb)
+            store = open_configured_store(self.state_settings, self._store_path(partition))
             self._stores[partition] = store
             self.tables[partition] = PartitionTable(store, partition)
         return self.tables[partition]

@@ -1,5 +1,5 @@
 """Local state for stateful stages: key-value stores behind one interface, chosen by name."""
 
-from streams.state.store import KeyValueStore, default_kind, open_store, store_kinds
+from streams.state.store import KeyValueStore, default_kind, open_configured_store, open_store, store_kinds
 
-__all__ = ["KeyValueStore", "default_kind", "open_store", "store_kinds"]
+__all__ = ["KeyValueStore", "default_kind", "open_configured_store", "open_store", "store_kinds"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
 from geoflux.errors import ConfigurationError
+from geoflux.settings import StreamSettings
 
 
 class KeyValueStore(Protocol):
@@ -79,3 +80,10 @@ def open_store(kind: str, path: Path | None = None, **options) -> KeyValueStore:
         raise ConfigurationError(f"state store {kind!r} needs {exc.name}: pip install "
                                  "'geoflux[rocksdb]' or set GEOFLUX_STREAM_STORE=memory") from exc
     return cls(path, **options)
+
+
+def open_configured_store(settings: StreamSettings, path: Path) -> KeyValueStore:
+    """The store `settings` name, with its RocksDB options (a memory store ignores them)."""
+    return open_store(settings.store, path, block_cache_mb=settings.rocksdb_block_cache_mb,
+                      write_buffer_mb=settings.rocksdb_write_buffer_mb,
+                      flush_interval_s=settings.rocksdb_flush_interval_s)
