@@ -8,6 +8,10 @@ records it is handed, and there is no transaction, so this is the CPU a stage sp
 librdkafka and the broker. CPU time (not wall time) is reported, so a busy machine disturbs
 it less; still, compare figures taken in the same conditions.
 
+Event time advances `--every-ms` between one entity's updates, and every entity's lateness
+window is filled before timing: the size of the states written (printed) is what it would be
+in a live feed at that cadence, and what a state write costs grows with it.
+
 The ceiling compared with: the shell's decode of the same records alone (the part of the work
 every stage does and no evaluator change can avoid). The evaluator is timed twice, batch about
 batch: with the cyclic collector's thresholds a worker sets (`GEOFLUX_STREAM_GC_THRESHOLD`) and
@@ -98,14 +102,22 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=60_000)
     ap.add_argument("--entities", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=GeofenceSettings().max_batch)
+    ap.add_argument("--every-ms", type=int, default=500,
+                    help="event time between one entity's updates (500: 5,000 entities at 10,000 "
+                         "updates/s, as in geofence_throughput's latency run); it sets how many "
+                         "points an entity's lateness window holds, so the size of each state written")
     ap.add_argument("--smoke", action="store_true", help="100 fences, 200 entities, 2,000 updates, batch 200")
     args = ap.parse_args()
     if args.smoke:
         args.fences, args.entities, args.updates, args.batch = 100, 200, 2000, 200
+    geo = GeofenceSettings()
+    # every entity's window is full before timing: the states written are of their steady size
+    rounds = int(geo.allowed_lateness_s * 1000) // max(1, args.every_ms) + 2
+    warm = args.entities * (2 if args.smoke else rounds)
     tmp = Path(tempfile.mkdtemp(prefix="geoflux-evcpu-"))
     codec = AvroCodec()
     ev = EvaluatorStage(KafkaSettings(bootstrap="127.0.0.1:9", topic_prefix="cpu.", partitions=PARTITIONS),
-                   GeofenceSettings(), codec, state=StreamSettings(data_dir=tmp))
+                   geo, codec, state=StreamSettings(data_dir=tmp))
     try:
         ev.producer = CountingProducer()
         for feature, fid in fence_features(args.fences):
@@ -114,13 +126,15 @@ def main() -> None:
             ev._table_for(p)
             ev.ready.add(p)
         fleet, msgs = Fleet(args.entities, extent_for(args.fences), 1), []
-        for i in range(args.updates):
-            entity, lon, lat, ts = fleet.next()
+        total = warm + args.updates
+        start_ms = int(time.time() * 1000) - (total // args.entities + 1) * args.every_ms
+        for i in range(total):
+            entity, lon, lat, _wall = fleet.next()
+            ts = start_ms + (i // args.entities) * args.every_ms
             value = codec.encode(ev.t_locations, "LocationUpdate", {
                 "entity_id": entity, "tenant_id": "bench", "lon": lon, "lat": lat, "ts_ms": ts,
                 "attributes": {}, "produced_ms": ts})
             msgs.append(Msg(ev.t_locations, zlib.crc32(entity.encode()) % PARTITIONS, i, entity.encode(), value))
-        warm = min(len(msgs) // 5, args.entities * 2)  # every entity's state exists before timing
 
         def decode_only(part: list) -> None:
             for i in range(0, len(part), args.batch):
@@ -139,6 +153,16 @@ def main() -> None:
         StreamSettings().apply_gc_threshold()
         evaluate(msgs[:warm])
         timed = msgs[warm:]
+        written = ev.changelog_changes
+
+        def measured_changes(txn, on_delivery=None):
+            changes = written(txn, on_delivery)
+            for items in changes.values():
+                sizes.extend(len(v) for _k, v, _i in items if v is not None)
+            return changes
+
+        sizes: list[int] = []
+        ev.changelog_changes = measured_changes
         rows = []
         t0 = time.process_time()
         decode_only(timed)
@@ -163,12 +187,14 @@ def main() -> None:
         ev.consumer.close()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nevaluator CPU per update: {args.fences:,} fences, {args.entities:,} entities, "
-          f"{len(timed):,} updates timed (half with each collector), batch {args.batch}; load average "
+          f"{len(timed):,} updates timed (half with each collector), batch {args.batch}, "
+          f"{args.every_ms} ms of event time between an entity's updates; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()) + "\n")
     print(f"{'what':<62} {'us/update':>10} {'updates/CPU-s':>14} {'vs ceiling':>11}")
     for label, us, rate in rows:
         print(f"{label:<62} {us:>10.1f} {rate:>14,.0f} {rate / rows[0][2]:>11.2f}")
-    print(f"\nevents emitted: {ev.stats.events:,}; records handed to the (counting) producer: {ev.producer.n:,}")
+    print(f"\nevents emitted: {ev.stats.events:,}; records handed to the (counting) producer: {ev.producer.n:,}; "
+          f"states written while timed: {len(sizes):,}, {sum(sizes) / max(1, len(sizes)):,.0f} bytes each on average")
 
 
 if __name__ == "__main__":
