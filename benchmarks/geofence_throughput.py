@@ -7,7 +7,9 @@ For each fence count it
      starts one evaluator process and times how fast it drains the backlog (sustained
      updates/s), printed with its ratio to the ceiling;
   2. feeds updates at fixed rates from a separate producer process and measures end-to-end
-     latency, update produced -> event readable by a read_committed consumer (P50/P95/P99);
+     latency, update produced -> event readable by a read_committed consumer (P50/P95/P99),
+     of the updates fed after a warm-up (`--warmup`, the allowed lateness: by then an entity's
+     state holds the points of this feed's rate, not of the backlog or the feed before);
      then, the evaluator stopped, the same feeds through the pass-through in a process of its
      own forwarding about the share of updates that made an event: the latency ceiling;
   3. reads the evaluator's peak RSS.
@@ -78,6 +80,9 @@ def fence_features(n: int, seed: int = 1) -> list[tuple[dict, str]]:
     return out
 
 
+FLEET_SEED = 1  # the backlog and every paced feed follow the same tracks, one after the other
+
+
 class Fleet:
     """Entities on straight-ish tracks; each call to `next` moves one entity one step."""
 
@@ -88,7 +93,14 @@ class Fleet:
         self.ext, self.i = ext, 0
         self.last_ts = [0] * n_entities
 
-    def next(self) -> tuple[str, float, float, int]:
+    def advance(self, steps: int) -> None:
+        """Moves on `steps` updates without making them: a later feed continues the tracks an
+        earlier one left, rather than every entity jumping to a fresh start (a burst of EXITs
+        and ENTERs no live feed has)."""
+        for _ in range(steps):
+            self._move()
+
+    def _move(self) -> int:
         k = self.i % len(self.pos)
         self.i += 1
         p, v = self.pos[k], self.vel[k]
@@ -97,6 +109,11 @@ class Fleet:
             if not 0 <= p[d] <= self.ext:
                 v[d] = -v[d]
                 p[d] = min(max(p[d], 0), self.ext)
+        return k
+
+    def next(self) -> tuple[str, float, float, int]:
+        k = self._move()
+        p = self.pos[k]
         # event time is the wall clock (strictly increasing per entity), as a live feed's is
         ts = self.last_ts[k] = max(int(time.time() * 1000), self.last_ts[k] + 1)
         return f"e{k}", p[0], p[1], ts
@@ -112,7 +129,7 @@ def _zigzag(n: int) -> bytes:
 
 
 def produce(settings: KafkaSettings, n: int, rate: float, n_entities: int, ext: float, seed: int,
-            started=None) -> None:
+            started=None, skip: int = 0) -> None:
     """`n` updates at `rate` a second (0: as fast as it can); `started` (a shared double) is set
     to the wall-clock time the first one is produced at."""
     codec, t = AvroCodec(), topic("geo.locations", settings)
@@ -120,6 +137,7 @@ def produce(settings: KafkaSettings, n: int, rate: float, n_entities: int, ext: 
         "linger.ms": 2, "enable.idempotence": True, "acks": "all", "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000}))
     fleet = Fleet(n_entities, ext, seed)
+    fleet.advance(skip)
     if started is not None:
         started.value = time.time()
     start = time.perf_counter()
@@ -141,6 +159,16 @@ def produce(settings: KafkaSettings, n: int, rate: float, n_entities: int, ext: 
                 producer.poll(0.01)
         producer.poll(0)
     producer.flush(60)
+
+
+def feed_offsets(backlog: int, rates: list[float], seconds: float) -> list[int]:
+    """Where each paced feed of `seconds` starts on the fleet's tracks: after the backlog and
+    the feeds before it."""
+    out, fed = [], backlog
+    for r in rates:
+        out.append(fed)
+        fed += int(r * seconds)
+    return out
 
 
 def evaluator_group(settings: KafkaSettings) -> str:
@@ -212,11 +240,13 @@ def is_update_of(run_start_ms: int):
 
 def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities: int,
                 ext: float, seed: int, churn: float = 0, n_fences: int = 0,
-                read: tuple[str, str, object] | None = None, group: str | None = None) -> dict:
-    """P50/P95/P99 of update produced -> its output readable (read_committed). By default the
-    output is the evaluator's events (`geo.geofence-events`); `read` is (topic, schema,
-    counts(run_start_ms) -> predicate) for another stage's, and `group` the group whose commits
-    say every update of the run was processed."""
+                read: tuple[str, str, object] | None = None, group: str | None = None,
+                skip: int = 0, warmup: float = 0) -> dict:
+    """P50/P95/P99 of update produced -> its output readable (read_committed), over the
+    updates fed after `warmup` seconds of the same feed (the machine's busy cores over the same
+    span). By default the output is the evaluator's events (`geo.geofence-events`); `read` is
+    (topic, schema, counts(run_start_ms) -> predicate) for another stage's, and `group` the
+    group whose commits say every update of the run was processed."""
     events_topic, schema, counts = read or (topic("geo.geofence-events", settings), "GeofenceEvent", is_event_of)
     codec = AvroCodec()
     c = Consumer(client_config(settings, **{"group.id": uuid.uuid4().hex,
@@ -226,40 +256,47 @@ def latency_run(settings: KafkaSettings, rate: float, seconds: float, n_entities
     wait(lambda: (c.consume(100, 0.2), bool(c.assignment()))[1], 30, "event consumer assignment")
     run_start_ms = int(time.time() * 1000)  # only events caused by this run's updates count
     counted = counts(run_start_ms)
-    n = int(rate * seconds)
+    n = int(rate * (warmup + seconds))
     base = committed_total(settings, group)
     started = SPAWN.Value("d", 0.0)
-    proc = SPAWN.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed, started))
+    proc = SPAWN.Process(target=produce, args=(settings, n, rate, n_entities, ext, seed, started, skip))
     editor, edits, ready = None, SPAWN.Value("i", 0), SPAWN.Event()
     if churn:  # edits start with the feed and stop with its last update (its expected end)
-        editor = SPAWN.Process(target=edit_fences, args=(settings, n_fences, churn, seconds, edits, ready))
+        editor = SPAWN.Process(target=edit_fences, args=(settings, n_fences, churn, warmup + seconds, edits, ready))
         editor.start()
         if not ready.wait(600):
             raise SystemExit("the fence editor did not read the registry within 600 s")
-    t0, busy0 = time.monotonic(), machine_busy_s()
+    t0 = time.monotonic()
     proc.start()
     lat: list[int] = []
+    measured_from_ms = None  # wall clock: the first update past the warm-up is produced then
+    busy0 = t_busy0 = None
     while proc.is_alive() or committed_total(settings, group) < base + n:
+        if measured_from_ms is None and started.value:
+            measured_from_ms = int((started.value + warmup) * 1000)
+        if busy0 is None and measured_from_ms is not None and time.time() * 1000 >= measured_from_ms:
+            busy0, t_busy0 = machine_busy_s(), time.monotonic()
         for m in c.consume(1000, 0.005):  # a longer wait would be measured as latency
             if not m.error():
                 now = int(time.time() * 1000)
                 rec = codec.decode(m.value(), schema)
-                if counted(rec):
+                if counted(rec) and measured_from_ms is not None and rec["produced_ms"] >= measured_from_ms:
                     lat.append(now - rec["produced_ms"])
-        if time.monotonic() - t0 > seconds * 6 + 60:
+        if time.monotonic() - t0 > (warmup + seconds) * 6 + 60:
             break
-    busy = (machine_busy_s() - busy0) / (time.monotonic() - t0)  # cores busy, whoever used them
+    # cores busy, whoever used them, from the warm-up's end
+    busy = ((machine_busy_s() - busy0) / (time.monotonic() - t_busy0)) if busy0 is not None else float("nan")
     proc.join()
     # from the feed's first update: a spawned process takes a second or so to import
     elapsed = time.time() - started.value if started.value else time.monotonic() - t0
     if editor is not None:
-        editor.join(seconds + 60)
+        editor.join(warmup + seconds + 60)
         if editor.is_alive():
             editor.kill()
     c.close()
     lat.sort()
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan"))
-    return {"rate": rate, "churn": edits.value / seconds, "achieved": n / elapsed, "events": len(lat), "busy": busy, "p50": q(0.50),
+    return {"rate": rate, "churn": edits.value / (warmup + seconds), "achieved": n / elapsed, "events": len(lat), "busy": busy, "p50": q(0.50),
             "p95": q(0.95), "p99": q(0.99)}
 
 
@@ -275,7 +312,7 @@ def group_stable(admin: AdminClient, group: str) -> bool:
 
 
 def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float, n_entities: int,
-                    ext: float, max_batch: int, every: int) -> list[dict]:
+                    ext: float, max_batch: int, every: int, backlog: int, warmup: float) -> list[dict]:
     """The same paced feeds through the shell forwarding one update in `every` (the evaluator's
     share of updates that made an event in the same run), in a process of its own as the
     evaluator is: the latency of the shell, broker, feed and reader with no stage's work."""
@@ -290,9 +327,10 @@ def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float,
     stage.start()
     try:
         wait(lambda: group_stable(admin, group), 120, "the latency ceiling's stage to join its group")
-        return [latency_run(settings, r, seconds, n_entities, ext, 3 + i,
-                            read=(out, "LocationUpdate", is_update_of), group=group)
-                for i, r in enumerate(rates)]
+        return [latency_run(settings, r, seconds, n_entities, ext, FLEET_SEED,
+                            read=(out, "LocationUpdate", is_update_of), group=group, skip=skip,
+                            warmup=warmup)
+                for r, skip in zip(rates, feed_offsets(backlog, rates, warmup + seconds))]
     finally:
         stage.terminate()
         stage.join(30)
@@ -300,7 +338,7 @@ def latency_ceiling(settings: KafkaSettings, rates: list[float], seconds: float,
 
 def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], seconds: float,
             partitions: int, n_entities: int, workdir: Path, max_batch: int,
-            profile: str | None, evaluators: int = 1, churn: float = 0) -> dict:
+            profile: str | None, evaluators: int = 1, churn: float = 0, warmup: float = 0) -> dict:
     settings = KafkaSettings(bootstrap=bootstrap, partitions=partitions,
                              topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     apply(settings)
@@ -311,7 +349,7 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
     for i in range(0, len(feats), 5000):
         reg.put_many(feats[i:i + 5000])
     reg.close()
-    produce(settings, backlog, 0, n_entities, ext, 1)
+    produce(settings, backlog, 0, n_entities, ext, FLEET_SEED)
     roof = ceiling(settings, codec, backlog, max_batch)
     print(f"{n_fences} fences: ceiling {roof:,.0f} updates/s; {load()}", file=sys.stderr, flush=True)
     workers = [start_worker(settings, str(i), workdir, GEOFLUX_GEOFENCE_MAX_BATCH=str(max_batch),
@@ -334,8 +372,9 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
         if spy is not None:
             spy.send_signal(2)  # py-spy writes its profile on SIGINT
             spy.wait(60)
-        runs = [latency_run(settings, r, seconds, n_entities, ext, 3 + i, churn, n_fences)
-                for i, r in enumerate(rates)]
+        runs = [latency_run(settings, r, seconds, n_entities, ext, FLEET_SEED, churn, n_fences, skip=skip,
+                            warmup=warmup)
+                for r, skip in zip(rates, feed_offsets(backlog, rates, warmup + seconds))]
         if any(not run["events"] for run in runs) or worker.poll() is not None:
             # a run without events is a stalled or dead evaluator: say why, before its log goes
             tail = (workdir / "evaluator-0.log").read_text(errors="replace").splitlines()[-40:]
@@ -350,7 +389,7 @@ def run_one(bootstrap: str, n_fences: int, backlog: int, rates: list[float], sec
     floor = []
     if runs:
         every = max(1, round(sum(run["rate"] * seconds for run in runs) / max(1, sum(run["events"] for run in runs))))
-        floor = latency_ceiling(settings, rates, seconds, n_entities, ext, max_batch, every)
+        floor = latency_ceiling(settings, rates, seconds, n_entities, ext, max_batch, every, backlog, warmup)
         print(f"{n_fences} fences: latency ceiling measured (one update in {every} forwarded); {load()}",
               file=sys.stderr, flush=True)
     return {"fences": n_fences, "drain": drained, "ceiling": roof, "runs": runs, "floor": floor, "rss": rss,
@@ -384,7 +423,10 @@ def main() -> None:
     ap.add_argument("--fences", default="1000,10000,100000")
     ap.add_argument("--backlog", type=int, default=200_000)
     ap.add_argument("--rates", default="1000,5000,8000,10000")
-    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--seconds", type=float, default=15, help="each paced feed's measured span")
+    ap.add_argument("--warmup", type=float, default=GeofenceSettings().allowed_lateness_s,
+                    help="seconds each paced feed runs before its updates are measured (default "
+                         "the allowed lateness: an entity's state then holds this feed's points only)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--entities", type=int, default=5000)
     ap.add_argument("--max-batch", type=int, default=GeofenceSettings().max_batch,
@@ -402,7 +444,7 @@ def main() -> None:
                          "edits/s, batch 500")
     args = ap.parse_args()
     if args.smoke:
-        args.fences, args.backlog, args.rates, args.seconds = "100", 3000, "200", 2
+        args.fences, args.backlog, args.rates, args.seconds, args.warmup = "100", 3000, "200", 2, 1
         args.entities, args.max_batch, args.churn = 200, 500, 5
     rates = [float(r) for r in args.rates.split(",") if r]
     workdir = Path(tempfile.mkdtemp(prefix="geoflux-bench-"))
@@ -415,7 +457,7 @@ def main() -> None:
             for n in [int(x) for x in args.fences.split(",")]:
                 results.append(run_one(bootstrap, n, args.backlog, rates, args.seconds, args.partitions,
                                        args.entities, workdir, args.max_batch, args.profile,
-                                       churn=args.churn))
+                                       churn=args.churn, warmup=args.warmup))
                 print(f"done: {n} fences", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -431,7 +473,8 @@ def main() -> None:
     print("\nlatency ceiling (ceil): the same paced feed through the transactional pass-through in its "
           "own process,\nforwarding unchanged one update in N, N the evaluator's updates per event in the "
           f"same run ({', '.join(str(r['every']) for r in results)}); update produced -> record readable;\n"
-          f"busy: the machine's cores busy during the run (of {os.cpu_count()}), whoever used them\n")
+          f"each feed runs {args.warmup:g} s before its updates are measured, then {args.seconds:g} s measured;\n"
+          f"busy: the machine's cores busy while measured (of {os.cpu_count()}), whoever used them\n")
     print(f"{'fences':>8} {'drain upd/s':>12} {'target/s':>9} {'edits/s':>8} {'achieved/s':>11} {'events':>7} "
           f"{'P50 ms':>7} {'P95 ms':>7} {'P99 ms':>7} {'busy':>5} {'ceil P50':>8} {'ceil P95':>8} {'ceil P99':>8} "
           f"{'ceil busy':>9} {'RSS MB':>7} {'peak MB':>8}")
