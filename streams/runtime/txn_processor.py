@@ -51,6 +51,7 @@ from geoflux.settings import KafkaSettings, StreamSettings
 from schemas.codec import AvroCodec
 from schemas.dlq import dlq_record
 from streams.runtime.group_health import GroupHealth
+from streams.runtime.heap import freeze_long_lived
 from streams.runtime.restart import exit_for_supervisor, group_stats_config, watch_group
 from streams.runtime.sensor import NullStageSensor, StageSensor
 from streams.state.restore import Restorer, start_offset
@@ -496,6 +497,8 @@ class TransactionalProcessor:
         for side in self.side_inputs:
             side.on_skip = self.stage_sensor.skipped
             side.load()
+        frozen = freeze_long_lived()  # the side inputs, out of the collector's walks
+        log.info("side inputs loaded", stage=self.stage, frozen_objects=frozen)
         self._subscribe()
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         try:
