@@ -125,6 +125,8 @@ def main() -> None:
         if not ok:
             failed.append(name)
             continue
+        if out.resolve() == DOC.resolve():
+            text = DOC.read_text()  # the prose may have been edited while the benchmark ran
         text = block_re(name).sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
         out.write_text(text)  # after every benchmark: a long run's finished blocks are kept
     if failed:
