@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from geoflux.errors import ConfigurationError
 from geoflux.settings import LocalKafkaSettings
-from services.devstack.local_process import ManagedProcess, free_port, port_is_open
+from services.devstack.local_process import ManagedProcess, free_port, port_is_open, wait_released
 
 __all__ = ["LocalKafka", "BrokerStatus", "free_port", "port_is_open"]
 
@@ -51,6 +50,7 @@ logger.controller.level = INFO
 
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+PORT_RELEASE_S = 30.0  # how long a stop or start waits for a just-killed broker's ports
 
 
 def _read_pem(path: Path) -> str:
@@ -249,7 +249,8 @@ class LocalKafka:
             if not shutil.which("java"):
                 raise ConfigurationError("java not found: install Java 17+ (apt-get install openjdk-17-jre-headless)")
             for port in (self.s.port, self.s.controller_port):
-                if port_is_open(self.s.host, port):
+                # a broker killed a moment ago can hold its ports until the kernel is done with it
+                if not wait_released(self.s.host, (port,), PORT_RELEASE_S):
                     raise ConfigurationError(
                         f"port {port} on {self.s.host} is already taken by another process: stop it "
                         "or set GEOFLUX_LOCAL_KAFKA_PORT / GEOFLUX_LOCAL_KAFKA_CONTROLLER_PORT")
@@ -264,8 +265,9 @@ class LocalKafka:
     def stop(self, *, kill: bool = False) -> bool:
         """SIGTERM (or SIGKILL with `kill`), waits, escalates. False if nothing was running."""
         stopped = self.process.stop(self.s.stop_timeout_s, kill=kill)
-        # The port may linger briefly after the process is gone; a restart must not race it.
-        deadline = time.monotonic() + 10
-        while port_is_open(self.s.host, self.s.port) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # Both ports may linger briefly after the process is reaped (its threads still exiting);
+        # a restart must not race them. A connect is no proof a port is free (a full accept
+        # queue times connects out while the port is held): waiting on the client port alone,
+        # a restart right after a SIGKILL found the controller port still taken in a CI run.
+        wait_released(self.s.host, (self.s.port, self.s.controller_port), PORT_RELEASE_S)
         return stopped

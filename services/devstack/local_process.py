@@ -26,6 +26,30 @@ def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def port_is_released(host: str, port: int) -> bool:
+    """Whether a server could bind the port now (as the JVMs do, with SO_REUSEADDR, so a
+    connection in TIME_WAIT does not count). Stricter than a failed connect: a listener whose
+    accept queue is full (a killed broker its clients keep dialling, until the kernel has torn
+    the process down) refuses nothing but times connects out."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_released(host: str, ports: tuple[int, ...], timeout_s: float) -> bool:
+    """Waits until every port is released (see `port_is_released`); False at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not all(port_is_released(host, p) for p in ports):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def free_port() -> int:
     """A port nobody listens on, below the kernel's ephemeral range: a port the kernel hands
     out itself (bind to 0) can be taken by any outgoing connection before our server binds it,

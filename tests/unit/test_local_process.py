@@ -38,3 +38,33 @@ def test_a_killed_threaded_child_is_reported_killed_by_sigkill(tmp_path):
 def test_a_child_not_spawned_here_has_no_exit_status(tmp_path):
     assert exit_cause(ManagedProcess("x", tmp_path / "x.pid", []).exit_code()) == \
         "exited (not our child: no exit status)"
+
+
+def test_a_port_is_released_only_once_its_listener_is_gone_even_with_a_full_accept_queue():
+    import socket
+
+    from services.devstack.local_process import free_port, port_is_open, port_is_released, wait_released
+
+    port = free_port()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen(0)  # never accepts: the queue fills, as a killed broker's does
+    dialled = []
+    try:
+        for _ in range(8):
+            c = socket.socket()
+            c.settimeout(0.2)
+            try:
+                c.connect(("127.0.0.1", port))
+            except OSError:
+                pass
+            dialled.append(c)
+        assert not port_is_released("127.0.0.1", port)
+        assert not wait_released("127.0.0.1", (port,), 0.3)
+    finally:
+        for c in dialled:
+            c.close()
+        server.close()
+    assert wait_released("127.0.0.1", (port,), 5)
+    assert not port_is_open("127.0.0.1", port)
