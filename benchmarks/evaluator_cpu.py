@@ -41,6 +41,7 @@ from schemas.codec import AvroCodec  # noqa: E402
 from streams.evaluator import EvaluatorStage  # noqa: E402
 from streams.geofence import build_fence, parse_feature  # noqa: E402
 from streams.runtime.txn_processor import Txn  # noqa: E402
+from streams.state.table import META_PREFIX  # noqa: E402
 
 PARTITIONS = 6
 PYTHON_DEFAULT_GC = (700, 10, 10)
@@ -158,10 +159,13 @@ def main() -> None:
         def measured_changes(txn, on_delivery=None):
             changes = written(txn, on_delivery)
             for items in changes.values():
-                sizes.extend(len(v) for _k, v, _i in items if v is not None)
+                for k, v, _i in items:
+                    if v is not None:
+                        (chunks if k.startswith(META_PREFIX) else sizes).append(len(v))
             return changes
 
-        sizes: list[int] = []
+        sizes: list[int] = []  # the entities' own records
+        chunks: list[int] = []  # their history chunks (streams/entity_history.py)
         ev.changelog_changes = measured_changes
         rows = []
         t0 = time.process_time()
@@ -194,7 +198,8 @@ def main() -> None:
     for label, us, rate in rows:
         print(f"{label:<62} {us:>10.1f} {rate:>14,.0f} {rate / rows[0][2]:>11.2f}")
     print(f"\nevents emitted: {ev.stats.events:,}; records handed to the (counting) producer: {ev.producer.n:,}; "
-          f"states written while timed: {len(sizes):,}, {sum(sizes) / max(1, len(sizes)):,.0f} bytes each on average")
+          f"states written while timed: {len(sizes):,}, {sum(sizes) / max(1, len(sizes)):,.0f} bytes each on average, "
+          f"and {len(chunks):,} history chunks, {sum(chunks) / max(1, len(sizes)):,.0f} bytes a state on average")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams import evaluator_index as ix
-from streams.evaluator_records import (REPLY_ATTRIBUTE, event_record, state_from_record,
-                                       state_to_record, update_from_record)
+from streams.evaluator_records import (REPLY_ATTRIBUTE, chunk_name, chunk_record, event_record,
+                                       state_from_record, state_to_record, update_from_record)
 from streams.fence_index import FenceIndex
 from streams.geofence import fence_from_record
 from streams.membership import EntityState, MembershipMachine
@@ -90,8 +90,30 @@ class EvaluatorStage(TransactionalProcessor):
     def state_from_record(self, rec: dict) -> EntityState:
         return state_from_record(rec)
 
+    def decode_state(self, key: str, partition: int, raw: bytes) -> EntityState:
+        table = self.table(partition)
+
+        def chunk(c: int) -> dict | None:
+            data = table.meta(chunk_name(key, c))
+            return None if data is None else self.codec.decode(data, self.changelog_schema)
+        return state_from_record(self.codec.decode(raw, self.changelog_schema), chunk)
+
     def state_to_record(self, state: EntityState) -> dict:
-        return state_to_record(state)
+        return state_to_record(state, chunked=True)
+
+    def changelog_changes(self, txn: Txn, on_delivery=None) -> dict[int, list]:
+        """Each changed entity's history chunks that changed, in the same transaction as its
+        record (`streams.entity_history`): the record itself then holds the newest only."""
+        for key, (partition, state) in txn.dirty.items():
+            if state is None:
+                continue
+            split = state.history.split()
+            for c, start, end in split.write:
+                self.put_meta(txn, partition, chunk_name(key, c), self.codec.encode(
+                    self.changelog_topic, self.changelog_schema, chunk_record(state, start, end)))
+            for c in split.drop:
+                self.put_meta(txn, partition, chunk_name(key, c), None)
+        return super().changelog_changes(txn, on_delivery)
 
     def index_keys(self, key: str, state: EntityState):
         return ix.entity_index_keys(key, state)

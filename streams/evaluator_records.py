@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from geoflux.errors import ValidationError
-from streams.entity_history import History, Seen
+from geoflux.errors import PermanentError, ValidationError
+from streams.entity_history import History, Seen, le_bytes, le_column
 from streams.geofence import snap_to_range
 from streams.membership import EntityState, Membership, Transition, Update
 
@@ -28,10 +29,21 @@ def update_from_record(rec: dict) -> Update:
     return Update(entity, rec.get("tenant_id") or "default", x, y, int(rec["ts_ms"]))
 
 
-def state_to_record(state: EntityState) -> dict:
+def state_to_record(state: EntityState, chunked: bool = False) -> dict:
+    """The entity's changelog record: `chunked` (once `state.history.split()` has given the
+    chunks written beside it), the newest chunk and the list of the others; else the whole
+    history."""
     # once per changed entity per transaction: tuples stand for Avro arrays as they are (the
     # writer only iterates them), and the newest point is read from the columns directly
     hist = state.history
+    if not (chunked and hist.chunks):
+        columns, chunks = hist.to_columns(), NOT_CHUNKED
+    else:
+        # an older reader, which knows no chunks, sees a history that starts at the newest
+        # chunk, with older updates possibly dropped: it refuses what it cannot place
+        start = hist.open_from()
+        columns = hist.to_columns(start, None, hist.ts[start])
+        chunks = {"chunks": le_bytes(hist.chunks), "known_from_ms": hist.known_from_ms}
     return {
         "entity_id": state.entity_id,
         "tenant_id": state.tenant_id,
@@ -42,13 +54,46 @@ def state_to_record(state: EntityState) -> dict:
             for m in state.memberships.values()],
         "history": ([{"ts_ms": hist.ts[-1], "lon": hist.lon[-1], "lat": hist.lat[-1],
                       "inside": hist.inside[-1]}] if len(hist.ts) else []),
-        "history_columns": hist.to_columns(),
+        "history_columns": columns,
+        "history_chunks": chunks,
         "attributes": state.attributes,
     }
 
 
-def state_from_record(rec: dict) -> EntityState:
-    if rec["history_columns"]["ts_ms"]:
+NOT_CHUNKED = {"chunks": b"", "known_from_ms": None}
+
+
+def chunk_record(state: EntityState, start: int, end: int) -> dict:
+    """A changelog chunk of an entity's history: its points [start, end), in an EntityState
+    record (the changelog's one schema) with nothing else set."""
+    return {"entity_id": state.entity_id, "tenant_id": state.tenant_id, "memberships": (),
+            "history": (), "history_columns": state.history.to_columns(start, end),
+            "history_chunks": NOT_CHUNKED, "attributes": {}}
+
+
+def chunk_name(key: str, chunk: int) -> str:
+    """The changelog metadata name a chunk of `key`'s history travels under."""
+    return f"h{chunk}/{key}"
+
+
+ChunkReader = Callable[[int], dict | None]  # chunk id -> its decoded record, None if missing
+
+
+def state_from_record(rec: dict, chunk: ChunkReader | None = None) -> EntityState:
+    """The state a changelog record holds. A chunked record's older points are read with
+    `chunk`; without it (for what the newest point and the memberships decide: index keys, the
+    API's membership view) the history is its newest chunk only, and incomplete."""
+    chunked = rec.get("history_chunks") or NOT_CHUNKED
+    if chunked["chunks"] and chunk is not None:
+        parts, ids = [], le_column("q", chunked["chunks"])
+        for c in ids:
+            part = chunk(c)
+            if part is None:
+                raise PermanentError(f"entity history chunk {c} missing: corrupt state")
+            parts.append(History.from_columns(part["history_columns"]))
+        parts.append(History.from_columns(rec["history_columns"]))
+        history = History.joined(parts, chunked["known_from_ms"], ids)
+    elif rec["history_columns"]["ts_ms"]:
         history = History.from_columns(rec["history_columns"])
     else:  # written before history_columns: what came before its points is unknown
         points = [Seen(s["ts_ms"], s["lon"], s["lat"], tuple(s["inside"])) for s in rec["history"]]

@@ -22,7 +22,8 @@ SAMPLES = {
                     "history_columns": {
                         "ts_ms": struct.pack("<2q", NOW - 500, NOW),
                         "lon": struct.pack("<2d", 0.4, 0.5), "lat": struct.pack("<2d", 0.5, 0.5),
-                        "inside_runs": [2], "inside_sets": [["g1"]], "known_from_ms": None},
+                        "inside_runs": [2], "inside_sets": [["g1"]], "known_from_ms": NOW - 500},
+                    "history_chunks": {"chunks": struct.pack("<q", (NOW - 5_000) // 5_000), "known_from_ms": NOW - 6_000},
                     "attributes": {"class": "van"}},
     "EntityAttributes": {"entity_id": "truck-7", "tenant_id": "acme",
                          "attributes": {"class": "van", "owner": "depot-3"}, "version": 2,

@@ -197,6 +197,11 @@ class TransactionalProcessor:
     def state_from_record(self, rec: dict) -> Any:
         raise NotImplementedError
 
+    def decode_state(self, key: str, partition: int, raw: bytes) -> Any:
+        """A state as its partition's store holds it. A stage whose states span more than their
+        own changelog record reads the rest from `self.table(partition)` here."""
+        return self.state_from_record(self.codec.decode(raw, self.changelog_schema))
+
     def state_to_record(self, state: Any) -> dict:
         raise NotImplementedError
 
@@ -270,7 +275,7 @@ class TransactionalProcessor:
         raw = self.tables[part].raw(key)
         if raw is None:
             return None
-        st = self.state_from_record(self.codec.decode(raw, self.changelog_schema))
+        st = self.decode_state(key, part, raw)
         self.cache.put(key, part, st)
         self._touched[key] = part
         return st
@@ -295,8 +300,9 @@ class TransactionalProcessor:
         txn.dirty[key] = (partition, None)
         self._touched[key] = partition
 
-    def put_meta(self, txn: Txn, partition: int, name: str, value: bytes) -> None:
-        """Stage metadata that travels on the changelog with the state it describes."""
+    def put_meta(self, txn: Txn, partition: int, name: str, value: bytes | None) -> None:
+        """Stage metadata that travels on the changelog with the state it describes (None: a
+        tombstone, the name is gone once the transaction commits)."""
         txn.meta[(partition, name)] = value
 
     def states(self, partition: int) -> Iterator[tuple[str, Any]]:
@@ -306,7 +312,7 @@ class TransactionalProcessor:
                 st = self._open.dirty[key][1]
             else:
                 hit = self.cache.get(key)
-                st = hit[1] if hit else self.state_from_record(self.codec.decode(raw, self.changelog_schema))
+                st = hit[1] if hit else self.decode_state(key, partition, raw)
             if st is not None:
                 yield key, st
 

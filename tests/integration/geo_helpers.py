@@ -13,8 +13,9 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from connectors.kafka_config import consumer_config
 from connectors.kafka_producer import ReliableProducer
 from geoflux.errors import ValidationError
 from geoflux.keys import scoped
@@ -228,3 +229,23 @@ def lag_is_zero(settings: KafkaSettings, group: str | None = None,
     # short of the watermark is still done when only commit markers are left
     ends = last_offsets(settings, t, behind) if behind else {}
     return all(offset >= ends[p] for p, offset in behind.items())
+
+
+def read_to_end(kafka_settings, t: str) -> list:
+    """Every committed record of topic `t`, read to the end of each partition."""
+    c = Consumer(consumer_config(kafka_settings, f"probe-{uuid.uuid4().hex[:8]}",
+                                 **{"enable.partition.eof": True}))
+    try:
+        c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(kafka_settings.partitions)])
+        out, ended = [], set()
+        deadline = time.monotonic() + 30
+        while len(ended) < kafka_settings.partitions and time.monotonic() < deadline:
+            for m in c.consume(500, 0.2):
+                if not m.error():
+                    out.append(m)
+                elif m.error().code() == KafkaError._PARTITION_EOF:
+                    ended.add(m.partition())
+        assert len(ended) == kafka_settings.partitions, f"{t} not read to its end"
+        return out
+    finally:
+        c.close()

@@ -13,12 +13,9 @@ import shutil
 import threading
 import time
 import urllib.request
-import uuid
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from connectors.kafka_config import consumer_config
 from connectors.kafka_producer import ReliableProducer
 from geoflux.errors import PermanentError, ValidationError
 from geoflux.settings import GeofenceSettings
@@ -33,6 +30,7 @@ from tests.integration.geo_helpers import (
     EventCollector,
     publish_fences,
     publish_locations,
+    read_to_end,
 )
 
 pytestmark = pytest.mark.kafka
@@ -87,26 +85,6 @@ def send(kafka_settings, t: str, codec: AvroCodec, records: list[dict]) -> None:
 
 def schema_id_of(value: bytes) -> int:
     return int.from_bytes(value[1:5], "big")
-
-
-def read_to_end(kafka_settings, t: str) -> list:
-    """Every committed record of topic `t`, read to the end of each partition."""
-    c = Consumer(consumer_config(kafka_settings, f"probe-{uuid.uuid4().hex[:8]}",
-                                 **{"enable.partition.eof": True}))
-    try:
-        c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(kafka_settings.partitions)])
-        out, ended = [], set()
-        deadline = time.monotonic() + 30
-        while len(ended) < kafka_settings.partitions and time.monotonic() < deadline:
-            for m in c.consume(500, 0.2):
-                if not m.error():
-                    out.append(m)
-                elif m.error().code() == KafkaError._PARTITION_EOF:
-                    ended.add(m.partition())
-        assert len(ended) == kafka_settings.partitions, f"{t} not read to its end"
-        return out
-    finally:
-        c.close()
 
 
 # -- records ---------------------------------------------------------------------------------

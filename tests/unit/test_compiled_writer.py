@@ -130,6 +130,7 @@ def test_a_history_column_round_trips_bytes_unchanged():
     cols = struct.pack("<3q", 1, -2, 2 ** 62)
     rec = json.loads(json.dumps(SAMPLES["EntityState"], default=lambda b: None))
     rec["history_columns"] = {**SAMPLES["EntityState"]["history_columns"], "ts_ms": cols}
+    rec["history_chunks"] = SAMPLES["EntityState"]["history_chunks"]
     codec = AvroCodec()
     assert codec.decode(codec.encode("t", "EntityState", rec), "EntityState")["history_columns"]["ts_ms"] == cols
 
