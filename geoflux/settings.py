@@ -388,7 +388,9 @@ class GeofenceSettings(BaseSettings):
     # (benchmarks/geofence_throughput.py, 10,000 fences). A batch whose processing raises is
     # retried one record per transaction, so a larger one takes longer to isolate its culprit.
     max_batch: int = 10_000
-    poll_timeout_s: float = 0.005  # consume() waits this long to fill a batch: it is latency
+    # how long an evaluator with no record queued waits for one before it looks at its fence
+    # edits and timers again; a batch is what is queued, it does not wait to fill
+    poll_timeout_s: float = 0.005
     tick_interval_s: float = 0.2
     group_id: str = "geoflux-evaluator"
 

@@ -57,6 +57,7 @@ class EvaluatorStats:
 class EvaluatorStage(TransactionalProcessor):
     changelog_schema = "EntityState"
     stage = "evaluator"
+    waits_to_fill = False  # its latency target is tens of milliseconds
 
     def __init__(self, kafka: KafkaSettings, geo: GeofenceSettings, codec: AvroCodec,
                  instance_id: str = "0", sensor: EvaluatorSensor | None = None,

@@ -145,6 +145,10 @@ class TransactionalProcessor:
     changelog_topic: str | None = None
     changelog_schema: str | None = None
     stage: str = "stage"
+    # True: each batch waits `poll_timeout_s` to fill (fewer, larger transactions, for stages
+    # whose latency budget is seconds). False: a batch is what the consumer has queued, and
+    # only a loop with nothing queued waits, until its first record arrives.
+    waits_to_fill: bool = True
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, *, group: str, instance_id: str,
                  inputs: dict[str, str], dlq_topic: str | None = None, max_batch: int = 2000,
@@ -532,7 +536,7 @@ class TransactionalProcessor:
 
     def step(self) -> None:
         self._restore_step()
-        msgs = [m for m in self.consumer.consume(self.max_batch, self.poll_timeout_s) if not m.error()]
+        msgs = [m for m in self._fetch() if not m.error()]
         for side in self.side_inputs:
             self._pending_changed |= side.poll(0)
         tick = time.monotonic() - self._last_tick >= self.tick_interval_s and self.wants_tick()
@@ -545,6 +549,19 @@ class TransactionalProcessor:
                 return  # the rest of this fetch is read again after the rewind
             self._isolate_until.clear()
         self._transaction(msgs, tick)
+
+    def _fetch(self) -> list:
+        # consume(n, t) returns early only with n records: below that it waits out t, and at
+        # 10,000 updates/s that was 5 of the evaluator's 30 ms per transaction
+        if self.waits_to_fill:
+            return self.consumer.consume(self.max_batch, self.poll_timeout_s)
+        msgs = self.consumer.consume(self.max_batch, 0)
+        if msgs:
+            return msgs
+        first = self.consumer.poll(self.poll_timeout_s)  # returns at the first record
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.max_batch - 1, 0)] if self.max_batch > 1 else [first]
 
     def _transaction(self, msgs: list, tick: bool) -> None:
         txn = self._begin()
