@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from connectors.kafka_config import consumer_config
 from connectors.kafka_producer import ReliableProducer
 from geoflux.settings import AlertSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams.alerting.gate_stage import AlertGateStage, hold_key
 from tests.conftest import wait_for
+from tests.integration.geo_helpers import read_to_end
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ONE_PARTITION = pytest.mark.parametrize("kafka_settings", [1], indirect=True)
@@ -38,23 +36,6 @@ def send(settings, codec, t: str, schema: str, key: str, recs: list[dict]) -> No
     for r in recs:
         p.send(t, codec.encode(t, schema, r), key=key)
     p.flush_or_raise()
-
-
-def read_all(settings, t: str) -> list:
-    c = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True}))
-    try:
-        c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for p in range(settings.partitions)])
-        out, ended, deadline = [], set(), time.monotonic() + 30
-        while len(ended) < settings.partitions and time.monotonic() < deadline:
-            for m in c.consume(500, 0.2):
-                if not m.error():
-                    out.append(m)
-                elif m.error().code() == KafkaError._PARTITION_EOF:
-                    ended.add(m.partition())
-        assert len(ended) == settings.partitions, f"{t} not read to its end"
-        return out
-    finally:
-        c.close()
 
 
 class RunningGate:
@@ -96,13 +77,13 @@ def verdicts(settings, codec) -> dict[str, str | None]:
     """alert id -> its suppression reason (None: let through), as alerts.alerts says."""
     t = topic("alerts.alerts", settings)
     return {r["alert_id"]: r["suppressed_reason"]
-            for r in (codec.decode(m.value(), "Alert") for m in read_all(settings, t))}
+            for r in (codec.decode(m.value(), "Alert") for m in read_to_end(settings, t))}
 
 
 def changelog(settings, codec) -> list[tuple[str, dict | None]]:
     t = topic("alerts.gate-state", settings)
     return [(m.key().decode(), None if m.value() is None else codec.decode(m.value(), "GateState"))
-            for m in read_all(settings, t)]
+            for m in read_to_end(settings, t)]
 
 
 @ONE_PARTITION
