@@ -201,8 +201,16 @@ def test_a_repeated_candidate_never_rewrites_a_delivered_alert(env, receivers, t
     assert after["status"] == "SENT" and after["created_ms"] == first["created_ms"]
     assert after["next_escalation_ms"] == first["next_escalation_ms"] is not None
     wait_for(lambda: port_is_open("127.0.0.1", port), 60, what="API")
-    status, body = http("GET", f"http://127.0.0.1:{port}/api/v1/alerts/{alert_id}", key=OPERATOR_KEY)
-    assert status == 200 and body["status"] == "SENT" and body["repeats"] == 1, body
+    # the API's view follows the status topic: it may be a moment behind the collector above
+    seen = {}
+
+    def api_shows_the_repeat() -> bool:
+        seen["status"], seen["body"] = http("GET", f"http://127.0.0.1:{port}/api/v1/alerts/{alert_id}",
+                                            key=OPERATOR_KEY)
+        return seen["status"] == 200 and seen["body"].get("repeats") == 1
+    wait_for(api_shows_the_repeat, 30, what="the API's view of the repeat")
+    body = seen["body"]
+    assert body["status"] == "SENT" and body["repeats"] == 1, body
     # the escalation the repeat must not stop: level 1 reaches the receiver under its own key
     wait_for(lambda: any(r.headers["webhook-id"].endswith(":esc1") for r in primary.received()), 60,
              what="the escalation level after the repeat")

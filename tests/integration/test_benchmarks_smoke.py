@@ -21,7 +21,7 @@ HEADERS = {
     "alert_soak.py": "severity  alerts   SENT  lost",
     "audit_sink.py": " batch     rows  distinct  rows/s steady",
     "cep_cpu.py": "stage      events  decode us (ceiling)",
-    "entity_history.py": "reports/s points apply us state us of ceiling",
+    "entity_history.py": "reports/s points apply us chunked us",
     "evaluator_cpu.py": "evaluator, Python's default collector",
     "fence_churn.py": "  fences        index   P50 ms   P95 ms",
     "gateway_fanout.py": " delivered  seconds ceiling msgs/s",
