@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from geoflux.errors import ConfigurationError
 
@@ -75,13 +75,15 @@ class RocksDBStore:
             self._db.flush(False)  # asks for it; RocksDB's flush thread writes the files
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=prefix):
+        opts = _bounded(prefix_end(prefix))  # held while the iterator lives
+        for key, value in self._db.items(from_key=prefix, read_opt=opts):
             if not key.startswith(prefix):
                 return
             yield key, value
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=start):
+        opts = _bounded(stop)
+        for key, value in self._db.items(from_key=start, read_opt=opts):
             if key >= stop:
                 return
             yield key, value
@@ -100,3 +102,21 @@ class RocksDBStore:
     def close(self) -> None:
         self._db.flush(True)  # what the memtables hold, on disk before the files are let go
         self._db.close()
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The least key above every key that starts with `prefix` (None: there is none)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else None
+
+
+def _bounded(upper: bytes | None) -> ReadOptions | None:
+    # Without the bound, an iterator that has run out of its range still seeks on to the next
+    # live key, through every deleted key in the way. The evaluator asks for its first timer
+    # (an empty range) next to its deleted history chunks: with 200,000 of them that one seek
+    # took 21 ms; bounded, 3 us. RocksDB stops at the bound instead.
+    if upper is None:
+        return None
+    opts = ReadOptions()
+    opts.set_iterate_upper_bound(upper)
+    return opts

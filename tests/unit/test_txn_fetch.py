@@ -62,3 +62,19 @@ def test_a_stage_that_waits_to_fill_asks_for_a_full_batch_with_its_timeout(evalu
     evaluator.consumer = Queued(["a"], [])
     assert evaluator._fetch() == ["a"]
     assert evaluator.consumer.calls == [("consume", 4, 0.25)]
+
+
+def test_wants_tick_is_asked_at_most_once_a_tick_interval_whatever_it_answers(evaluator, monkeypatch):
+    """Asking may read the store; a busy loop asked it on every step (half the evaluator's CPU)."""
+    from streams.runtime import txn_processor
+
+    clock, answers, asked = [100.0], [False, True, False], []
+    monkeypatch.setattr(txn_processor.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(evaluator, "wants_tick", lambda: asked.append(clock[0]) or answers[len(asked) - 1])
+    evaluator.tick_interval_s = 1.0
+    due = []
+    for k in range(12):  # steps a quarter of an interval apart: three intervals
+        clock[0] = 100.0 + k / 4
+        due.append(evaluator._tick_due())
+    assert asked == [100.0, 101.0, 102.0]
+    assert [k for k, d in enumerate(due) if d] == [4]  # the one True answer ticks
