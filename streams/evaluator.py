@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 import structlog
+from confluent_kafka import KafkaException
 
 from geoflux.errors import ValidationError
 from geoflux.keys import check_tenant, scoped, unscoped
@@ -28,7 +29,7 @@ from geoflux.settings import GeofenceSettings, KafkaSettings, StreamSettings
 from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from streams import evaluator_index as ix
-from streams.evaluator_records import (REPLY_ATTRIBUTE, chunk_name, chunk_record, event_record,
+from streams.evaluator_records import (REPLY_ATTRIBUTE, chunk_name, chunk_record, event_record, reply_partition,
                                        state_from_record, state_to_record, update_from_record)
 from streams.fence_index import FenceIndex
 from streams.geofence import fence_from_record
@@ -76,6 +77,7 @@ class EvaluatorStage(TransactionalProcessor):
         self.changelog_topic = topic("geo.evaluator-state", kafka)
         self.t_events = topic("geo.geofence-events", kafka)
         self.t_eval = topic("geo.evaluations", kafka)
+        self.eval_partitions: int | None = None  # known once a partition is restored
         self.index = FenceIndex()
         self.machine = MembershipMachine(self.index, int(geo.allowed_lateness_s * 1000),
                                          geo.history_max_points)
@@ -122,6 +124,17 @@ class EvaluatorStage(TransactionalProcessor):
     def on_restored(self, partition: int) -> None:
         self.stats.restored_partitions += 1
         self.to_reconcile.add(partition)
+        if self.eval_partitions is None:
+            self.eval_partitions = self._partition_count(self.t_eval)
+
+    def _partition_count(self, name: str) -> int | None:
+        """A topic's partitions, or None (answers then go by their key) if the broker does not
+        say. Partitions are only ever added, so a count learned once stays safe to choose below."""
+        try:
+            t = self.producer.list_topics(name, timeout=self.kafka.request_timeout_s).topics.get(name)
+        except KafkaException:
+            return None
+        return len(t.partitions) if t is not None and t.error is None and t.partitions else None
 
     def on_revoked(self, partitions: set[int]) -> None:
         self.to_reconcile -= partitions
@@ -257,7 +270,7 @@ class EvaluatorStage(TransactionalProcessor):
                 self.dead_letter(txn, None, r, outcome.kind, outcome.reason)
             attributes = rec.get("attributes")
             if attributes and attributes.get(REPLY_ATTRIBUTE):
-                self._reply(txn, attributes[REPLY_ATTRIBUTE], upd, state, outcome)
+                self._reply(txn, attributes, upd, state, outcome)
 
     def _emit(self, txn: Txn, transitions, produced_ms: int | None, attributes: dict) -> None:
         for t in transitions:
@@ -280,14 +293,16 @@ class EvaluatorStage(TransactionalProcessor):
                               [max(0, now - p) / 1000 for p in txn.tally.get("produced_ms", ())],
                               time.monotonic() - txn.started)
 
-    def _reply(self, txn: Txn, request_id: str, upd, state: EntityState, outcome) -> None:
+    def _reply(self, txn: Txn, attributes: dict, upd, state: EntityState, outcome) -> None:
+        request_id = attributes[REPLY_ATTRIBUTE]
         rec = {"request_id": request_id, "entity_id": upd.entity_id, "ts_ms": upd.ts_ms,
                "outcome": outcome.kind, "reason": outcome.reason,
                "inside": sorted(state.memberships),
                "events": [{"event_id": t.event_id, "event_type": t.event_type,
                            "geofence_id": t.geofence_id, "geofence_version": t.geofence_version,
                            "ts_ms": t.ts_ms} for t in outcome.transitions]}
-        self.emit(txn, self.t_eval, request_id, "EvaluationResult", rec)
+        self.produce(txn, self.t_eval, request_id, self.codec.encode(self.t_eval, "EvaluationResult", rec),
+                     partition=reply_partition(attributes, self.eval_partitions))
 
     # -- dwell timers -------------------------------------------------------------------------
     def tick(self, txn: Txn) -> None:

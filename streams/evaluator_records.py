@@ -11,6 +11,22 @@ from streams.geofence import snap_to_range
 from streams.membership import EntityState, Membership, Transition, Update
 
 REPLY_ATTRIBUTE = "geoflux.reply_to"
+# The partition of `geo.evaluations` the asking API process reads its answers from: one per
+# process rather than the request id's hash, so a transaction's answers touch one partition,
+# not all of them (each partition a transaction writes costs the broker a produce request, a
+# verification and a commit marker).
+REPLY_PARTITION_ATTRIBUTE = "geoflux.reply_partition"
+
+
+def reply_partition(attributes: dict, partitions: int | None) -> int | None:
+    """The answer's partition the update asks for, if it is one of the topic's `partitions`;
+    None (the request id's hash decides) for anything else: absent, not a number, out of range
+    or a topic whose partitions are not known yet."""
+    raw = attributes.get(REPLY_PARTITION_ATTRIBUTE)
+    if not partitions or not isinstance(raw, str) or not raw.isascii() or not raw.isdigit():
+        return None
+    p = int(raw)
+    return p if p < partitions else None
 
 
 def update_from_record(rec: dict) -> Update:

@@ -3,11 +3,17 @@
 The consumer starts at the end of the topic before the API accepts requests, so every answer
 to a request of this process is seen; answers for other API instances (their request ids are
 the record keys) are skipped without being decoded.
+
+Each process asks for its answers on one partition (`reply_partition`, chosen at random), so
+the evaluator's transaction writes answers to as few partitions as there are API processes
+asking. It still reads every partition: an evaluator of an earlier release ignores the ask and
+answers on the request id's partition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 import uuid
@@ -33,6 +39,7 @@ class EvaluationWaiter:
         # positions at the ends as of now, not OFFSET_END: that is resolved at the first fetch,
         # and a reply written before it (to a request made right after start) was skipped
         deadline = time.monotonic() + kafka.request_timeout_s
+        self.reply_partition = random.choice(sorted(md.topics[self.topic].partitions))
         self._consumer.assign([TopicPartition(self.topic, p, self._end(p, deadline))
                                for p in md.topics[self.topic].partitions])
         self._thread = threading.Thread(target=self._run, name="evaluation-waiter", daemon=True)

@@ -24,7 +24,7 @@ from services.api.async_producer import AsyncProducer
 from services.api.auth import with_tenant
 from services.api.evaluation_waiter import EvaluationWaiter
 from services.api.problems import HTTPProblem, json_body
-from streams.evaluator_records import REPLY_ATTRIBUTE
+from streams.evaluator_records import REPLY_ATTRIBUTE, REPLY_PARTITION_ATTRIBUTE
 from streams.geofence import snap_to_range
 from streams.membership import REJECTED
 
@@ -93,9 +93,11 @@ async def _evaluate(request: web.Request, locations: list[dict]) -> list[dict]:
     now = int(time.time() * 1000)
     acks: list[asyncio.Future] = []
     timeout = ctx["api"].evaluate_timeout_s
+    reply_to = str(waiter.reply_partition)
     try:
         for rid, loc in zip(ids, locations):
-            rec = dict(loc, attributes={**loc["attributes"], REPLY_ATTRIBUTE: rid}, produced_ms=now)
+            rec = dict(loc, attributes={**loc["attributes"], REPLY_ATTRIBUTE: rid,
+                                        REPLY_PARTITION_ATTRIBUTE: reply_to}, produced_ms=now)
             acks.append(producer.produce(t, codec.encode(t, "LocationUpdate", rec),
                                          scoped(loc["tenant_id"], loc["entity_id"])))
         # every ack first: a record the broker refused is a 503, never a wait for its answer

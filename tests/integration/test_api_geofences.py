@@ -5,10 +5,14 @@ import time
 
 import pytest
 
+from connectors.kafka_producer import ReliableProducer
+from geoflux.keys import scoped
+from schemas.catalogue import topic
 from schemas.codec import AvroCodec
 from services.devstack.local_process import free_port, port_is_open
+from streams.evaluator_records import REPLY_ATTRIBUTE, REPLY_PARTITION_ATTRIBUTE
 from tests.conftest import wait_for
-from tests.integration.geo_helpers import (EventCollector, http, start_api, start_worker, stop,
+from tests.integration.geo_helpers import (EventCollector, http, read_to_end, start_api, start_worker, stop,
                                            wait_fence_in_effect)
 
 pytestmark = pytest.mark.kafka
@@ -99,3 +103,34 @@ def test_rest_evaluation_returns_the_events_on_the_topic(api, kafka_settings):
         assert status == 422 and "lon 500" in problem["detail"]
     finally:
         events.close()
+
+
+def test_answers_go_to_the_partition_the_api_asks_for_and_a_bad_ask_is_ignored(api, kafka_settings):
+    """One API process: every answer on one partition of the evaluations topic (12 answers by
+    their request id's hash would all share one of 3 partitions once in 177,000 runs). Asks
+    written straight to the locations topic, out of range or not numbers, are answered by the
+    request id's partition, once each, with nothing dead-lettered."""
+    t0 = int(time.time() * 1000)
+    for i in range(12):
+        status, res = http("POST", f"{api}/api/v1/geoevent/evaluate",
+                           {"entity_id": f"c{i}", "lon": 0.5, "lat": 0.5, "timestamp": t0, "tenant_id": "t"})
+        assert status == 200, res
+    answers = topic("geo.evaluations", kafka_settings)
+    assert len({m.partition() for m in read_to_end(kafka_settings, answers)}) == 1
+
+    codec, locations = AvroCodec(), topic("geo.locations", kafka_settings)
+    asks = {"r-big": "999", "r-neg": "-1", "r-word": "x", "r-digit": "\u0661", "r-empty": "", "r-two": "2"}
+    producer = ReliableProducer(kafka_settings)
+    for rid, ask in asks.items():
+        rec = {"entity_id": rid, "tenant_id": "t", "lon": 0.5, "lat": 0.5, "ts_ms": t0, "produced_ms": t0,
+               "attributes": {REPLY_ATTRIBUTE: rid, REPLY_PARTITION_ATTRIBUTE: ask}}
+        producer.send(locations, codec.encode(locations, "LocationUpdate", rec), key=scoped("t", rid))
+    assert producer.flush_or_raise() == len(asks)
+
+    def answered():
+        return [m for m in read_to_end(kafka_settings, answers) if m.key().decode() in asks]
+    wait_for(lambda: len(answered()) >= len(asks), 60, what="answers to the direct asks")
+    got = answered()
+    assert sorted(m.key().decode() for m in got) == sorted(asks)  # each once
+    assert [m.partition() for m in got if m.key() == b"r-two"] == [2]
+    assert read_to_end(kafka_settings, topic("geo.locations.dlq", kafka_settings)) == []
