@@ -11,18 +11,29 @@ batch goes into one memtable whole, and a memtable is flushed whole, so the stor
 it was after some earlier batch, with that batch's checkpoint, and the restore replays the
 changelog from there. Memtables are flushed at least every `flush_interval_s` (in RocksDB's
 background thread), which bounds how far back that is.
+
+For the same reason a store that cannot be opened (not one another process holds) is discarded
+and opened empty, with no checkpoint, so the stage restores it in full: a worker SIGKILLed
+while it deleted a store file by file left a directory RocksDB refused ("No such file or
+directory: ... MANIFEST"), and every restart crashed on it. A wipe now moves the directory
+aside in one rename before deleting it.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import structlog
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from geoflux.errors import ConfigurationError
+
+log = structlog.get_logger("geoflux.state")
+DISCARDED = ".discarded-"  # a store being deleted: never opened, removed at the next open
 
 
 class RocksDBStore:
@@ -47,6 +58,8 @@ class RocksDBStore:
         self._write_options.disable_wal = True
         self.flush_interval_s = flush_interval_s
         self._flushed_at = time.monotonic()
+        for leftover in self.path.parent.glob(f"{self.path.name}{DISCARDED}*"):
+            shutil.rmtree(leftover, ignore_errors=True)  # a wipe killed mid-delete
         try:
             self._db = Rdict(str(self.path), self._options)
         except Exception as exc:  # rocksdict raises a bare Exception
@@ -54,7 +67,10 @@ class RocksDBStore:
                 raise ConfigurationError(
                     f"the state store {self.path} is in use by another process: two workers with the "
                     "same --instance, or two stacks sharing GEOFLUX_STREAM_DATA_DIR") from exc
-            raise
+            log.warning("state store unreadable; discarded, to be restored from the changelog",
+                        path=str(self.path), error=str(exc)[:300])
+            self._discard()
+            self._db = Rdict(str(self.path), self._options)
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
@@ -96,8 +112,17 @@ class RocksDBStore:
 
     def wipe(self) -> None:
         self._db.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        self._discard()
         self._db = Rdict(str(self.path), self._options)
+
+    def _discard(self) -> None:
+        """Deletes the store's directory as one step: renamed aside first, so a kill while the
+        files go leaves a directory no open reads, not a store missing some of its files."""
+        if not self.path.exists():
+            return
+        aside = self.path.with_name(f"{self.path.name}{DISCARDED}{uuid.uuid4().hex[:8]}")
+        self.path.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
 
     def close(self) -> None:
         self._db.flush(True)  # what the memtables hold, on disk before the files are let go
