@@ -170,8 +170,11 @@ def test_instances_join_leave_and_die_mid_restore_without_loss_or_duplicates(kaf
         check_against_expectation(records, expected)
         duplicates = len(records) - len({r["event_id"] for r in records})
         assert duplicates == 0, f"{duplicates} duplicate events reached a read_committed consumer"
-        # the survivors shared the work: every instance left standing owns a part of it
-        assert all(restores(logs[i])[1] for i in ("0", "2", "3")), {i: restores(logs[i]) for i in logs}
+        # the survivors share the work: every instance left standing comes to own a part of it
+        # (lag can reach 0 while the restarted instance still restores what it was given)
+        wait_for(lambda: all(restores(logs[i])[1] for i in ("0", "2", "3")), 90,
+                 what="every instance left standing restored a partition")
+        assert [i for i in ("0", "2", "3") if procs[i].poll() is not None] == [], "an instance exited"
     finally:
         for p in procs.values():
             stop(p)

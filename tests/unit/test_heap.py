@@ -21,7 +21,9 @@ def test_garbage_is_collected_before_the_freeze_and_live_objects_are_frozen():
         live = [Node() for _ in range(100)]
         frozen = freeze_long_lived()
         assert dead() is None, "a garbage cycle was frozen instead of freed"
-        assert frozen >= len(live) and gc.get_freeze_count() == frozen
+        # other threads of the test process (clients left by earlier tests) may free frozen
+        # objects meanwhile: the count can only fall after a freeze (a CI run saw 2 fewer)
+        assert frozen >= len(live) and 0 < gc.get_freeze_count() <= frozen
         walked = {id(o) for o in gc.get_objects()}
         assert not any(id(n) in walked for n in live), \
             "live objects are still walked by a collection"
