@@ -391,6 +391,7 @@ class GeofenceSettings(BaseSettings):
     # how long an evaluator with no record queued waits for one before it looks at its fence
     # edits and timers again; a batch is what is queued, it does not wait to fill
     poll_timeout_s: float = 0.005
+    # how often it looks for due DWELL timers: one fires within this of its time
     tick_interval_s: float = 0.2
     group_id: str = "geoflux-evaluator"
 
