@@ -211,7 +211,9 @@ def _json_values(response) -> list:
 def _tenants_named(value) -> set[str]:
     if isinstance(value, dict):
         own = {value["tenant_id"]} if isinstance(value.get("tenant_id"), str) else set()
-        return own.union(*(_tenants_named(v) for v in value.values()))
+        # an `attributes` map is the caller's own free-form data: a key named tenant_id in it
+        # (a run generated one) names no tenant; B's data there is caught by B's marker
+        return own.union(*(_tenants_named(v) for k, v in value.items() if k != "attributes"))
     if isinstance(value, list):
         return set().union(*(_tenants_named(v) for v in value))
     return set()
