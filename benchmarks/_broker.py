@@ -10,9 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import structlog
+
 from geoflux.settings import LocalKafkaSettings
 from services.devstack.local_kafka import LocalKafka
 from services.devstack.local_process import free_port
+
+# Stages a benchmark runs in its own processes log with structlog, to stdout by default: into
+# the table regenerate.py keeps. The table is stdout; their logs go to stderr. At import, so
+# the processes a benchmark spawns (they import its module, hence this one) do the same.
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 @contextmanager

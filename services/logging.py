@@ -1,4 +1,5 @@
-"""structlog set up once per process: JSON lines to stderr, so workers' logs are machine-readable."""
+"""structlog set up once per process: JSON lines on stdout (structlog's default output), so
+workers' logs are machine-readable; `geoflux up` and the Batch tier collect them from there."""
 
 from __future__ import annotations
 
