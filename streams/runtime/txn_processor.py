@@ -62,7 +62,7 @@ log = structlog.get_logger("geoflux.processor")
 
 FENCED_LIMIT = 5  # producer replacements within a minute: another process has our --instance
 STARTS_TIMEOUT_S = 2.0  # asking a partition's committed offset for `unread`, and again after a failure
-WATCHDOG_GRACE_S = 30.0  # past a call's own timeout, a blocked transactional call is hung
+WATCHDOG_GRACE_S = 10.0  # past a call's own timeout, a blocked transactional call is hung
 RESTORE_STALL_S = 60.0  # a restore reading nothing for this long starts again with a new consumer
 REWIND_TRIES = 2  # committed-offset lookups timing out in a row before the consumer is replaced
 
@@ -676,10 +676,11 @@ class TransactionalProcessor:
 
         changes = self.changelog_changes(txn, on_delivery)
         if txn.offsets:
-            self._retrying(lambda: self.producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in txn.offsets.items()],
-                self.consumer.consumer_group_metadata(), self.kafka.request_timeout_s))
-        self._retrying(lambda: self.producer.commit_transaction(self.kafka.request_timeout_s * 2))
+            offsets = [TopicPartition(t, p, o) for (t, p), o in txn.offsets.items()]
+            self._retrying("send_offsets_to_transaction", lambda timeout: self.producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata(), timeout), self.kafka.request_timeout_s)
+        self._retrying("commit_transaction", lambda timeout: self.producer.commit_transaction(timeout),
+                       self.kafka.request_timeout_s * 2)
         self.producer.poll(0)
         self.transactions += 1
         self._open = None
@@ -723,27 +724,32 @@ class TransactionalProcessor:
         self.on_committed(txn)
 
     # -- faults -------------------------------------------------------------------------------
-    def _watched(self, call: Callable[[], Any]) -> Any:
-        """Runs a blocking transactional call with a watchdog. librdkafka can block in
-        send_offsets_to_transaction far past its timeout when the group coordinator went away
-        (librdkafka issues #5456, #5511); a call stuck that long cannot be cancelled, so the
-        process exits for its supervisor. Nothing is lost that way: the open transaction is
-        aborted by the broker (transaction.timeout.ms) or fenced by the successor's
-        init_transactions, and the successor re-reads from the committed offsets."""
-        future = self._calls.submit(call)
+    def _watched(self, what: str, call: Callable[[float], Any], timeout_s: float) -> Any:
+        """Runs a blocking transactional call, given `timeout_s`, with a watchdog. librdkafka
+        can block in send_offsets_to_transaction far past its timeout when the group
+        coordinator went away (librdkafka issues #5456, #5511); after every broker restart and
+        pause in the fault tests some stage's call did. A call stuck that long cannot be
+        cancelled, so the process exits for its supervisor once the call's own timeout and a
+        grace have passed: the watchdog is what a stage's recovery from such a fault waits
+        for. Nothing is lost that way: the open transaction is aborted by the broker
+        (transaction.timeout.ms) or fenced by the successor's init_transactions, and the
+        successor re-reads from the committed offsets."""
+        future = self._calls.submit(call, timeout_s)
         try:
-            return future.result(timeout=self.kafka.request_timeout_s * 2 + WATCHDOG_GRACE_S)
+            return future.result(timeout=timeout_s + WATCHDOG_GRACE_S)
         except concurrent.futures.TimeoutError:
-            exit_for_supervisor(log, "a transactional call hung past its timeout", self.stage)
+            exit_for_supervisor(log, f"{what} hung {timeout_s + WATCHDOG_GRACE_S:.0f} s, past its "
+                                     f"timeout of {timeout_s:.0f} s", self.stage)
 
-    def _retrying(self, call: Callable[[], Any], deadline_s: float = 60.0) -> None:
+    def _retrying(self, what: str, call: Callable[[float], Any], timeout_s: float,
+                  deadline_s: float = 60.0) -> None:
         """A retriable error (a timeout, a coordinator loading) is retried until the deadline;
         anything else, or the deadline, is raised for `_recover`."""
         deadline = time.monotonic() + deadline_s
         delay = 0.1
         while True:
             try:
-                return self._watched(call)
+                return self._watched(what, call, timeout_s)
             except KafkaException as exc:
                 err = exc.args[0]
                 if not err.retriable() or err.txn_requires_abort() or err.fatal() \
@@ -758,7 +764,8 @@ class TransactionalProcessor:
         if isinstance(err, KafkaError) and err.txn_requires_abort() and not err.fatal():
             log.warning("transaction aborted, rewinding", stage=self.stage, error=err.str())
             try:
-                self._retrying(lambda: self.producer.abort_transaction(self.kafka.request_timeout_s * 2))
+                self._retrying("abort_transaction", lambda timeout: self.producer.abort_transaction(timeout),
+                               self.kafka.request_timeout_s * 2)
                 self._give_up("aborted", abort=False)
                 return
             except KafkaException as again:
@@ -786,7 +793,8 @@ class TransactionalProcessor:
         delay = 0.5
         while self.running:
             try:
-                self._watched(lambda: self.producer.init_transactions(self.kafka.request_timeout_s * 2))
+                self._watched("init_transactions", lambda timeout: self.producer.init_transactions(timeout),
+                             self.kafka.request_timeout_s * 2)
                 return
             except KafkaException as exc:
                 err = exc.args[0]
@@ -799,7 +807,8 @@ class TransactionalProcessor:
 
     def _abort_quietly(self) -> None:
         try:
-            self._retrying(lambda: self.producer.abort_transaction(self.kafka.request_timeout_s * 2))
+            self._retrying("abort_transaction", lambda timeout: self.producer.abort_transaction(timeout),
+                               self.kafka.request_timeout_s * 2)
         except KafkaException as exc:
             log.warning("abort failed, replacing the producer", stage=self.stage, error=exc.args[0].str())
             self._replace_producer()
@@ -856,7 +865,8 @@ class TransactionalProcessor:
         self._forget(set(self.ready) | self._pending | restoring)
         self._reset_restorer()
         self._pending = set()  # the new consumer's assignment says which partitions are ours
-        self._watched(old.close)  # a close hung on the lost coordinator exits for the supervisor
+        # a close hung on the lost coordinator exits for the supervisor
+        self._watched("closing the consumer", lambda _timeout: old.close(), self.kafka.request_timeout_s * 2)
         self.consumer = self._new_consumer()
         self._subscribe()
         self.on_rewind()

@@ -82,7 +82,7 @@ def test_a_broker_outage_of_40s_is_waited_out(stack):
     while time.monotonic() < outage_end:
         assert stack.proc.poll() is None, stack.output()
         time.sleep(1)
-    started = stack.geoflux("kafka", "start")
+    started = stack.geoflux("kafka", "start", timeout=330)  # the broker has 300 s to recover
     assert started.returncode == 0, started.stderr
     back_ms = int(time.time() * 1000)
     wait_for(lambda: stack.part("kafka")["state"] == "running", 30, interval_s=0.5,
