@@ -8,6 +8,7 @@ failure says what to do in one line.
 from __future__ import annotations
 
 import base64
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -200,7 +201,7 @@ class LocalKafka:
         return cid
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return ["java", f"-Xmx{self.s.heap}", f"-Xms{self.s.heap}", *JVM_FLAGS,
+        return ["java", f"-Xmx{self.s.heap}", f"-Xms{self.s.heap}", *JVM_FLAGS, *shlex.split(self.s.jvm_options),
                 f"-Dkafka.logs.dir={self.log_dir}",
                 f"-Dlog4j2.configurationFile={self.data / 'log4j2.properties'}",
                 "-cp", f"{self.libs}/*", main, *args]
