@@ -31,10 +31,9 @@ if ("GEOFLUX_STREAM_DATA_DIR" not in os.environ
 
 # Every broker the suite starts (its own, the fault stacks', each `geoflux up`'s) lives minutes,
 # and the brokers used two fifths of the suite's CPU on two cores. The quick JIT compiler alone
-# halves a short-lived broker's CPU (measured: 10-14 against 22-26 CPU-s for a start, ten
-# catalogues and a thousand transactions), and the serial collector saves a tenth more (9.0-9.1
-# against 10.3). Benchmarks run outside pytest keep the defaults.
-os.environ.setdefault("GEOFLUX_LOCAL_KAFKA_JVM_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:-UseG1GC -XX:+UseSerialGC")
+# halves a short-lived broker's CPU (measured: 12-14 against 22-26 CPU-s for a start, ten
+# catalogues and a thousand transactions). Benchmarks run outside pytest keep the default.
+os.environ.setdefault("GEOFLUX_LOCAL_KAFKA_JVM_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 from geoflux.settings import KafkaSettings, LocalKafkaSettings, LocalRegistrySettings  # noqa: E402
 from services.devstack.local_kafka import LocalKafka
