@@ -764,8 +764,7 @@ class TransactionalProcessor:
         if isinstance(err, KafkaError) and err.txn_requires_abort() and not err.fatal():
             log.warning("transaction aborted, rewinding", stage=self.stage, error=err.str())
             try:
-                self._retrying("abort_transaction", lambda timeout: self.producer.abort_transaction(timeout),
-                               self.kafka.request_timeout_s * 2)
+                self._abort_transaction()
                 self._give_up("aborted", abort=False)
                 return
             except KafkaException as again:
@@ -805,10 +804,13 @@ class TransactionalProcessor:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    def _abort_transaction(self) -> None:
+        self._retrying("abort_transaction", lambda timeout: self.producer.abort_transaction(timeout),
+                       self.kafka.request_timeout_s * 2)
+
     def _abort_quietly(self) -> None:
         try:
-            self._retrying("abort_transaction", lambda timeout: self.producer.abort_transaction(timeout),
-                               self.kafka.request_timeout_s * 2)
+            self._abort_transaction()
         except KafkaException as exc:
             log.warning("abort failed, replacing the producer", stage=self.stage, error=exc.args[0].str())
             self._replace_producer()
