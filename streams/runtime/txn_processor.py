@@ -496,13 +496,14 @@ class TransactionalProcessor:
         stuck out of its group ends the process for its supervisor (the module docstring)."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        watching = watch_group(self.health, log, self.stage)
-        try:
-            self.run()
-        finally:
-            watching.set()
+        self.run(watch=True)
 
-    def run(self, max_seconds: float | None = None) -> None:
+    def run(self, max_seconds: float | None = None, watch: bool = False) -> None:
+        """`watch`: end the process once the consumer is stuck out of its group, counting from
+        its subscription. Waiting for the transaction coordinator and loading the side inputs
+        come first and are not the group's to judge: a fresh broker creating its transaction
+        log, or 100,000 fences to read, may take longer than `group_stall_s` and are no stall
+        (each broker call there has its own watchdog)."""
         self._init_transactions()
         for side in self.side_inputs:
             side.on_skip = self.stage_sensor.skipped
@@ -510,11 +511,14 @@ class TransactionalProcessor:
         frozen = freeze_long_lived()  # the side inputs, out of the collector's walks
         log.info("side inputs loaded", stage=self.stage, frozen_objects=frozen)
         self._subscribe()
+        watching = watch_group(self.health, log, self.stage) if watch else None
         stop_at = time.monotonic() + max_seconds if max_seconds else None
         try:
             while self.running and (stop_at is None or time.monotonic() < stop_at):
                 self.step()
         finally:
+            if watching is not None:
+                watching.set()
             self.close()
 
     def _subscribe(self) -> None:

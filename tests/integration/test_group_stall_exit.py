@@ -82,3 +82,52 @@ def test_a_worker_out_of_its_group_past_the_limit_exits_and_a_steady_one_does_no
         if worker.poll() is None:
             worker.kill()
         worker.wait(10)
+
+
+# A side input too large to read within the limit, simulated: its load takes `argv[2]` s longer.
+SLOW_START = """
+import sys, time
+from geoflux.settings import KafkaSettings
+from schemas.catalogue import topic
+from schemas.codec import codec_from_settings
+from services.logging import configure_logging
+from streams.cep.stage import CepRekeyStage
+from streams.runtime.txn_processor import SideInput
+
+class SlowToLoad(SideInput):
+    def load(self, timeout_s=60.0):
+        time.sleep(float(sys.argv[2]))
+        return super().load(timeout_s)
+
+configure_logging()
+kafka = KafkaSettings(bootstrap=sys.argv[1], partitions=3, topic_prefix="s.", group_stall_s=float(sys.argv[3]))
+codec = codec_from_settings()
+stage = CepRekeyStage(kafka, codec, "0")
+stage.side_inputs.append(SlowToLoad(kafka, topic("jobs.requests", kafka), "JobRequest", codec, lambda _k, _r: False))
+stage.serve()
+"""
+
+
+def test_a_transactional_stage_slow_to_start_past_the_limit_is_not_ended(pausable):
+    """The limit counts from the subscription: what a stage does before it (waiting for its
+    transaction coordinator, as on a fresh broker creating its transaction log; loading side
+    inputs) leaves no group to be stuck out of yet."""
+    kafka, _t, _producer = three_partitions(pausable.bootstrap, "s.")
+    slow_s = 2 * STALL_S + 5  # twice the limit and the watch's 5 s turn: an armed watch fires
+    env = worker_env(kafka, GEOFLUX_LOG_LEVEL="INFO")
+    worker = subprocess.Popen([sys.executable, "-c", SLOW_START, kafka.bootstrap, str(slow_s), str(STALL_S)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
+    reader.start()
+    try:
+        try:
+            wait_for(lambda: any('"event": "assigned"' in line for line in lines) or worker.poll() is not None,
+                     slow_s + 60, what="an assignment")
+        except AssertionError:
+            raise AssertionError("no assignment; the worker wrote:\n" + "".join(lines)[-3000:]) from None
+        assert worker.poll() is None, "".join(lines)[-3000:]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait(10)
