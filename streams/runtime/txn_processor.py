@@ -503,7 +503,7 @@ class TransactionalProcessor:
         its subscription. Waiting for the transaction coordinator and loading the side inputs
         come first and are not the group's to judge: a fresh broker creating its transaction
         log, or 100,000 fences to read, may take longer than `group_stall_s` and are no stall
-        (each broker call there has its own watchdog)."""
+        (`init_transactions` has a watchdog of its own)."""
         self._init_transactions()
         for side in self.side_inputs:
             side.on_skip = self.stage_sensor.skipped

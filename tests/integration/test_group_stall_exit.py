@@ -5,6 +5,7 @@ real broker, paused (SIGSTOP) past the stall limit, which is shortened to second
 test; the worker runs in a process of its own, as it does under `geoflux up`, since the exit
 ends the process."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,28 +39,43 @@ asyncio.run(Watched(kafka, [topic("jobs.requests", kafka)]).run())
 """
 
 
-def start(shell: str, kafka) -> subprocess.Popen:
+def command(shell: str, kafka) -> tuple[list[str], dict | None]:
     if shell == "at-least-once":
-        cmd, env = [sys.executable, "-c", WORKER, kafka.bootstrap, str(STALL_S)], None
-    else:
-        cmd = [sys.executable, "-m", "services.cli", "worker", "cep", "--mode", "rekey"]
-        env = worker_env(kafka, GEOFLUX_KAFKA_GROUP_STALL_S=str(STALL_S), GEOFLUX_LOG_LEVEL="INFO")
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return [sys.executable, "-c", WORKER, kafka.bootstrap, str(STALL_S)], None
+    return ([sys.executable, "-m", "services.cli", "worker", "cep", "--mode", "rekey"],
+            worker_env(kafka, GEOFLUX_KAFKA_GROUP_STALL_S=str(STALL_S), GEOFLUX_LOG_LEVEL="INFO"))
+
+
+@contextlib.contextmanager
+def spawned(cmd: list[str], env: dict | None):
+    """The worker's process, its output gathered line by line by a reader thread; killed at
+    the end if it still runs."""
+    worker = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
+    reader.start()
+    try:
+        yield worker, lines, reader
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait(10)
+
+
+def wait_assigned(worker: subprocess.Popen, lines: list[str], timeout_s: float) -> None:
+    """Until the worker says it was assigned partitions (or exits: the caller asserts on that)."""
+    try:
+        wait_for(lambda: any(line.startswith("assigned") or '"event": "assigned"' in line for line in lines)
+                 or worker.poll() is not None, timeout_s, what="an assignment")
+    except AssertionError:
+        raise AssertionError("no assignment; the worker wrote:\n" + "".join(lines)[-3000:]) from None
 
 
 @pytest.mark.parametrize("shell", ["at-least-once", "transactional"])
 def test_a_worker_out_of_its_group_past_the_limit_exits_and_a_steady_one_does_not(pausable, shell):
     kafka, _t, _producer = three_partitions(pausable.bootstrap, "s.")
-    worker = start(shell, kafka)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
-    reader.start()
-    try:
-        try:
-            wait_for(lambda: any(line.startswith("assigned") or '"event": "assigned"' in line for line in lines),
-                     60, what="an assignment")
-        except AssertionError:
-            raise AssertionError("no assignment; the worker wrote:\n" + "".join(lines)[-3000:]) from None
+    with spawned(*command(shell, kafka)) as (worker, lines, reader):
+        wait_assigned(worker, lines, 60)
         # steady for three times the limit: statistics arrive, the group is up, nothing fires
         deadline = time.monotonic() + 3 * STALL_S
         while time.monotonic() < deadline:
@@ -78,10 +94,6 @@ def test_a_worker_out_of_its_group_past_the_limit_exits_and_a_steady_one_does_no
         out = "".join(lines)
         assert worker.returncode == 75, out
         assert "the consumer group has not been joined" in out, out
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait(10)
 
 
 # A side input too large to read within the limit, simulated: its load takes `argv[2]` s longer.
@@ -114,20 +126,7 @@ def test_a_transactional_stage_slow_to_start_past_the_limit_is_not_ended(pausabl
     inputs) leaves no group to be stuck out of yet."""
     kafka, _t, _producer = three_partitions(pausable.bootstrap, "s.")
     slow_s = 2 * STALL_S + 5  # twice the limit and the watch's 5 s turn: an armed watch fires
-    env = worker_env(kafka, GEOFLUX_LOG_LEVEL="INFO")
-    worker = subprocess.Popen([sys.executable, "-c", SLOW_START, kafka.bootstrap, str(slow_s), str(STALL_S)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
-    reader.start()
-    try:
-        try:
-            wait_for(lambda: any('"event": "assigned"' in line for line in lines) or worker.poll() is not None,
-                     slow_s + 60, what="an assignment")
-        except AssertionError:
-            raise AssertionError("no assignment; the worker wrote:\n" + "".join(lines)[-3000:]) from None
+    cmd = [sys.executable, "-c", SLOW_START, kafka.bootstrap, str(slow_s), str(STALL_S)]
+    with spawned(cmd, worker_env(kafka, GEOFLUX_LOG_LEVEL="INFO")) as (worker, lines, _reader):
+        wait_assigned(worker, lines, slow_s + 60)
         assert worker.poll() is None, "".join(lines)[-3000:]
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait(10)
