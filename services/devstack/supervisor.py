@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -201,8 +202,17 @@ class Supervisor:
         self._written, self._dirty = self.clock(), False
 
     def stop_all(self) -> None:
-        """Workers first (newest first), then the services they use."""
-        for part in sorted(reversed(self.parts), key=lambda p: p.kind == "service"):
-            if part.owned and self.states[part.name].state != "external":
+        """The workers all at once, then the services they use, newest first. One worker at a
+        time, each given its seconds to leave its group and end its transaction, made
+        `geoflux down` the sum of them all."""
+        owned = [p for p in reversed(self.parts) if p.owned and self.states[p.name].state != "external"]
+        workers = [p for p in owned if p.kind != "service"]
+        if workers:
+            with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="stop") as pool:
+                for part, done in [(p, pool.submit(p.stop)) for p in workers]:
+                    done.result()
+                    self._set(part, "stopped", pid=None)
+        for part in owned:
+            if part.kind == "service":
                 part.stop()
                 self._set(part, "stopped", pid=None)

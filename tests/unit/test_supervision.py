@@ -2,6 +2,7 @@
 the supervisor's decisions over parts that exit (a fake clock; milliseconds)."""
 
 import json
+import threading
 
 import pytest
 
@@ -139,6 +140,19 @@ def test_stop_all_stops_workers_before_services_and_leaves_external_ones(world):
         sup.launch(p)
     sup.stop_all()
     assert order == ["evaluator", "kafka"]
+
+
+def test_stop_all_stops_the_workers_together(world):
+    """Each worker's stop returns only once every worker has been asked to stop: one at a
+    time, the first would wait out the barrier."""
+    sup, _, _, _ = world
+    asked = threading.Barrier(3, timeout=5)
+    workers = [sup.add(FakePart(name)) for name in ("evaluator", "cep", "delivery")]
+    for w in workers:
+        w.stop = asked.wait
+        sup.launch(w)
+    sup.stop_all()
+    assert all(sup.states[w.name].state == "stopped" for w in workers)
 
 
 def test_worker_exits_during_a_service_outage_are_not_a_crash_loop(world):
