@@ -4,6 +4,7 @@ during shutdown, its threads still running, once ended `geoflux topics apply` in
 instead of exit code 1."""
 
 import gc
+import traceback
 import weakref
 
 import click
@@ -47,3 +48,5 @@ def test_an_unexpected_error_still_has_its_traceback():
     held: list = []
     result = CliRunner().invoke(failing(RuntimeError("bug"), held))
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+    assert result.exc_info[2] is not None and "raise error" in "".join(
+        traceback.format_tb(result.exc_info[2]))
