@@ -146,8 +146,12 @@ class ProcessPool:
                 if time.monotonic() > deadline:
                     raise JobTimedOut(f"job {ctx.job_id} exceeded its {ctx.timeout_s:.0f} s timeout")
                 try:
-                    await asyncio.wait_for(readable.wait(), WAKE_S)
-                except asyncio.TimeoutError:
+                    # not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives
+                    # as the awaited event is set (CPython gh-86296), and a chatty job's child
+                    # sets it all the time, so a cancelled job ran on to its timeout
+                    async with asyncio.timeout(WAKE_S):
+                        await readable.wait()
+                except TimeoutError:
                     if not child.alive() and not child.conn.poll():
                         raise TransientError(f"worker child for job {ctx.job_id} died "
                                              f"(exit code {child.proc.exitcode})") from None

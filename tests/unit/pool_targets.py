@@ -16,6 +16,13 @@ def target(process_id: str, inputs: dict, progress) -> dict:
             time.sleep(0.1)
             progress(i)
         return {"pid": os.getpid()}
+    if process_id == "chatter":  # progress as fast as it goes: the parent's pipe is never quiet
+        progress(os.getpid())
+        end = time.monotonic() + inputs["s"]
+        while time.monotonic() < end:
+            progress(1)
+            time.sleep(0.0005)
+        return {"pid": os.getpid()}
     if process_id == "transient":
         raise TransientError("the database blinked")
     if process_id == "bug":
