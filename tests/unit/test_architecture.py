@@ -133,3 +133,28 @@ def test_our_deprecation_warnings_fail_the_test_and_other_libraries_do_not():
         warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module="faust.app")
         warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module="streamsx.app")
     assert not [w for w in seen if w.category is DeprecationWarning]
+
+
+def wait_for_calls(path: Path) -> list[int]:
+    """Lines that call asyncio's wait_for, however it was imported."""
+    tree = ast.parse(path.read_text())
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and (isinstance(node.func, ast.Attribute) and node.func.attr == "wait_for"
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "asyncio"
+                 or isinstance(node.func, ast.Name) and node.func.id == "wait_for")]
+
+
+def test_no_asyncio_wait_for_in_the_product():
+    """On Python 3.11 asyncio.wait_for drops a cancellation that arrives as the awaited thing
+    completes (CPython gh-86296): a cancelled job ran on to its timeout. `async with
+    asyncio.timeout(...)` keeps the cancel."""
+    found = {str(p.relative_to(ROOT)): lines for package in PACKAGES
+             for p in (ROOT / package).rglob("*.py") if (lines := wait_for_calls(p))}
+    assert not found, f"asyncio.wait_for at {found}"
+
+
+def test_the_wait_for_check_can_fail(tmp_path):
+    (tmp_path / "a.py").write_text("import asyncio\nfrom asyncio import wait_for\n"
+                                   "async def f(e):\n    await asyncio.wait_for(e.wait(), 1)\n"
+                                   "    await wait_for(e.wait(), 1)\n    await wait_for_cluster()\n")
+    assert wait_for_calls(tmp_path / "a.py") == [4, 5]
