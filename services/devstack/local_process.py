@@ -6,12 +6,15 @@ is reported with the last error line of its log.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from geoflux.errors import ConfigurationError
@@ -51,21 +54,50 @@ def wait_released(host: str, ports: tuple[int, ...], timeout_s: float) -> bool:
 
 
 def free_port() -> int:
-    """A port nobody listens on, below the kernel's ephemeral range: a port the kernel hands
-    out itself (bind to 0) can be taken by any outgoing connection before our server binds it,
-    which busy test machines with hundreds of Kafka client sockets do."""
+    """A port nobody listens on, below the kernel's ephemeral range, and not handed to another
+    live process on this machine. A port the kernel hands out itself (bind to 0) can be taken
+    by any outgoing connection before our server binds it, which busy test machines with
+    hundreds of Kafka client sockets do. A port free now can also be chosen by another process
+    before our server binds it, or while it restarts: one test's web hook receiver once
+    answered in place of another test's API. So each port handed out is reserved in a file
+    naming this process, under a lock this user's processes share, for as long as it lives."""
     low, _high = _ephemeral_range()
-    for _ in range(200):
-        port = random.randrange(max(1024, low - 12_000), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+    with _port_reservations() as reserve:
+        for _ in range(200):
+            port = random.randrange(max(1024, low - 12_000), low)
+            if reserve(port):
+                return port
     with socket.socket() as s:  # every candidate was taken: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def _port_reservations():
+    """A function that reserves a port for this process if no live process holds it and
+    nobody listens on it, with the lock held across the check and the write."""
+    folder = Path(tempfile.gettempdir()) / f"geoflux-ports-{os.getuid()}"  # users' /tmp files are theirs
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        def reserve(port: int) -> bool:
+            mark = folder / str(port)
+            try:
+                holder = int(mark.read_text() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and pid_alive(holder):  # ours too: its server may not have bound it yet
+                return False
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    return False
+            mark.write_text(str(os.getpid()))
+            return True
+
+        yield reserve
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -4,10 +4,15 @@ window as "not our child"."""
 
 import os
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
-from services.devstack.local_process import ManagedProcess, exit_cause, pid_alive
+import pytest
+
+from services.devstack import local_process
+from services.devstack.local_process import ManagedProcess, exit_cause, free_port, pid_alive
 
 # threads that each hold the process in the kernel's exit path a little longer
 MANY_THREADS = """
@@ -68,3 +73,35 @@ def test_a_port_is_released_only_once_its_listener_is_gone_even_with_a_full_acce
         server.close()
     assert wait_released("127.0.0.1", (port,), 5)
     assert not port_is_open("127.0.0.1", port)
+
+
+@pytest.fixture
+def own_reservations(tmp_path, monkeypatch):
+    """free_port's reservations in a folder of this test's own, for it and its subprocesses."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    return tmp_path / f"geoflux-ports-{os.getuid()}"
+
+
+def test_free_port_never_hands_out_a_port_twice_nor_one_another_live_process_holds(own_reservations):
+    ours = [free_port() for _ in range(2000)]  # a sixth of the range: random picks meet it often
+    assert len(set(ours)) == len(ours)
+    theirs = subprocess.run(
+        [sys.executable, "-c", "from services.devstack.local_process import free_port\n"
+                               "print(*(free_port() for _ in range(300)))"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]).stdout.split()
+    assert len(theirs) == 300 and not set(map(int, theirs)) & set(ours)
+
+
+def test_a_reservation_ends_with_its_process(own_reservations, monkeypatch):
+    port = free_port()
+    monkeypatch.setattr(local_process.random, "randrange", lambda *_a: port)  # every pick: this port
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (own_reservations / str(port)).write_text(str(holder.pid))
+        assert free_port() != port  # a live holder: the kernel's choice instead
+    finally:
+        holder.kill()
+        holder.wait()
+    assert free_port() == port  # its holder is gone: free again
